@@ -1,0 +1,143 @@
+// Package activities holds the only code of tokenwarden that touches the network or the
+// token store. The credential workflow calls these methods through Temporal; they
+// receive and return metadata (versions, timestamps, error codes) and never hand a
+// token back to the workflow, so tokens never enter workflow history by this path.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+)
+
+// Error types carried by Temporal application errors. The workflow switches on them.
+const (
+	// ErrTypePermanent: the provider rejected the grant; a human must reseed.
+	ErrTypePermanent = "ProviderPermanent"
+	// ErrTypeTransient: try again later.
+	ErrTypeTransient = "ProviderTransient"
+	// ErrTypeInFlight: another attempt holds the refresh lease.
+	ErrTypeInFlight = "RefreshInFlight"
+	// ErrTypeInvalidInput: the request itself is wrong; retrying cannot help.
+	ErrTypeInvalidInput = "InvalidInput"
+	// ErrTypeStore: the token store failed.
+	ErrTypeStore = "StoreFailure"
+)
+
+// ReasonInterruptedRefresh is the NEEDS_REAUTH reason when an attempt that may have
+// spent the refresh token died before committing, and the provider now rejects it.
+const ReasonInterruptedRefresh = "refresh token consumed by an interrupted refresh"
+
+// Defaults for the timeouts that make the refresh protocol safe: the provider call's
+// deadline is shorter than the activity's start-to-close timeout, which is shorter than
+// the lease. A zombie attempt that outlives its start-to-close timeout still holds the
+// lease until its HTTP call has certainly been abandoned.
+const (
+	DefaultProviderTimeout = 30 * time.Second
+	DefaultLeaseDuration   = 90 * time.Second
+	StartToCloseTimeout    = 60 * time.Second
+)
+
+// Activities is registered with the worker; its fields are its dependencies.
+type Activities struct {
+	Store     store.Store
+	Providers provider.Registry
+	// Now is the clock; nil means time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
+	// ProviderTimeout bounds one provider call (default DefaultProviderTimeout).
+	ProviderTimeout time.Duration
+	// LeaseDuration is how long a refresh lease lives (default DefaultLeaseDuration).
+	LeaseDuration time.Duration
+}
+
+func (a *Activities) now() time.Time {
+	if a.Now != nil {
+		return a.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func (a *Activities) logger() *slog.Logger {
+	if a.Logger != nil {
+		return a.Logger
+	}
+	return slog.Default()
+}
+
+// FailureDetail travels as the details of an application error, so the workflow can
+// show the provider's code and honour Retry-After without parsing messages.
+type FailureDetail struct {
+	Code        string        `json:"code,omitempty"`
+	Description string        `json:"description,omitempty"`
+	RetryAfter  time.Duration `json:"retry_after,omitempty"`
+	// InterruptedAt is set when the failure follows an attempt that died mid-refresh.
+	InterruptedAt time.Time `json:"interrupted_at,omitempty"`
+}
+
+// SeedRequest stores human-supplied grant material as the credential's next version.
+type SeedRequest struct {
+	CredentialID    string
+	Provider        string
+	RefreshToken    string
+	ClientSecret    string
+	AccessToken     string
+	AccessExpiresAt time.Time
+}
+
+// SeedResult is the stored version.
+type SeedResult struct {
+	Version         int64
+	AccessExpiresAt time.Time
+	SeededAt        time.Time
+}
+
+// Seed writes the material as the next version of the record, whatever was there: a
+// human's reseed always wins. A retried Seed writes the same material again, which is
+// harmless: nothing was presented to the provider.
+func (a *Activities) Seed(ctx context.Context, req SeedRequest) (SeedResult, error) {
+	if req.CredentialID == "" {
+		return SeedResult{}, temporal.NewNonRetryableApplicationError("seed: credential id is empty", ErrTypeInvalidInput, nil)
+	}
+	if req.RefreshToken == "" {
+		return SeedResult{}, temporal.NewNonRetryableApplicationError("seed.refresh_token: required", ErrTypeInvalidInput, nil)
+	}
+	rec := store.Record{
+		ID:       req.CredentialID,
+		Provider: req.Provider,
+		Secrets: store.Secrets{
+			RefreshToken: req.RefreshToken,
+			ClientSecret: req.ClientSecret,
+			AccessToken:  req.AccessToken,
+		},
+		AccessExpiresAt: req.AccessExpiresAt.UTC(),
+	}
+	if req.ClientSecret == "" {
+		// Reseeding a refresh token alone keeps the client secret already stored.
+		if old, err := a.Store.Get(ctx, req.CredentialID); err == nil {
+			rec.Secrets.ClientSecret = old.Secrets.ClientSecret
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return SeedResult{}, storeError("read credential before seeding", err)
+		}
+	}
+	if req.AccessToken == "" {
+		rec.AccessExpiresAt = time.Time{}
+	}
+	saved, err := a.Store.Put(ctx, rec)
+	if err != nil {
+		return SeedResult{}, storeError("store seed", err)
+	}
+	a.logger().Info("credential seeded", "credential", req.CredentialID, "provider", req.Provider, "version", saved.Version)
+	return SeedResult{Version: saved.Version, AccessExpiresAt: saved.AccessExpiresAt, SeededAt: saved.UpdatedAt}, nil
+}
+
+func storeError(what string, err error) error {
+	return temporal.NewApplicationErrorWithCause(fmt.Sprintf("token store: %s", what), ErrTypeStore, err)
+}

@@ -1,0 +1,229 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+)
+
+// RefreshRequest asks for one refresh of a credential.
+type RefreshRequest struct {
+	CredentialID string
+	Provider     string
+	Config       provider.Config
+	// ExpectedVersion is the store version the workflow last saw. A newer stored version
+	// means an earlier attempt already committed, and this attempt must not refresh again.
+	ExpectedVersion int64
+}
+
+// RefreshResult is the metadata of the committed token set. It never carries a token.
+type RefreshResult struct {
+	Version          int64
+	AccessExpiresAt  time.Time
+	RefreshExpiresAt time.Time
+	RefreshedAt      time.Time
+	// AlreadyCommitted: an earlier attempt had committed; the provider was not called.
+	AlreadyCommitted bool
+	// Rotated: the provider issued a new refresh token.
+	Rotated bool
+}
+
+// commitTimeout bounds the commit after a successful provider call. The commit runs on a
+// context detached from the activity's, so that a worker shutting down does not throw
+// away a token the provider has already rotated.
+const commitTimeout = 30 * time.Second
+
+// Refresh runs the refresh protocol of DESIGN.md:
+//  1. read the record; if it is newer than the workflow expected, return it (an
+//     earlier attempt committed);
+//  2. take the refresh lease, or report "in flight" without calling the provider;
+//  3. present the refresh token once, with a deadline shorter than the lease;
+//  4. commit the new token set as version v+1 (compare-and-swap) before anything else.
+func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshResult, error) {
+	log := a.logger().With("credential", req.CredentialID, "provider", req.Provider)
+	p, err := a.Providers.Lookup(req.Provider)
+	if err != nil {
+		return RefreshResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
+	}
+	if err := p.ValidateConfig(req.Config); err != nil {
+		return RefreshResult{}, temporal.NewNonRetryableApplicationError("config."+err.Error(), ErrTypeInvalidInput, nil)
+	}
+
+	rec, err := a.Store.Get(ctx, req.CredentialID)
+	if errors.Is(err, store.ErrNotFound) {
+		return RefreshResult{}, temporal.NewNonRetryableApplicationError(
+			"the token store has no record of this credential; reseed it", ErrTypePermanent, nil,
+			FailureDetail{Code: "not_in_store"})
+	}
+	if err != nil {
+		return RefreshResult{}, storeError("read credential", err)
+	}
+	if rec.Version > req.ExpectedVersion {
+		log.Info("refresh already committed by an earlier attempt", "version", rec.Version)
+		return resultOf(rec, true, false), nil
+	}
+	if rec.Secrets.RefreshToken == "" {
+		return RefreshResult{}, temporal.NewNonRetryableApplicationError(
+			"no refresh token stored; reseed the credential", ErrTypePermanent, nil,
+			FailureDetail{Code: "no_refresh_token"})
+	}
+
+	owner := leaseOwner(ctx)
+	now := a.now()
+	previous, err := a.Store.AcquireLease(ctx, req.CredentialID, owner, now, now.Add(a.leaseDuration()))
+	if errors.Is(err, store.ErrLeaseHeld) {
+		wait := previous.ExpiresAt.Sub(now) + time.Second
+		return RefreshResult{}, temporal.NewApplicationErrorWithOptions(
+			fmt.Sprintf("another refresh attempt holds the lease until %s", previous.ExpiresAt.Format(time.RFC3339)),
+			ErrTypeInFlight, temporal.ApplicationErrorOptions{NextRetryDelay: wait})
+	}
+	if err != nil {
+		return RefreshResult{}, storeError("take refresh lease", err)
+	}
+	// A lease left behind by another attempt means that attempt may have presented the
+	// token and died before committing: its outcome is uncertain.
+	interrupted := previous.Owner != "" && previous.Owner != owner
+
+	callCtx, cancel := context.WithTimeout(ctx, a.providerTimeout())
+	tokens, err := p.Refresh(callCtx, req.Config, provider.Grant{
+		RefreshToken: rec.Secrets.RefreshToken,
+		ClientSecret: rec.Secrets.ClientSecret,
+	})
+	cancel()
+	if err != nil {
+		return RefreshResult{}, a.refreshFailure(ctx, log, req.CredentialID, owner, err, interrupted, previous)
+	}
+
+	next := rec
+	next.Secrets.AccessToken = tokens.AccessToken
+	next.TokenType = tokens.TokenType
+	next.AccessExpiresAt = tokens.AccessExpiresAt.UTC()
+	rotated := tokens.RefreshToken != "" && tokens.RefreshToken != rec.Secrets.RefreshToken
+	if tokens.RefreshToken != "" {
+		next.Secrets.RefreshToken = tokens.RefreshToken
+		next.RefreshExpiresAt = tokens.RefreshExpiresAt.UTC()
+	} else if !tokens.RefreshExpiresAt.IsZero() {
+		next.RefreshExpiresAt = tokens.RefreshExpiresAt.UTC()
+	}
+	saved, err := a.commit(ctx, next, rec.Version)
+	if err != nil {
+		// The provider may have rotated the token and we could not store it. Say so
+		// loudly; the lease stays, so the next attempt treats the outcome as uncertain.
+		log.Error("COMMIT FAILED after a successful provider refresh; the new token is lost unless the store recovers",
+			"expected_version", rec.Version, "error", err)
+		return RefreshResult{}, storeError("commit refreshed token", err)
+	}
+	log.Info("refresh committed", "version", saved.Version, "access_expires_at", saved.AccessExpiresAt, "rotated", rotated)
+	return resultOf(saved, false, rotated), nil
+}
+
+// commit writes the new token set, retrying store failures until commitTimeout: once
+// the provider has answered, the new refresh token exists nowhere else.
+func (a *Activities) commit(ctx context.Context, next store.Record, expected int64) (store.Record, error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	delay := 50 * time.Millisecond
+	for {
+		saved, err := a.Store.CompareAndSwap(cctx, next, expected)
+		if err == nil {
+			return saved, nil
+		}
+		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrNotFound) {
+			// Retrying cannot help: someone else wrote, or the credential was deleted.
+			return store.Record{}, err
+		}
+		select {
+		case <-cctx.Done():
+			return store.Record{}, fmt.Errorf("%w (last store error: %v)", cctx.Err(), err)
+		case <-time.After(delay):
+		}
+		if delay < 2*time.Second {
+			delay *= 2
+		}
+	}
+}
+
+// refreshFailure turns a provider error into the Temporal error the workflow expects,
+// and decides what happens to the lease.
+func (a *Activities) refreshFailure(ctx context.Context, log interface {
+	Warn(string, ...any)
+}, id, owner string, err error, interrupted bool, previous store.Lease) error {
+	var pe *provider.Error
+	if !errors.As(err, &pe) {
+		pe = &provider.Error{Kind: provider.Transient, Code: "unclassified", Err: err}
+	}
+	detail := FailureDetail{Code: pe.Code, Description: pe.Description, RetryAfter: pe.RetryAfter}
+
+	if pe.Kind == provider.Permanent {
+		a.releaseLease(ctx, id, owner)
+		msg := pe.Error()
+		if interrupted {
+			detail.InterruptedAt = previous.TakenAt
+			msg = fmt.Sprintf("%s (interrupted attempt at %s): %s", ReasonInterruptedRefresh,
+				previous.TakenAt.Format(time.RFC3339), pe.Error())
+		}
+		log.Warn("provider rejected the grant", "code", pe.Code, "http_status", pe.HTTPStatus, "interrupted", interrupted)
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypePermanent, nil, detail)
+	}
+
+	if pe.HTTPStatus != 0 {
+		// The provider answered with an error: it did not rotate the token, so the next
+		// attempt may present it again at once.
+		a.releaseLease(ctx, id, owner)
+	}
+	// Without an answer (network error, timeout) the provider may or may not have
+	// consumed the token. The lease stays until it expires; the next attempt then sees
+	// an interrupted refresh and presents the token once more, knowing what a rejection means.
+	log.Warn("refresh failed, will retry", "code", pe.Code, "http_status", pe.HTTPStatus, "retry_after", pe.RetryAfter)
+	return temporal.NewApplicationErrorWithOptions(pe.Error(), ErrTypeTransient, temporal.ApplicationErrorOptions{
+		NextRetryDelay: pe.RetryAfter,
+		Details:        []interface{}{detail},
+	})
+}
+
+func (a *Activities) releaseLease(ctx context.Context, id, owner string) {
+	if err := a.Store.ReleaseLease(context.WithoutCancel(ctx), id, owner); err != nil {
+		a.logger().Warn("could not release refresh lease; it will expire", "credential", id, "error", err)
+	}
+}
+
+// leaseOwner names this attempt: workflow run, activity and attempt number.
+func leaseOwner(ctx context.Context) string {
+	if !activity.IsActivity(ctx) {
+		return "local"
+	}
+	info := activity.GetInfo(ctx)
+	return fmt.Sprintf("%s/%s#%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
+}
+
+func resultOf(rec store.Record, already, rotated bool) RefreshResult {
+	return RefreshResult{
+		Version:          rec.Version,
+		AccessExpiresAt:  rec.AccessExpiresAt,
+		RefreshExpiresAt: rec.RefreshExpiresAt,
+		RefreshedAt:      rec.UpdatedAt,
+		AlreadyCommitted: already,
+		Rotated:          rotated,
+	}
+}
+
+func (a *Activities) providerTimeout() time.Duration {
+	if a.ProviderTimeout > 0 {
+		return a.ProviderTimeout
+	}
+	return DefaultProviderTimeout
+}
+
+func (a *Activities) leaseDuration() time.Duration {
+	if a.LeaseDuration > 0 {
+		return a.LeaseDuration
+	}
+	return DefaultLeaseDuration
+}

@@ -1,0 +1,105 @@
+package oauth2provider
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+)
+
+// TestAgainstStrictFake runs the adapter against the rotating, reuse-detecting fake: a
+// chain of refreshes must present every refresh token exactly once.
+func TestAgainstStrictFake(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	srv := fakeoauth.New(fakeoauth.Options{
+		AccessLifetime: 10 * time.Minute, RefreshLifetime: 24 * time.Hour,
+		ClientID: testClientID, ClientSecret: testClientSecret,
+		Now: func() time.Time { return now },
+	})
+	tokenURL := srv.Start()
+	t.Cleanup(srv.Close)
+	p := New(nil, func() time.Time { return now })
+
+	for _, style := range []string{"", "header", "body"} {
+		family := "fam-" + style
+		rt := srv.Seed(family)
+		cfg := provider.Config{TokenURL: tokenURL, ClientID: testClientID, AuthStyle: style}
+		for i := range 5 {
+			ts, err := p.Refresh(context.Background(), cfg, provider.Grant{RefreshToken: rt, ClientSecret: testClientSecret})
+			if err != nil {
+				t.Fatalf("%s refresh %d: %v", family, i, err)
+			}
+			if ts.RefreshToken == "" || ts.RefreshToken == rt || !srv.ValidAccessToken(ts.AccessToken) {
+				t.Fatalf("%s refresh %d: bad token set", family, i)
+			}
+			if !ts.AccessExpiresAt.Equal(now.Add(10*time.Minute)) || !ts.RefreshExpiresAt.Equal(now.Add(24*time.Hour)) {
+				t.Fatalf("expiry: %v %v", ts.AccessExpiresAt, ts.RefreshExpiresAt)
+			}
+			rt = ts.RefreshToken
+		}
+		if latest, ok := srv.Latest(family); !ok || latest != rt {
+			t.Fatalf("%s: adapter and server disagree on the live token", family)
+		}
+	}
+	if srv.MaxPresentations() != 1 || srv.ReuseDetections() != 0 || srv.Refreshes() != 15 {
+		t.Fatalf("max=%d reuse=%d refreshes=%d", srv.MaxPresentations(), srv.ReuseDetections(), srv.Refreshes())
+	}
+}
+
+// TestAgainstStrictFakeFaults checks the adapter's classification of the fake's faults,
+// and that a fault never makes it present the token twice or return a token set.
+func TestAgainstStrictFakeFaults(t *testing.T) {
+	cases := []struct {
+		fault    fakeoauth.Fault
+		kind     provider.Kind
+		code     string
+		consumed bool
+	}{
+		{fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Status: 502}, provider.Transient, "http_502", false},
+		{fakeoauth.Fault{Kind: fakeoauth.FaultRateLimit, RetryAfter: 3 * time.Second}, provider.Transient, "http_429", false},
+		{fakeoauth.Fault{Kind: fakeoauth.FaultMalformedJSON, Phase: fakeoauth.AfterGrant}, provider.Transient, CodeMalformedResponse, true},
+		{fakeoauth.Fault{Kind: fakeoauth.FaultMissingAccessToken, Phase: fakeoauth.AfterGrant}, provider.Transient, CodeMalformedResponse, true},
+		{fakeoauth.Fault{Kind: fakeoauth.FaultErrorIn200, ErrorCode: "invalid_grant"}, provider.Permanent, "invalid_grant", false},
+		{fakeoauth.Fault{Kind: fakeoauth.FaultCloseConnection, Phase: fakeoauth.AfterGrant}, provider.Transient, CodeNetwork, true},
+		{fakeoauth.Fault{Kind: fakeoauth.FaultHang}, provider.Transient, CodeNetwork, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.fault.Kind.String()+"/"+tc.fault.Phase.String(), func(t *testing.T) {
+			srv := fakeoauth.New(fakeoauth.Options{ClientID: testClientID, ClientSecret: testClientSecret})
+			tokenURL := srv.Start()
+			t.Cleanup(srv.Close)
+			rt := srv.Seed("fam")
+			f := tc.fault
+			f.Count = 1
+			srv.InjectFault(f)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			cfg := provider.Config{TokenURL: tokenURL, ClientID: testClientID}
+			ts, err := New(nil, nil).Refresh(ctx, cfg, provider.Grant{RefreshToken: rt, ClientSecret: testClientSecret})
+			var perr *provider.Error
+			if err == nil || ts != (provider.TokenSet{}) {
+				t.Fatalf("got token set %+v, err %v", ts, err)
+			}
+			if !asProviderError(err, &perr) || perr.Kind != tc.kind || perr.Code != tc.code {
+				t.Fatalf("got %v", err)
+			}
+			if srv.Presentations(rt) != 1 {
+				t.Fatalf("presented %d times", srv.Presentations(rt))
+			}
+			if consumed := srv.Refreshes() == 1; consumed != tc.consumed {
+				t.Fatalf("consumed = %v, want %v", consumed, tc.consumed)
+			}
+		})
+	}
+}
+
+func asProviderError(err error, target **provider.Error) bool {
+	pe, ok := err.(*provider.Error)
+	if ok {
+		*target = pe
+	}
+	return ok
+}

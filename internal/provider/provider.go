@@ -1,0 +1,135 @@
+// Package provider defines what tokenwarden needs from a credential provider and how
+// provider failures are classified.
+//
+// An adapter turns one provider's wire protocol into a TokenSet and every failure into
+// an *Error whose Kind decides the workflow's reaction: Permanent parks the credential in
+// NEEDS_REAUTH (a human must reseed it), Transient is retried with backoff forever.
+// Adapters never put a token or secret into an error: descriptions are scrubbed.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config is the non-secret part of a credential's provider configuration. It travels in
+// workflow input and status, so it must never hold a secret.
+type Config struct {
+	// TokenURL is the provider's token endpoint (http or https).
+	TokenURL string `json:"token_url,omitempty"`
+	// ClientID identifies the OAuth2 client (the app id for most providers).
+	ClientID string `json:"client_id,omitempty"`
+	// AuthStyle says how the client authenticates to the token endpoint:
+	// "header" (HTTP Basic), "body" (client_id/client_secret form fields) or "" (= "header").
+	// Never auto-detect: trying one style and then the other would present the refresh
+	// token twice.
+	AuthStyle string `json:"auth_style,omitempty"`
+	// Scopes, when set, are sent with the refresh request.
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// Grant is the secret material an adapter presents to the provider. It lives only in the
+// token store (encrypted) and in activity memory.
+type Grant struct {
+	RefreshToken string
+	ClientSecret string
+}
+
+// TokenSet is what a successful refresh yields.
+type TokenSet struct {
+	AccessToken string
+	TokenType   string
+	// RefreshToken is empty when the provider did not issue a new one; the caller keeps
+	// the one it presented (RFC 6749 section 6).
+	RefreshToken string
+	// AccessExpiresAt is zero when the provider gave no lifetime.
+	AccessExpiresAt time.Time
+	// RefreshExpiresAt is zero when the provider gave no refresh-token lifetime.
+	RefreshExpiresAt time.Time
+}
+
+// Provider refreshes credentials of one kind.
+type Provider interface {
+	// ValidateConfig checks the non-secret configuration and returns an error naming the
+	// offending field.
+	ValidateConfig(cfg Config) error
+	// Refresh presents grant.RefreshToken to the provider exactly once.
+	Refresh(ctx context.Context, cfg Config, grant Grant) (TokenSet, error)
+}
+
+// Kind says whether retrying can help.
+type Kind int
+
+const (
+	// Transient failures (network, 5xx, 429, malformed answers) are retried.
+	Transient Kind = iota
+	// Permanent failures (invalid_grant, invalid_client, ...) need a human.
+	Permanent
+)
+
+func (k Kind) String() string {
+	if k == Permanent {
+		return "permanent"
+	}
+	return "transient"
+}
+
+// Error is a classified provider failure. Its text never contains a secret.
+type Error struct {
+	Kind Kind
+	// Code is the provider's error code (e.g. "invalid_grant"), or a short tag of ours
+	// ("http_502", "network", "malformed_response").
+	Code string
+	// Description is the provider's explanation, scrubbed of secrets and truncated.
+	Description string
+	// HTTPStatus is 0 when no response arrived.
+	HTTPStatus int
+	// RetryAfter is the provider's requested delay (429/503 Retry-After), 0 if none.
+	RetryAfter time.Duration
+	// Err is the underlying cause, if any; it must not carry secrets either.
+	Err error
+}
+
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("%s provider error %s", e.Kind, e.Code)
+	if e.HTTPStatus != 0 {
+		msg += fmt.Sprintf(" (HTTP %d)", e.HTTPStatus)
+	}
+	if e.Description != "" {
+		msg += ": " + e.Description
+	}
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether err is, or wraps, a permanent provider error.
+func IsPermanent(err error) bool {
+	var pe *Error
+	return errors.As(err, &pe) && pe.Kind == Permanent
+}
+
+// RetryAfter returns the provider's requested retry delay carried by err, or 0.
+func RetryAfter(err error) time.Duration {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.RetryAfter
+	}
+	return 0
+}
+
+// Registry maps provider names (as used in workflow input) to adapters.
+type Registry map[string]Provider
+
+// Lookup returns the named adapter or an error listing the known names.
+func (r Registry) Lookup(name string) (Provider, error) {
+	if p, ok := r[name]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("unknown provider %q", name)
+}

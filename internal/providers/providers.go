@@ -1,0 +1,50 @@
+// Package providers is the catalogue of provider adapters tokenwarden knows by name.
+//
+// The names are what a credential's "provider" field says. The worker builds the
+// registry with a real HTTP client; the workflow and the starter only validate
+// configuration, which needs no network and is safe inside workflow code.
+package providers
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+	oauth2provider "github.com/tokenwarden/tokenwarden/internal/provider/oauth2"
+)
+
+// OAuth2 is the generic RFC 6749 refresh-token grant.
+const OAuth2 = "oauth2"
+
+// Names lists the known provider names, sorted.
+func Names() []string {
+	names := []string{OAuth2}
+	sort.Strings(names)
+	return names
+}
+
+// Registry builds every adapter around one HTTP client and clock (nil: time.Now).
+func Registry(client *http.Client, now func() time.Time) provider.Registry {
+	return provider.Registry{
+		OAuth2: oauth2provider.New(client, now),
+	}
+}
+
+// ValidateConfig checks cfg for the named provider. It is deterministic and does no I/O,
+// so workflow code may call it. Errors name the field ("config.token_url: ...").
+func ValidateConfig(name string, cfg provider.Config) error {
+	var err error
+	switch name {
+	case OAuth2:
+		err = (&oauth2provider.Provider{}).ValidateConfig(cfg)
+	default:
+		return fmt.Errorf("provider: unknown provider %q (known: %s)", name, strings.Join(Names(), ", "))
+	}
+	if err != nil {
+		return fmt.Errorf("config.%w", err)
+	}
+	return nil
+}

@@ -1,0 +1,560 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
+
+	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" database/sql driver
+)
+
+// aadPrefix starts the associated data every credential's secrets are sealed with; the
+// credential ID follows it. Binding the ciphertext to its row means a sealed blob copied
+// into another credential's row fails to open instead of lending that credential
+// someone else's tokens.
+const aadPrefix = "tokenwarden/credential/"
+
+func credentialAAD(id string) []byte { return []byte(aadPrefix + id) }
+
+// migrations are applied in order; PRAGMA user_version records how many have run. Only
+// ever append: an applied migration must never change, because databases in the field
+// already ran it.
+var migrations = []string{
+	// 1: the credentials table. Times are integer Unix nanoseconds in UTC with 0 meaning
+	// "zero time", so that SQL comparisons (lease expiry) are exact and no text time
+	// format has to be parsed. STRICT makes SQLite reject values of the wrong type
+	// instead of silently storing them.
+	`CREATE TABLE credentials (
+		id                 TEXT    NOT NULL PRIMARY KEY,
+		provider           TEXT    NOT NULL DEFAULT '',
+		version            INTEGER NOT NULL CHECK (version >= 1),
+		key_id             TEXT    NOT NULL,
+		secrets            BLOB    NOT NULL,
+		token_type         TEXT    NOT NULL DEFAULT '',
+		access_expires_at  INTEGER NOT NULL DEFAULT 0,
+		refresh_expires_at INTEGER NOT NULL DEFAULT 0,
+		updated_at         INTEGER NOT NULL DEFAULT 0,
+		last_used_at       INTEGER NOT NULL DEFAULT 0,
+		lease_owner        TEXT    NOT NULL DEFAULT '',
+		lease_taken_at     INTEGER NOT NULL DEFAULT 0,
+		lease_expires_at   INTEGER NOT NULL DEFAULT 0
+	) STRICT`,
+}
+
+// SQLite is a Store in a single SQLite database file, for a single host. Several
+// processes may share the file; SQLite's file locking serialises their writes.
+//
+// Writes run in BEGIN IMMEDIATE transactions, which take the write lock up front: a
+// read-then-write transaction that started as a reader could otherwise fail with
+// SQLITE_BUSY when it tries to upgrade, instead of waiting its turn.
+type SQLite struct {
+	db   *sql.DB
+	ring *keyring.Keyring
+	now  func() time.Time
+}
+
+var _ Store = (*SQLite)(nil)
+
+// OpenSQLite opens (creating if needed) the database at path, brings its schema up to
+// date and returns a Store that seals secrets with ring. now supplies UpdatedAt for
+// writes; nil means time.Now.
+//
+// The parent directory is created with mode 0700 if missing and the database file is
+// kept at mode 0600: the secrets are encrypted, but the file still reveals which
+// credentials exist and when they expire.
+func OpenSQLite(ctx context.Context, path string, ring *keyring.Keyring, now func() time.Time) (*SQLite, error) {
+	if path == "" {
+		return nil, errors.New("sqlite store: empty database path")
+	}
+	if ring == nil {
+		return nil, errors.New("sqlite store: nil keyring")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: resolve path %s: %w", path, err)
+	}
+	if err := prepareFile(abs); err != nil {
+		return nil, err
+	}
+
+	db, err := sql.Open("sqlite", dsn(abs))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: open %s: %w", abs, err)
+	}
+	s := &SQLite{db: db, ring: ring, now: now}
+	if err := s.init(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite store: open %s: %w", abs, err)
+	}
+	return s, nil
+}
+
+// dsn builds a file: URI for the modernc driver. Every pooled connection runs these
+// settings when it opens, so per-connection pragmas (busy_timeout, foreign_keys,
+// synchronous) hold on all of them.
+func dsn(absPath string) string {
+	q := url.Values{}
+	// Wait up to 5 s for another writer instead of failing at once with SQLITE_BUSY.
+	q.Add("_pragma", "busy_timeout(5000)")
+	q.Add("_pragma", "foreign_keys(1)")
+	// FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and
+	// losing a freshly rotated refresh token would strand the credential (the provider
+	// has already invalidated the old one).
+	q.Add("_pragma", "synchronous(FULL)")
+	// Overwrite deleted content with zeros, so ciphertexts sealed under a retired key do
+	// not linger in free pages.
+	q.Add("_pragma", "secure_delete(1)")
+	q.Set("_journal_mode", "WAL")
+	q.Set("_txlock", "immediate")
+	// url.URL escapes '?' and '#' in the path, which would otherwise start the query or
+	// fragment of the URI; SQLite decodes the escapes.
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(absPath), RawQuery: q.Encode()}
+	return u.String()
+}
+
+// prepareFile creates the parent directory (0700) and the database file (0600) before
+// SQLite touches them, so the file is never briefly readable under a loose umask.
+// SQLite creates the -wal and -shm files with the database file's permissions.
+func prepareFile(path string) error {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("sqlite store: create directory %s: %w", dir, err)
+		}
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("sqlite store: set mode of directory %s: %w", dir, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("sqlite store: check directory %s: %w", dir, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("sqlite store: create database file %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("sqlite store: create database file %s: %w", path, err)
+	}
+	// Also tightens a pre-existing file that someone left readable.
+	if err := os.Chmod(path, 0o600); err != nil {
+		return fmt.Errorf("sqlite store: set mode of database file %s: %w", path, err)
+	}
+	return nil
+}
+
+// init verifies the connection settings and applies pending migrations.
+func (s *SQLite) init(ctx context.Context) error {
+	var mode string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("read journal mode: %w", err)
+	}
+	if mode != "wal" {
+		return fmt.Errorf("journal mode is %q, want wal (is the database on a filesystem without shared memory support?)", mode)
+	}
+	return s.migrate(ctx)
+}
+
+// migrate applies the migrations the database has not seen yet, all in one transaction
+// together with the user_version bump, so a crash leaves the schema either before or
+// after, and two processes starting at once do not both apply them.
+func (s *SQLite) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: begin: %w", err)
+	}
+	defer tx.Rollback()
+
+	var have int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&have); err != nil {
+		return fmt.Errorf("migrate: read schema version: %w", err)
+	}
+	if have > len(migrations) {
+		return fmt.Errorf("migrate: database schema version %d is newer than this program understands (%d); upgrade tokenwarden", have, len(migrations))
+	}
+	for i := have; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migrate: apply migration %d: %w", i+1, err)
+		}
+	}
+	if have == len(migrations) {
+		return nil // nothing to commit
+	}
+	// PRAGMA does not take bound parameters; the value is our own integer.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		return fmt.Errorf("migrate: set schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database. The last connection to close checkpoints the WAL into
+// the main file.
+func (s *SQLite) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("sqlite store: close: %w", err)
+	}
+	return nil
+}
+
+const selectColumns = `id, provider, version, key_id, secrets, token_type,
+	access_expires_at, refresh_expires_at, updated_at, last_used_at,
+	lease_owner, lease_taken_at, lease_expires_at`
+
+// Get returns the record with its secrets decrypted.
+func (s *SQLite) Get(ctx context.Context, id string) (Record, error) {
+	row := s.db.QueryRowContext(ctx, `SELECT `+selectColumns+` FROM credentials WHERE id = ?`, id)
+	var (
+		rec    Record
+		keyID  string
+		sealed []byte
+		t      rowTimes
+	)
+	err := row.Scan(&rec.ID, &rec.Provider, &rec.Version, &keyID, &sealed, &rec.TokenType,
+		&t.accessExpires, &t.refreshExpires, &t.updated, &t.lastUsed,
+		&rec.Lease.Owner, &t.leaseTaken, &t.leaseExpires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Record{}, fmt.Errorf("sqlite store: get credential %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("sqlite store: get credential %q: %w", id, err)
+	}
+	t.apply(&rec)
+	secrets, err := s.open(rec.ID, keyID, sealed)
+	if err != nil {
+		return Record{}, fmt.Errorf("sqlite store: get credential %q (version %d): %w", id, rec.Version, err)
+	}
+	rec.Secrets = secrets
+	return rec, nil
+}
+
+// List returns every record's non-secret fields ordered by ID (byte order). It does not
+// read or decrypt the secrets column, so it works even without the right key.
+func (s *SQLite) List(ctx context.Context) ([]Record, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, provider, version, token_type,
+		access_expires_at, refresh_expires_at, updated_at, last_used_at,
+		lease_owner, lease_taken_at, lease_expires_at
+		FROM credentials ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: list credentials: %w", err)
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		var (
+			rec Record
+			t   rowTimes
+		)
+		if err := rows.Scan(&rec.ID, &rec.Provider, &rec.Version, &rec.TokenType,
+			&t.accessExpires, &t.refreshExpires, &t.updated, &t.lastUsed,
+			&rec.Lease.Owner, &t.leaseTaken, &t.leaseExpires); err != nil {
+			return nil, fmt.Errorf("sqlite store: list credentials: %w", err)
+		}
+		t.apply(&rec)
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite store: list credentials: %w", err)
+	}
+	return out, nil
+}
+
+// Put writes rec as the next version, creating the record at version 1 if needed.
+func (s *SQLite) Put(ctx context.Context, rec Record) (Record, error) {
+	w, err := s.prepareWrite(rec)
+	if err != nil {
+		return Record{}, fmt.Errorf("sqlite store: put: %w", err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Record{}, fmt.Errorf("sqlite store: put credential %q: begin: %w", rec.ID, err)
+	}
+	defer tx.Rollback()
+
+	// One upsert decides between insert (version 1) and update (version + 1) under the
+	// write lock, and reports the version it wrote.
+	var version int64
+	err = tx.QueryRowContext(ctx, `INSERT INTO credentials (
+			id, provider, version, key_id, secrets, token_type,
+			access_expires_at, refresh_expires_at, updated_at, last_used_at,
+			lease_owner, lease_taken_at, lease_expires_at)
+		VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, '', 0, 0)
+		ON CONFLICT (id) DO UPDATE SET
+			provider = excluded.provider,
+			version = credentials.version + 1,
+			key_id = excluded.key_id,
+			secrets = excluded.secrets,
+			token_type = excluded.token_type,
+			access_expires_at = excluded.access_expires_at,
+			refresh_expires_at = excluded.refresh_expires_at,
+			updated_at = excluded.updated_at,
+			last_used_at = excluded.last_used_at,
+			lease_owner = '', lease_taken_at = 0, lease_expires_at = 0
+		RETURNING version`,
+		w.rec.ID, w.rec.Provider, w.keyID, w.sealed, w.rec.TokenType,
+		w.t.accessExpires, w.t.refreshExpires, w.t.updated, w.t.lastUsed,
+	).Scan(&version)
+	if err != nil {
+		return Record{}, fmt.Errorf("sqlite store: put credential %q: %w", rec.ID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Record{}, fmt.Errorf("sqlite store: put credential %q: commit: %w", rec.ID, err)
+	}
+	w.rec.Version = version
+	return w.rec, nil
+}
+
+// CompareAndSwap writes rec as expectedVersion+1 if the stored version is
+// expectedVersion.
+func (s *SQLite) CompareAndSwap(ctx context.Context, rec Record, expectedVersion int64) (Record, error) {
+	w, err := s.prepareWrite(rec)
+	if err != nil {
+		return Record{}, fmt.Errorf("sqlite store: compare-and-swap: %w", err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: begin: %w", rec.ID, err)
+	}
+	defer tx.Rollback()
+
+	res, err := tx.ExecContext(ctx, `UPDATE credentials SET
+			provider = ?, version = version + 1, key_id = ?, secrets = ?, token_type = ?,
+			access_expires_at = ?, refresh_expires_at = ?, updated_at = ?, last_used_at = ?,
+			lease_owner = '', lease_taken_at = 0, lease_expires_at = 0
+		WHERE id = ? AND version = ?`,
+		w.rec.Provider, w.keyID, w.sealed, w.rec.TokenType,
+		w.t.accessExpires, w.t.refreshExpires, w.t.updated, w.t.lastUsed,
+		w.rec.ID, expectedVersion)
+	if err != nil {
+		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: %w", rec.ID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: %w", rec.ID, err)
+	}
+	if n == 0 {
+		// Still inside the write transaction, so the version we read is the one that
+		// made the update miss.
+		var found int64
+		err := tx.QueryRowContext(ctx, `SELECT version FROM credentials WHERE id = ?`, rec.ID).Scan(&found)
+		if errors.Is(err, sql.ErrNoRows) {
+			return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q at version %d: %w", rec.ID, expectedVersion, ErrNotFound)
+		}
+		if err != nil {
+			return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: read version: %w", rec.ID, err)
+		}
+		return Record{}, fmt.Errorf("credential %q: expected version %d, found %d: %w", rec.ID, expectedVersion, found, ErrVersionConflict)
+	}
+	if err := tx.Commit(); err != nil {
+		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: commit: %w", rec.ID, err)
+	}
+	w.rec.Version = expectedVersion + 1
+	return w.rec, nil
+}
+
+// AcquireLease takes the refresh lease for owner until expiresAt if it is free, expired
+// at now, or already owner's. It returns the lease that was there before.
+func (s *SQLite) AcquireLease(ctx context.Context, id, owner string, now, expiresAt time.Time) (Lease, error) {
+	if owner == "" {
+		// An empty owner is how a free lease is stored; taking it would look free.
+		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: empty owner", id)
+	}
+	if !expiresAt.After(now) {
+		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: expiry %s is not after now %s", id, expiresAt.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
+	}
+	nowNS, err := toNanos(now)
+	if err != nil {
+		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: now: %w", id, err)
+	}
+	expNS, err := toNanos(expiresAt)
+	if err != nil {
+		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: expiry: %w", id, err)
+	}
+
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: begin: %w", id, err)
+	}
+	defer tx.Rollback()
+
+	var (
+		prev            Lease
+		takenNS, prevNS int64
+	)
+	err = tx.QueryRowContext(ctx, `SELECT lease_owner, lease_taken_at, lease_expires_at FROM credentials WHERE id = ?`, id).
+		Scan(&prev.Owner, &takenNS, &prevNS)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: %w", id, err)
+	}
+	prev.TakenAt, prev.ExpiresAt = fromNanos(takenNS), fromNanos(prevNS)
+
+	// Live means now < ExpiresAt, compared in integer nanoseconds.
+	if prev.Owner != "" && prev.Owner != owner && nowNS < prevNS {
+		return prev, fmt.Errorf("sqlite store: acquire lease on credential %q for %q: held by %q until %s: %w",
+			id, owner, prev.Owner, prev.ExpiresAt.Format(time.RFC3339Nano), ErrLeaseHeld)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE credentials SET lease_owner = ?, lease_taken_at = ?, lease_expires_at = ? WHERE id = ?`,
+		owner, nowNS, expNS, id); err != nil {
+		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: commit: %w", id, err)
+	}
+	return prev, nil
+}
+
+// ReleaseLease drops the lease if owner holds it. A lease held by someone else, a free
+// lease and a missing record are all left alone without error.
+func (s *SQLite) ReleaseLease(ctx context.Context, id, owner string) error {
+	if owner == "" {
+		return nil // nobody can hold a lease under the empty owner
+	}
+	if _, err := s.db.ExecContext(ctx, `UPDATE credentials SET lease_owner = '', lease_taken_at = 0, lease_expires_at = 0
+		WHERE id = ? AND lease_owner = ?`, id, owner); err != nil {
+		return fmt.Errorf("sqlite store: release lease on credential %q for %q: %w", id, owner, err)
+	}
+	return nil
+}
+
+// Delete removes the record. secure_delete overwrites its ciphertext in the file.
+func (s *SQLite) Delete(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM credentials WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("sqlite store: delete credential %q: %w", id, err)
+	}
+	return nil
+}
+
+// pendingWrite is a record ready to be stored: secrets sealed, times converted, and rec
+// normalised to exactly what Get will return afterwards (minus Version).
+type pendingWrite struct {
+	rec    Record
+	keyID  string
+	sealed []byte
+	t      rowTimes
+}
+
+func (s *SQLite) prepareWrite(rec Record) (pendingWrite, error) {
+	if rec.ID == "" {
+		return pendingWrite{}, errors.New("record has an empty ID")
+	}
+	w := pendingWrite{rec: rec}
+	w.rec.UpdatedAt = s.now()
+	w.rec.Lease = Lease{}
+	var err error
+	if w.t, err = timesOf(w.rec); err != nil {
+		return pendingWrite{}, fmt.Errorf("credential %q: %w", rec.ID, err)
+	}
+	// Round-trip the times so the returned record carries UTC, nanosecond values
+	// without monotonic readings, the same as a later Get.
+	w.t.apply(&w.rec)
+	if w.keyID, w.sealed, err = s.seal(rec.ID, rec.Secrets); err != nil {
+		return pendingWrite{}, fmt.Errorf("credential %q: %w", rec.ID, err)
+	}
+	return w, nil
+}
+
+func (s *SQLite) seal(id string, secrets Secrets) (string, []byte, error) {
+	plain, err := json.Marshal(secrets)
+	if err != nil {
+		return "", nil, fmt.Errorf("encode secrets: %w", err) // json errors here name types, not values
+	}
+	defer clear(plain)
+	keyID, sealed, err := s.ring.Seal(plain, credentialAAD(id))
+	if err != nil {
+		return "", nil, fmt.Errorf("seal secrets: %w", err)
+	}
+	return keyID, sealed, nil
+}
+
+func (s *SQLite) open(id, keyID string, sealed []byte) (Secrets, error) {
+	plain, err := s.ring.Open(keyID, sealed, credentialAAD(id))
+	if err != nil {
+		return Secrets{}, fmt.Errorf("decrypt secrets: %w", err)
+	}
+	defer clear(plain)
+	var secrets Secrets
+	if err := json.Unmarshal(plain, &secrets); err != nil {
+		// Do not wrap: a syntax error could quote fragments of the plaintext.
+		return Secrets{}, fmt.Errorf("decode secrets sealed with key %q: not a valid secrets document", keyID)
+	}
+	return secrets, nil
+}
+
+// rowTimes holds a record's time columns as stored: Unix nanoseconds, 0 for zero.
+type rowTimes struct {
+	accessExpires, refreshExpires, updated, lastUsed int64
+	leaseTaken, leaseExpires                         int64
+}
+
+func timesOf(rec Record) (rowTimes, error) {
+	var t rowTimes
+	for _, f := range []struct {
+		name string
+		in   time.Time
+		out  *int64
+	}{
+		{"access expiry", rec.AccessExpiresAt, &t.accessExpires},
+		{"refresh expiry", rec.RefreshExpiresAt, &t.refreshExpires},
+		{"updated at", rec.UpdatedAt, &t.updated},
+		{"last used at", rec.LastUsedAt, &t.lastUsed},
+		{"lease taken at", rec.Lease.TakenAt, &t.leaseTaken},
+		{"lease expiry", rec.Lease.ExpiresAt, &t.leaseExpires},
+	} {
+		ns, err := toNanos(f.in)
+		if err != nil {
+			return rowTimes{}, fmt.Errorf("%s: %w", f.name, err)
+		}
+		*f.out = ns
+	}
+	return t, nil
+}
+
+func (t rowTimes) apply(rec *Record) {
+	rec.AccessExpiresAt = fromNanos(t.accessExpires)
+	rec.RefreshExpiresAt = fromNanos(t.refreshExpires)
+	rec.UpdatedAt = fromNanos(t.updated)
+	rec.LastUsedAt = fromNanos(t.lastUsed)
+	rec.Lease.TakenAt = fromNanos(t.leaseTaken)
+	rec.Lease.ExpiresAt = fromNanos(t.leaseExpires)
+}
+
+// Unix nanoseconds in an int64 cover 1677-09-21 to 2262-04-11.
+var (
+	minNanosTime = time.Unix(0, math.MinInt64)
+	maxNanosTime = time.Unix(0, math.MaxInt64)
+)
+
+// toNanos maps the zero time to 0 and any other time to its Unix nanoseconds. The one
+// instant 1970-01-01T00:00:00Z therefore reads back as the zero time, which no
+// credential has a reason to use.
+func toNanos(t time.Time) (int64, error) {
+	if t.IsZero() {
+		return 0, nil
+	}
+	if t.Before(minNanosTime) || t.After(maxNanosTime) {
+		return 0, fmt.Errorf("time %s is outside the storable range (years 1678 to 2262)", t.UTC().Format(time.RFC3339))
+	}
+	return t.UnixNano(), nil
+}
+
+func fromNanos(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}

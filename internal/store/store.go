@@ -1,0 +1,79 @@
+// Package store is tokenwarden's source of truth for secrets.
+//
+// Every credential is one versioned record. Writes are compare-and-swap on the version,
+// so two refreshes can never both commit on top of the same token; a refresh lease lets
+// one attempt at a time talk to the provider. Secret fields are sealed with AES-256-GCM
+// under a key ID (see package keyring) before they reach the database, so the database
+// file alone reveals no token.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound means no record exists for the credential ID.
+var ErrNotFound = errors.New("credential not found in token store")
+
+// ErrVersionConflict means the record is no longer at the version the writer expected.
+var ErrVersionConflict = errors.New("token store version conflict")
+
+// ErrLeaseHeld means another owner holds a live refresh lease.
+var ErrLeaseHeld = errors.New("refresh lease held by another attempt")
+
+// Secrets are the fields sealed at rest.
+type Secrets struct {
+	AccessToken  string `json:"access_token,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	ClientSecret string `json:"client_secret,omitempty"`
+}
+
+// Lease records who may currently present the refresh token to the provider.
+type Lease struct {
+	Owner     string    // empty when no lease was ever taken or it was released
+	ExpiresAt time.Time // the lease is live while now < ExpiresAt
+	TakenAt   time.Time
+}
+
+// Record is one credential's current token set.
+type Record struct {
+	ID       string
+	Provider string
+	// Version starts at 1 and grows by one with every committed write.
+	Version          int64
+	Secrets          Secrets
+	TokenType        string
+	AccessExpiresAt  time.Time // zero when unknown
+	RefreshExpiresAt time.Time // zero when unknown or never
+	UpdatedAt        time.Time
+	LastUsedAt       time.Time // zero when never read by a consumer
+	Lease            Lease
+}
+
+// Store persists credential records. Implementations are safe for concurrent use by
+// many goroutines and, for shared databases, many processes.
+type Store interface {
+	// Get returns the record, ErrNotFound, or an error (a record that cannot be
+	// decrypted is an error, never a record with empty secrets).
+	Get(ctx context.Context, id string) (Record, error)
+	// Put writes rec as the next version: Version 1 when no record exists, otherwise
+	// the current version + 1, whatever rec.Version says. It clears any lease. It is
+	// used for seeding, where the human-supplied material always wins.
+	Put(ctx context.Context, rec Record) (Record, error)
+	// CompareAndSwap writes rec as version expectedVersion+1 only if the stored version
+	// is expectedVersion, in one transaction; otherwise ErrVersionConflict (or
+	// ErrNotFound). It clears the lease.
+	CompareAndSwap(ctx context.Context, rec Record, expectedVersion int64) (Record, error)
+	// AcquireLease takes the refresh lease for owner until expiresAt if it is free,
+	// expired, or already held by owner, and returns the lease that was there before.
+	// It returns ErrLeaseHeld (and the live lease) when another owner holds it.
+	AcquireLease(ctx context.Context, id, owner string, now, expiresAt time.Time) (previous Lease, err error)
+	// ReleaseLease drops the lease if owner holds it; otherwise it does nothing.
+	ReleaseLease(ctx context.Context, id, owner string) error
+	// Delete removes the record and its secrets. Deleting a missing record is not an error.
+	Delete(ctx context.Context, id string) error
+	// List returns all records' non-secret fields (Secrets left empty), ordered by ID.
+	List(ctx context.Context) ([]Record, error)
+	Close() error
+}

@@ -1,0 +1,495 @@
+// Package storetest is the behavioural contract of store.Store, written once and run
+// against every implementation.
+//
+// An implementation's test calls Run with a function that opens a fresh, empty store:
+//
+//	func TestContract(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) store.Store {
+//			s, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "db"), ring, nil)
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			return s
+//		})
+//	}
+//
+// Run closes every store it opens (via t.Cleanup), so open need not. The tests only use
+// ASCII credential IDs whose byte order and usual collation order agree; a SQL
+// implementation must still order by bytes (COLLATE "C" in PostgreSQL).
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/store"
+)
+
+// Run runs the contract suite as subtests of t. Each subtest gets its own store from
+// open.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"PutCreatesThenIncrements", testPutVersions},
+		{"GetRoundTripsEveryField", testRoundTrip},
+		{"GetMissing", testGetMissing},
+		{"CompareAndSwap", testCompareAndSwap},
+		{"CompareAndSwapMissing", testCompareAndSwapMissing},
+		{"CompareAndSwapRace", testCompareAndSwapRace},
+		{"Leases", testLeases},
+		{"LeaseOnMissingRecord", testLeaseMissing},
+		{"WritesClearLease", testWritesClearLease},
+		{"Delete", testDelete},
+		{"List", testList},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() {
+				if err := s.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tt.fn(t, s)
+		})
+	}
+}
+
+// base is a fixed instant with nanoseconds set, so that any rounding shows.
+var base = time.Date(2026, 11, 26, 18, 30, 0, 123456789, time.UTC)
+
+// elsewhere is a non-UTC zone: stores must return the same instant in UTC.
+var elsewhere = time.FixedZone("UTC+05:30", 5*3600+30*60)
+
+func sample(id string) store.Record {
+	return store.Record{
+		ID:       id,
+		Provider: "example-oauth",
+		Secrets: store.Secrets{
+			AccessToken:  "access-" + id + "-s3cr3t",
+			RefreshToken: "refresh-" + id + "-s3cr3t",
+			ClientSecret: "client-" + id + "-s3cr3t",
+		},
+		TokenType:        "Bearer",
+		AccessExpiresAt:  base.Add(time.Hour).In(elsewhere),
+		RefreshExpiresAt: base.Add(90 * 24 * time.Hour).Add(1), // 1 ns past, to catch rounding
+		LastUsedAt:       base.Add(-time.Minute),
+	}
+}
+
+// sameTime reports whether got is want's instant as the store must return it: the zero
+// time stays zero, anything else comes back in UTC, exact to the nanosecond.
+func sameTime(want, got time.Time) bool {
+	if want.IsZero() {
+		return got.IsZero()
+	}
+	return got.Equal(want) && got.Location() == time.UTC
+}
+
+// diff lists the fields where got differs from want. Version, UpdatedAt and Lease are
+// compared only when checkMeta is set; Secrets only when checkSecrets is set.
+func diff(want, got store.Record, checkSecrets, checkMeta bool) []string {
+	var d []string
+	str := func(name, w, g string) {
+		if w != g {
+			d = append(d, fmt.Sprintf("%s = %q, want %q", name, g, w))
+		}
+	}
+	tm := func(name string, w, g time.Time) {
+		if !sameTime(w, g) {
+			d = append(d, fmt.Sprintf("%s = %v, want %v in UTC", name, g, w))
+		}
+	}
+	str("ID", want.ID, got.ID)
+	str("Provider", want.Provider, got.Provider)
+	str("TokenType", want.TokenType, got.TokenType)
+	tm("AccessExpiresAt", want.AccessExpiresAt, got.AccessExpiresAt)
+	tm("RefreshExpiresAt", want.RefreshExpiresAt, got.RefreshExpiresAt)
+	tm("LastUsedAt", want.LastUsedAt, got.LastUsedAt)
+	if checkSecrets {
+		// Report which field differs, never the values: they look like secrets in logs.
+		if got.Secrets != want.Secrets {
+			d = append(d, "Secrets differ")
+		}
+	} else if got.Secrets != (store.Secrets{}) {
+		d = append(d, "Secrets are set, want empty")
+	}
+	if checkMeta {
+		if got.Version != want.Version {
+			d = append(d, fmt.Sprintf("Version = %d, want %d", got.Version, want.Version))
+		}
+		tm("UpdatedAt", want.UpdatedAt, got.UpdatedAt)
+		str("Lease.Owner", want.Lease.Owner, got.Lease.Owner)
+		tm("Lease.TakenAt", want.Lease.TakenAt, got.Lease.TakenAt)
+		tm("Lease.ExpiresAt", want.Lease.ExpiresAt, got.Lease.ExpiresAt)
+	}
+	return d
+}
+
+func checkRecord(t *testing.T, what string, want, got store.Record, checkSecrets, checkMeta bool) {
+	t.Helper()
+	if d := diff(want, got, checkSecrets, checkMeta); len(d) > 0 {
+		t.Errorf("%s:\n  %s", what, strings.Join(d, "\n  "))
+	}
+}
+
+func mustPut(t *testing.T, s store.Store, rec store.Record) store.Record {
+	t.Helper()
+	got, err := s.Put(t.Context(), rec)
+	if err != nil {
+		t.Fatalf("Put(%q): %v", rec.ID, err)
+	}
+	return got
+}
+
+func mustGet(t *testing.T, s store.Store, id string) store.Record {
+	t.Helper()
+	got, err := s.Get(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Get(%q): %v", id, err)
+	}
+	return got
+}
+
+func testPutVersions(t *testing.T, s store.Store) {
+	rec := sample("c1")
+	rec.Version = 42 // ignored: Put always writes the next version
+	v1 := mustPut(t, s, rec)
+	if v1.Version != 1 {
+		t.Fatalf("first Put Version = %d, want 1", v1.Version)
+	}
+	if v1.UpdatedAt.IsZero() || v1.UpdatedAt.Location() != time.UTC {
+		t.Errorf("Put UpdatedAt = %v, want a UTC time", v1.UpdatedAt)
+	}
+	if v1.Lease != (store.Lease{}) {
+		t.Errorf("Put Lease = %+v, want none", v1.Lease)
+	}
+	checkRecord(t, "first Put result", rec, v1, true, false)
+
+	rec.Secrets.AccessToken = "second-access"
+	rec.Version = 0
+	v2 := mustPut(t, s, rec)
+	if v2.Version != 2 {
+		t.Fatalf("second Put Version = %d, want 2", v2.Version)
+	}
+	got := mustGet(t, s, "c1")
+	checkRecord(t, "Get after second Put", v2, got, true, true)
+}
+
+func testRoundTrip(t *testing.T, s store.Store) {
+	full := sample("full")
+	// A wall-clock time with a monotonic reading must come back as the same instant.
+	full.LastUsedAt = time.Now().Add(-time.Second)
+	putFull := mustPut(t, s, full)
+	checkRecord(t, "Put result", full, putFull, true, false)
+	checkRecord(t, "Get", putFull, mustGet(t, s, "full"), true, true)
+
+	// Zero times and empty strings stay zero and empty.
+	sparse := store.Record{ID: "sparse", Secrets: store.Secrets{RefreshToken: "only-refresh"}}
+	putSparse := mustPut(t, s, sparse)
+	got := mustGet(t, s, "sparse")
+	checkRecord(t, "Get sparse", putSparse, got, true, true)
+	for name, tm := range map[string]time.Time{
+		"AccessExpiresAt": got.AccessExpiresAt, "RefreshExpiresAt": got.RefreshExpiresAt,
+		"LastUsedAt": got.LastUsedAt, "Lease.TakenAt": got.Lease.TakenAt, "Lease.ExpiresAt": got.Lease.ExpiresAt,
+	} {
+		if !tm.IsZero() {
+			t.Errorf("sparse %s = %v, want zero", name, tm)
+		}
+	}
+}
+
+func testGetMissing(t *testing.T, s store.Store) {
+	_, err := s.Get(t.Context(), "nope")
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get(missing) error = %v, want ErrNotFound", err)
+	}
+}
+
+func testCompareAndSwap(t *testing.T, s store.Store) {
+	v1 := mustPut(t, s, sample("c1"))
+
+	next := v1
+	next.Secrets.AccessToken = "rotated-access"
+	next.Secrets.RefreshToken = "rotated-refresh"
+	next.AccessExpiresAt = base.Add(2 * time.Hour)
+	next.Version = 99 // ignored: the version written is expectedVersion+1
+	v2, err := s.CompareAndSwap(t.Context(), next, 1)
+	if err != nil {
+		t.Fatalf("CompareAndSwap at current version: %v", err)
+	}
+	if v2.Version != 2 {
+		t.Fatalf("CompareAndSwap Version = %d, want 2", v2.Version)
+	}
+	checkRecord(t, "CompareAndSwap result", next, v2, true, false)
+	checkRecord(t, "Get after CompareAndSwap", v2, mustGet(t, s, "c1"), true, true)
+
+	for _, stale := range []int64{1, 3, 0} {
+		loser := v1
+		loser.Secrets.AccessToken = "must-not-win"
+		_, err := s.CompareAndSwap(t.Context(), loser, stale)
+		if !errors.Is(err, store.ErrVersionConflict) {
+			t.Errorf("CompareAndSwap at version %d (stored 2) error = %v, want ErrVersionConflict", stale, err)
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			t.Errorf("CompareAndSwap at version %d error also matches ErrNotFound", stale)
+		}
+		if err != nil && strings.Contains(err.Error(), "must-not-win") {
+			t.Errorf("CompareAndSwap error contains a secret: %v", err)
+		}
+	}
+	checkRecord(t, "Get after stale CompareAndSwaps", v2, mustGet(t, s, "c1"), true, true)
+}
+
+func testCompareAndSwapMissing(t *testing.T, s store.Store) {
+	_, err := s.CompareAndSwap(t.Context(), sample("ghost"), 1)
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("CompareAndSwap(missing) error = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Get(t.Context(), "ghost"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("CompareAndSwap(missing) created a record (Get error = %v)", err)
+	}
+}
+
+func testCompareAndSwapRace(t *testing.T, s store.Store) {
+	const n = 20
+	mustPut(t, s, sample("race"))
+
+	var (
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+		results = make([]error, n)
+		written = make([]store.Record, n)
+	)
+	for i := range n {
+		wg.Go(func() {
+			rec := sample("race")
+			rec.Secrets.AccessToken = fmt.Sprintf("access-from-%d", i)
+			<-start // line everyone up so the attempts really overlap
+			written[i], results[i] = s.CompareAndSwap(t.Context(), rec, 1)
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	winner := -1
+	for i, err := range results {
+		switch {
+		case err == nil:
+			if winner >= 0 {
+				t.Fatalf("both attempt %d and %d won the CompareAndSwap at version 1", winner, i)
+			}
+			winner = i
+		case errors.Is(err, store.ErrVersionConflict):
+		default:
+			t.Errorf("attempt %d: error = %v, want nil or ErrVersionConflict", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no attempt won the CompareAndSwap")
+	}
+	got := mustGet(t, s, "race")
+	if got.Version != 2 {
+		t.Errorf("Version after race = %d, want 2", got.Version)
+	}
+	if want := fmt.Sprintf("access-from-%d", winner); got.Secrets.AccessToken != want {
+		t.Errorf("stored AccessToken is not the winner's (attempt %d)", winner)
+	}
+	checkRecord(t, "Get after race", written[winner], got, true, true)
+}
+
+func testLeases(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mustPut(t, s, sample("c1"))
+	now := base.In(elsewhere)
+	expA := now.Add(30 * time.Second)
+	leaseA := store.Lease{Owner: "attempt-A", TakenAt: now, ExpiresAt: expA}
+
+	// Free lease: taken, and the previous lease is empty.
+	prev, err := s.AcquireLease(ctx, "c1", "attempt-A", now, expA)
+	if err != nil {
+		t.Fatalf("AcquireLease(free): %v", err)
+	}
+	checkLease(t, "previous lease of a free record", store.Lease{}, prev)
+	checkLease(t, "Get after AcquireLease", leaseA, mustGet(t, s, "c1").Lease)
+
+	// Another owner while live: refused, and told who holds it.
+	prev, err = s.AcquireLease(ctx, "c1", "attempt-B", now.Add(time.Second), now.Add(time.Minute))
+	if !errors.Is(err, store.ErrLeaseHeld) {
+		t.Fatalf("AcquireLease(held by other) error = %v, want ErrLeaseHeld", err)
+	}
+	checkLease(t, "lease returned with ErrLeaseHeld", leaseA, prev)
+	// One nanosecond before expiry it is still live.
+	if _, err := s.AcquireLease(ctx, "c1", "attempt-B", expA.Add(-1), expA.Add(time.Minute)); !errors.Is(err, store.ErrLeaseHeld) {
+		t.Fatalf("AcquireLease 1ns before expiry error = %v, want ErrLeaseHeld", err)
+	}
+	checkLease(t, "Get after refused AcquireLease", leaseA, mustGet(t, s, "c1").Lease)
+
+	// The same owner may take it again (e.g. a retried activity) and extend it.
+	again := now.Add(10 * time.Second)
+	expA2 := again.Add(30 * time.Second)
+	prev, err = s.AcquireLease(ctx, "c1", "attempt-A", again, expA2)
+	if err != nil {
+		t.Fatalf("AcquireLease(same owner): %v", err)
+	}
+	checkLease(t, "previous lease on re-acquire", leaseA, prev)
+	leaseA2 := store.Lease{Owner: "attempt-A", TakenAt: again, ExpiresAt: expA2}
+	checkLease(t, "Get after re-acquire", leaseA2, mustGet(t, s, "c1").Lease)
+
+	// At the expiry instant the lease is no longer live (live means now < ExpiresAt):
+	// another owner takes it and learns who held it before, and since when.
+	expB := expA2.Add(30 * time.Second)
+	prev, err = s.AcquireLease(ctx, "c1", "attempt-B", expA2, expB)
+	if err != nil {
+		t.Fatalf("AcquireLease(expired): %v", err)
+	}
+	checkLease(t, "previous (expired) lease", leaseA2, prev)
+	leaseB := store.Lease{Owner: "attempt-B", TakenAt: expA2, ExpiresAt: expB}
+	checkLease(t, "Get after takeover", leaseB, mustGet(t, s, "c1").Lease)
+
+	// Release by a non-owner (A, whose lease expired and was taken over) changes nothing.
+	if err := s.ReleaseLease(ctx, "c1", "attempt-A"); err != nil {
+		t.Fatalf("ReleaseLease(non-owner): %v", err)
+	}
+	checkLease(t, "Get after non-owner release", leaseB, mustGet(t, s, "c1").Lease)
+
+	// Release by the owner frees it; releasing again is a no-op.
+	for range 2 {
+		if err := s.ReleaseLease(ctx, "c1", "attempt-B"); err != nil {
+			t.Fatalf("ReleaseLease(owner): %v", err)
+		}
+		checkLease(t, "Get after owner release", store.Lease{}, mustGet(t, s, "c1").Lease)
+	}
+
+	// A released lease is free for anyone, and the previous lease is empty.
+	prev, err = s.AcquireLease(ctx, "c1", "attempt-C", now, expA)
+	if err != nil {
+		t.Fatalf("AcquireLease after release: %v", err)
+	}
+	checkLease(t, "previous lease after release", store.Lease{}, prev)
+
+	// Leases do not change the version: they are not writes of the token set.
+	if v := mustGet(t, s, "c1").Version; v != 1 {
+		t.Errorf("Version after lease operations = %d, want 1", v)
+	}
+}
+
+func checkLease(t *testing.T, what string, want, got store.Lease) {
+	t.Helper()
+	if got.Owner != want.Owner || !sameTime(want.TakenAt, got.TakenAt) || !sameTime(want.ExpiresAt, got.ExpiresAt) {
+		t.Errorf("%s = {Owner:%q TakenAt:%v ExpiresAt:%v}, want {Owner:%q TakenAt:%v ExpiresAt:%v} (times in UTC)",
+			what, got.Owner, got.TakenAt, got.ExpiresAt, want.Owner, want.TakenAt, want.ExpiresAt)
+	}
+}
+
+func testLeaseMissing(t *testing.T, s store.Store) {
+	_, err := s.AcquireLease(t.Context(), "ghost", "attempt-A", base, base.Add(time.Minute))
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("AcquireLease(missing) error = %v, want ErrNotFound", err)
+	}
+	if err := s.ReleaseLease(t.Context(), "ghost", "attempt-A"); err != nil {
+		t.Fatalf("ReleaseLease(missing) error = %v, want nil", err)
+	}
+}
+
+func testWritesClearLease(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	v1 := mustPut(t, s, sample("c1"))
+	hold := func() {
+		t.Helper()
+		if _, err := s.AcquireLease(ctx, "c1", "attempt-A", base, base.Add(time.Hour)); err != nil {
+			t.Fatalf("AcquireLease: %v", err)
+		}
+	}
+
+	hold()
+	v2, err := s.CompareAndSwap(ctx, v1, 1)
+	if err != nil {
+		t.Fatalf("CompareAndSwap: %v", err)
+	}
+	if v2.Lease != (store.Lease{}) {
+		t.Errorf("CompareAndSwap result Lease = %+v, want none", v2.Lease)
+	}
+	checkLease(t, "Get after CompareAndSwap", store.Lease{}, mustGet(t, s, "c1").Lease)
+	// Another owner can take it at once, well before the old lease would have expired.
+	prev, err := s.AcquireLease(ctx, "c1", "attempt-B", base, base.Add(time.Hour))
+	if err != nil {
+		t.Fatalf("AcquireLease after CompareAndSwap: %v", err)
+	}
+	checkLease(t, "previous lease after CompareAndSwap", store.Lease{}, prev)
+
+	mustPut(t, s, v2)
+	checkLease(t, "Get after Put", store.Lease{}, mustGet(t, s, "c1").Lease)
+}
+
+func testDelete(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	mustPut(t, s, sample("c1"))
+	mustPut(t, s, sample("c1")) // version 2
+	mustPut(t, s, sample("keep"))
+
+	if err := s.Delete(ctx, "c1"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if _, err := s.Get(ctx, "c1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get after Delete error = %v, want ErrNotFound", err)
+	}
+	if _, err := s.CompareAndSwap(ctx, sample("c1"), 2); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("CompareAndSwap after Delete error = %v, want ErrNotFound", err)
+	}
+	if err := s.Delete(ctx, "c1"); err != nil {
+		t.Fatalf("Delete(missing) error = %v, want nil", err)
+	}
+	// Other records are untouched.
+	mustGet(t, s, "keep")
+	// Recreating starts the history over.
+	if v := mustPut(t, s, sample("c1")).Version; v != 1 {
+		t.Fatalf("Put after Delete Version = %d, want 1", v)
+	}
+}
+
+func testList(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	empty, err := s.List(ctx)
+	if err != nil {
+		t.Fatalf("List(empty): %v", err)
+	}
+	if len(empty) != 0 {
+		t.Fatalf("List(empty) returned %d records", len(empty))
+	}
+
+	want := map[string]store.Record{}
+	for _, id := range []string{"gamma", "alpha", "beta"} {
+		want[id] = mustPut(t, s, sample(id))
+	}
+	want["beta"] = mustPut(t, s, sample("beta")) // version 2
+	if _, err := s.AcquireLease(ctx, "gamma", "attempt-A", base, base.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	g := want["gamma"]
+	g.Lease = store.Lease{Owner: "attempt-A", TakenAt: base, ExpiresAt: base.Add(time.Minute)}
+	want["gamma"] = g
+
+	got, err := s.List(ctx)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	var ids []string
+	for _, r := range got {
+		ids = append(ids, r.ID)
+	}
+	if strings.Join(ids, ",") != "alpha,beta,gamma" {
+		t.Fatalf("List IDs = %v, want [alpha beta gamma]", ids)
+	}
+	for _, r := range got {
+		// checkSecrets=false also asserts the Secrets are empty.
+		checkRecord(t, "List entry "+r.ID, want[r.ID], r, false, true)
+	}
+}

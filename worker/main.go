@@ -1,0 +1,134 @@
+// Command worker is the tokenwarden worker: one process hosting the Temporal worker
+// that runs every credential workflow and its activities, with the token store attached.
+//
+// Configuration comes from TOKENWARDEN_* environment variables (run with -help to list
+// them). The worker refuses to start without a key file, or with one that other users
+// can read: the key protects every token at rest.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/config"
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/workflows"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet("worker", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	initDevKey := flags.Bool("init-dev-key", false, "create a development key file if none exists (make run does this)")
+	flags.Usage = func() {
+		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n\nRuns the tokenwarden worker. Settings come from the environment:")
+		flags.PrintDefaults()
+		fmt.Fprintln(stderr)
+		_ = config.Usage(&config.Worker{})
+	}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+
+	cfg, err := config.LoadWorker()
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 2
+	}
+	if cfg.ProviderTimeout >= activities.StartToCloseTimeout {
+		fmt.Fprintf(stderr, "worker: %s_PROVIDER_TIMEOUT (%s) must be shorter than the refresh activity's start-to-close timeout (%s)\n",
+			config.Prefix, cfg.ProviderTimeout, activities.StartToCloseTimeout)
+		return 2
+	}
+	logger := newLogger(cfg, stderr)
+
+	if *initDevKey {
+		if _, err := os.Stat(cfg.KeyFile); errors.Is(err, os.ErrNotExist) {
+			id, err := keyring.GenerateFile(cfg.KeyFile)
+			if err != nil {
+				fmt.Fprintf(stderr, "worker: create development key: %v\n", err)
+				return 1
+			}
+			fmt.Fprintf(stdout, "created development key %s in %s (mode 0600); keep it: tokens stored under it are unreadable without it\n", id, cfg.KeyFile)
+		}
+	}
+	ring, err := keyring.LoadFile(cfg.KeyFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: refusing to start: %v\n", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	tokens, err := store.OpenSQLite(ctx, cfg.SQLitePath, ring, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: open token store: %v\n", err)
+		return 1
+	}
+	defer tokens.Close()
+
+	c, err := client.DialContext(ctx, client.Options{
+		HostPort:  cfg.Address,
+		Namespace: cfg.Namespace,
+		Logger:    sdklog.NewStructuredLogger(logger),
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: cannot reach the Temporal server at %s (namespace %q): %v\n", cfg.Address, cfg.Namespace, err)
+		return 1
+	}
+	defer c.Close()
+
+	w := worker.New(c, cfg.TaskQueue, worker.Options{})
+	w.RegisterWorkflowWithOptions(workflows.CredentialWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	w.RegisterActivity(&activities.Activities{
+		Store:           tokens,
+		Providers:       providers.Registry(&http.Client{}, nil),
+		Logger:          logger,
+		ProviderTimeout: cfg.ProviderTimeout,
+		LeaseDuration:   cfg.LeaseDuration,
+	})
+	if err := w.Start(); err != nil {
+		fmt.Fprintf(stderr, "worker: start: %v\n", err)
+		return 1
+	}
+	logger.Info("worker started", "temporal", cfg.Address, "namespace", cfg.Namespace, "task_queue", cfg.TaskQueue,
+		"store", cfg.SQLitePath, "key_id", ring.PrimaryID())
+	<-ctx.Done()
+	logger.Info("shutting down: finishing running activities")
+	w.Stop()
+	logger.Info("worker stopped")
+	return 0
+}
+
+func newLogger(cfg config.Worker, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,354 @@
+// Package workflows holds CredentialWorkflow: one durable workflow per credential that
+// sleeps until its token is due, refreshes it through a retrying activity, records every
+// outcome in a secret-free Status, and parks in NEEDS_REAUTH when the provider says the
+// grant is dead. The schedule is the pure function NextWakeup; this file is the state
+// machine around it.
+package workflows
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/tokenwarden/tokenwarden/activities"
+)
+
+// Typed search attributes. They hold plaintext in the server's visibility store, so
+// they carry a state, a provider name and a time — never a secret.
+var (
+	SearchState     = temporal.NewSearchAttributeKeyKeyword("TokenState")
+	SearchProvider  = temporal.NewSearchAttributeKeyKeyword("TokenProvider")
+	SearchExpiresAt = temporal.NewSearchAttributeKeyTime("TokenExpiresAt")
+)
+
+// ErrTypeInvalidInput is the failure type of a workflow started with bad input.
+const ErrTypeInvalidInput = "InvalidInput"
+
+// CredentialWorkflow keeps one credential alive. It returns only if its input is invalid
+// or it continues as new; otherwise it runs forever.
+func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error) {
+	info := workflow.GetInfo(ctx)
+	if err := in.Validate(info.WorkflowExecution.ID); err != nil {
+		return Status{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
+	}
+	c := &credential{
+		in:         in,
+		log:        workflow.GetLogger(ctx),
+		refreshNow: workflow.GetSignalChannel(ctx, SignalRefreshNow),
+		reseed:     workflow.GetSignalChannel(ctx, SignalReseed),
+	}
+	now := workflow.Now(ctx)
+	if in.Carried != nil {
+		c.st = *in.Carried
+	} else {
+		c.st = Status{ID: info.WorkflowExecution.ID, Provider: in.Provider, State: StateSeeding, StateSince: now}
+	}
+	c.st.Config = in.Config
+	c.st.Timing = in.Policy.Resolve()
+	c.st.Runs++
+
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return c.st, nil }); err != nil {
+		return Status{}, fmt.Errorf("register status query: %w", err)
+	}
+
+	if in.Seed != nil {
+		if err := c.applySeed(ctx, *in.Seed); err != nil {
+			return c.st, err
+		}
+	}
+	return c.loop(ctx)
+}
+
+// credential is the workflow's in-memory state between events.
+type credential struct {
+	in         CredentialInput
+	st         Status
+	log        log.Logger
+	refreshNow workflow.ReceiveChannel
+	reseed     workflow.ReceiveChannel
+	// published is what the search attributes last said, to upsert only on change.
+	published struct {
+		state     State
+		expiresAt time.Time
+		set       bool
+	}
+}
+
+func (c *credential) loop(ctx workflow.Context) (Status, error) {
+	for {
+		if ctx.Err() != nil {
+			// Cancelled by an operator: stop without touching the store.
+			return c.st, temporal.NewCanceledError("credential workflow cancelled")
+		}
+		if c.shouldContinueAsNew(ctx) {
+			return c.continueAsNew(ctx)
+		}
+		now := workflow.Now(ctx)
+		action, at := NextWakeup(c.st, c.st.Timing, now)
+		c.st.NextAction, c.st.NextActionAt = action, at
+		if err := c.publish(ctx); err != nil {
+			return c.st, err
+		}
+		if action != ActionAwaitReseed && !at.After(now) {
+			c.refresh(ctx, action)
+			continue
+		}
+		c.wait(ctx, at.Sub(now), action != ActionAwaitReseed)
+	}
+}
+
+// wait sleeps until the timer fires or a signal arrives, whichever is first.
+func (c *credential) wait(ctx workflow.Context, d time.Duration, withTimer bool) {
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	defer cancelTimer()
+	sel := workflow.NewSelector(ctx)
+	if withTimer {
+		sel.AddFuture(workflow.NewTimer(timerCtx, d), func(workflow.Future) {})
+	}
+	sel.AddReceive(c.refreshNow, func(ch workflow.ReceiveChannel, _ bool) {
+		ch.Receive(ctx, nil)
+		c.onRefreshNow()
+	})
+	sel.AddReceive(c.reseed, func(ch workflow.ReceiveChannel, _ bool) {
+		var raw json.RawMessage
+		ch.Receive(ctx, &raw)
+		c.onReseed(ctx, raw)
+	})
+	sel.Select(ctx)
+}
+
+func (c *credential) onRefreshNow() {
+	if c.st.State == StateNeedsReauth {
+		// The grant is dead; presenting it again would only be rejected again.
+		c.log.Warn("refresh-now ignored: credential needs a reseed")
+		return
+	}
+	c.st.RefreshRequested = true
+}
+
+func (c *credential) onReseed(ctx workflow.Context, raw json.RawMessage) {
+	var seed Seed
+	if err := json.Unmarshal(raw, &seed); err != nil {
+		c.rejectSignal(SignalReseed, "payload is not a seed object")
+		return
+	}
+	if err := seed.Validate(); err != nil {
+		c.rejectSignal(SignalReseed, err.Error())
+		return
+	}
+	_ = c.applySeed(ctx, seed) // failures are recorded in the status
+}
+
+// rejectSignal records a malformed signal without disturbing the lifecycle.
+func (c *credential) rejectSignal(name, why string) {
+	c.st.LastError = fmt.Sprintf("%s signal rejected: %s", name, why)
+	c.log.Warn("signal rejected", "signal", name, "reason", why)
+}
+
+// applySeed stores human-supplied grant material and makes the credential ACTIVE again.
+// Without an access token in the seed, a refresh follows at once.
+func (c *credential) applySeed(ctx workflow.Context, seed Seed) error {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: []string{activities.ErrTypeInvalidInput},
+		},
+	})
+	var a *activities.Activities
+	var res activities.SeedResult
+	err := workflow.ExecuteActivity(actx, a.Seed, activities.SeedRequest{
+		CredentialID:    c.st.ID,
+		Provider:        c.st.Provider,
+		RefreshToken:    seed.RefreshToken,
+		ClientSecret:    seed.ClientSecret,
+		AccessToken:     seed.AccessToken,
+		AccessExpiresAt: seed.AccessExpiresAt,
+	}).Get(ctx, &res)
+	if err != nil {
+		c.st.LastError = "seed failed: " + errorMessage(err)
+		return err
+	}
+	c.st.Version = res.Version
+	c.st.AccessExpiresAt = res.AccessExpiresAt
+	c.st.RefreshExpiresAt = time.Time{}
+	c.st.LastRefreshAt = res.SeededAt
+	c.st.ConsecutiveFailures = 0
+	c.st.RetryNotBefore = time.Time{}
+	c.st.LastError, c.st.LastErrorCode = "", ""
+	c.st.RefreshRequested = seed.AccessToken == ""
+	c.setState(ctx, StateActive)
+	return nil
+}
+
+// refresh runs one refresh round: the activity retries quickly a few times; if the round
+// still fails, the workflow's own backoff (NextWakeup) spaces out the next rounds forever.
+func (c *credential) refresh(ctx workflow.Context, why Action) {
+	c.st.RefreshRequested = false
+	c.st.LastAttemptAt = workflow.Now(ctx)
+	previous, previousSince := c.st.State, c.st.StateSince
+	c.setState(ctx, StateRefreshing)
+	// settle ends the round: a state that did not change keeps its "since".
+	settle := func(s State) {
+		if s == previous {
+			c.st.State, c.st.StateSince = s, previousSince
+			return
+		}
+		c.setState(ctx, s)
+	}
+
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: activities.StartToCloseTimeout,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			MaximumAttempts:        4,
+			NonRetryableErrorTypes: []string{activities.ErrTypePermanent, activities.ErrTypeInvalidInput},
+		},
+	})
+	var a *activities.Activities
+	var res activities.RefreshResult
+	err := workflow.ExecuteActivity(actx, a.Refresh, activities.RefreshRequest{
+		CredentialID:    c.st.ID,
+		Provider:        c.st.Provider,
+		Config:          c.st.Config,
+		ExpectedVersion: c.st.Version,
+	}).Get(ctx, &res)
+	if err == nil {
+		c.st.Version = res.Version
+		c.st.AccessExpiresAt = res.AccessExpiresAt
+		c.st.RefreshExpiresAt = res.RefreshExpiresAt
+		c.st.LastRefreshAt = res.RefreshedAt
+		c.st.Refreshes++
+		c.st.ConsecutiveFailures = 0
+		c.st.RetryNotBefore = time.Time{}
+		c.st.LastError, c.st.LastErrorCode = "", ""
+		settle(StateActive)
+		c.log.Info("credential refreshed", "reason", string(why), "version", res.Version, "access_expires_at", res.AccessExpiresAt)
+		return
+	}
+
+	now := workflow.Now(ctx)
+	var detail activities.FailureDetail
+	var appErr *temporal.ApplicationError
+	errType := ""
+	if errors.As(err, &appErr) {
+		errType = appErr.Type()
+		if appErr.HasDetails() {
+			_ = appErr.Details(&detail)
+		}
+	}
+	c.st.LastError = errorMessage(err)
+	c.st.LastErrorCode = detail.Code
+	switch errType {
+	case activities.ErrTypePermanent, activities.ErrTypeInvalidInput:
+		c.st.ConsecutiveFailures = 0
+		settle(StateNeedsReauth)
+		c.log.Warn("credential needs re-authorisation", "code", detail.Code)
+	default:
+		// Back off from the end of the failed round, not its start: a round of slow
+		// attempts must not eat into the pause that follows it.
+		c.st.LastAttemptAt = now
+		c.st.ConsecutiveFailures++
+		c.st.RetryNotBefore = time.Time{}
+		if detail.RetryAfter > 0 {
+			c.st.RetryNotBefore = now.Add(detail.RetryAfter)
+		}
+		next := StateDegraded
+		if !c.st.AccessExpiresAt.IsZero() && !now.Before(c.st.AccessExpiresAt) {
+			next = StateExpired
+		}
+		settle(next)
+		c.log.Warn("refresh round failed", "failures", c.st.ConsecutiveFailures, "code", detail.Code)
+	}
+}
+
+func (c *credential) setState(ctx workflow.Context, s State) {
+	if c.st.State != s {
+		c.st.StateSince = workflow.Now(ctx)
+	}
+	c.st.State = s
+}
+
+// publish upserts the search attributes when they changed. REFRESHING is not published:
+// it lasts seconds, and skipping it saves one history event per cycle.
+func (c *credential) publish(ctx workflow.Context) error {
+	p := &c.published
+	if p.set && p.state == c.st.State && p.expiresAt.Equal(c.st.AccessExpiresAt) {
+		return nil
+	}
+	updates := []temporal.SearchAttributeUpdate{
+		SearchState.ValueSet(string(c.st.State)),
+		SearchProvider.ValueSet(c.st.Provider),
+	}
+	if c.st.AccessExpiresAt.IsZero() {
+		updates = append(updates, SearchExpiresAt.ValueUnset())
+	} else {
+		updates = append(updates, SearchExpiresAt.ValueSet(c.st.AccessExpiresAt))
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
+		return fmt.Errorf("upsert search attributes: %w", err)
+	}
+	p.state, p.expiresAt, p.set = c.st.State, c.st.AccessExpiresAt, true
+	return nil
+}
+
+func (c *credential) historyLimit() int {
+	if c.in.HistoryEventLimit > 0 {
+		return c.in.HistoryEventLimit
+	}
+	return DefaultEventLimit
+}
+
+func (c *credential) shouldContinueAsNew(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= c.historyLimit()
+}
+
+// continueAsNew hands the status to a fresh run. Pending signals are served first so
+// none is lost: refresh-now becomes RefreshRequested, a reseed is applied now.
+func (c *credential) continueAsNew(ctx workflow.Context) (Status, error) {
+	for {
+		if c.refreshNow.ReceiveAsync(nil) {
+			c.onRefreshNow()
+			continue
+		}
+		var raw json.RawMessage
+		if c.reseed.ReceiveAsync(&raw) {
+			c.onReseed(ctx, raw)
+			continue
+		}
+		break
+	}
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return c.st, err
+	}
+	next := c.in
+	next.Seed = nil
+	carried := c.st
+	next.Carried = &carried
+	c.log.Info("continuing as new", "runs", c.st.Runs, "history_length", workflow.GetInfo(ctx).GetCurrentHistoryLength())
+	return c.st, workflow.NewContinueAsNewError(ctx, CredentialWorkflow, next)
+}
+
+// errorMessage is the innermost message of a Temporal error chain: the activity's
+// own words, without the "activity error (type: ...)" wrapping.
+func errorMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	var timeoutErr *temporal.TimeoutError
+	if errors.As(err, &timeoutErr) {
+		return "activity timed out: " + timeoutErr.Error()
+	}
+	return err.Error()
+}

@@ -1,0 +1,117 @@
+package workflows
+
+import (
+	"hash/fnv"
+	"time"
+)
+
+// NextWakeup decides what a credential does next and when. It is a pure function of
+// the status, the timing policy and the current time, so the whole schedule is tested
+// as a table (schedule_test.go) without a workflow in sight.
+//
+// The rules, in order:
+//   - NEEDS_REAUTH waits for a human: ActionAwaitReseed at the zero time.
+//   - A requested refresh (refresh-now) is due now.
+//   - After failures, retry at LastAttemptAt + backoff(ConsecutiveFailures), but not
+//     before the provider's Retry-After.
+//   - Otherwise the earliest of the access-token refresh time and, when the refresh
+//     token itself expires, its keep-alive time.
+//
+// A time in the past is returned as now: past-due work happens at once.
+func NextWakeup(st Status, t Timing, now time.Time) (Action, time.Time) {
+	if st.State == StateNeedsReauth {
+		return ActionAwaitReseed, time.Time{}
+	}
+	if st.RefreshRequested {
+		return ActionRefresh, now
+	}
+	if st.ConsecutiveFailures > 0 {
+		at := st.LastAttemptAt.Add(Backoff(st.ConsecutiveFailures, t.RetryInitial, t.RetryMax))
+		if st.RetryNotBefore.After(at) {
+			at = st.RetryNotBefore
+		}
+		return ActionRetry, notBefore(at, now)
+	}
+
+	frac := JitterFraction(st.ID)
+	expiresAt := st.AccessExpiresAt
+	if expiresAt.IsZero() {
+		// The provider gave no lifetime: assume one rather than never refreshing.
+		expiresAt = st.LastRefreshAt.Add(t.AssumedLifetime)
+	}
+	action, at := ActionRefresh, renewalTime(st.LastRefreshAt, expiresAt, t.RefreshMargin, t.Jitter, frac)
+
+	if !st.RefreshExpiresAt.IsZero() {
+		keepAlive := renewalTime(st.LastRefreshAt, st.RefreshExpiresAt, t.RefreshMargin, t.Jitter, frac)
+		if keepAlive.Before(at) {
+			action, at = ActionKeepAlive, keepAlive
+		}
+	}
+	return action, notBefore(at, now)
+}
+
+// renewalTime is when a token issued at issuedAt and expiring at expiresAt should be
+// replaced: expiry minus a lead of max(margin, lifetime/3) — cert-manager's two-thirds
+// rule for long lifetimes, a fixed margin for short ones — minus the credential's jitter.
+// The lead never exceeds half the lifetime, so a margin longer than a short-lived
+// token cannot turn into a refresh loop. Jitter is at most a tenth of the lifetime.
+func renewalTime(issuedAt, expiresAt time.Time, margin, jitter time.Duration, frac float64) time.Time {
+	lead := margin
+	lifetime := expiresAt.Sub(issuedAt)
+	if issuedAt.IsZero() || lifetime <= 0 {
+		// Unknown issue time: only the margin is meaningful.
+		return expiresAt.Add(-lead - time.Duration(frac*float64(jitter)))
+	}
+	if third := lifetime / 3; third > lead {
+		lead = third
+	}
+	if half := lifetime / 2; lead > half {
+		lead = half
+	}
+	if tenth := lifetime / 10; jitter > tenth {
+		jitter = tenth
+	}
+	return expiresAt.Add(-lead - time.Duration(frac*float64(jitter)))
+}
+
+// Backoff is the delay before retry round n (n >= 1): initial * 2^(n-1), capped at max.
+func Backoff(n int, initial, max time.Duration) time.Duration {
+	if n < 1 {
+		return 0
+	}
+	d := initial
+	for i := 1; i < n; i++ {
+		d *= 2
+		if d >= max || d <= 0 { // d <= 0: overflow
+			return max
+		}
+	}
+	if d > max {
+		return max
+	}
+	return d
+}
+
+// JitterFraction maps a credential ID to a fixed number in [0, 1). Credentials minted
+// together get spread-out refresh times, and the same credential always gets the same
+// offset, so replays and continue-as-new see identical schedules.
+func JitterFraction(id string) float64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(id))
+	// FNV alone leaves IDs that differ only in their last characters close together in
+	// the high bits; the splitmix64 finaliser spreads them over the whole range.
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return float64(x>>11) / float64(uint64(1)<<53)
+}
+
+func notBefore(at, now time.Time) time.Time {
+	if at.Before(now) {
+		return now
+	}
+	return at
+}

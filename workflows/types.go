@@ -1,0 +1,163 @@
+package workflows
+
+import (
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+)
+
+// TaskQueue is the one task queue every tokenwarden worker polls.
+const TaskQueue = "tokenwarden"
+
+// Names of the workflow type and its messages, as the temporal CLI and the Web UI see them.
+const (
+	WorkflowType      = "CredentialWorkflow"
+	QueryStatus       = "status"
+	SignalRefreshNow  = "refresh-now"
+	SignalReseed      = "reseed"
+	DefaultEventLimit = 1000
+)
+
+// State is where a credential is in its lifecycle.
+type State string
+
+// The states of DESIGN.md's state machine.
+const (
+	// StateSeeding: the workflow has started and is storing the seed material.
+	StateSeeding State = "SEEDING"
+	// StateActive: the token is valid; the workflow sleeps until the next action.
+	StateActive State = "ACTIVE"
+	// StateRefreshing: a refresh activity is in flight.
+	StateRefreshing State = "REFRESHING"
+	// StateDegraded: refreshes fail transiently; the access token is still valid.
+	StateDegraded State = "DEGRADED"
+	// StateExpired: refreshes fail transiently and the access token has run out.
+	StateExpired State = "EXPIRED"
+	// StateNeedsReauth: the provider rejected the grant; a human must reseed.
+	StateNeedsReauth State = "NEEDS_REAUTH"
+)
+
+// Policy is the per-credential timing configuration. Every field is optional: nil
+// means the default (see Resolve). Durations are written as "90s", "5m", "1h".
+type Policy struct {
+	// RefreshMargin: refresh at least this long before the access token expires
+	// (default 5m). For long-lived tokens a third of the lifetime is used instead.
+	RefreshMargin *Duration `json:"refresh_margin,omitempty"`
+	// Jitter: the largest per-credential offset subtracted from the refresh time
+	// (default 1m; never more than a tenth of the token's lifetime).
+	Jitter *Duration `json:"jitter,omitempty"`
+	// AssumedLifetime: the access-token lifetime to assume when the provider does not
+	// say (default 1h).
+	AssumedLifetime *Duration `json:"assumed_lifetime,omitempty"`
+	// RetryInitial and RetryMax bound the exponential backoff between failed refresh
+	// rounds (defaults 10s and 1h). Each round itself retries a few times quickly.
+	RetryInitial *Duration `json:"retry_initial,omitempty"`
+	RetryMax     *Duration `json:"retry_max,omitempty"`
+}
+
+// Timing is a Policy with every default filled in: what the scheduler works with.
+type Timing struct {
+	RefreshMargin   time.Duration `json:"refresh_margin"`
+	Jitter          time.Duration `json:"jitter"`
+	AssumedLifetime time.Duration `json:"assumed_lifetime"`
+	RetryInitial    time.Duration `json:"retry_initial"`
+	RetryMax        time.Duration `json:"retry_max"`
+}
+
+// Defaults used when a Policy leaves a field out.
+const (
+	DefaultRefreshMargin   = 5 * time.Minute
+	DefaultJitter          = time.Minute
+	DefaultAssumedLifetime = time.Hour
+	DefaultRetryInitial    = 10 * time.Second
+	DefaultRetryMax        = time.Hour
+)
+
+// Resolve fills in defaults. Call Validate first: Resolve does not reject bad values.
+func (p Policy) Resolve() Timing {
+	pick := func(d *Duration, def time.Duration) time.Duration {
+		if d == nil {
+			return def
+		}
+		return d.D()
+	}
+	return Timing{
+		RefreshMargin:   pick(p.RefreshMargin, DefaultRefreshMargin),
+		Jitter:          pick(p.Jitter, DefaultJitter),
+		AssumedLifetime: pick(p.AssumedLifetime, DefaultAssumedLifetime),
+		RetryInitial:    pick(p.RetryInitial, DefaultRetryInitial),
+		RetryMax:        pick(p.RetryMax, DefaultRetryMax),
+	}
+}
+
+// Seed is grant material a human hands in: at start, or later with the reseed signal.
+// It is secret. The workflow passes it straight to the store and never keeps it.
+type Seed struct {
+	RefreshToken string `json:"refresh_token"`
+	ClientSecret string `json:"client_secret,omitempty"`
+	// AccessToken and AccessExpiresAt may be given when a fresh token is at hand, so
+	// the first refresh waits for the normal time instead of happening at once.
+	AccessToken     string    `json:"access_token,omitempty"`
+	AccessExpiresAt time.Time `json:"access_expires_at,omitempty"`
+}
+
+// CredentialInput starts a credential workflow. The workflow ID is the credential ID.
+type CredentialInput struct {
+	// ID must equal the workflow ID when set; empty means "the workflow ID".
+	ID       string          `json:"id,omitempty"`
+	Provider string          `json:"provider"`
+	Config   provider.Config `json:"config"`
+	Policy   Policy          `json:"policy,omitempty"`
+	// Seed is required on a fresh start and absent after continue-as-new.
+	Seed *Seed `json:"seed,omitempty"`
+	// Carried is the status handed over by continue-as-new; never set it by hand.
+	Carried *Status `json:"carried,omitempty"`
+	// HistoryEventLimit: continue-as-new once the history is this long (default 1000),
+	// even if the server has not suggested it yet. Keeps replays short.
+	HistoryEventLimit int `json:"history_event_limit,omitempty"`
+}
+
+// Action is what the workflow will do when it next wakes up.
+type Action string
+
+// The actions NextWakeup can choose.
+const (
+	ActionRefresh     Action = "refresh"      // the access token is due
+	ActionKeepAlive   Action = "keep-alive"   // the refresh token must be exercised before it lapses
+	ActionRetry       Action = "retry"        // a failed refresh is retried
+	ActionAwaitReseed Action = "await-reseed" // nothing until a human reseeds
+)
+
+// Status is the whole non-secret state of a credential: the answer to the status query,
+// and what continue-as-new carries. It must never hold a token or secret.
+type Status struct {
+	ID       string          `json:"id"`
+	Provider string          `json:"provider"`
+	Config   provider.Config `json:"config"`
+	Timing   Timing          `json:"timing"`
+
+	State      State     `json:"state"`
+	StateSince time.Time `json:"state_since"`
+	// Version is the token store generation this workflow last committed or saw.
+	Version          int64     `json:"version"`
+	AccessExpiresAt  time.Time `json:"access_expires_at,omitempty"`
+	RefreshExpiresAt time.Time `json:"refresh_expires_at,omitempty"`
+	LastRefreshAt    time.Time `json:"last_refresh_at,omitempty"`
+	Refreshes        int64     `json:"refreshes"`
+
+	LastError           string    `json:"last_error,omitempty"`
+	LastErrorCode       string    `json:"last_error_code,omitempty"`
+	LastAttemptAt       time.Time `json:"last_attempt_at,omitempty"` // start of the last round; its end if it failed
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	// RetryNotBefore is the provider's Retry-After, as an absolute time.
+	RetryNotBefore time.Time `json:"retry_not_before,omitempty"`
+
+	// RefreshRequested is set by refresh-now and cleared when a refresh starts, so a
+	// request that arrives just before continue-as-new is not lost.
+	RefreshRequested bool `json:"refresh_requested,omitempty"`
+
+	NextAction   Action    `json:"next_action,omitempty"`
+	NextActionAt time.Time `json:"next_action_at,omitempty"`
+	// Runs counts workflow runs (continue-as-new generations) of this credential.
+	Runs int `json:"runs"`
+}

@@ -1,0 +1,102 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/tokenwarden/tokenwarden/internal/providers"
+)
+
+// Validate checks a workflow input before anything is started or stored. The starter
+// runs the same check, so bad input is refused before it reaches the server. Every
+// error names the offending field.
+func (in CredentialInput) Validate(workflowID string) error {
+	var errs []error
+	if in.ID != "" && workflowID != "" && in.ID != workflowID {
+		errs = append(errs, fmt.Errorf("id: %q differs from the workflow ID %q", in.ID, workflowID))
+	}
+	id := in.ID
+	if id == "" {
+		id = workflowID
+	}
+	if err := ValidateID(id); err != nil {
+		errs = append(errs, err)
+	}
+	if in.Provider == "" {
+		errs = append(errs, fmt.Errorf("provider: required (one of %s)", strings.Join(providers.Names(), ", ")))
+	} else if err := providers.ValidateConfig(in.Provider, in.Config); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, in.Policy.Validate())
+	if in.Carried == nil {
+		if in.Seed == nil {
+			errs = append(errs, errors.New("seed.refresh_token: required to start a credential"))
+		} else {
+			errs = append(errs, in.Seed.Validate())
+		}
+	}
+	if in.HistoryEventLimit < 0 {
+		errs = append(errs, errors.New("history_event_limit: must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateID accepts credential IDs that are safe in a workflow ID, a URL path and a
+// file name: 1 to 200 of [A-Za-z0-9._-], not starting with a dot or dash.
+func ValidateID(id string) error {
+	if id == "" {
+		return errors.New("id: required")
+	}
+	if len(id) > 200 {
+		return errors.New("id: longer than 200 characters")
+	}
+	if id[0] == '.' || id[0] == '-' {
+		return fmt.Errorf("id: %q must not start with '.' or '-'", id)
+	}
+	for _, r := range id {
+		ok := r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !ok {
+			return fmt.Errorf("id: %q may contain only letters, digits, '.', '_' and '-'", id)
+		}
+	}
+	return nil
+}
+
+// Validate checks that set durations are positive and that the backoff bounds agree.
+func (p Policy) Validate() error {
+	var errs []error
+	check := func(name string, d *Duration) {
+		if d != nil && *d <= 0 {
+			errs = append(errs, fmt.Errorf("policy.%s: must be positive, got %s (leave it out for the default)", name, d.D()))
+		}
+	}
+	check("refresh_margin", p.RefreshMargin)
+	check("assumed_lifetime", p.AssumedLifetime)
+	check("retry_initial", p.RetryInitial)
+	check("retry_max", p.RetryMax)
+	if p.Jitter != nil && *p.Jitter < 0 {
+		errs = append(errs, fmt.Errorf("policy.jitter: must not be negative, got %s", p.Jitter.D()))
+	}
+	if len(errs) == 0 {
+		t := p.Resolve()
+		if t.RetryMax < t.RetryInitial {
+			errs = append(errs, fmt.Errorf("policy.retry_max: %s is shorter than retry_initial %s", t.RetryMax, t.RetryInitial))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks grant material from a start or a reseed. It never echoes a secret.
+func (s Seed) Validate() error {
+	if strings.TrimSpace(s.RefreshToken) == "" {
+		return errors.New("seed.refresh_token: required")
+	}
+	if strings.TrimSpace(s.RefreshToken) != s.RefreshToken {
+		return errors.New("seed.refresh_token: has leading or trailing whitespace")
+	}
+	if s.AccessToken != "" && s.AccessExpiresAt.IsZero() {
+		return errors.New("seed.access_expires_at: required when seed.access_token is given")
+	}
+	return nil
+}
