@@ -135,7 +135,7 @@ func printStatus(w io.Writer, st workflows.Status, now time.Time) {
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	row("credential", st.ID)
 	row("provider", st.Provider)
-	row("state", fmt.Sprintf("%s (since %s)", st.State, when(st.StateSince, now)))
+	row("state", fmt.Sprintf("%s since %s", st.State, when(st.StateSince, now)))
 	row("store version", fmt.Sprint(st.Version))
 	row("access token expires", when(st.AccessExpiresAt, now))
 	row("refresh token expires", when(st.RefreshExpiresAt, now))
@@ -171,7 +171,7 @@ type listed struct {
 	ID        string    `json:"id"`
 	State     string    `json:"state"`
 	Provider  string    `json:"provider"`
-	ExpiresAt time.Time `json:"expires_at,omitempty"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
 func (a *app) list(ctx context.Context, args []string) error {

@@ -26,7 +26,7 @@ func NextWakeup(st Status, t Timing, now time.Time) (Action, time.Time) {
 		return ActionRefresh, now
 	}
 	if st.ConsecutiveFailures > 0 {
-		at := st.LastAttemptAt.Add(Backoff(st.ConsecutiveFailures, t.RetryInitial, t.RetryMax))
+		at := st.LastAttemptAt.Add(Backoff(st.ConsecutiveFailures, t.RetryInitial.D(), t.RetryMax.D()))
 		if st.RetryNotBefore.After(at) {
 			at = st.RetryNotBefore
 		}
@@ -37,12 +37,12 @@ func NextWakeup(st Status, t Timing, now time.Time) (Action, time.Time) {
 	expiresAt := st.AccessExpiresAt
 	if expiresAt.IsZero() {
 		// The provider gave no lifetime: assume one rather than never refreshing.
-		expiresAt = st.LastRefreshAt.Add(t.AssumedLifetime)
+		expiresAt = st.LastRefreshAt.Add(t.AssumedLifetime.D())
 	}
-	action, at := ActionRefresh, renewalTime(st.LastRefreshAt, expiresAt, t.RefreshMargin, t.Jitter, frac)
+	action, at := ActionRefresh, renewalTime(st.LastRefreshAt, expiresAt, t.RefreshMargin.D(), t.Jitter.D(), frac)
 
 	if !st.RefreshExpiresAt.IsZero() {
-		keepAlive := renewalTime(st.LastRefreshAt, st.RefreshExpiresAt, t.RefreshMargin, t.Jitter, frac)
+		keepAlive := renewalTime(st.LastRefreshAt, st.RefreshExpiresAt, t.RefreshMargin.D(), t.Jitter.D(), frac)
 		if keepAlive.Before(at) {
 			action, at = ActionKeepAlive, keepAlive
 		}

@@ -8,9 +8,9 @@ import (
 
 func TestNextWakeup(t *testing.T) {
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	noJitter := Timing{RefreshMargin: 5 * time.Minute, Jitter: 0, AssumedLifetime: time.Hour, RetryInitial: 10 * time.Second, RetryMax: time.Hour}
+	noJitter := Timing{RefreshMargin: Duration(5 * time.Minute), Jitter: 0, AssumedLifetime: Duration(time.Hour), RetryInitial: Duration(10 * time.Second), RetryMax: Duration(time.Hour)}
 	withJitter := noJitter
-	withJitter.Jitter = time.Minute
+	withJitter.Jitter = Duration(time.Minute)
 
 	// jitterOf is the offset the credential "c1" gets under a jitter bound j.
 	frac := JitterFraction("c1")

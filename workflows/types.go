@@ -57,11 +57,11 @@ type Policy struct {
 
 // Timing is a Policy with every default filled in: what the scheduler works with.
 type Timing struct {
-	RefreshMargin   time.Duration `json:"refresh_margin"`
-	Jitter          time.Duration `json:"jitter"`
-	AssumedLifetime time.Duration `json:"assumed_lifetime"`
-	RetryInitial    time.Duration `json:"retry_initial"`
-	RetryMax        time.Duration `json:"retry_max"`
+	RefreshMargin   Duration `json:"refresh_margin"`
+	Jitter          Duration `json:"jitter"`
+	AssumedLifetime Duration `json:"assumed_lifetime"`
+	RetryInitial    Duration `json:"retry_initial"`
+	RetryMax        Duration `json:"retry_max"`
 }
 
 // Defaults used when a Policy leaves a field out.
@@ -75,11 +75,11 @@ const (
 
 // Resolve fills in defaults. Call Validate first: Resolve does not reject bad values.
 func (p Policy) Resolve() Timing {
-	pick := func(d *Duration, def time.Duration) time.Duration {
+	pick := func(d *Duration, def time.Duration) Duration {
 		if d == nil {
-			return def
+			return Duration(def)
 		}
-		return d.D()
+		return *d
 	}
 	return Timing{
 		RefreshMargin:   pick(p.RefreshMargin, DefaultRefreshMargin),
@@ -98,7 +98,7 @@ type Seed struct {
 	// AccessToken and AccessExpiresAt may be given when a fresh token is at hand, so
 	// the first refresh waits for the normal time instead of happening at once.
 	AccessToken     string    `json:"access_token,omitempty"`
-	AccessExpiresAt time.Time `json:"access_expires_at,omitempty"`
+	AccessExpiresAt time.Time `json:"access_expires_at,omitzero"`
 }
 
 // CredentialInput starts a credential workflow. The workflow ID is the credential ID.
@@ -140,24 +140,24 @@ type Status struct {
 	StateSince time.Time `json:"state_since"`
 	// Version is the token store generation this workflow last committed or saw.
 	Version          int64     `json:"version"`
-	AccessExpiresAt  time.Time `json:"access_expires_at,omitempty"`
-	RefreshExpiresAt time.Time `json:"refresh_expires_at,omitempty"`
-	LastRefreshAt    time.Time `json:"last_refresh_at,omitempty"`
+	AccessExpiresAt  time.Time `json:"access_expires_at,omitzero"`
+	RefreshExpiresAt time.Time `json:"refresh_expires_at,omitzero"`
+	LastRefreshAt    time.Time `json:"last_refresh_at,omitzero"`
 	Refreshes        int64     `json:"refreshes"`
 
 	LastError           string    `json:"last_error,omitempty"`
 	LastErrorCode       string    `json:"last_error_code,omitempty"`
-	LastAttemptAt       time.Time `json:"last_attempt_at,omitempty"` // start of the last round; its end if it failed
+	LastAttemptAt       time.Time `json:"last_attempt_at,omitzero"` // start of the last round; its end if it failed
 	ConsecutiveFailures int       `json:"consecutive_failures"`
 	// RetryNotBefore is the provider's Retry-After, as an absolute time.
-	RetryNotBefore time.Time `json:"retry_not_before,omitempty"`
+	RetryNotBefore time.Time `json:"retry_not_before,omitzero"`
 
 	// RefreshRequested is set by refresh-now and cleared when a refresh starts, so a
 	// request that arrives just before continue-as-new is not lost.
 	RefreshRequested bool `json:"refresh_requested,omitempty"`
 
 	NextAction   Action    `json:"next_action,omitempty"`
-	NextActionAt time.Time `json:"next_action_at,omitempty"`
+	NextActionAt time.Time `json:"next_action_at,omitzero"`
 	// Runs counts workflow runs (continue-as-new generations) of this credential.
 	Runs int `json:"runs"`
 }

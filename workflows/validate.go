@@ -81,7 +81,7 @@ func (p Policy) Validate() error {
 	if len(errs) == 0 {
 		t := p.Resolve()
 		if t.RetryMax < t.RetryInitial {
-			errs = append(errs, fmt.Errorf("policy.retry_max: %s is shorter than retry_initial %s", t.RetryMax, t.RetryInitial))
+			errs = append(errs, fmt.Errorf("policy.retry_max: %s is shorter than retry_initial %s", t.RetryMax.D(), t.RetryInitial.D()))
 		}
 	}
 	return errors.Join(errs...)

@@ -1,0 +1,54 @@
+# tokenwarden: `make run` starts the stack, `make test` runs every test.
+SHELL := /bin/bash
+
+TEMPORAL_CLI_VERSION  := v1.5.1
+STATICCHECK_VERSION   := v0.8.2
+WORKFLOWCHECK_VERSION := v0.6.0
+
+BIN      := $(CURDIR)/bin
+TEMPORAL := $(BIN)/temporal
+
+# Tests find the dev server binary here.
+export TOKENWARDEN_TEST_TEMPORAL_BIN := $(TEMPORAL)
+
+.PHONY: help run demo test lint build clean
+
+help:
+	@echo "make run    start the Temporal dev server (Web UI :8233) and the worker; Ctrl-C stops"
+	@echo "make demo   the same plus a fake OAuth2 provider and three short-lived demo credentials"
+	@echo "make test   run every test (starts the servers it needs)"
+	@echo "make lint   gofmt, go vet, staticcheck, workflowcheck"
+	@echo "make build  build bin/worker, bin/starter, bin/fakeoauth"
+
+# The pinned temporal CLI, built from its Go module (about 3 minutes the first time).
+$(TEMPORAL):
+	@echo "building the temporal CLI $(TEMPORAL_CLI_VERSION) into bin/ (first time only)..."
+	GOBIN=$(BIN) go install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+build:
+	go build -o $(BIN)/ ./worker ./starter ./internal/fakeoauth/cmd/fakeoauth
+
+run: $(TEMPORAL) build
+	scripts/stack.sh run
+
+demo: $(TEMPORAL) build
+	scripts/stack.sh demo
+
+test: $(TEMPORAL)
+	go test -race -count=1 -timeout 20m ./...
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+$(BIN)/workflowcheck:
+	GOBIN=$(BIN) go install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
+
+lint: $(BIN)/staticcheck $(BIN)/workflowcheck
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	go vet ./...
+	$(BIN)/staticcheck ./...
+	$(BIN)/workflowcheck -config workflowcheck.config.yaml ./...
+
+clean:
+	rm -rf $(BIN) .demo

@@ -1,0 +1,334 @@
+package activities_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+)
+
+// The test client. The secret looks like a real one (mixed case, digits, long) so that
+// the adapter's scrubber would have to work to keep it out of errors.
+const (
+	testClientID     = "tokenwarden-test-client"
+	testClientSecret = "cs_Th1sIsTheClientSecretValue_9f8e7d"
+	accessLifetime   = 10 * time.Minute
+)
+
+// clock is the one controllable clock shared by the store, the activities, the adapter
+// and the fake provider, so lease expiry and token lifetimes are exact and tests can
+// step past a lease instead of sleeping through it.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock {
+	return &clock{t: time.Date(2031, 3, 14, 9, 26, 53, 0, time.UTC)}
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// syncBuffer collects the activities' log output so tests can check that no secret is
+// ever logged.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type harnessOptions struct {
+	fake fakeoauth.Options
+	// wrapStore, if set, wraps the real SQLite store (to inject store failures).
+	wrapStore       func(store.Store) store.Store
+	providerTimeout time.Duration
+}
+
+// harness is one tokenwarden worker's worth of real parts: a SQLite store in a temp dir,
+// the real oauth2 adapter talking HTTP to a strict fake provider, and the Temporal
+// activity test environment running the activities.
+type harness struct {
+	t        *testing.T
+	clock    *clock
+	fake     *fakeoauth.Server
+	tokenURL string
+	sqlite   *store.SQLite // the real store, also reachable when wrapped
+	acts     *activities.Activities
+	env      *testsuite.TestActivityEnvironment
+	logs     *syncBuffer
+}
+
+func newHarness(t *testing.T, opts harnessOptions) *harness {
+	t.Helper()
+	clk := newClock()
+
+	fopts := opts.fake
+	if fopts.ClientID == "" {
+		fopts.ClientID, fopts.ClientSecret = testClientID, testClientSecret
+	}
+	if fopts.AccessLifetime == 0 {
+		fopts.AccessLifetime = accessLifetime
+	}
+	fopts.Now = clk.Now
+	fake := fakeoauth.New(fopts)
+	tokenURL := fake.Start()
+	t.Cleanup(fake.Close)
+
+	key := make([]byte, keyring.KeySize)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	ring, err := keyring.New("k1", map[string][]byte{"k1": key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "tokens.db"), ring, clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+
+	var st store.Store = db
+	if opts.wrapStore != nil {
+		st = opts.wrapStore(db)
+	}
+	logs := &syncBuffer{}
+	acts := &activities.Activities{
+		Store:           st,
+		Providers:       providers.Registry(&http.Client{Timeout: 10 * time.Second}, clk.Now),
+		Now:             clk.Now,
+		Logger:          slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		ProviderTimeout: opts.providerTimeout,
+	}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	env.RegisterActivity(acts)
+	return &harness{t: t, clock: clk, fake: fake, tokenURL: tokenURL, sqlite: db, acts: acts, env: env, logs: logs}
+}
+
+func (h *harness) config() provider.Config {
+	return provider.Config{TokenURL: h.tokenURL, ClientID: testClientID}
+}
+
+func (h *harness) request(id string, expected int64) activities.RefreshRequest {
+	return activities.RefreshRequest{CredentialID: id, Provider: providers.OAuth2, Config: h.config(), ExpectedVersion: expected}
+}
+
+// seed starts a token family at the fake provider and stores its first refresh token
+// (with the given client secret) through the Seed activity. It returns the refresh token
+// and the stored version.
+func (h *harness) seed(id, family, clientSecret string) (string, int64) {
+	h.t.Helper()
+	rt := h.fake.Seed(family)
+	res := h.seedMaterial(activities.SeedRequest{CredentialID: id, Provider: providers.OAuth2, RefreshToken: rt, ClientSecret: clientSecret})
+	return rt, res.Version
+}
+
+func (h *harness) seedMaterial(req activities.SeedRequest) activities.SeedResult {
+	h.t.Helper()
+	val, err := h.env.ExecuteActivity(h.acts.Seed, req)
+	if err != nil {
+		h.t.Fatalf("Seed: %v", err)
+	}
+	var res activities.SeedResult
+	if err := val.Get(&res); err != nil {
+		h.t.Fatalf("Seed result: %v", err)
+	}
+	return res
+}
+
+// refresh runs the Refresh activity as Temporal would: input and result go through the
+// data converter, errors through the failure converter.
+func (h *harness) refresh(req activities.RefreshRequest) (activities.RefreshResult, error) {
+	h.t.Helper()
+	val, err := h.env.ExecuteActivity(h.acts.Refresh, req)
+	if err != nil {
+		return activities.RefreshResult{}, err
+	}
+	var res activities.RefreshResult
+	if err := val.Get(&res); err != nil {
+		h.t.Fatalf("Refresh result: %v", err)
+	}
+	return res, nil
+}
+
+func (h *harness) mustRefresh(req activities.RefreshRequest) activities.RefreshResult {
+	h.t.Helper()
+	res, err := h.refresh(req)
+	if err != nil {
+		h.t.Fatalf("Refresh(expected version %d): %v", req.ExpectedVersion, err)
+	}
+	return res
+}
+
+func (h *harness) get(id string) store.Record {
+	h.t.Helper()
+	rec, err := h.sqlite.Get(context.Background(), id)
+	if err != nil {
+		h.t.Fatalf("store.Get(%q): %v", id, err)
+	}
+	return rec
+}
+
+// assertLeaseFree proves the lease was released by taking it for another owner.
+func (h *harness) assertLeaseFree(id string) {
+	h.t.Helper()
+	now := h.clock.Now()
+	if _, err := h.sqlite.AcquireLease(context.Background(), id, "someone-else", now, now.Add(time.Minute)); err != nil {
+		h.t.Fatalf("lease should be free, but another owner cannot take it: %v", err)
+	}
+	if err := h.sqlite.ReleaseLease(context.Background(), id, "someone-else"); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// assertLeaseHeld checks that an attempt's lease is still live and returns it.
+func (h *harness) assertLeaseHeld(id string) store.Lease {
+	h.t.Helper()
+	rec := h.get(id)
+	if rec.Lease.Owner == "" || !h.clock.Now().Before(rec.Lease.ExpiresAt) {
+		h.t.Fatalf("lease should still be held, got %+v (now %s)", rec.Lease, h.clock.Now())
+	}
+	return rec.Lease
+}
+
+// secrets lists every secret value the harness knows of for a credential: what is
+// stored now, the fake's live token, and the given extras (spent or rejected values).
+func (h *harness) secrets(id, family string, extra ...string) []string {
+	h.t.Helper()
+	out := append([]string{testClientSecret}, extra...)
+	if rec, err := h.sqlite.Get(context.Background(), id); err == nil {
+		out = append(out, rec.Secrets.RefreshToken, rec.Secrets.AccessToken, rec.Secrets.ClientSecret)
+	}
+	if latest, ok := h.fake.Latest(family); ok {
+		out = append(out, latest)
+	}
+	return out
+}
+
+// assertNoSecrets checks the error text, the error's details as they would be stored in
+// workflow history, and everything the activities logged.
+func (h *harness) assertNoSecrets(err error, secrets ...string) {
+	h.t.Helper()
+	texts := map[string]string{"error": err.Error(), "log": h.logs.String()}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.HasDetails() {
+		// Decoded generically, so fields FailureDetail does not know about are caught too.
+		var details map[string]any
+		if derr := appErr.Details(&details); derr != nil {
+			h.t.Fatalf("decode details: %v", derr)
+		}
+		b, _ := json.Marshal(details)
+		texts["details"] = string(b)
+	}
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		for where, text := range texts {
+			if strings.Contains(text, s) {
+				h.t.Errorf("%s contains a secret (%.6s...): %s", where, s, text)
+			}
+		}
+	}
+}
+
+// appError unwraps the Temporal application error and checks its type and retryability.
+func appError(t *testing.T, err error, wantType string, wantNonRetryable bool) *temporal.ApplicationError {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("want a %s error, got success", wantType)
+	}
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		t.Fatalf("want a *temporal.ApplicationError, got %T: %v", err, err)
+	}
+	if appErr.Type() != wantType {
+		t.Fatalf("error type = %q, want %q (error: %v)", appErr.Type(), wantType, err)
+	}
+	if appErr.NonRetryable() != wantNonRetryable {
+		t.Fatalf("NonRetryable = %v, want %v (error: %v)", appErr.NonRetryable(), wantNonRetryable, err)
+	}
+	return appErr
+}
+
+func detailOf(t *testing.T, appErr *temporal.ApplicationError) activities.FailureDetail {
+	t.Helper()
+	var d activities.FailureDetail
+	if !appErr.HasDetails() {
+		t.Fatalf("error %q has no FailureDetail", appErr.Error())
+	}
+	if err := appErr.Details(&d); err != nil {
+		t.Fatalf("decode FailureDetail: %v", err)
+	}
+	return d
+}
+
+// flakyStore is the real store with CompareAndSwap sabotaged: the first failures calls
+// return failErr, then it delegates. failures < 0 fails forever.
+type flakyStore struct {
+	store.Store
+	mu       sync.Mutex
+	failures int
+	failErr  error
+	calls    int
+}
+
+func (s *flakyStore) CompareAndSwap(ctx context.Context, rec store.Record, expected int64) (store.Record, error) {
+	s.mu.Lock()
+	s.calls++
+	fail := s.failures != 0
+	if s.failures > 0 {
+		s.failures--
+	}
+	s.mu.Unlock()
+	if fail {
+		return store.Record{}, s.failErr
+	}
+	return s.Store.CompareAndSwap(ctx, rec, expected)
+}
+
+func (s *flakyStore) casCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
