@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -139,10 +140,18 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		Logger:          slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ProviderTimeout: opts.providerTimeout,
 	}
+	env := newActivityEnv(acts)
+	return &harness{t: t, clock: clk, fake: fake, tokenURL: tokenURL, sqlite: db, acts: acts, env: env, logs: logs}
+}
+
+// newActivityEnv returns an activity test environment for acts whose SDK logger is quiet:
+// every expected failure would otherwise print an ERROR line.
+func newActivityEnv(acts *activities.Activities) *testsuite.TestActivityEnvironment {
 	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
-	return &harness{t: t, clock: clk, fake: fake, tokenURL: tokenURL, sqlite: db, acts: acts, env: env, logs: logs}
+	return env
 }
 
 func (h *harness) config() provider.Config {

@@ -173,13 +173,14 @@ func (a *Activities) refreshFailure(ctx context.Context, log interface {
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypePermanent, nil, detail)
 	}
 
-	if pe.HTTPStatus != 0 {
+	if pe.HTTPStatus != 0 && (pe.HTTPStatus < 200 || pe.HTTPStatus > 299) {
 		// The provider answered with an error: it did not rotate the token, so the next
 		// attempt may present it again at once.
 		a.releaseLease(ctx, id, owner)
 	}
 	// Without an answer (network error, timeout) the provider may or may not have
-	// consumed the token. The lease stays until it expires; the next attempt then sees
+	// consumed the token, and a 2xx we could not use (malformed, no access_token) may
+	// well have rotated it. The lease stays until it expires; the next attempt then sees
 	// an interrupted refresh and presents the token once more, knowing what a rejection means.
 	log.Warn("refresh failed, will retry", "code", pe.Code, "http_status", pe.HTTPStatus, "retry_after", pe.RetryAfter)
 	return temporal.NewApplicationErrorWithOptions(pe.Error(), ErrTypeTransient, temporal.ApplicationErrorOptions{

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/testsuite"
-
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
@@ -169,9 +167,7 @@ func TestRefreshConcurrentAttemptsPresentOnce(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	var suite testsuite.WorkflowTestSuite
-	env2 := suite.NewTestActivityEnvironment()
-	env2.RegisterActivity(h.acts)
+	env2 := newActivityEnv(h.acts)
 	_, err := env2.ExecuteActivity(h.acts.Refresh, h.request(credID, v))
 	appError(t, err, activities.ErrTypeInFlight, false)
 

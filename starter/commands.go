@@ -69,7 +69,8 @@ func (a *app) start(ctx context.Context, args []string) error {
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       in.ID,
 		TaskQueue:                a.cfg.TaskQueue,
-		WorkflowIDConflictPolicy: 0, // the default: fail if a run of this credential is open
+		// Fail, rather than hand back the running execution, if the credential exists.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SearchState.ValueSet(string(workflows.StateSeeding)),
 			workflows.SearchProvider.ValueSet(in.Provider),
