@@ -67,8 +67,8 @@ func (a *app) start(ctx context.Context, args []string) error {
 	}
 	defer c.Close()
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       in.ID,
-		TaskQueue:                a.cfg.TaskQueue,
+		ID:        in.ID,
+		TaskQueue: a.cfg.TaskQueue,
 		// Fail, rather than hand back the running execution, if the credential exists.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
