@@ -28,6 +28,10 @@ type Config struct {
 	AuthStyle string `json:"auth_style,omitempty"`
 	// Scopes, when set, are sent with the refresh request.
 	Scopes []string `json:"scopes,omitempty"`
+	// IntrospectionURL, when set, is the provider's RFC 7662 introspection endpoint. It
+	// lets tokenwarden ask whether a refresh token is still live without spending it,
+	// which settles the outcome of an interrupted refresh without a second presentation.
+	IntrospectionURL string `json:"introspection_url,omitempty"`
 }
 
 // Grant is the secret material an adapter presents to the provider. It lives only in the
@@ -57,6 +61,16 @@ type Provider interface {
 	ValidateConfig(cfg Config) error
 	// Refresh presents grant.RefreshToken to the provider exactly once.
 	Refresh(ctx context.Context, cfg Config, grant Grant) (TokenSet, error)
+}
+
+// RefreshTokenChecker is implemented by adapters that can ask the provider whether a
+// refresh token is still live without presenting it to the token endpoint (RFC 7662
+// introspection with token_type_hint=refresh_token).
+type RefreshTokenChecker interface {
+	// RefreshTokenActive reports whether the provider still accepts grant.RefreshToken.
+	// supported is false when cfg gives no way to ask; then active means nothing.
+	// Errors are *Error values classified like Refresh errors.
+	RefreshTokenActive(ctx context.Context, cfg Config, grant Grant) (active, supported bool, err error)
 }
 
 // Kind says whether retrying can help.
