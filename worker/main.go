@@ -17,7 +17,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"text/tabwriter"
 
+	"github.com/kelseyhightower/envconfig"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -43,7 +45,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n\nRuns the tokenwarden worker. Settings come from the environment:")
 		flags.PrintDefaults()
 		fmt.Fprintln(stderr)
-		_ = config.Usage(&config.Worker{})
+		// Not config.Usage: it prints to os.Stdout, which would split the help across two
+		// streams (and keep it from the writer run was given).
+		tw := tabwriter.NewWriter(stderr, 1, 0, 4, ' ', 0)
+		_ = envconfig.Usagef(config.Prefix, &config.Worker{}, tw, envconfig.DefaultTableFormat)
+		_ = tw.Flush()
 	}
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
