@@ -43,6 +43,10 @@ const (
 	DefaultProviderTimeout = 30 * time.Second
 	DefaultLeaseDuration   = 90 * time.Second
 	StartToCloseTimeout    = 60 * time.Second
+	// HeartbeatTimeout: the refresh activity heartbeats every HeartbeatInterval while it
+	// works, so a killed worker's attempt is retried after seconds, not a minute.
+	HeartbeatTimeout  = 10 * time.Second
+	HeartbeatInterval = time.Second
 )
 
 // Activities is registered with the worker; its fields are its dependencies.

@@ -90,16 +90,25 @@ func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshRe
 	// A lease left behind by another attempt means that attempt may have presented the
 	// token and died before committing: its outcome is uncertain.
 	interrupted := previous.Owner != "" && previous.Owner != owner
+	stopHeartbeat := heartbeat(ctx)
+	defer stopHeartbeat()
+
+	grant := provider.Grant{RefreshToken: rec.Secrets.RefreshToken, ClientSecret: rec.Secrets.ClientSecret}
+	if interrupted {
+		if err := a.settleInterrupted(ctx, p, req, grant, owner, previous); err != nil {
+			return RefreshResult{}, err
+		}
+		log.Info("an interrupted attempt left a lease; presenting the refresh token once", "interrupted_at", previous.TakenAt)
+	}
 
 	callCtx, cancel := context.WithTimeout(ctx, a.providerTimeout())
-	tokens, err := p.Refresh(callCtx, req.Config, provider.Grant{
-		RefreshToken: rec.Secrets.RefreshToken,
-		ClientSecret: rec.Secrets.ClientSecret,
-	})
+	tokens, err := p.Refresh(callCtx, req.Config, grant)
 	cancel()
 	if err != nil {
 		return RefreshResult{}, a.refreshFailure(ctx, log, req.CredentialID, owner, err, interrupted, previous)
 	}
+	// Test builds can kill the process here: the provider has rotated, nothing is stored.
+	faultPoint(FaultAfterProviderBeforeCommit)
 
 	next := rec
 	next.Secrets.AccessToken = tokens.AccessToken
@@ -122,6 +131,60 @@ func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshRe
 	}
 	log.Info("refresh committed", "version", saved.Version, "access_expires_at", saved.AccessExpiresAt, "rotated", rotated)
 	return resultOf(saved, false, rotated), nil
+}
+
+// settleInterrupted decides what to do after an interrupted attempt, before anything is
+// presented. When the provider can say whether the stored refresh token is still live
+// (RFC 7662 introspection), it is asked: a consumed token parks the credential at once,
+// without the second presentation that would trip the provider's reuse detection. A
+// live token means the dead attempt never got through, and the refresh goes ahead. A
+// provider that cannot tell gets the token presented once more (nil).
+func (a *Activities) settleInterrupted(ctx context.Context, p provider.Provider, req RefreshRequest,
+	grant provider.Grant, owner string, previous store.Lease) error {
+	checker, ok := p.(provider.RefreshTokenChecker)
+	if !ok {
+		return nil
+	}
+	callCtx, cancel := context.WithTimeout(ctx, a.providerTimeout())
+	active, supported, err := checker.RefreshTokenActive(callCtx, req.Config, grant)
+	cancel()
+	if err != nil {
+		return a.refreshFailure(ctx, a.logger().With("credential", req.CredentialID), req.CredentialID, owner, err, true, previous)
+	}
+	if !supported || active {
+		return nil
+	}
+	a.releaseLease(ctx, req.CredentialID, owner)
+	a.logger().Warn("interrupted refresh consumed the refresh token", "credential", req.CredentialID, "interrupted_at", previous.TakenAt)
+	return temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("%s (interrupted attempt at %s): the provider reports the stored refresh token inactive",
+			ReasonInterruptedRefresh, previous.TakenAt.Format(time.RFC3339)),
+		ErrTypePermanent, nil,
+		FailureDetail{Code: "refresh_token_consumed", InterruptedAt: previous.TakenAt})
+}
+
+// heartbeat records activity heartbeats until the returned function is called, so the
+// server notices within HeartbeatTimeout when the worker running this attempt dies.
+func heartbeat(ctx context.Context) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(HeartbeatInterval)
+		defer t.Stop()
+		for {
+			activity.RecordHeartbeat(ctx)
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // commit writes the new token set, retrying store failures until commitTimeout: once
@@ -173,9 +236,10 @@ func (a *Activities) refreshFailure(ctx context.Context, log interface {
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypePermanent, nil, detail)
 	}
 
-	if pe.HTTPStatus != 0 && (pe.HTTPStatus < 200 || pe.HTTPStatus > 299) {
+	if !interrupted && pe.HTTPStatus != 0 && (pe.HTTPStatus < 200 || pe.HTTPStatus > 299) {
 		// The provider answered with an error: it did not rotate the token, so the next
-		// attempt may present it again at once.
+		// attempt may present it again at once. After an interrupted attempt the lease
+		// stays regardless: it is the only record that an earlier outcome is unknown.
 		a.releaseLease(ctx, id, owner)
 	}
 	// Without an answer (network error, timeout) the provider may or may not have

@@ -115,13 +115,13 @@ func (a *app) dial(ctx context.Context) (client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	c, err := client.DialContext(dctx, client.Options{
-		HostPort:  a.cfg.Address,
-		Namespace: a.cfg.Namespace,
+		HostPort:  a.cfg.TemporalAddress,
+		Namespace: a.cfg.TemporalNamespace,
 		Logger:    quietLogger{},
 	})
 	if err != nil {
 		return nil, fail(exitUnreachable, "cannot reach the Temporal server at %s (namespace %q): %v\n"+
-			"is it running? `make run` starts a development server", a.cfg.Address, a.cfg.Namespace, err)
+			"is it running? `make run` starts a development server", a.cfg.TemporalAddress, a.cfg.TemporalNamespace, err)
 	}
 	return c, nil
 }

@@ -17,9 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"text/tabwriter"
 
-	"github.com/kelseyhightower/envconfig"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
@@ -45,11 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n\nRuns the tokenwarden worker. Settings come from the environment:")
 		flags.PrintDefaults()
 		fmt.Fprintln(stderr)
-		// Not config.Usage: it prints to os.Stdout, which would split the help across two
-		// streams (and keep it from the writer run was given).
-		tw := tabwriter.NewWriter(stderr, 1, 0, 4, ' ', 0)
-		_ = envconfig.Usagef(config.Prefix, &config.Worker{}, tw, envconfig.DefaultTableFormat)
-		_ = tw.Flush()
+		_ = config.Usage(stderr, &config.Worker{})
 	}
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -89,7 +83,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	tokens, err := store.OpenSQLite(ctx, cfg.SQLitePath, ring, nil)
+	tokens, err := store.OpenSQLite(ctx, cfg.SqlitePath, ring, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: open token store: %v\n", err)
 		return 1
@@ -97,12 +91,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer tokens.Close()
 
 	c, err := client.DialContext(ctx, client.Options{
-		HostPort:  cfg.Address,
-		Namespace: cfg.Namespace,
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.TemporalNamespace,
 		Logger:    sdklog.NewStructuredLogger(logger),
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "worker: cannot reach the Temporal server at %s (namespace %q): %v\n", cfg.Address, cfg.Namespace, err)
+		fmt.Fprintf(stderr, "worker: cannot reach the Temporal server at %s (namespace %q): %v\n", cfg.TemporalAddress, cfg.TemporalNamespace, err)
 		return 1
 	}
 	defer c.Close()
@@ -120,8 +114,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "worker: start: %v\n", err)
 		return 1
 	}
-	logger.Info("worker started", "temporal", cfg.Address, "namespace", cfg.Namespace, "task_queue", cfg.TaskQueue,
-		"store", cfg.SQLitePath, "key_id", ring.PrimaryID())
+	logger.Info("worker started", "temporal", cfg.TemporalAddress, "namespace", cfg.TemporalNamespace, "task_queue", cfg.TaskQueue,
+		"store", cfg.SqlitePath, "key_id", ring.PrimaryID())
 	<-ctx.Done()
 	logger.Info("shutting down: finishing running activities")
 	w.Stop()

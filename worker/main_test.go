@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -14,27 +13,14 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 )
 
-// envNames lists the envconfig names (without prefix) of every field of config.Worker,
-// embedded structs included, so that the tests follow the struct when a setting is added.
+// envNames lists the full name of every variable config.Worker reads, so that the
+// tests follow the struct when a setting is added.
 func envNames(t *testing.T) []string {
 	t.Helper()
-	var names []string
-	var walk func(reflect.Type)
-	walk = func(typ reflect.Type) {
-		for i := 0; i < typ.NumField(); i++ {
-			f := typ.Field(i)
-			if f.Anonymous && f.Type.Kind() == reflect.Struct {
-				walk(f.Type)
-				continue
-			}
-			name := f.Tag.Get("envconfig")
-			if name == "" {
-				t.Fatalf("config.Worker.%s has no envconfig tag", f.Name)
-			}
-			names = append(names, name)
-		}
+	names, err := config.VariableNames(&config.Worker{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	walk(reflect.TypeOf(config.Worker{}))
 	return names
 }
 
@@ -46,10 +32,8 @@ func envNames(t *testing.T) []string {
 func workerEnv(t *testing.T, set map[string]string) (dataDir, addr string) {
 	t.Helper()
 	for _, n := range envNames(t) {
-		for _, k := range []string{n, config.Prefix + "_" + n} {
-			t.Setenv(k, "") // restores the old value after the test
-			os.Unsetenv(k)  // envconfig treats an empty variable as set, to ""
-		}
+		t.Setenv(n, "") // restores the old value after the test
+		os.Unsetenv(n)  // envconfig treats an empty variable as set, to ""
 	}
 	dataDir = filepath.Join(t.TempDir(), "data")
 	addr = closedAddress(t)
@@ -118,8 +102,8 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		// Spelled out as well, in case envNames and the usage agree on a wrong name.
 		"TOKENWARDEN_TEMPORAL_ADDRESS", "TOKENWARDEN_LEASE_DURATION", "TOKENWARDEN_PROVIDER_TIMEOUT", "TOKENWARDEN_DATA_DIR")
 	for _, n := range envNames(t) {
-		if !strings.Contains(r.stderr, config.Prefix+"_"+n) {
-			t.Errorf("-help does not list %s_%s:\n%s", config.Prefix, n, r.stderr)
+		if !strings.Contains(r.stderr, n) {
+			t.Errorf("-help does not list %s:\n%s", n, r.stderr)
 		}
 	}
 	// Defaults are part of the documentation.

@@ -55,6 +55,11 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return c.st, nil }); err != nil {
 		return Status{}, fmt.Errorf("register status query: %w", err)
 	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateRefresh, c.onRefreshUpdate,
+		workflow.UpdateHandlerOptions{Validator: c.validateRefreshUpdate}); err != nil {
+		return Status{}, fmt.Errorf("register refresh update: %w", err)
+	}
+	workflow.Go(ctx, c.pumpSignals)
 
 	if in.Seed != nil {
 		if err := c.applySeed(ctx, *in.Seed); err != nil {
@@ -71,6 +76,13 @@ type credential struct {
 	log        log.Logger
 	refreshNow workflow.ReceiveChannel
 	reseed     workflow.ReceiveChannel
+	// pendingSeeds are validated reseeds waiting for the main loop, which alone runs
+	// activities, so a reseed never races a refresh in the store.
+	pendingSeeds []Seed
+	// refreshing is true while a refresh round runs; rounds counts finished rounds.
+	// Requests that arrive during a round are coalesced into it.
+	refreshing bool
+	rounds     int
 	// published is what the search attributes last said, to upsert only on change.
 	published struct {
 		state     State
@@ -85,7 +97,13 @@ func (c *credential) loop(ctx workflow.Context) (Status, error) {
 			// Cancelled by an operator: stop without touching the store.
 			return c.st, temporal.NewCanceledError("credential workflow cancelled")
 		}
-		if c.shouldContinueAsNew(ctx) {
+		if len(c.pendingSeeds) > 0 {
+			seed := c.pendingSeeds[0]
+			c.pendingSeeds = c.pendingSeeds[1:]
+			_ = c.applySeed(ctx, seed) // a failure is recorded in the status
+			continue
+		}
+		if c.shouldContinueAsNew(ctx) && c.drainedForContinueAsNew(ctx) {
 			return c.continueAsNew(ctx)
 		}
 		now := workflow.Now(ctx)
@@ -94,32 +112,61 @@ func (c *credential) loop(ctx workflow.Context) (Status, error) {
 		if err := c.publish(ctx); err != nil {
 			return c.st, err
 		}
-		if action != ActionAwaitReseed && !at.After(now) {
+		if action == ActionAwaitReseed {
+			// Only a human can help; refresh requests are refused while parked.
+			_ = workflow.Await(ctx, func() bool { return len(c.pendingSeeds) > 0 })
+			continue
+		}
+		if !at.After(now) {
 			c.refresh(ctx, action)
 			continue
 		}
-		c.wait(ctx, at.Sub(now), action != ActionAwaitReseed)
+		// Sleep until the due time, or until a signal or update asks for something.
+		_, _ = workflow.AwaitWithTimeout(ctx, at.Sub(now), func() bool {
+			return c.st.RefreshRequested || len(c.pendingSeeds) > 0
+		})
 	}
 }
 
-// wait sleeps until the timer fires or a signal arrives, whichever is first.
-func (c *credential) wait(ctx workflow.Context, d time.Duration, withTimer bool) {
-	timerCtx, cancelTimer := workflow.WithCancel(ctx)
-	defer cancelTimer()
-	sel := workflow.NewSelector(ctx)
-	if withTimer {
-		sel.AddFuture(workflow.NewTimer(timerCtx, d), func(workflow.Future) {})
+// pumpSignals receives signals as they arrive, so that their effect is immediate even
+// while the main loop waits for an activity: a refresh-now during a refresh is
+// coalesced into it, and a reseed is queued for the main loop.
+func (c *credential) pumpSignals(ctx workflow.Context) {
+	for ctx.Err() == nil {
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(c.refreshNow, func(ch workflow.ReceiveChannel, _ bool) {
+			ch.Receive(ctx, nil)
+			c.onRefreshNow()
+		})
+		sel.AddReceive(c.reseed, func(ch workflow.ReceiveChannel, _ bool) {
+			var raw json.RawMessage
+			ch.Receive(ctx, &raw)
+			c.onReseed(raw)
+		})
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+		sel.Select(ctx)
 	}
-	sel.AddReceive(c.refreshNow, func(ch workflow.ReceiveChannel, _ bool) {
-		ch.Receive(ctx, nil)
-		c.onRefreshNow()
-	})
-	sel.AddReceive(c.reseed, func(ch workflow.ReceiveChannel, _ bool) {
-		var raw json.RawMessage
-		ch.Receive(ctx, &raw)
-		c.onReseed(ctx, raw)
-	})
-	sel.Select(ctx)
+}
+
+// validateRefreshUpdate rejects a refresh update before it enters history.
+func (c *credential) validateRefreshUpdate() error {
+	if c.st.State == StateNeedsReauth {
+		return errors.New("credential needs a reseed: a refresh would present a grant the provider rejected")
+	}
+	return nil
+}
+
+// onRefreshUpdate asks for a refresh (or joins the one in flight) and returns the
+// status once that round has finished, successful or not.
+func (c *credential) onRefreshUpdate(ctx workflow.Context) (Status, error) {
+	target := c.rounds + 1
+	if !c.refreshing {
+		c.st.RefreshRequested = true
+	}
+	if err := workflow.Await(ctx, func() bool { return c.rounds >= target }); err != nil {
+		return c.st, err
+	}
+	return c.st, nil
 }
 
 func (c *credential) onRefreshNow() {
@@ -128,10 +175,14 @@ func (c *credential) onRefreshNow() {
 		c.log.Warn("refresh-now ignored: credential needs a reseed")
 		return
 	}
+	if c.refreshing {
+		// Coalesced: the round in flight answers this request too.
+		return
+	}
 	c.st.RefreshRequested = true
 }
 
-func (c *credential) onReseed(ctx workflow.Context, raw json.RawMessage) {
+func (c *credential) onReseed(raw json.RawMessage) {
 	var seed Seed
 	if err := json.Unmarshal(raw, &seed); err != nil {
 		c.rejectSignal(SignalReseed, "payload is not a seed object")
@@ -141,7 +192,7 @@ func (c *credential) onReseed(ctx workflow.Context, raw json.RawMessage) {
 		c.rejectSignal(SignalReseed, err.Error())
 		return
 	}
-	_ = c.applySeed(ctx, seed) // failures are recorded in the status
+	c.pendingSeeds = append(c.pendingSeeds, seed)
 }
 
 // rejectSignal records a malformed signal without disturbing the lifecycle.
@@ -183,7 +234,7 @@ func (c *credential) applySeed(ctx workflow.Context, seed Seed) error {
 	c.st.ConsecutiveFailures = 0
 	c.st.RetryNotBefore = time.Time{}
 	c.st.LastError, c.st.LastErrorCode = "", ""
-	c.st.RefreshRequested = seed.AccessToken == ""
+	c.st.RefreshRequested = c.st.RefreshRequested || seed.AccessToken == ""
 	c.setState(ctx, StateActive)
 	return nil
 }
@@ -191,6 +242,8 @@ func (c *credential) applySeed(ctx workflow.Context, seed Seed) error {
 // refresh runs one refresh round: the activity retries quickly a few times; if the round
 // still fails, the workflow's own backoff (NextWakeup) spaces out the next rounds forever.
 func (c *credential) refresh(ctx workflow.Context, why Action) {
+	c.refreshing = true
+	defer func() { c.refreshing = false; c.rounds++ }()
 	c.st.RefreshRequested = false
 	c.st.LastAttemptAt = workflow.Now(ctx)
 	previous, previousSince := c.st.State, c.st.StateSince
@@ -206,6 +259,9 @@ func (c *credential) refresh(ctx workflow.Context, why Action) {
 
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: activities.StartToCloseTimeout,
+		// The activity heartbeats while it waits for the provider, so a worker that
+		// dies mid-refresh is noticed in seconds rather than at the start-to-close timeout.
+		HeartbeatTimeout: activities.HeartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
@@ -251,6 +307,7 @@ func (c *credential) refresh(ctx workflow.Context, why Action) {
 	switch errType {
 	case activities.ErrTypePermanent, activities.ErrTypeInvalidInput:
 		c.st.ConsecutiveFailures = 0
+		c.st.RefreshRequested = false
 		settle(StateNeedsReauth)
 		c.log.Warn("credential needs re-authorisation", "code", detail.Code)
 	default:
@@ -313,9 +370,9 @@ func (c *credential) shouldContinueAsNew(ctx workflow.Context) bool {
 	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= c.historyLimit()
 }
 
-// continueAsNew hands the status to a fresh run. Pending signals are served first so
-// none is lost: refresh-now becomes RefreshRequested, a reseed is applied now.
-func (c *credential) continueAsNew(ctx workflow.Context) (Status, error) {
+// drainedForContinueAsNew serves signals still buffered in their channels and reports
+// whether the run may end now: no reseed waiting, no update handler running.
+func (c *credential) drainedForContinueAsNew(ctx workflow.Context) bool {
 	for {
 		if c.refreshNow.ReceiveAsync(nil) {
 			c.onRefreshNow()
@@ -323,14 +380,18 @@ func (c *credential) continueAsNew(ctx workflow.Context) (Status, error) {
 		}
 		var raw json.RawMessage
 		if c.reseed.ReceiveAsync(&raw) {
-			c.onReseed(ctx, raw)
+			c.onReseed(raw)
 			continue
 		}
 		break
 	}
-	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-		return c.st, err
-	}
+	// A waiting refresh update has set RefreshRequested; the loop serves it first.
+	return len(c.pendingSeeds) == 0 && workflow.AllHandlersFinished(ctx)
+}
+
+// continueAsNew hands the secret-free status to a fresh run. A pending refresh request
+// travels in it; reseeds and updates were served before (drainedForContinueAsNew).
+func (c *credential) continueAsNew(ctx workflow.Context) (Status, error) {
 	next := c.in
 	next.Seed = nil
 	carried := c.st

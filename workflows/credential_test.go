@@ -238,17 +238,23 @@ func (s *credentialSuite) TestPermanentFailureParksUntilReseed() {
 	s.Equal(2, refreshes, "one rejected refresh, one after the reseed; none while parked")
 }
 
-func (s *credentialSuite) TestContinueAsNewKeepsStatusAndPendingSignals() {
+func (s *credentialSuite) TestContinueAsNewServesPendingSignalsFirst() {
 	s.env.SetStartTime(t0)
-	s.seeded()
-	log := &refreshLog{version: 1}
+	seeds := 0
+	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, req activities.SeedRequest) (activities.SeedResult, error) {
+			seeds++
+			return activities.SeedResult{Version: int64(100 * seeds), SeededAt: s.env.Now()}, nil
+		})
+	refreshes := 0
 	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
+			refreshes++
 			now := s.env.Now()
-			log.times = append(log.times, now)
-			if len(log.times) == 2 {
-				// Arrives while the refresh runs; the server then suggests continue-as-new.
+			if refreshes == 2 {
+				// Arrive while the refresh runs; the server then suggests continue-as-new.
 				s.env.SignalWorkflow(SignalRefreshNow, nil)
+				s.env.SignalWorkflow(SignalReseed, Seed{RefreshToken: "rt-reseeded"})
 				s.env.SetContinueAsNewSuggested(true)
 			}
 			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: now, AccessExpiresAt: now.Add(time.Hour)}, nil
@@ -256,19 +262,103 @@ func (s *credentialSuite) TestContinueAsNewKeepsStatusAndPendingSignals() {
 	s.env.ExecuteWorkflow(WorkflowType, input())
 
 	s.Require().True(s.env.IsWorkflowCompleted())
-	err := s.env.GetWorkflowError()
 	var can *workflow.ContinueAsNewError
-	s.Require().ErrorAs(err, &can)
+	s.Require().ErrorAs(s.env.GetWorkflowError(), &can)
 	var next CredentialInput
 	s.Require().NoError(converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
 	s.Nil(next.Seed, "secrets must not be carried into the next run")
 	s.Require().NotNil(next.Carried)
-	s.True(next.Carried.RefreshRequested, "the refresh-now signal must survive continue-as-new")
-	s.Equal(int64(3), next.Carried.Version)
+	s.Equal(2, seeds, "the reseed that arrived before continue-as-new must be applied in this run")
+	s.Equal(2, refreshes, "the refresh-now that arrived during a refresh is coalesced into it")
+	s.Equal(int64(200), next.Carried.Version)
+	s.True(next.Carried.RefreshRequested, "the reseed's follow-up refresh travels to the next run")
 	s.Equal(int64(2), next.Carried.Refreshes)
 	s.Equal(StateActive, next.Carried.State)
 	s.Equal(1, next.Carried.Runs)
 	s.Equal("cred-1", next.Carried.ID)
+}
+
+func (s *credentialSuite) TestRefreshNowStormIsCoalesced() {
+	s.env.SetStartTime(t0)
+	s.seeded()
+	inFlight, maxInFlight := 0, 0
+	var times []time.Time
+	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
+			inFlight++
+			maxInFlight = max(maxInFlight, inFlight)
+			defer func() { inFlight-- }()
+			times = append(times, s.env.Now())
+			if len(times) == 2 {
+				for i := 0; i < 100; i++ {
+					s.env.SignalWorkflow(SignalRefreshNow, nil)
+				}
+			}
+			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: s.env.Now(), AccessExpiresAt: s.env.Now().Add(time.Hour)}, nil
+		})
+	// Another storm while the credential sleeps: one refresh serves it.
+	s.env.RegisterDelayedCallback(func() {
+		for i := 0; i < 100; i++ {
+			s.env.SignalWorkflow(SignalRefreshNow, nil)
+		}
+	}, 10*time.Minute)
+	var st Status
+	s.env.RegisterDelayedCallback(func() { st = s.status() }, 15*time.Minute)
+	s.stopAt(16 * time.Minute)
+	s.env.ExecuteWorkflow(WorkflowType, input())
+	// The storm at 10m causes one refresh; the second storm, raised while that refresh
+	// runs, is coalesced into it.
+	s.Equal(1, maxInFlight)
+	s.Require().Len(times, 2, "the seed's refresh and one for both storms; got %v", times)
+	s.WithinDuration(t0.Add(10*time.Minute), times[1], time.Second)
+	s.Equal(int64(2), st.Refreshes)
+	s.False(st.RefreshRequested)
+}
+
+func (s *credentialSuite) TestRefreshUpdateReturnsTheNewStatus() {
+	s.env.SetStartTime(t0)
+	s.seeded()
+	log := &refreshLog{version: 1}
+	s.refreshSucceeds(log, time.Hour)
+	var got Status
+	var updateErr error
+	s.env.RegisterDelayedCallback(func() {
+		s.env.UpdateWorkflow(UpdateRefresh, "u1", &testsuite.TestUpdateCallback{
+			OnReject:   func(err error) { updateErr = err },
+			OnComplete: func(v any, err error) { got, _ = v.(Status); updateErr = err },
+		})
+	}, 10*time.Minute)
+	s.stopAt(11 * time.Minute)
+	s.env.ExecuteWorkflow(WorkflowType, input())
+	s.Require().NoError(updateErr)
+	s.Require().Len(log.times, 2, "the seed refresh and the one the update asked for")
+	s.WithinDuration(t0.Add(10*time.Minute), log.times[1], time.Second)
+	s.Equal(int64(3), got.Version)
+	s.Equal(StateActive, got.State)
+	s.WithinDuration(t0.Add(70*time.Minute), got.AccessExpiresAt, time.Second)
+}
+
+func (s *credentialSuite) TestRefreshUpdateRejectedWhileParked() {
+	s.env.SetStartTime(t0)
+	s.seeded()
+	calls := 0
+	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
+			calls++
+			return activities.RefreshResult{}, temporal.NewNonRetryableApplicationError("invalid_grant", activities.ErrTypePermanent, nil)
+		})
+	var rejected error
+	s.env.RegisterDelayedCallback(func() {
+		s.env.UpdateWorkflow(UpdateRefresh, "u1", &testsuite.TestUpdateCallback{
+			OnReject:   func(err error) { rejected = err },
+			OnComplete: func(any, error) {},
+		})
+	}, time.Hour)
+	s.stopAt(2 * time.Hour)
+	s.env.ExecuteWorkflow(WorkflowType, input())
+	s.Require().Error(rejected)
+	s.Contains(rejected.Error(), "needs a reseed")
+	s.Equal(1, calls)
 }
 
 func (s *credentialSuite) TestCarriedStatusResumes() {

@@ -15,6 +15,7 @@ const (
 	QueryStatus       = "status"
 	SignalRefreshNow  = "refresh-now"
 	SignalReseed      = "reseed"
+	UpdateRefresh     = "refresh"
 	DefaultEventLimit = 1000
 )
 

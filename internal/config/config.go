@@ -5,7 +5,10 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"path/filepath"
+	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -15,22 +18,26 @@ import (
 const Prefix = "TOKENWARDEN"
 
 // Temporal is how to reach the Temporal server; the worker and the starter share it.
+//
+// Names come from the field names (split_words), never from `envconfig` tags: a tag
+// would make envconfig fall back to the unprefixed name, so a stray DATA_DIR or
+// LOG_LEVEL in the environment would silently configure tokenwarden.
 type Temporal struct {
-	Address   string `envconfig:"TEMPORAL_ADDRESS" default:"localhost:7233" desc:"host:port of the Temporal frontend"`
-	Namespace string `envconfig:"TEMPORAL_NAMESPACE" default:"default" desc:"Temporal namespace"`
-	TaskQueue string `envconfig:"TASK_QUEUE" default:"tokenwarden" desc:"task queue the worker polls and the starter starts on"`
+	TemporalAddress   string `split_words:"true" default:"localhost:7233" desc:"host:port of the Temporal frontend"`
+	TemporalNamespace string `split_words:"true" default:"default" desc:"Temporal namespace"`
+	TaskQueue         string `split_words:"true" default:"tokenwarden" desc:"task queue the worker polls and the starter starts on"`
 }
 
 // Worker is the worker process's configuration.
 type Worker struct {
 	Temporal
-	DataDir         string        `envconfig:"DATA_DIR" default:"data" desc:"directory for the SQLite token store and the key file (created 0700)"`
-	KeyFile         string        `envconfig:"KEY_FILE" desc:"AES-256 key file for secrets at rest (default DATA_DIR/keys.json; must be mode 0600)"`
-	SQLitePath      string        `envconfig:"SQLITE_PATH" desc:"SQLite token store file (default DATA_DIR/tokens.db)"`
-	ProviderTimeout time.Duration `envconfig:"PROVIDER_TIMEOUT" default:"30s" desc:"deadline of one call to a provider's token endpoint"`
-	LeaseDuration   time.Duration `envconfig:"LEASE_DURATION" default:"90s" desc:"refresh lease lifetime; must exceed PROVIDER_TIMEOUT"`
-	LogLevel        string        `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
-	LogFormat       string        `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
+	DataDir         string        `split_words:"true" default:"data" desc:"directory for the SQLite token store and the key file (created 0700)"`
+	KeyFile         string        `split_words:"true" desc:"AES-256 key file for secrets at rest (default DATA_DIR/keys.json; must be mode 0600)"`
+	SqlitePath      string        `split_words:"true" desc:"SQLite token store file (default DATA_DIR/tokens.db)"`
+	ProviderTimeout time.Duration `split_words:"true" default:"30s" desc:"deadline of one call to a provider's token endpoint"`
+	LeaseDuration   time.Duration `split_words:"true" default:"90s" desc:"refresh lease lifetime; must exceed PROVIDER_TIMEOUT"`
+	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	LogFormat       string        `split_words:"true" default:"text" desc:"text or json"`
 }
 
 // LoadWorker reads and checks the worker's configuration.
@@ -42,8 +49,8 @@ func LoadWorker() (Worker, error) {
 	if w.KeyFile == "" {
 		w.KeyFile = filepath.Join(w.DataDir, "keys.json")
 	}
-	if w.SQLitePath == "" {
-		w.SQLitePath = filepath.Join(w.DataDir, "tokens.db")
+	if w.SqlitePath == "" {
+		w.SqlitePath = filepath.Join(w.DataDir, "tokens.db")
 	}
 	return w, w.Check()
 }
@@ -79,7 +86,20 @@ func LoadTemporal() (Temporal, error) {
 	return t, nil
 }
 
-// Usage prints every variable of spec with its default and description.
-func Usage(spec any) error {
-	return envconfig.Usage(Prefix, spec)
+// Usage writes a table of every variable of spec with its default and description.
+func Usage(w io.Writer, spec any) error {
+	tw := tabwriter.NewWriter(w, 1, 0, 4, ' ', 0)
+	if err := envconfig.Usagef(Prefix, spec, tw, envconfig.DefaultTableFormat); err != nil {
+		return err
+	}
+	return tw.Flush()
+}
+
+// VariableNames lists the full names (TOKENWARDEN_...) of every variable spec reads.
+func VariableNames(spec any) ([]string, error) {
+	var b strings.Builder
+	if err := envconfig.Usagef(Prefix, spec, &b, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
+		return nil, fmt.Errorf("list %s_* variables: %w", Prefix, err)
+	}
+	return strings.Fields(b.String()), nil
 }

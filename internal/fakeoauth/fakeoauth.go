@@ -1,7 +1,8 @@
 // Package fakeoauth is a fake OAuth 2.0 token endpoint (RFC 6749 section 6) for tests and
 // demos that is strict where real providers are strict: refresh tokens rotate, each one
 // is single-use, and presenting a used one is treated as theft (RFC 9700 section 4.14.2,
-// "refresh token rotation" with reuse detection).
+// "refresh token rotation" with reuse detection). Next to it, an RFC 7662 introspection
+// endpoint tells whether a token is live without spending it.
 //
 // # Token families
 //
@@ -29,6 +30,25 @@
 // missing or wrong client is 401 invalid_client. An empty Options.ClientID disables
 // client authentication altogether.
 //
+// # Introspection
+//
+// POST /introspect (IntrospectionPath) implements RFC 7662: the form carries token and an
+// optional token_type_hint (ignored, as section 2.1 allows: both token kinds are
+// searched), and the client authenticates exactly as at /token. A refresh token is
+// active only if it is its family's current token, unused, unexpired and unrevoked:
+//
+//	{"active":true,"token_type":"refresh_token","client_id":"...","exp":1893456000}
+//
+// (exp only when the token expires, client_id only when client authentication is on).
+// An access token is active when ValidAccessToken says so, answered with token_type
+// "Bearer". Everything else, unknown strings included, is {"active":false}.
+//
+// Introspection is a question, not a presentation. It never consumes a token, never
+// triggers reuse detection, and is not counted by Requests, Presentations or Processed;
+// Introspections counts it instead. That is the property tokenwarden relies on: after an
+// interrupted refresh it can learn whether the provider consumed the token without
+// presenting it a second time.
+//
 // # Faults
 //
 // InjectFault schedules misbehaviour, see Fault. Faults run either before the grant is
@@ -36,11 +56,31 @@
 // after it (the token is consumed and the new one minted, but the client never learns
 // it: the crash window that tokenwarden's store-before-use protocol has to survive).
 //
-// # Counting presentations
+// # Counting presentations, processing and concurrency
 //
-// A presentation is any POST /token request carrying a refresh_token parameter, counted
-// when the request arrives, before faults and client authentication. It measures what the
-// client put on the wire, whatever the server did with it.
+// Two counters answer two different questions about a refresh token:
+//
+//   - Presentations: what the client put on the wire. Any POST /token request carrying a
+//     refresh_token parameter, counted when the request arrives, before faults and
+//     client authentication, whatever the server then did with it.
+//   - Processed: what the provider acted on. Counted when the grant logic looks the
+//     presented token up, after client authentication and grant_type checks, whatever
+//     the outcome: used, or rejected as unknown, reused, revoked or expired. A request
+//     that never got that far is not processed: one answered or dropped by a BeforeGrant
+//     fault (including a BeforeGrant FaultLatency whose client went away during the
+//     wait), one with a malformed body, failed client authentication or the wrong
+//     grant_type. An AfterGrant fault strikes after processing, so its request counts.
+//
+// Presentations(t) > Processed(t) means some presentations never reached the grant
+// logic; Processed(t) > 1 with rotation on means the provider saw the token twice, which
+// is reuse. MaxProcessed is the provider-side view of MaxPresentations.
+//
+// InFlight, MaxConcurrent and MaxConcurrentFor measure overlap at the token endpoint: a
+// request is in flight from its arrival until its handler returns, fault waits included
+// (an AfterGrant latency whose client left is still in flight: the provider is still
+// busy with it). A request belongs to the family of the refresh token it carries, looked
+// up on arrival; requests with an unknown or no token count only towards MaxConcurrent.
+// MaxConcurrentFor(family) > 1 proves that one credential had two refreshes racing.
 package fakeoauth
 
 import (
@@ -91,8 +131,14 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Server is the fake token endpoint. It is an http.Handler serving POST /token; all
-// methods are safe for concurrent use.
+// Endpoint paths served by a Server.
+const (
+	TokenPath         = "/token"
+	IntrospectionPath = "/introspect"
+)
+
+// Server is the fake token endpoint. It is an http.Handler serving POST /token and
+// POST /introspect; all methods are safe for concurrent use.
 type Server struct {
 	opts    Options
 	handler http.Handler
@@ -111,8 +157,16 @@ type Server struct {
 	requests        int
 	presentations   int
 	perToken        map[string]int
+	processed       map[string]int // per refresh token value, see Processed
 	reuseDetections int
 	refreshes       int
+	introspections  int
+
+	// Token-endpoint requests in flight, overall and per family name, with their peaks.
+	inFlight          int
+	maxInFlight       int
+	familyInFlight    map[string]int
+	familyMaxInFlight map[string]int
 }
 
 type family struct {
@@ -152,9 +206,14 @@ func New(opts Options) *Server {
 		refresh:  map[string]*refreshToken{},
 		access:   map[string]*accessToken{},
 		perToken: map[string]int{},
+
+		processed:         map[string]int{},
+		familyInFlight:    map[string]int{},
+		familyMaxInFlight: map[string]int{},
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /token", s.serveToken)
+	mux.HandleFunc("POST "+TokenPath, s.serveToken)
+	mux.HandleFunc("POST "+IntrospectionPath, s.serveIntrospect)
 	s.handler = mux
 	return s
 }
@@ -170,7 +229,28 @@ func (s *Server) Start() (tokenURL string) {
 	if s.http == nil {
 		s.http = httptest.NewServer(s)
 	}
-	return s.http.URL + "/token"
+	return s.http.URL + TokenPath
+}
+
+// URL returns the base URL of the listener Start opened ("http://127.0.0.1:port"), or ""
+// before Start. Endpoints are at URL()+TokenPath and URL()+IntrospectionPath.
+func (s *Server) URL() string {
+	s.httpMu.Lock()
+	defer s.httpMu.Unlock()
+	if s.http == nil {
+		return ""
+	}
+	return s.http.URL
+}
+
+// IntrospectionURL returns the RFC 7662 introspection endpoint of the listener Start
+// opened, or "" before Start.
+func (s *Server) IntrospectionURL() string {
+	base := s.URL()
+	if base == "" {
+		return ""
+	}
+	return base + IntrospectionPath
 }
 
 // Close releases every request held by a Hang or Latency fault and, if Start was used,
@@ -234,7 +314,8 @@ func (s *Server) RevokeFamily(familyName string) bool {
 	return ok
 }
 
-// Requests returns how many requests reached POST /token.
+// Requests returns how many requests reached POST /token (introspections are not
+// included; see Introspections).
 func (s *Server) Requests() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -266,6 +347,61 @@ func (s *Server) MaxPresentations() int {
 		m = max(m, n)
 	}
 	return m
+}
+
+// Processed returns how many times the grant logic acted on this refresh token value
+// (see the package documentation for what counts). Presentations minus Processed is
+// what was put on the wire but never reached the grant logic.
+func (s *Server) Processed(refreshToken string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.processed[refreshToken]
+}
+
+// MaxProcessed returns the highest Processed over all refresh token values, or 0. With
+// rotation, anything above 1 means the provider saw a token twice, which is reuse.
+func (s *Server) MaxProcessed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := 0
+	for _, n := range s.processed {
+		m = max(m, n)
+	}
+	return m
+}
+
+// Introspections returns how many requests reached POST /introspect, counted on arrival
+// like Requests.
+func (s *Server) Introspections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.introspections
+}
+
+// InFlight returns how many token-endpoint requests are being handled right now. Tests
+// wait for 0 to know that a handler has finished, for instance that a request whose
+// client left really gave up without processing the grant.
+func (s *Server) InFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inFlight
+}
+
+// MaxConcurrent returns the most token-endpoint requests ever in flight at once, over
+// all families.
+func (s *Server) MaxConcurrent() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxInFlight
+}
+
+// MaxConcurrentFor returns the most token-endpoint requests ever in flight at once for
+// the named family (by the token they carried on arrival), or 0 if it had none.
+// Anything above 1 means one credential had overlapping refreshes.
+func (s *Server) MaxConcurrentFor(familyName string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.familyMaxInFlight[familyName]
 }
 
 // ReuseDetections returns how many times a used refresh token was presented.
@@ -329,6 +465,29 @@ func Fingerprint(token string) string {
 		}
 	}
 	return prefix + hex.EncodeToString(sum[:6])
+}
+
+// enterLocked records a token-endpoint request arriving for familyName ("" = unknown).
+func (s *Server) enterLocked(familyName string) {
+	s.inFlight++
+	s.maxInFlight = max(s.maxInFlight, s.inFlight)
+	if familyName != "" {
+		s.familyInFlight[familyName]++
+		s.familyMaxInFlight[familyName] = max(s.familyMaxInFlight[familyName], s.familyInFlight[familyName])
+	}
+}
+
+// leave records the end of a request counted by enterLocked.
+func (s *Server) leave(familyName string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight--
+	if familyName != "" {
+		s.familyInFlight[familyName]--
+		if s.familyInFlight[familyName] == 0 {
+			delete(s.familyInFlight, familyName)
+		}
+	}
 }
 
 func (s *Server) expiredLocked(expiresAt time.Time) bool {

@@ -445,6 +445,13 @@ func TestConcurrentFamiliesAreIndependent(t *testing.T) {
 	if s.Refreshes() != families*rounds || s.MaxPresentations() != 1 || s.ReuseDetections() != 0 {
 		t.Fatalf("refreshes=%d max=%d reuse=%d", s.Refreshes(), s.MaxPresentations(), s.ReuseDetections())
 	}
+	// Each family refreshed strictly in sequence, while families overlapped each other
+	// (usually; the overall gauge is not asserted because scheduling may serialise them).
+	for i := range families {
+		if n := s.MaxConcurrentFor(string(rune('a' + i))); n != 1 {
+			t.Fatalf("family %c: %d refreshes in flight at once", 'a'+i, n)
+		}
+	}
 }
 
 func TestLogNeverContainsTokens(t *testing.T) {

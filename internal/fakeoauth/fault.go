@@ -29,7 +29,8 @@ const (
 	// FaultCloseConnection hijacks the connection and resets it (TCP RST where
 	// possible): the client sees a network error and no response at all.
 	FaultCloseConnection
-	// FaultMissingAccessToken answers 200 with a token response lacking access_token.
+	// FaultMissingAccessToken answers 200 with a token response lacking access_token (at
+	// the introspection endpoint: an answer lacking "active").
 	// In AfterGrant phase it still carries the newly minted refresh_token, so a client
 	// that rejects the answer (as it must) loses the rotated token.
 	FaultMissingAccessToken
@@ -79,15 +80,30 @@ func (p Phase) String() string {
 	return "before_grant"
 }
 
-// Fault is one scheduled misbehaviour of the token endpoint.
+// Fault is one scheduled misbehaviour of the token endpoint or, with Path set to
+// IntrospectionPath, of the introspection endpoint.
 //
-// Faults form a FIFO schedule: each POST /token request, when it arrives, is assigned the
-// fault at the head of the schedule (if any). A fault with Count > 0 is assigned to that
-// many requests and then leaves the schedule, making room for the next one; a fault with
-// Count <= 0 stays at the head, applying to every request, until ClearFaults.
+// Faults form a FIFO schedule per endpoint: each request, when it arrives, is assigned
+// the first scheduled fault whose Path names its endpoint (if any). A fault with Count > 0
+// is assigned to that many requests and then leaves the schedule, making room for the
+// next one for that endpoint; a fault with Count <= 0 stays, applying to every request
+// to its endpoint, until ClearFaults. Faults for one endpoint never delay or block faults
+// for the other.
+//
+// At the introspection endpoint the kinds mean the same as at the token endpoint, with
+// "the grant" read as "looking the token up": a BeforeGrant fault answers without
+// looking, an AfterGrant fault looks first (so a delayed answer reflects the state at
+// arrival). FaultMissingAccessToken answers 200 with a JSON object that lacks the
+// required "active" member. Introspection never changes state, so the phase matters
+// only for timing.
 type Fault struct {
 	Kind  FaultKind
 	Phase Phase
+	// Path selects the endpoint: "" or TokenPath (the token endpoint, as before Path
+	// existed) or IntrospectionPath. Making it explicit keeps a test that injects a
+	// token-endpoint fault from having it swallowed by an introspection it did not think
+	// of, and the other way round.
+	Path string
 	// Count is how many requests the fault applies to; <= 0 means all, until cleared.
 	Count int
 	// Delay is waited before the fault acts (for FaultLatency it is the fault). The wait
@@ -120,6 +136,13 @@ func (s *Server) InjectFault(f Fault) {
 	if f.Phase != BeforeGrant && f.Phase != AfterGrant {
 		panic(fmt.Sprintf("fakeoauth: InjectFault: unknown phase %d", int(f.Phase)))
 	}
+	switch f.Path {
+	case "", TokenPath:
+		f.Path = TokenPath
+	case IntrospectionPath:
+	default:
+		panic(fmt.Sprintf("fakeoauth: InjectFault: unknown path %q (want %q, %q or empty)", f.Path, TokenPath, IntrospectionPath))
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = append(s.faults, &scheduledFault{Fault: f, remaining: f.Count})
@@ -139,19 +162,20 @@ func (s *Server) PendingFaults() int {
 	return len(s.faults)
 }
 
-// takeFaultLocked assigns the head of the schedule to one request.
-func (s *Server) takeFaultLocked() *Fault {
-	if len(s.faults) == 0 {
-		return nil
-	}
-	head := s.faults[0]
-	f := head.Fault
-	if head.Count > 0 {
-		head.remaining--
-		if head.remaining <= 0 {
-			s.faults[0] = nil
-			s.faults = s.faults[1:]
+// takeFaultLocked assigns the first fault scheduled for path to one request.
+func (s *Server) takeFaultLocked(path string) *Fault {
+	for i, sf := range s.faults {
+		if sf.Path != path {
+			continue
 		}
+		f := sf.Fault
+		if sf.Count > 0 {
+			sf.remaining--
+			if sf.remaining <= 0 {
+				s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
+			}
+		}
+		return &f
 	}
-	return &f
+	return nil
 }

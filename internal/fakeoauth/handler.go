@@ -34,11 +34,12 @@ func errorResponse(status int, code, description string) tokenResponse {
 
 // requestRecord collects what one request's log line says.
 type requestRecord struct {
-	presented string
+	endpoint  string // TokenPath or IntrospectionPath
+	presented string // the refresh token, or the introspected token
 	family    string
 	fault     *Fault
 	status    int
-	outcome   string // what happened to the grant: "refreshed", an error code, "not_processed"
+	outcome   string // "refreshed", "active", "inactive", an error code, "not_processed"
 	dropped   string // why no answer was sent, if none was
 }
 
@@ -55,36 +56,89 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.presentations++
 		s.perToken[presented]++
 	}
-	fault := s.takeFaultLocked()
+	familyName := ""
+	if rt := s.refresh[presented]; rt != nil {
+		familyName = rt.family.name
+	}
+	s.enterLocked(familyName)
+	fault := s.takeFaultLocked(TokenPath)
 	s.mu.Unlock()
+	// Deferred first so it runs last: when InFlight drops, the request is completely
+	// handled, log record included.
+	defer s.leave(familyName)
 
-	rec := &requestRecord{presented: presented, fault: fault, outcome: "not_processed"}
+	rec := &requestRecord{endpoint: TokenPath, presented: presented, fault: fault, outcome: "not_processed"}
 	defer func() { s.logRequest(r, rec, time.Since(started)) }()
 
+	s.serveWithFaults(w, r, fault, rec, func() tokenResponse {
+		switch {
+		case mediaType != "application/x-www-form-urlencoded":
+			return errorResponse(http.StatusBadRequest, "invalid_request", "body must be application/x-www-form-urlencoded")
+		case formErr != nil:
+			return errorResponse(http.StatusBadRequest, "invalid_request", "body is not a valid form")
+		default:
+			return s.grant(r, rec)
+		}
+	})
+}
+
+func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
+	started := time.Now()
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	formErr := r.ParseForm()
+	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	token := r.PostForm.Get("token")
+
+	// Deliberately none of the token-endpoint counters: asking is not presenting.
+	s.mu.Lock()
+	s.introspections++
+	fault := s.takeFaultLocked(IntrospectionPath)
+	s.mu.Unlock()
+
+	rec := &requestRecord{endpoint: IntrospectionPath, presented: token, fault: fault, outcome: "not_processed"}
+	defer func() { s.logRequest(r, rec, time.Since(started)) }()
+
+	s.serveWithFaults(w, r, fault, rec, func() tokenResponse {
+		switch {
+		case mediaType != "application/x-www-form-urlencoded":
+			return errorResponse(http.StatusBadRequest, "invalid_request", "body must be application/x-www-form-urlencoded")
+		case formErr != nil:
+			return errorResponse(http.StatusBadRequest, "invalid_request", "body is not a valid form")
+		default:
+			return s.introspect(r, rec)
+		}
+	})
+}
+
+// serveWithFaults runs decide (the grant, or the introspection lookup) between the two
+// phases of fault, and answers. A request dropped by a fault ends in a
+// panic(http.ErrAbortHandler): net/http then closes the connection without an answer,
+// and the caller's deferred bookkeeping still runs.
+func (s *Server) serveWithFaults(w http.ResponseWriter, r *http.Request, fault *Fault, rec *requestRecord, decide func() tokenResponse) {
 	if fault != nil && fault.Phase == BeforeGrant {
 		if !s.wait(r.Context(), fault.Delay, rec) {
-			panic(http.ErrAbortHandler) // drop without an answer; the deferred log still runs
+			panic(http.ErrAbortHandler)
 		}
 		if fault.Kind != FaultLatency {
 			s.misbehave(w, r, *fault, nil, rec)
 			return
 		}
+		// The timer and the client's departure can become ready together, and select
+		// picks either. The promise is that a client gone before the grant is processed
+		// leaves its token untouched, so check once more.
+		if r.Context().Err() != nil {
+			rec.dropped = "client_gone"
+			panic(http.ErrAbortHandler)
+		}
 	}
 
-	var res tokenResponse
-	switch {
-	case mediaType != "application/x-www-form-urlencoded":
-		res = errorResponse(http.StatusBadRequest, "invalid_request", "body must be application/x-www-form-urlencoded")
-	case formErr != nil:
-		res = errorResponse(http.StatusBadRequest, "invalid_request", "body is not a valid form")
-	default:
-		res = s.grant(r, rec)
-	}
+	res := decide()
 	rec.outcome = res.outcome
 
 	if fault != nil && fault.Phase == AfterGrant {
+		// The grant is already processed: whatever happens now, the token is consumed.
 		if !s.wait(r.Context(), fault.Delay, rec) {
-			panic(http.ErrAbortHandler) // drop without an answer; the deferred log still runs
+			panic(http.ErrAbortHandler)
 		}
 		if fault.Kind != FaultLatency {
 			s.misbehave(w, r, *fault, &res, rec)
@@ -113,6 +167,8 @@ func (s *Server) grant(r *http.Request, rec *requestRecord) tokenResponse {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// From here on the provider acts on the token, whatever the outcome.
+	s.processed[presented]++
 	rt := s.refresh[presented]
 	if rt == nil {
 		return errorResponse(http.StatusBadRequest, "invalid_grant", "unknown refresh token")
@@ -152,6 +208,56 @@ func (s *Server) grant(r *http.Request, rec *requestRecord) tokenResponse {
 	}
 	s.refreshes++
 	return tokenResponse{status: http.StatusOK, body: body, outcome: "refreshed"}
+}
+
+// introspect answers an RFC 7662 request. It reads state and never changes it: no token
+// is consumed, no family revoked, no presentation or processing counted.
+func (s *Server) introspect(r *http.Request, rec *requestRecord) tokenResponse {
+	// RFC 7662 section 2.1: the endpoint requires authorization; reuse the token
+	// endpoint's client authentication (section 2.3 answers a failure with 401).
+	if res, ok := s.authenticateClient(r); !ok {
+		return res
+	}
+	token := r.PostForm.Get("token")
+	if token == "" {
+		return errorResponse(http.StatusBadRequest, "invalid_request", "token is required")
+	}
+	inactive := tokenResponse{status: http.StatusOK, body: map[string]any{"active": false}, outcome: "inactive"}
+	active := func(tokenType string, expiresAt time.Time) tokenResponse {
+		body := map[string]any{"active": true, "token_type": tokenType}
+		if s.opts.ClientID != "" {
+			body["client_id"] = s.opts.ClientID
+		}
+		if !expiresAt.IsZero() {
+			body["exp"] = expiresAt.Unix()
+		}
+		return tokenResponse{status: http.StatusOK, body: body, outcome: "active"}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// token_type_hint is ignored (section 2.1 allows it): both tables are searched, and
+	// token values never collide across them.
+	if rt := s.refresh[token]; rt != nil {
+		f := rt.family
+		rec.family = f.name
+		// Exactly the tokens a refresh grant would accept (see grant), plus "is the
+		// family's current one", which rotation already implies.
+		if rt.used || rt.revoked || f.revoked || f.live != token || s.expiredLocked(rt.expiresAt) {
+			return inactive
+		}
+		// RFC 7662 token_type nominally names an access token type; "refresh_token" makes
+		// the answer self-describing for the only thing tokenwarden asks about.
+		return active("refresh_token", rt.expiresAt)
+	}
+	if at := s.access[token]; at != nil {
+		rec.family = at.family.name
+		if at.revoked || s.expiredLocked(at.expiresAt) {
+			return inactive
+		}
+		return active("Bearer", at.expiresAt)
+	}
+	return inactive
 }
 
 // authenticateClient implements RFC 6749 section 2.3.1 for the one configured client.
@@ -259,6 +365,11 @@ func (s *Server) misbehave(w http.ResponseWriter, r *http.Request, f Fault, res 
 			body:   map[string]any{"error": code, "error_description": "fakeoauth: injected error in 200"},
 		}, rec)
 	case FaultMissingAccessToken:
+		if rec.endpoint == IntrospectionPath {
+			// The introspection analogue: a 200 without the required "active" member.
+			s.writeResponse(w, tokenResponse{status: http.StatusOK, body: map[string]any{"token_type": "refresh_token"}}, rec)
+			return
+		}
 		body := map[string]any{"token_type": "Bearer", "expires_in": ceilSeconds(s.opts.AccessLifetime)}
 		if res != nil && res.status == http.StatusOK {
 			for _, k := range []string{"refresh_token", "refresh_token_expires_in"} {
@@ -309,14 +420,23 @@ func (s *Server) logRequest(r *http.Request, rec *requestRecord, elapsed time.Du
 	if s.opts.Logger == nil {
 		return
 	}
-	attrs := []slog.Attr{
-		slog.String("remote", r.RemoteAddr),
-		slog.String("grant_type", r.PostForm.Get("grant_type")),
-		slog.String("refresh_token", Fingerprint(rec.presented)),
+	msg := "token request"
+	attrs := []slog.Attr{slog.String("remote", r.RemoteAddr)}
+	if rec.endpoint == IntrospectionPath {
+		msg = "introspection request"
+		attrs = append(attrs,
+			slog.String("token_type_hint", r.PostForm.Get("token_type_hint")),
+			slog.String("token", Fingerprint(rec.presented)))
+	} else {
+		attrs = append(attrs,
+			slog.String("grant_type", r.PostForm.Get("grant_type")),
+			slog.String("refresh_token", Fingerprint(rec.presented)))
+	}
+	attrs = append(attrs,
 		slog.String("family", rec.family),
 		slog.Int("status", rec.status),
 		slog.String("outcome", rec.outcome),
-	}
+	)
 	if rec.fault != nil {
 		attrs = append(attrs, slog.String("fault", rec.fault.Kind.String()), slog.String("phase", rec.fault.Phase.String()))
 	}
@@ -324,7 +444,7 @@ func (s *Server) logRequest(r *http.Request, rec *requestRecord, elapsed time.Du
 		attrs = append(attrs, slog.String("dropped", rec.dropped))
 	}
 	attrs = append(attrs, slog.Duration("elapsed", elapsed))
-	s.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "token request", attrs...)
+	s.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, msg, attrs...)
 }
 
 // ceilSeconds renders a duration as whole seconds, rounded up, at least 1 for any

@@ -1,6 +1,7 @@
 // Package oauth2provider is tokenwarden's generic adapter for the RFC 6749 section 6
-// refresh_token grant. It implements provider.Provider on top of golang.org/x/oauth2 and
-// adds the three things x/oauth2 leaves to its callers: presenting the refresh token
+// refresh_token grant. It implements provider.Provider on top of golang.org/x/oauth2
+// (and provider.RefreshTokenChecker with RFC 7662 introspection, see below) and adds the
+// three things x/oauth2 leaves to its callers: presenting the refresh token
 // exactly once, classifying every failure as Transient or Permanent, and keeping secrets
 // out of error text.
 //
@@ -68,6 +69,37 @@
 // [A-Za-z0-9._~+/=_-] that contains a digit or a capital letter (real tokens do; snake_case
 // error codes, host names and paths do not, so they stay readable). Scrubbing happens
 // before truncation to MaxDescriptionLen so a cut can never leave half a secret behind.
+//
+// # Asking instead of presenting: RefreshTokenActive
+//
+// A Refresh that dies after the request may have left (worker killed, connection cut,
+// timeout) leaves the caller not knowing whether the provider consumed the token.
+// Presenting it again to find out is exactly what reuse detection punishes. The adapter
+// therefore implements provider.RefreshTokenChecker with RFC 7662 token introspection,
+// which reads a token's state without spending it:
+//
+//   - Only when Config.IntrospectionURL is set; otherwise RefreshTokenActive returns
+//     supported == false and sends nothing. ValidateConfig holds introspection_url to the
+//     token_url rules (absolute http/https with a host, no user info), because it receives
+//     the same secrets.
+//   - One POST per call, form-encoded token=<refresh token>&token_type_hint=refresh_token
+//     (section 2.1), with client authentication in the configured auth style: Basic by
+//     default, client_id/client_secret in the body for "body". No grant_type, no scope,
+//     and the token endpoint is never contacted.
+//   - The answer is {"active": <bool>, ...} (section 2.2). "active" must be a JSON
+//     boolean; anything else is a malformed answer, never a guess. active == false means
+//     "do not present this token" (used, revoked, expired or unknown alike).
+//   - Redirects are not followed and at most one request is sent, for the same reasons as
+//     in Refresh: a followed 307/308 hands the token and secret to another host.
+//
+// Failures are classified with the same table as Refresh (network, 5xx/408/429 and
+// transient codes are Transient with Retry-After; error codes, 401/403 and other 4xx are
+// Permanent, e.g. invalid_client or http_401; an unreadable 400 is Transient), with one
+// difference in the last row: a 2xx whose body is not a JSON object with a boolean
+// "active" (and no error code) is Transient malformed_response, and its body is not
+// quoted because an introspection answer describes the token. A 2xx carrying an error
+// code is classified by that code, as in Refresh. Errors are scrubbed exactly as below,
+// with the Basic credential as sent on the wire added to the secrets.
 //
 // # Expiry
 //

@@ -103,3 +103,104 @@ func asProviderError(err error, target **provider.Error) bool {
 	}
 	return ok
 }
+
+// TestIntrospectionSettlesInterruptedRefresh is the reason RefreshTokenActive exists:
+// after a refresh whose outcome is unknown, asking the strict fake tells "consumed" from
+// "not consumed" without a second presentation, so reuse detection never fires.
+func TestIntrospectionSettlesInterruptedRefresh(t *testing.T) {
+	cases := []struct {
+		name     string
+		fault    fakeoauth.Fault
+		consumed bool
+	}{
+		{"reset before grant", fakeoauth.Fault{Kind: fakeoauth.FaultCloseConnection}, false},
+		{"reset after grant", fakeoauth.Fault{Kind: fakeoauth.FaultCloseConnection, Phase: fakeoauth.AfterGrant}, true},
+		{"hang before grant", fakeoauth.Fault{Kind: fakeoauth.FaultHang}, false},
+		{"hang after grant", fakeoauth.Fault{Kind: fakeoauth.FaultHang, Phase: fakeoauth.AfterGrant}, true},
+	}
+	for _, style := range []string{"header", "body"} {
+		for _, tc := range cases {
+			t.Run(style+"/"+tc.name, func(t *testing.T) {
+				srv := fakeoauth.New(fakeoauth.Options{ClientID: testClientID, ClientSecret: testClientSecret})
+				tokenURL := srv.Start()
+				t.Cleanup(srv.Close)
+				rt := srv.Seed("fam")
+				f := tc.fault
+				f.Count = 1
+				srv.InjectFault(f)
+				cfg := provider.Config{TokenURL: tokenURL, ClientID: testClientID, AuthStyle: style, IntrospectionURL: srv.IntrospectionURL()}
+				g := provider.Grant{RefreshToken: rt, ClientSecret: testClientSecret}
+				p := New(nil, nil)
+
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				_, err := p.Refresh(ctx, cfg, g)
+				cancel()
+				if err == nil {
+					t.Fatal("faulty refresh succeeded")
+				}
+				act, supported, err := p.RefreshTokenActive(context.Background(), cfg, g)
+				if err != nil || !supported {
+					t.Fatalf("introspection: %v %v", supported, err)
+				}
+				if act == tc.consumed {
+					t.Fatalf("active = %v, but consumed = %v", act, tc.consumed)
+				}
+				if srv.Presentations(rt) != 1 || srv.ReuseDetections() != 0 || srv.Introspections() != 1 {
+					t.Fatalf("presentations=%d reuse=%d introspections=%d", srv.Presentations(rt), srv.ReuseDetections(), srv.Introspections())
+				}
+				if !act {
+					return
+				}
+				// Not consumed: presenting again is legitimate and works.
+				if _, err := p.Refresh(context.Background(), cfg, g); err != nil {
+					t.Fatalf("retry after a before-grant fault: %v", err)
+				}
+				if srv.MaxProcessed() != 1 || srv.ReuseDetections() != 0 {
+					t.Fatalf("retry processed %d times, reuse %d", srv.MaxProcessed(), srv.ReuseDetections())
+				}
+			})
+		}
+	}
+}
+
+func TestIntrospectionFaultsFromStrictFake(t *testing.T) {
+	srv := fakeoauth.New(fakeoauth.Options{ClientID: testClientID, ClientSecret: testClientSecret})
+	tokenURL := srv.Start()
+	t.Cleanup(srv.Close)
+	rt := srv.Seed("fam")
+	cfg := provider.Config{TokenURL: tokenURL, ClientID: testClientID, IntrospectionURL: srv.IntrospectionURL()}
+	g := provider.Grant{RefreshToken: rt, ClientSecret: testClientSecret}
+	p := New(nil, nil)
+	cases := []struct {
+		fault fakeoauth.Fault
+		kind  provider.Kind
+		code  string
+	}{
+		{fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Status: 502}, provider.Transient, "http_502"},
+		{fakeoauth.Fault{Kind: fakeoauth.FaultRateLimit, RetryAfter: 3 * time.Second}, provider.Transient, "http_429"},
+		{fakeoauth.Fault{Kind: fakeoauth.FaultMalformedJSON}, provider.Transient, CodeMalformedResponse},
+		{fakeoauth.Fault{Kind: fakeoauth.FaultMissingAccessToken}, provider.Transient, CodeMalformedResponse},
+		{fakeoauth.Fault{Kind: fakeoauth.FaultErrorIn200}, provider.Transient, "server_error"},
+		{fakeoauth.Fault{Kind: fakeoauth.FaultCloseConnection}, provider.Transient, CodeNetwork},
+	}
+	for _, tc := range cases {
+		f := tc.fault
+		f.Count, f.Path = 1, fakeoauth.IntrospectionPath
+		srv.InjectFault(f)
+		_, _, err := p.RefreshTokenActive(context.Background(), cfg, g)
+		var perr *provider.Error
+		if !asProviderError(err, &perr) || perr.Kind != tc.kind || perr.Code != tc.code {
+			t.Fatalf("%v: got %v", tc.fault.Kind, err)
+		}
+	}
+	// Wrong client secret: the fake's 401 invalid_client.
+	if _, _, err := p.RefreshTokenActive(context.Background(), cfg, provider.Grant{RefreshToken: rt, ClientSecret: "wrong"}); !provider.IsPermanent(err) {
+		t.Fatalf("wrong secret: %v", err)
+	}
+	if act, _, err := p.RefreshTokenActive(context.Background(), cfg, g); err != nil || !act {
+		t.Fatalf("after faults: %v %v", act, err)
+	}
+	if srv.Requests() != 0 || srv.Refreshes() != 0 {
+		t.Fatal("introspection touched the token endpoint")
+	}
+}

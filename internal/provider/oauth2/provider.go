@@ -38,7 +38,10 @@ type Provider struct {
 	now    func() time.Time
 }
 
-var _ provider.Provider = (*Provider)(nil)
+var (
+	_ provider.Provider            = (*Provider)(nil)
+	_ provider.RefreshTokenChecker = (*Provider)(nil)
+)
 
 // New returns an adapter that talks through client and reads time from now.
 // A nil client gets DefaultTimeout and the default transport; a nil now means time.Now.
@@ -57,13 +60,16 @@ func (p *Provider) ValidateConfig(cfg provider.Config) error {
 	if strings.TrimSpace(cfg.TokenURL) == "" {
 		return fmt.Errorf("token_url: required")
 	}
-	u, err := url.Parse(cfg.TokenURL)
-	if err != nil || !u.IsAbs() || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("token_url: must be an absolute http or https URL")
+	if err := validateEndpointURL("token_url", cfg.TokenURL); err != nil {
+		return err
 	}
-	if u.User != nil {
-		// Config travels in workflow input and status; it must not carry credentials.
-		return fmt.Errorf("token_url: must not contain user info")
+	// introspection_url is optional: without it RefreshTokenActive reports "unsupported".
+	// When present it receives the refresh token and client secret just like token_url,
+	// so it obeys the same rules.
+	if cfg.IntrospectionURL != "" {
+		if err := validateEndpointURL("introspection_url", cfg.IntrospectionURL); err != nil {
+			return err
+		}
 	}
 	if cfg.ClientID == "" {
 		return fmt.Errorf("client_id: required")
@@ -75,6 +81,20 @@ func (p *Provider) ValidateConfig(cfg provider.Config) error {
 		if !validScopeToken(s) {
 			return fmt.Errorf("scopes[%d]: must be a non-empty RFC 6749 scope token (printable ASCII without space, quote or backslash)", i)
 		}
+	}
+	return nil
+}
+
+// validateEndpointURL checks an endpoint that will receive secrets. Errors start with
+// field.
+func validateEndpointURL(field, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%s: must be an absolute http or https URL", field)
+	}
+	if u.User != nil {
+		// Config travels in workflow input and status; it must not carry credentials.
+		return fmt.Errorf("%s: must not contain user info", field)
 	}
 	return nil
 }

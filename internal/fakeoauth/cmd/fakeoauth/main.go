@@ -1,5 +1,6 @@
 // Command fakeoauth runs package fakeoauth's strict token endpoint on a real listener for
-// demos: rotating single-use refresh tokens with reuse detection at POST /token.
+// demos: rotating single-use refresh tokens with reuse detection at POST /token, and RFC
+// 7662 introspection (which never spends a token) at POST /introspect.
 //
 // With -seed-families it mints one token family per name once the listener is bound and
 // prints each initial refresh token to stdout as a JSON line,
@@ -90,13 +91,15 @@ func run(args []string, stdout io.Writer, logger *slog.Logger) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	logger.Info("fakeoauth listening", "token_url", "http://"+ln.Addr().String()+"/token",
+	base := "http://" + ln.Addr().String()
+	logger.Info("fakeoauth listening", "token_url", base+fakeoauth.TokenPath,
+		"introspection_url", base+fakeoauth.IntrospectionPath,
 		"access_lifetime", *accessLifetime, "refresh_lifetime", *refreshLifetime,
 		"rotation", !*noRotation, "client_auth", *clientID != "")
 	start := time.Now()
 	err = srv.Serve(ctx, ln)
 	logger.Info("fakeoauth stopped", "uptime", time.Since(start).Round(time.Second),
 		"refreshes", srv.Refreshes(), "reuse_detections", srv.ReuseDetections(),
-		"max_presentations", srv.MaxPresentations())
+		"max_presentations", srv.MaxPresentations(), "introspections", srv.Introspections())
 	return err
 }

@@ -1,0 +1,150 @@
+package oauth2provider
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"golang.org/x/oauth2"
+
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+)
+
+// maxIntrospectionBody bounds how much of an introspection answer is read. Real answers
+// are a few hundred bytes; anything near the limit is not an RFC 7662 response.
+const maxIntrospectionBody = 1 << 20
+
+// RefreshTokenActive asks cfg.IntrospectionURL (RFC 7662) whether grant.RefreshToken is
+// still live, without presenting it to the token endpoint. With no IntrospectionURL it
+// returns (false, false, nil): the provider offers no way to ask. Otherwise supported is
+// true and err, if any, is a *provider.Error classified like Refresh errors; active is
+// meaningful only when err is nil.
+//
+// An introspection request spends nothing: the token endpoint is never contacted, so
+// asking twice is harmless, and the call is the safe way to settle the outcome of an
+// interrupted Refresh. Note that RFC 7662 section 2.2 makes "active": false cover every
+// kind of dead token (used, revoked, expired, unknown, issued to another client); the
+// answer says "do not present this token", not why.
+func (p *Provider) RefreshTokenActive(ctx context.Context, cfg provider.Config, grant provider.Grant) (active, supported bool, err error) {
+	if cfg.IntrospectionURL == "" {
+		return false, false, nil
+	}
+	if err := p.ValidateConfig(cfg); err != nil {
+		return false, true, &provider.Error{Kind: provider.Permanent, Code: "invalid_config", Err: fmt.Errorf("oauth2 introspection: %w", err)}
+	}
+	if grant.RefreshToken == "" {
+		return false, true, &provider.Error{Kind: provider.Permanent, Code: "missing_refresh_token", Description: "no refresh token to introspect"}
+	}
+	style, _ := authStyle(cfg.AuthStyle) // validated above
+
+	// RFC 7662 section 2.1: the token and its type hint, form-encoded, with the client
+	// authenticating as it does at the token endpoint (RFC 6749 section 2.3.1).
+	form := url.Values{"token": {grant.RefreshToken}, "token_type_hint": {"refresh_token"}}
+	basicUser, basicPass := url.QueryEscape(cfg.ClientID), url.QueryEscape(grant.ClientSecret)
+	if style != oauth2.AuthStyleInHeader {
+		form.Set("client_id", cfg.ClientID)
+		form.Set("client_secret", grant.ClientSecret)
+	}
+	// The scrubber also knows the Basic credential as it appears on the wire, in case a
+	// debug page echoes the Authorization header.
+	sc := newScrubber(grant.RefreshToken, grant.ClientSecret,
+		base64.StdEncoding.EncodeToString([]byte(basicUser+":"+basicPass)))
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.IntrospectionURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		// Unreachable after ValidateConfig; the error text holds only the URL.
+		return false, true, &provider.Error{Kind: provider.Permanent, Code: "invalid_config",
+			Err: fmt.Errorf("oauth2 introspection: building request: %w", scrubbedError(err, sc))}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if style == oauth2.AuthStyleInHeader {
+		req.SetBasicAuth(basicUser, basicPass)
+	}
+
+	// The same per-call client as Refresh: one request at most, redirects not followed.
+	// A followed 307/308 would hand the refresh token and client secret to whatever host
+	// the Location names.
+	resp, err := p.callClient(&exchange{}).Do(req)
+	if err != nil {
+		return false, true, &provider.Error{Kind: provider.Transient, Code: CodeNetwork,
+			Description: "no response from introspection endpoint", Err: scrubbedError(err, sc)}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIntrospectionBody+1))
+	if err != nil {
+		return false, true, &provider.Error{Kind: provider.Transient, Code: CodeNetwork, HTTPStatus: resp.StatusCode,
+			Description: "introspection response body could not be read", Err: scrubbedError(err, sc)}
+	}
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		code, desc := parseErrorBody(resp.Header.Get("Content-Type"), body)
+		return false, true, p.classifyResponse(resp.StatusCode, resp.Header, code, desc, body, sc)
+	}
+	if len(body) > maxIntrospectionBody {
+		return false, true, malformedIntrospection(resp.StatusCode)
+	}
+	var ans struct {
+		Active           *bool  `json:"active"`
+		Error            string `json:"error"`
+		ErrorDescription string `json:"error_description"`
+	}
+	if err := json.Unmarshal(body, &ans); err != nil {
+		// Also catches "active": "true" and other non-boolean spellings: RFC 7662 section
+		// 2.2 makes it a JSON boolean, and guessing what a string means could make us
+		// present a dead token (reuse detection) or drop a live one.
+		return false, true, malformedIntrospection(resp.StatusCode)
+	}
+	switch {
+	case ans.Active != nil:
+		return *ans.Active, true, nil
+	case ans.Error != "":
+		// An error inside a 2xx, as some servers answer; classified by its code, exactly
+		// like a token endpoint's error-in-200.
+		return false, true, p.classifyResponse(resp.StatusCode, resp.Header, ans.Error, ans.ErrorDescription, body, sc)
+	default:
+		return false, true, malformedIntrospection(resp.StatusCode)
+	}
+}
+
+// malformedIntrospection is the error for a 2xx without a usable "active" member. The
+// body is not quoted: an introspection answer describes the token and may echo it.
+func malformedIntrospection(status int) *provider.Error {
+	return &provider.Error{Kind: provider.Transient, Code: CodeMalformedResponse, HTTPStatus: status,
+		Description: "introspection endpoint answered without a boolean \"active\" member"}
+}
+
+// parseErrorBody reads the RFC 6749 section 5.2 error and error_description from an
+// error answer, as JSON or (for form and plain-text content types, as x/oauth2 does)
+// form-encoded. Unreadable bodies yield empty strings; the caller then falls back to the
+// HTTP status.
+func parseErrorBody(contentType string, body []byte) (code, description string) {
+	mediaType, _, _ := mime.ParseMediaType(contentType)
+	switch mediaType {
+	case "application/x-www-form-urlencoded", "text/plain":
+		v, err := url.ParseQuery(string(body))
+		if err != nil {
+			return "", ""
+		}
+		return v.Get("error"), v.Get("error_description")
+	default:
+		var e struct {
+			Error            any    `json:"error"`
+			ErrorDescription string `json:"error_description"`
+		}
+		if err := json.Unmarshal(body, &e); err != nil {
+			return "", ""
+		}
+		// Only a string is an error code; {"error": {...}} is some other API's shape.
+		if s, ok := e.Error.(string); ok {
+			return s, e.ErrorDescription
+		}
+		return "", ""
+	}
+}
