@@ -92,6 +92,8 @@ type SeedRequest struct {
 	Provider        string
 	RefreshToken    string
 	ClientSecret    string
+	Username        string
+	Password        string
 	AccessToken     string
 	AccessExpiresAt time.Time
 }
@@ -110,8 +112,13 @@ func (a *Activities) Seed(ctx context.Context, req SeedRequest) (SeedResult, err
 	if req.CredentialID == "" {
 		return SeedResult{}, temporal.NewNonRetryableApplicationError("seed: credential id is empty", ErrTypeInvalidInput, nil)
 	}
-	if req.RefreshToken == "" {
-		return SeedResult{}, temporal.NewNonRetryableApplicationError("seed.refresh_token: required", ErrTypeInvalidInput, nil)
+	p, err := a.Providers.Lookup(req.Provider)
+	if err != nil {
+		return SeedResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
+	}
+	if err := p.ValidateGrant(provider.Grant{RefreshToken: req.RefreshToken, ClientSecret: req.ClientSecret,
+		Username: req.Username, Password: req.Password, AccessToken: req.AccessToken}); err != nil {
+		return SeedResult{}, temporal.NewNonRetryableApplicationError("seed."+err.Error(), ErrTypeInvalidInput, nil)
 	}
 	rec := store.Record{
 		ID:       req.CredentialID,
@@ -119,14 +126,24 @@ func (a *Activities) Seed(ctx context.Context, req SeedRequest) (SeedResult, err
 		Secrets: store.Secrets{
 			RefreshToken: req.RefreshToken,
 			ClientSecret: req.ClientSecret,
+			Username:     req.Username,
+			Password:     req.Password,
 			AccessToken:  req.AccessToken,
 		},
 		AccessExpiresAt: req.AccessExpiresAt.UTC(),
 	}
-	if req.ClientSecret == "" {
-		// Reseeding a refresh token alone keeps the client secret already stored.
+	if req.ClientSecret == "" || req.Username == "" || req.Password == "" {
+		// A reseed that brings only a new refresh token keeps the client secret and the
+		// login already stored.
 		if old, err := a.Store.Get(ctx, req.CredentialID); err == nil {
-			rec.Secrets.ClientSecret = old.Secrets.ClientSecret
+			keep := func(field *string, old string) {
+				if *field == "" {
+					*field = old
+				}
+			}
+			keep(&rec.Secrets.ClientSecret, old.Secrets.ClientSecret)
+			keep(&rec.Secrets.Username, old.Secrets.Username)
+			keep(&rec.Secrets.Password, old.Secrets.Password)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return SeedResult{}, storeError("read credential before seeding", err)
 		}

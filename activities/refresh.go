@@ -93,7 +93,13 @@ func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshRe
 	stopHeartbeat := heartbeat(ctx)
 	defer stopHeartbeat()
 
-	grant := provider.Grant{RefreshToken: rec.Secrets.RefreshToken, ClientSecret: rec.Secrets.ClientSecret}
+	grant := provider.Grant{
+		RefreshToken: rec.Secrets.RefreshToken,
+		ClientSecret: rec.Secrets.ClientSecret,
+		Username:     rec.Secrets.Username,
+		Password:     rec.Secrets.Password,
+		AccessToken:  rec.Secrets.AccessToken,
+	}
 	if interrupted {
 		if err := a.settleInterrupted(ctx, p, req, grant, owner, previous); err != nil {
 			return RefreshResult{}, err

@@ -188,7 +188,7 @@ func (c *credential) onReseed(raw json.RawMessage) {
 		c.rejectSignal(SignalReseed, "payload is not a seed object")
 		return
 	}
-	if err := seed.Validate(); err != nil {
+	if err := seed.Validate(c.st.Provider); err != nil {
 		c.rejectSignal(SignalReseed, err.Error())
 		return
 	}
@@ -220,6 +220,8 @@ func (c *credential) applySeed(ctx workflow.Context, seed Seed) error {
 		Provider:        c.st.Provider,
 		RefreshToken:    seed.RefreshToken,
 		ClientSecret:    seed.ClientSecret,
+		Username:        seed.Username,
+		Password:        seed.Password,
 		AccessToken:     seed.AccessToken,
 		AccessExpiresAt: seed.AccessExpiresAt,
 	}).Get(ctx, &res)

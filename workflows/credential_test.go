@@ -400,7 +400,7 @@ func (s *credentialSuite) TestInvalidInputFailsFastNamingTheField() {
 	}{
 		{"unknown provider", func(in *CredentialInput) { in.Provider = "myspace" }, "provider"},
 		{"missing refresh token", func(in *CredentialInput) { in.Seed.RefreshToken = "" }, "seed.refresh_token"},
-		{"missing seed", func(in *CredentialInput) { in.Seed = nil }, "seed.refresh_token"},
+		{"missing seed", func(in *CredentialInput) { in.Seed = nil }, "seed"},
 		{"zero margin", func(in *CredentialInput) { in.Policy.RefreshMargin = zero() }, "policy.refresh_margin"},
 		{"negative retry", func(in *CredentialInput) { in.Policy.RetryInitial = dur(-time.Second) }, "policy.retry_initial"},
 		{"ftp token url", func(in *CredentialInput) { in.Config.TokenURL = "ftp://idp.example/token" }, "config.token_url"},
@@ -426,7 +426,7 @@ func (s *credentialSuite) TestInvalidInputFailsFastNamingTheField() {
 }
 
 func TestSeedValidateNeverEchoesTheSecret(t *testing.T) {
-	err := Seed{RefreshToken: " secret-value "}.Validate()
+	err := Seed{RefreshToken: " secret-value "}.Validate("oauth2")
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "secret-value")
 }

@@ -94,8 +94,11 @@ func (p Policy) Resolve() Timing {
 // Seed is grant material a human hands in: at start, or later with the reseed signal.
 // It is secret. The workflow passes it straight to the store and never keeps it.
 type Seed struct {
-	RefreshToken string `json:"refresh_token"`
+	RefreshToken string `json:"refresh_token,omitempty"`
 	ClientSecret string `json:"client_secret,omitempty"`
+	// Username and Password are for providers that log in (Zogo, SMSBAT ChatHub).
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
 	// AccessToken and AccessExpiresAt may be given when a fresh token is at hand, so
 	// the first refresh waits for the normal time instead of happening at once.
 	AccessToken     string    `json:"access_token,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 )
 
@@ -31,9 +32,9 @@ func (in CredentialInput) Validate(workflowID string) error {
 	errs = append(errs, in.Policy.Validate())
 	if in.Carried == nil {
 		if in.Seed == nil {
-			errs = append(errs, errors.New("seed.refresh_token: required to start a credential"))
+			errs = append(errs, errors.New("seed: required to start a credential (e.g. seed.refresh_token)"))
 		} else {
-			errs = append(errs, in.Seed.Validate())
+			errs = append(errs, in.Seed.Validate(in.Provider))
 		}
 	}
 	if in.HistoryEventLimit < 0 {
@@ -63,6 +64,17 @@ func ValidateID(id string) error {
 	return nil
 }
 
+// Grant is the seed as the provider adapters see it.
+func (s Seed) Grant() provider.Grant {
+	return provider.Grant{
+		RefreshToken: s.RefreshToken,
+		ClientSecret: s.ClientSecret,
+		Username:     s.Username,
+		Password:     s.Password,
+		AccessToken:  s.AccessToken,
+	}
+}
+
 // Validate checks that set durations are positive and that the backoff bounds agree.
 func (p Policy) Validate() error {
 	var errs []error
@@ -87,10 +99,11 @@ func (p Policy) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Validate checks grant material from a start or a reseed. It never echoes a secret.
-func (s Seed) Validate() error {
-	if strings.TrimSpace(s.RefreshToken) == "" {
-		return errors.New("seed.refresh_token: required")
+// Validate checks grant material from a start or a reseed for the named provider: what
+// that provider needs must be there. It never echoes a secret.
+func (s Seed) Validate(providerName string) error {
+	if err := providers.ValidateGrant(providerName, s.Grant()); err != nil {
+		return err
 	}
 	if strings.TrimSpace(s.RefreshToken) != s.RefreshToken {
 		return errors.New("seed.refresh_token: has leading or trailing whitespace")

@@ -32,6 +32,14 @@ type Config struct {
 	// lets tokenwarden ask whether a refresh token is still live without spending it,
 	// which settles the outcome of an interrupted refresh without a second presentation.
 	IntrospectionURL string `json:"introspection_url,omitempty"`
+	// BaseURL overrides the API base of providers with a fixed host (Zalo, Feishu/Lark,
+	// Zogo sandbox or production, SMSBAT ChatHub, baoming), so tests point at loopback.
+	BaseURL string `json:"base_url,omitempty"`
+	// OperatorID is the SMSBAT ChatHub operator whose token an operator credential mints.
+	OperatorID string `json:"operator_id,omitempty"`
+	// Parent is the ID of the credential whose access token this one is minted with
+	// (a ChatHub operator credential names its company credential).
+	Parent string `json:"parent,omitempty"`
 }
 
 // Grant is the secret material an adapter presents to the provider. It lives only in the
@@ -39,6 +47,13 @@ type Config struct {
 type Grant struct {
 	RefreshToken string
 	ClientSecret string
+	// Username and Password are for providers that log in (Zogo, SMSBAT ChatHub).
+	Username string
+	Password string
+	// AccessToken is the current access token, for providers that check or reuse it.
+	AccessToken string
+	// ParentAccessToken is the parent credential's current access token (see Config.Parent).
+	ParentAccessToken string
 }
 
 // TokenSet is what a successful refresh yields.
@@ -59,6 +74,10 @@ type Provider interface {
 	// ValidateConfig checks the non-secret configuration and returns an error naming the
 	// offending field.
 	ValidateConfig(cfg Config) error
+	// ValidateGrant checks seed material before it is stored: that what this provider
+	// needs is there (a refresh token, or a login and password). Errors name the field
+	// ("refresh_token: required") and never contain a secret.
+	ValidateGrant(g Grant) error
 	// Refresh presents grant.RefreshToken to the provider exactly once.
 	Refresh(ctx context.Context, cfg Config, grant Grant) (TokenSet, error)
 }

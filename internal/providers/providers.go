@@ -33,17 +33,36 @@ func Registry(client *http.Client, now func() time.Time) provider.Registry {
 	}
 }
 
+// ValidateGrant checks seed material for the named provider. Errors name the field
+// ("seed.refresh_token: required") and never contain a secret.
+func ValidateGrant(name string, g provider.Grant) error {
+	p, err := validator(name)
+	if err != nil {
+		return err
+	}
+	if err := p.ValidateGrant(g); err != nil {
+		return fmt.Errorf("seed.%w", err)
+	}
+	return nil
+}
+
+// validator returns an adapter fit for validation only: no client, no clock.
+func validator(name string) (provider.Provider, error) {
+	switch name {
+	case OAuth2:
+		return &oauth2provider.Provider{}, nil
+	}
+	return nil, fmt.Errorf("provider: unknown provider %q (known: %s)", name, strings.Join(Names(), ", "))
+}
+
 // ValidateConfig checks cfg for the named provider. It is deterministic and does no I/O,
 // so workflow code may call it. Errors name the field ("config.token_url: ...").
 func ValidateConfig(name string, cfg provider.Config) error {
-	var err error
-	switch name {
-	case OAuth2:
-		err = (&oauth2provider.Provider{}).ValidateConfig(cfg)
-	default:
-		return fmt.Errorf("provider: unknown provider %q (known: %s)", name, strings.Join(Names(), ", "))
-	}
+	p, err := validator(name)
 	if err != nil {
+		return err
+	}
+	if err := p.ValidateConfig(cfg); err != nil {
 		return fmt.Errorf("config.%w", err)
 	}
 	return nil

@@ -27,6 +27,8 @@ type Secrets struct {
 	AccessToken  string `json:"access_token,omitempty"`
 	RefreshToken string `json:"refresh_token,omitempty"`
 	ClientSecret string `json:"client_secret,omitempty"`
+	Username     string `json:"username,omitempty"`
+	Password     string `json:"password,omitempty"`
 }
 
 // Lease records who may currently present the refresh token to the provider.

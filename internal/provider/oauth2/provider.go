@@ -99,6 +99,14 @@ func validateEndpointURL(field, raw string) error {
 	return nil
 }
 
+// ValidateGrant requires the refresh token the grant is built on.
+func (p *Provider) ValidateGrant(g provider.Grant) error {
+	if strings.TrimSpace(g.RefreshToken) == "" {
+		return fmt.Errorf("refresh_token: required")
+	}
+	return nil
+}
+
 // authStyle maps the config value to x/oauth2's style. It never returns
 // oauth2.AuthStyleAutoDetect, which would present the refresh token twice on failure.
 func authStyle(s string) (oauth2.AuthStyle, error) {
