@@ -69,7 +69,10 @@ func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshRe
 		log.Info("refresh already committed by an earlier attempt", "version", rec.Version)
 		return resultOf(rec, true, false), nil
 	}
-	if rec.Secrets.RefreshToken == "" {
+	// A login-based provider (Zogo with a stored password, SMSBAT ChatHub) needs no refresh
+	// token: its ValidateGrant accepts the stored login instead.
+	if rec.Secrets.RefreshToken == "" && p.ValidateGrant(provider.Grant{ClientSecret: rec.Secrets.ClientSecret,
+		Username: rec.Secrets.Username, Password: rec.Secrets.Password}) != nil {
 		return RefreshResult{}, temporal.NewNonRetryableApplicationError(
 			"no refresh token stored; reseed the credential", ErrTypePermanent, nil,
 			FailureDetail{Code: "no_refresh_token"})

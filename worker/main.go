@@ -101,7 +101,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer c.Close()
 
-	w := worker.New(c, cfg.TaskQueue, worker.Options{})
+	w := worker.New(c, cfg.TaskQueue, worker.Options{
+		// On SIGTERM, let a running refresh finish: the provider may already have rotated
+		// the token, and cancelling the call would drop the answer (the SDK's default of 0
+		// cancels running activities at once).
+		WorkerStopTimeout: activities.StartToCloseTimeout,
+	})
 	w.RegisterWorkflowWithOptions(workflows.CredentialWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	w.RegisterActivity(&activities.Activities{
 		Store:           tokens,

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/providers"
 )
 
 // Typed search attributes. They hold plaintext in the server's visibility store, so
@@ -49,7 +50,8 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 		c.st = Status{ID: info.WorkflowExecution.ID, Provider: in.Provider, State: StateSeeding, StateSince: now}
 	}
 	c.st.Config = in.Config
-	c.st.Timing = in.Policy.Resolve()
+	c.st.ProbeOnly = !providers.CanRefresh(in.Provider)
+	c.st.Timing = in.Policy.Resolve(c.st.ProbeOnly)
 	c.st.Runs++
 
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return c.st, nil }); err != nil {
@@ -118,7 +120,11 @@ func (c *credential) loop(ctx workflow.Context) (Status, error) {
 			continue
 		}
 		if !at.After(now) {
-			c.refresh(ctx, action)
+			if action == ActionProbe || (action == ActionRetry && c.st.ProbeOnly) {
+				c.probe(ctx)
+			} else {
+				c.refresh(ctx, action)
+			}
 			continue
 		}
 		// Sleep until the due time, or until a signal or update asks for something.
@@ -241,60 +247,59 @@ func (c *credential) applySeed(ctx workflow.Context, seed Seed) error {
 	return nil
 }
 
-// refresh runs one refresh round: the activity retries quickly a few times; if the round
-// still fails, the workflow's own backoff (NextWakeup) spaces out the next rounds forever.
-func (c *credential) refresh(ctx workflow.Context, why Action) {
+// round brackets one refresh or probe: while it runs, refresh requests coalesce into
+// it and the state reads REFRESHING; settle ends it, and a state that did not change
+// keeps its "since".
+type round struct {
+	c             *credential
+	ctx           workflow.Context
+	previous      State
+	previousSince time.Time
+}
+
+func (c *credential) beginRound(ctx workflow.Context) *round {
 	c.refreshing = true
-	defer func() { c.refreshing = false; c.rounds++ }()
 	c.st.RefreshRequested = false
 	c.st.LastAttemptAt = workflow.Now(ctx)
-	previous, previousSince := c.st.State, c.st.StateSince
+	r := &round{c: c, ctx: ctx, previous: c.st.State, previousSince: c.st.StateSince}
 	c.setState(ctx, StateRefreshing)
-	// settle ends the round: a state that did not change keeps its "since".
-	settle := func(s State) {
-		if s == previous {
-			c.st.State, c.st.StateSince = s, previousSince
-			return
-		}
-		c.setState(ctx, s)
-	}
+	return r
+}
 
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: activities.StartToCloseTimeout,
-		// The activity heartbeats while it waits for the provider, so a worker that
-		// dies mid-refresh is noticed in seconds rather than at the start-to-close timeout.
-		HeartbeatTimeout: activities.HeartbeatTimeout,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumInterval:        30 * time.Second,
-			MaximumAttempts:        4,
-			NonRetryableErrorTypes: []string{activities.ErrTypePermanent, activities.ErrTypeInvalidInput},
-		},
-	})
-	var a *activities.Activities
-	var res activities.RefreshResult
-	err := workflow.ExecuteActivity(actx, a.Refresh, activities.RefreshRequest{
-		CredentialID:    c.st.ID,
-		Provider:        c.st.Provider,
-		Config:          c.st.Config,
-		ExpectedVersion: c.st.Version,
-	}).Get(ctx, &res)
-	if err == nil {
-		c.st.Version = res.Version
-		c.st.AccessExpiresAt = res.AccessExpiresAt
-		c.st.RefreshExpiresAt = res.RefreshExpiresAt
-		c.st.LastRefreshAt = res.RefreshedAt
-		c.st.Refreshes++
-		c.st.ConsecutiveFailures = 0
-		c.st.RetryNotBefore = time.Time{}
-		c.st.LastError, c.st.LastErrorCode = "", ""
-		settle(StateActive)
-		c.log.Info("credential refreshed", "reason", string(why), "version", res.Version, "access_expires_at", res.AccessExpiresAt)
-		return
+func (r *round) settle(s State) {
+	c := r.c
+	if s == r.previous {
+		c.st.State, c.st.StateSince = s, r.previousSince
+	} else {
+		c.setState(r.ctx, s)
 	}
+	c.refreshing = false
+	c.rounds++
+}
 
-	now := workflow.Now(ctx)
+// succeed ends a round that worked.
+func (r *round) succeed() {
+	r.c.st.ConsecutiveFailures = 0
+	r.c.st.RetryNotBefore = time.Time{}
+	r.c.st.LastError, r.c.st.LastErrorCode = "", ""
+	r.settle(StateActive)
+}
+
+// park ends a round in NEEDS_REAUTH: only a human can help now.
+func (r *round) park(reason, code string) {
+	c := r.c
+	c.st.LastError, c.st.LastErrorCode = reason, code
+	c.st.ConsecutiveFailures = 0
+	c.st.RefreshRequested = false
+	r.settle(StateNeedsReauth)
+	c.log.Warn("credential needs re-authorisation", "code", code)
+}
+
+// fail ends a round whose activity failed: permanent errors park the credential,
+// anything else counts towards the backoff.
+func (r *round) fail(err error) {
+	c := r.c
+	now := workflow.Now(r.ctx)
 	var detail activities.FailureDetail
 	var appErr *temporal.ApplicationError
 	errType := ""
@@ -304,30 +309,98 @@ func (c *credential) refresh(ctx workflow.Context, why Action) {
 			_ = appErr.Details(&detail)
 		}
 	}
-	c.st.LastError = errorMessage(err)
-	c.st.LastErrorCode = detail.Code
-	switch errType {
-	case activities.ErrTypePermanent, activities.ErrTypeInvalidInput:
-		c.st.ConsecutiveFailures = 0
-		c.st.RefreshRequested = false
-		settle(StateNeedsReauth)
-		c.log.Warn("credential needs re-authorisation", "code", detail.Code)
-	default:
-		// Back off from the end of the failed round, not its start: a round of slow
-		// attempts must not eat into the pause that follows it.
-		c.st.LastAttemptAt = now
-		c.st.ConsecutiveFailures++
-		c.st.RetryNotBefore = time.Time{}
-		if detail.RetryAfter > 0 {
-			c.st.RetryNotBefore = now.Add(detail.RetryAfter)
-		}
-		next := StateDegraded
-		if !c.st.AccessExpiresAt.IsZero() && !now.Before(c.st.AccessExpiresAt) {
-			next = StateExpired
-		}
-		settle(next)
-		c.log.Warn("refresh round failed", "failures", c.st.ConsecutiveFailures, "code", detail.Code)
+	if errType == activities.ErrTypePermanent || errType == activities.ErrTypeInvalidInput {
+		r.park(errorMessage(err), detail.Code)
+		return
 	}
+	c.st.LastError, c.st.LastErrorCode = errorMessage(err), detail.Code
+	// Back off from the end of the failed round, not its start: a round of slow
+	// attempts must not eat into the pause that follows it.
+	c.st.LastAttemptAt = now
+	c.st.ConsecutiveFailures++
+	c.st.RetryNotBefore = time.Time{}
+	if detail.RetryAfter > 0 {
+		c.st.RetryNotBefore = now.Add(detail.RetryAfter)
+	}
+	next := StateDegraded
+	if !c.st.AccessExpiresAt.IsZero() && !now.Before(c.st.AccessExpiresAt) {
+		next = StateExpired
+	}
+	r.settle(next)
+	c.log.Warn("round failed", "failures", c.st.ConsecutiveFailures, "code", detail.Code)
+}
+
+// providerActivityOptions: a few quick attempts per round; the workflow's own backoff
+// (NextWakeup) spaces out the rounds forever. The activity heartbeats while it waits for
+// the provider, so a worker that dies mid-call is noticed in seconds rather than at the
+// start-to-close timeout.
+func providerActivityOptions(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: activities.StartToCloseTimeout,
+		HeartbeatTimeout:    activities.HeartbeatTimeout,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			MaximumAttempts:        4,
+			NonRetryableErrorTypes: []string{activities.ErrTypePermanent, activities.ErrTypeInvalidInput},
+		},
+	})
+}
+
+// refresh runs one refresh round.
+func (c *credential) refresh(ctx workflow.Context, why Action) {
+	r := c.beginRound(ctx)
+	var a *activities.Activities
+	var res activities.RefreshResult
+	err := workflow.ExecuteActivity(providerActivityOptions(ctx), a.Refresh, activities.RefreshRequest{
+		CredentialID:    c.st.ID,
+		Provider:        c.st.Provider,
+		Config:          c.st.Config,
+		ExpectedVersion: c.st.Version,
+	}).Get(ctx, &res)
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	c.st.Version = res.Version
+	c.st.AccessExpiresAt = res.AccessExpiresAt
+	c.st.RefreshExpiresAt = res.RefreshExpiresAt
+	c.st.LastRefreshAt = res.RefreshedAt
+	c.st.Refreshes++
+	r.succeed()
+	c.log.Info("credential refreshed", "reason", string(why), "version", res.Version, "access_expires_at", res.AccessExpiresAt)
+}
+
+// probe asks the provider whether the access token still works, spending nothing.
+// A rejected token is refreshed at once when the credential can refresh; otherwise
+// only a human can help.
+func (c *credential) probe(ctx workflow.Context) {
+	r := c.beginRound(ctx)
+	var a *activities.Activities
+	var res activities.ProbeResult
+	err := workflow.ExecuteActivity(providerActivityOptions(ctx), a.Probe, activities.ProbeRequest{
+		CredentialID: c.st.ID,
+		Provider:     c.st.Provider,
+		Config:       c.st.Config,
+	}).Get(ctx, &res)
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	c.st.LastProbeAt = res.CheckedAt
+	c.st.Probes++
+	if res.Valid {
+		r.succeed()
+		return
+	}
+	if !c.st.ProbeOnly {
+		r.succeed()
+		c.st.RefreshRequested = true
+		c.log.Warn("probe: the provider rejected the access token; refreshing", "code", res.Code)
+		return
+	}
+	r.park("probe: the provider no longer accepts the access token", res.Code)
 }
 
 func (c *credential) setState(ctx workflow.Context, s State) {

@@ -14,8 +14,10 @@ import (
 //   - A requested refresh (refresh-now) is due now.
 //   - After failures, retry at LastAttemptAt + backoff(ConsecutiveFailures), but not
 //     before the provider's Retry-After.
-//   - Otherwise the earliest of the access-token refresh time and, when the refresh
-//     token itself expires, its keep-alive time.
+//   - Otherwise the earliest of the access-token refresh time, the refresh token's
+//     keep-alive time when the refresh token itself expires, and the next liveness
+//     probe when probes are on. A probe-only credential (no refresh endpoint) has
+//     only probes; a requested refresh probes it.
 //
 // A time in the past is returned as now: past-due work happens at once.
 func NextWakeup(st Status, t Timing, now time.Time) (Action, time.Time) {
@@ -23,6 +25,9 @@ func NextWakeup(st Status, t Timing, now time.Time) (Action, time.Time) {
 		return ActionAwaitReseed, time.Time{}
 	}
 	if st.RefreshRequested {
+		if st.ProbeOnly {
+			return ActionProbe, now
+		}
 		return ActionRefresh, now
 	}
 	if st.ConsecutiveFailures > 0 {
@@ -34,6 +39,19 @@ func NextWakeup(st Status, t Timing, now time.Time) (Action, time.Time) {
 	}
 
 	frac := JitterFraction(st.ID)
+	probe := func() time.Time {
+		last := st.LastProbeAt
+		if last.IsZero() {
+			last = st.LastRefreshAt // the seed or last refresh vouched for the token then
+		}
+		return last.Add(t.ProbeInterval.D())
+	}
+	if st.ProbeOnly {
+		if t.ProbeInterval <= 0 {
+			return ActionAwaitReseed, time.Time{}
+		}
+		return ActionProbe, notBefore(probe(), now)
+	}
 	expiresAt := st.AccessExpiresAt
 	if expiresAt.IsZero() {
 		// The provider gave no lifetime: assume one rather than never refreshing.
@@ -45,6 +63,11 @@ func NextWakeup(st Status, t Timing, now time.Time) (Action, time.Time) {
 		keepAlive := renewalTime(st.LastRefreshAt, st.RefreshExpiresAt, t.RefreshMargin.D(), t.Jitter.D(), frac)
 		if keepAlive.Before(at) {
 			action, at = ActionKeepAlive, keepAlive
+		}
+	}
+	if t.ProbeInterval > 0 {
+		if p := probe(); p.Before(at) {
+			action, at = ActionProbe, p
 		}
 	}
 	return action, notBefore(at, now)

@@ -175,6 +175,53 @@ func TestNextWakeup(t *testing.T) {
 			wantAt:     t0.Add(time.Hour),
 		},
 		{
+			name:       "probe-only credential probes on its interval from the seed",
+			st:         Status{ID: "c1", State: StateActive, ProbeOnly: true, LastRefreshAt: t0},
+			timing:     withProbes(noJitter, time.Hour),
+			now:        t0,
+			wantAction: ActionProbe,
+			wantAt:     t0.Add(time.Hour),
+		},
+		{
+			name:       "probe-only credential probes from its last probe",
+			st:         Status{ID: "c1", State: StateActive, ProbeOnly: true, LastRefreshAt: t0, LastProbeAt: t0.Add(3 * time.Hour)},
+			timing:     withProbes(noJitter, time.Hour),
+			now:        t0.Add(3 * time.Hour),
+			wantAction: ActionProbe,
+			wantAt:     t0.Add(4 * time.Hour),
+		},
+		{
+			name:       "refresh-now on a probe-only credential probes now",
+			st:         Status{ID: "c1", State: StateActive, ProbeOnly: true, RefreshRequested: true},
+			timing:     withProbes(noJitter, time.Hour),
+			now:        t0,
+			wantAction: ActionProbe,
+			wantAt:     t0,
+		},
+		{
+			name:       "probe-only credential with probes off waits for a human",
+			st:         Status{ID: "c1", State: StateActive, ProbeOnly: true},
+			timing:     noJitter,
+			now:        t0,
+			wantAction: ActionAwaitReseed,
+		},
+		{
+			name:       "probe earlier than the refresh comes first",
+			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(25 * time.Hour)},
+			timing:     withProbes(noJitter, time.Hour),
+			now:        t0,
+			wantAction: ActionProbe,
+			wantAt:     t0.Add(time.Hour),
+		},
+		{
+			name:       "refresh earlier than the probe comes first",
+			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour), LastProbeAt: t0},
+			timing:     withProbes(noJitter, 24*time.Hour),
+			now:        t0,
+			wantAction: ActionRefresh,
+			wantAt:     t0.Add(40 * time.Minute),
+		},
+		{
 			name:       "needs re-auth waits for a human, whatever else is set",
 			st:         Status{ID: "c1", State: StateNeedsReauth, RefreshRequested: true, ConsecutiveFailures: 2, AccessExpiresAt: t0},
 			timing:     noJitter,
@@ -225,4 +272,9 @@ func TestBackoff(t *testing.T) {
 			t.Errorf("Backoff(%d) = %s, want %s", tc.n, got, tc.want)
 		}
 	}
+}
+
+func withProbes(t Timing, every time.Duration) Timing {
+	t.ProbeInterval = Duration(every)
+	return t
 }

