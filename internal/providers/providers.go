@@ -13,15 +13,19 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/baoming"
 	oauth2provider "github.com/tokenwarden/tokenwarden/internal/provider/oauth2"
 )
 
 // OAuth2 is the generic RFC 6749 refresh-token grant.
 const OAuth2 = "oauth2"
 
+// Baoming is 报名工具: no refresh endpoint, liveness probes only.
+const Baoming = "baoming"
+
 // Names lists the known provider names, sorted.
 func Names() []string {
-	names := []string{OAuth2}
+	names := []string{Baoming, OAuth2}
 	sort.Strings(names)
 	return names
 }
@@ -29,14 +33,15 @@ func Names() []string {
 // Registry builds every adapter around one HTTP client and clock (nil: time.Now).
 func Registry(client *http.Client, now func() time.Time) provider.Registry {
 	return provider.Registry{
-		OAuth2: oauth2provider.New(client, now),
+		OAuth2:  oauth2provider.New(client, now),
+		Baoming: baoming.New(client),
 	}
 }
 
 // CanRefresh reports whether the named provider has a refresh (or re-mint) endpoint.
 // Providers without one (baoming) live on liveness probes alone.
 func CanRefresh(name string) bool {
-	return true
+	return name != Baoming
 }
 
 // ValidateGrant checks seed material for the named provider. Errors name the field
@@ -57,6 +62,8 @@ func validator(name string) (provider.Provider, error) {
 	switch name {
 	case OAuth2:
 		return &oauth2provider.Provider{}, nil
+	case Baoming:
+		return &baoming.Provider{}, nil
 	}
 	return nil, fmt.Errorf("provider: unknown provider %q (known: %s)", name, strings.Join(Names(), ", "))
 }

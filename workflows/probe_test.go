@@ -1,0 +1,75 @@
+package workflows
+
+import (
+	"context"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+
+	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+)
+
+func (s *credentialSuite) TestProbeOnlyCredentialParksWhenTheTokenDies() {
+	s.env.SetStartTime(t0)
+	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(
+		activities.SeedResult{Version: 1, SeededAt: t0}, nil)
+	var probes []time.Time
+	s.env.OnActivity(s.a.Probe, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, req activities.ProbeRequest) (activities.ProbeResult, error) {
+			probes = append(probes, s.env.Now())
+			return activities.ProbeResult{Valid: len(probes) < 3, CheckedAt: s.env.Now(), Code: "token_rejected"}, nil
+		})
+	var active, parked Status
+	s.env.RegisterDelayedCallback(func() { active = s.status() }, 90*time.Minute)
+	s.env.RegisterDelayedCallback(func() { parked = s.status() }, 5*time.Hour)
+	s.stopAt(6 * time.Hour)
+	s.env.ExecuteWorkflow(WorkflowType, CredentialInput{
+		Provider: "baoming",
+		Seed:     &Seed{AccessToken: "bm-token"},
+	})
+	// The default probe interval for a probe-only provider is one hour; no refresh ever.
+	s.Require().Len(probes, 3)
+	for i, at := range probes {
+		s.WithinDuration(t0.Add(time.Duration(i+1)*time.Hour), at, time.Second)
+	}
+	s.True(active.ProbeOnly)
+	s.Equal(StateActive, active.State)
+	s.Equal(ActionProbe, active.NextAction)
+	s.Equal(int64(1), active.Probes)
+	s.Equal(StateNeedsReauth, parked.State)
+	s.Equal("token_rejected", parked.LastErrorCode)
+	s.Contains(parked.LastError, "no longer accepts")
+}
+
+func (s *credentialSuite) TestRejectedProbeTriggersARefresh() {
+	s.env.SetStartTime(t0)
+	s.seeded()
+	log := &refreshLog{version: 1}
+	s.refreshSucceeds(log, 24*time.Hour)
+	probes := 0
+	s.env.OnActivity(s.a.Probe, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, req activities.ProbeRequest) (activities.ProbeResult, error) {
+			probes++
+			return activities.ProbeResult{Valid: probes != 2, CheckedAt: s.env.Now()}, nil
+		})
+	s.stopAt(3*time.Hour + time.Minute)
+	in := input()
+	in.Policy.ProbeInterval = dur(time.Hour)
+	s.env.ExecuteWorkflow(WorkflowType, in)
+	// Refresh at seed time; probes at 1h (ok), 2h (rejected -> refresh at once), 3h (ok).
+	s.Equal(3, probes)
+	s.Require().Len(log.times, 2)
+	s.WithinDuration(t0.Add(2*time.Hour), log.times[1], time.Second)
+}
+
+func (s *credentialSuite) TestProbeOnlySeedNeedsAnAccessToken() {
+	s.env.ExecuteWorkflow(WorkflowType, CredentialInput{
+		Provider: "baoming",
+		Config:   provider.Config{BaseURL: "https://api.example"},
+		Seed:     &Seed{RefreshToken: "not-what-baoming-uses"},
+	})
+	s.Require().True(s.env.IsWorkflowCompleted())
+	s.Require().Error(s.env.GetWorkflowError())
+	s.Contains(s.env.GetWorkflowError().Error(), "seed.access_token:")
+}
