@@ -60,7 +60,21 @@ type Activities struct {
 	ProviderTimeout time.Duration
 	// LeaseDuration is how long a refresh lease lives (default DefaultLeaseDuration).
 	LeaseDuration time.Duration
+	// Parents asks a parent credential's workflow to refresh (a ChatHub company token
+	// that an operator credential found rejected). Nil disables the request; the child
+	// then just retries.
+	Parents ParentRefresher
 }
+
+// ParentRefresher asks another credential's workflow to refresh now. The worker
+// implements it with a refresh-now signal through its Temporal client.
+type ParentRefresher interface {
+	RefreshNow(ctx context.Context, credentialID string) error
+}
+
+// ParentRetryDelay is how long a child credential waits after asking its parent to
+// refresh before it tries again with the parent's new token.
+const ParentRetryDelay = 5 * time.Second
 
 func (a *Activities) now() time.Time {
 	if a.Now != nil {

@@ -103,6 +103,18 @@ func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshRe
 		Password:     rec.Secrets.Password,
 		AccessToken:  rec.Secrets.AccessToken,
 	}
+	if parent := req.Config.Parent; parent != "" {
+		// A child token is minted with its parent's current access token, read from the
+		// store at this moment, never carried through workflow history.
+		prec, err := a.Store.Get(ctx, parent)
+		if err != nil || prec.Secrets.AccessToken == "" {
+			a.releaseLease(ctx, req.CredentialID, owner)
+			return RefreshResult{}, temporal.NewApplicationErrorWithOptions(
+				fmt.Sprintf("parent credential %q has no access token in the store yet", parent), ErrTypeTransient,
+				temporal.ApplicationErrorOptions{NextRetryDelay: ParentRetryDelay, Details: []interface{}{FailureDetail{Code: "parent_missing"}}})
+		}
+		grant.ParentAccessToken = prec.Secrets.AccessToken
+	}
 	if interrupted {
 		if err := a.settleInterrupted(ctx, p, req, grant, owner, previous); err != nil {
 			return RefreshResult{}, err
@@ -114,6 +126,9 @@ func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshRe
 	tokens, err := p.Refresh(callCtx, req.Config, grant)
 	cancel()
 	if err != nil {
+		if parent := req.Config.Parent; parent != "" && providerCode(err) == provider.CodeParentRejected {
+			return RefreshResult{}, a.parentRejected(ctx, req.CredentialID, parent, owner)
+		}
 		return RefreshResult{}, a.refreshFailure(ctx, log, req.CredentialID, owner, err, interrupted, previous)
 	}
 	// Test builds can kill the process here: the provider has rotated, nothing is stored.
@@ -140,6 +155,31 @@ func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshRe
 	}
 	log.Info("refresh committed", "version", saved.Version, "access_expires_at", saved.AccessExpiresAt, "rotated", rotated)
 	return resultOf(saved, false, rotated), nil
+}
+
+// parentRejected handles a child whose parent's token the provider refused: the child's
+// own grant is fine, so instead of failing it asks the parent to refresh now and retries
+// shortly with the parent's new token.
+func (a *Activities) parentRejected(ctx context.Context, id, parent, owner string) error {
+	a.releaseLease(ctx, id, owner)
+	if a.Parents != nil {
+		if err := a.Parents.RefreshNow(ctx, parent); err != nil {
+			a.logger().Warn("could not ask the parent credential to refresh", "credential", id, "parent", parent, "error", err)
+		}
+	}
+	a.logger().Info("parent token rejected; asked the parent to refresh", "credential", id, "parent", parent)
+	return temporal.NewApplicationErrorWithOptions(
+		fmt.Sprintf("the provider rejected parent credential %q's token; asked it to refresh", parent), ErrTypeTransient,
+		temporal.ApplicationErrorOptions{NextRetryDelay: ParentRetryDelay,
+			Details: []interface{}{FailureDetail{Code: provider.CodeParentRejected}}})
+}
+
+func providerCode(err error) string {
+	var pe *provider.Error
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
 }
 
 // settleInterrupted decides what to do after an interrupted attempt, before anything is

@@ -114,6 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Logger:          logger,
 		ProviderTimeout: cfg.ProviderTimeout,
 		LeaseDuration:   cfg.LeaseDuration,
+		Parents:         parentSignaller{client: c},
 	})
 	if err := w.Start(); err != nil {
 		fmt.Fprintf(stderr, "worker: start: %v\n", err)
@@ -136,4 +137,14 @@ func newLogger(cfg config.Worker, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// parentSignaller asks a parent credential's workflow to refresh, for a child whose
+// token could not be minted with the parent's current one.
+type parentSignaller struct {
+	client client.Client
+}
+
+func (p parentSignaller) RefreshNow(ctx context.Context, credentialID string) error {
+	return p.client.SignalWorkflow(ctx, credentialID, "", workflows.SignalRefreshNow, nil)
 }

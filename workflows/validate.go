@@ -29,6 +29,13 @@ func (in CredentialInput) Validate(workflowID string) error {
 	} else if err := providers.ValidateConfig(in.Provider, in.Config); err != nil {
 		errs = append(errs, err)
 	}
+	if in.Config.Parent != "" {
+		if err := ValidateID(in.Config.Parent); err != nil {
+			errs = append(errs, fmt.Errorf("config.parent: %w", err))
+		} else if in.Config.Parent == id {
+			errs = append(errs, errors.New("config.parent: a credential cannot be its own parent"))
+		}
+	}
 	errs = append(errs, in.Policy.Validate())
 	if in.Carried == nil {
 		if in.Seed == nil {

@@ -101,6 +101,11 @@ type Prober interface {
 	Probe(ctx context.Context, cfg Config, grant Grant) (valid bool, err error)
 }
 
+// CodeParentRejected is the Code of a Transient error an adapter returns when the
+// provider refused the parent credential's token (Grant.ParentAccessToken) rather than
+// the credential's own grant: the parent must refresh, and the child retries.
+const CodeParentRejected = "parent_rejected"
+
 // Kind says whether retrying can help.
 type Kind int
 
