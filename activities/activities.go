@@ -64,6 +64,8 @@ type Activities struct {
 	// that an operator credential found rejected). Nil disables the request; the child
 	// then just retries.
 	Parents ParentRefresher
+	// Notifier delivers incident, reminder and recovery notifications; nil logs them.
+	Notifier Notifier
 }
 
 // ParentRefresher asks another credential's workflow to refresh now. The worker

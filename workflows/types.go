@@ -14,8 +14,11 @@ const (
 	WorkflowType      = "CredentialWorkflow"
 	QueryStatus       = "status"
 	SignalRefreshNow  = "refresh-now"
-	SignalReseed      = "reseed"
-	UpdateRefresh     = "refresh"
+	SignalReseed       = "reseed"
+	SignalRetire       = "retire"
+	SignalUpdatePolicy = "update-policy"
+	UpdateRefresh      = "refresh"
+	UpdateReseed       = "reseed"
 	DefaultEventLimit = 1000
 )
 
@@ -36,6 +39,9 @@ const (
 	StateExpired State = "EXPIRED"
 	// StateNeedsReauth: the provider rejected the grant; a human must reseed.
 	StateNeedsReauth State = "NEEDS_REAUTH"
+	// StateRetired: the credential was retired; its secrets are deleted and the
+	// workflow has completed.
+	StateRetired State = "RETIRED"
 )
 
 // Policy is the per-credential timing configuration. Every field is optional: nil
@@ -54,6 +60,15 @@ type Policy struct {
 	// rounds (defaults 10s and 1h). Each round itself retries a few times quickly.
 	RetryInitial *Duration `json:"retry_initial,omitempty"`
 	RetryMax     *Duration `json:"retry_max,omitempty"`
+	// NotifyAfterFailures: a DEGRADED credential becomes an incident (and is notified)
+	// after this many failed refresh rounds in a row (default 3).
+	NotifyAfterFailures *int `json:"notify_after_failures,omitempty"`
+	// ReminderInterval: while an incident lasts, remind this often (default 24h).
+	ReminderInterval *Duration `json:"reminder_interval,omitempty"`
+	// NotifyTarget names a notification target configured on the worker
+	// (TOKENWARDEN_NOTIFY_TARGETS); empty means the worker's default target. Targets are
+	// named rather than given here because a webhook URL is itself a secret.
+	NotifyTarget string `json:"notify_target,omitempty"`
 	// ProbeInterval: how often to ask the provider whether the access token still works
 	// (default 1h for providers that cannot refresh, such as baoming; off otherwise).
 	ProbeInterval *Duration `json:"probe_interval,omitempty"`

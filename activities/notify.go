@@ -1,0 +1,59 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// Notification events.
+const (
+	EventIncident  = "incident"  // an incident started, or got worse (DEGRADED -> EXPIRED -> NEEDS_REAUTH)
+	EventReminder  = "reminder"  // the incident still lasts
+	EventRecovered = "recovered" // the credential is healthy again
+	EventRetired   = "retired"   // the credential was retired
+)
+
+// Notification tells the people who own a credential what happened and what to do. It
+// carries no secret: the reason is the workflow's LastError, already scrubbed by the
+// provider adapter.
+type Notification struct {
+	Event        string    `json:"event"`
+	CredentialID string    `json:"credential_id"`
+	Provider     string    `json:"provider"`
+	State        string    `json:"state"`
+	Reason       string    `json:"reason,omitempty"`
+	Code         string    `json:"code,omitempty"`
+	Since        time.Time `json:"since"`
+	Failures     int       `json:"consecutive_failures,omitempty"`
+	// Reminder counts reminders of this incident (1 for the first).
+	Reminder int `json:"reminder,omitempty"`
+	// ReseedCommand is the exact command that hands the credential new grant material.
+	ReseedCommand string `json:"reseed_command,omitempty"`
+	// Target names the worker-configured destination; empty means the default.
+	Target string `json:"target,omitempty"`
+}
+
+// Notifier delivers notifications. The worker's implementation posts webhooks to the
+// targets configured in its environment.
+type Notifier interface {
+	Notify(ctx context.Context, n Notification) error
+}
+
+// Notify delivers one notification. Failures are retried by Temporal; the workflow does
+// not wait for them, so a broken webhook never holds up a refresh.
+func (a *Activities) Notify(ctx context.Context, n Notification) error {
+	if a.Notifier == nil {
+		a.logger().Info("notification (no notifier configured)", "event", n.Event, "credential", n.CredentialID,
+			"state", n.State, "code", n.Code)
+		return nil
+	}
+	if err := a.Notifier.Notify(ctx, n); err != nil {
+		return temporal.NewApplicationErrorWithCause(fmt.Sprintf("deliver %s notification for %s", n.Event, n.CredentialID),
+			"NotifyFailed", err)
+	}
+	a.logger().Info("notification sent", "event", n.Event, "credential", n.CredentialID, "state", n.State, "target", n.Target)
+	return nil
+}
