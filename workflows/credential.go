@@ -40,8 +40,10 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 	c := &credential{
 		in:         in,
 		log:        workflow.GetLogger(ctx),
-		refreshNow: workflow.GetSignalChannel(ctx, SignalRefreshNow),
-		reseed:     workflow.GetSignalChannel(ctx, SignalReseed),
+		refreshNow:   workflow.GetSignalChannel(ctx, SignalRefreshNow),
+		reseed:       workflow.GetSignalChannel(ctx, SignalReseed),
+		retire:       workflow.GetSignalChannel(ctx, SignalRetire),
+		updatePolicy: workflow.GetSignalChannel(ctx, SignalUpdatePolicy),
 	}
 	now := workflow.Now(ctx)
 	if in.Carried != nil {
@@ -61,6 +63,10 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 		workflow.UpdateHandlerOptions{Validator: c.validateRefreshUpdate}); err != nil {
 		return Status{}, fmt.Errorf("register refresh update: %w", err)
 	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateReseed, c.onReseedUpdate,
+		workflow.UpdateHandlerOptions{Validator: c.validateReseedUpdate}); err != nil {
+		return Status{}, fmt.Errorf("register reseed update: %w", err)
+	}
 	workflow.Go(ctx, c.pumpSignals)
 
 	if in.Seed != nil {
@@ -76,8 +82,19 @@ type credential struct {
 	in         CredentialInput
 	st         Status
 	log        log.Logger
-	refreshNow workflow.ReceiveChannel
-	reseed     workflow.ReceiveChannel
+	refreshNow   workflow.ReceiveChannel
+	reseed       workflow.ReceiveChannel
+	retire       workflow.ReceiveChannel
+	updatePolicy workflow.ReceiveChannel
+	// retireRequested is set by the retire signal; the main loop retires at its next turn.
+	retireRequested bool
+	// seedsQueued and seedsApplied count reseeds, so a reseed update can wait for its own.
+	seedsQueued, seedsApplied int
+	// notifying counts notification activities still running; continue-as-new waits.
+	notifying int
+	// rescheduled is set when a new policy arrives, so the sleep ends and the next
+	// wake-up is computed again.
+	rescheduled bool
 	// pendingSeeds are validated reseeds waiting for the main loop, which alone runs
 	// activities, so a reseed never races a refresh in the store.
 	pendingSeeds []Seed
@@ -99,24 +116,34 @@ func (c *credential) loop(ctx workflow.Context) (Status, error) {
 			// Cancelled by an operator: stop without touching the store.
 			return c.st, temporal.NewCanceledError("credential workflow cancelled")
 		}
+		if c.retireRequested {
+			return c.retireNow(ctx)
+		}
 		if len(c.pendingSeeds) > 0 {
 			seed := c.pendingSeeds[0]
 			c.pendingSeeds = c.pendingSeeds[1:]
 			_ = c.applySeed(ctx, seed) // a failure is recorded in the status
+			c.seedsApplied++
 			continue
 		}
 		if c.shouldContinueAsNew(ctx) && c.drainedForContinueAsNew(ctx) {
 			return c.continueAsNew(ctx)
 		}
 		now := workflow.Now(ctx)
+		c.rescheduled = false
 		action, at := NextWakeup(c.st, c.st.Timing, now)
 		c.st.NextAction, c.st.NextActionAt = action, at
 		if err := c.publish(ctx); err != nil {
 			return c.st, err
 		}
+		wake := func() bool { return len(c.pendingSeeds) > 0 || c.retireRequested || c.rescheduled }
 		if action == ActionAwaitReseed {
 			// Only a human can help; refresh requests are refused while parked.
-			_ = workflow.Await(ctx, func() bool { return len(c.pendingSeeds) > 0 })
+			_ = workflow.Await(ctx, wake)
+			continue
+		}
+		if action == ActionRemind && !at.After(now) {
+			c.remind(ctx)
 			continue
 		}
 		if !at.After(now) {
@@ -129,82 +156,9 @@ func (c *credential) loop(ctx workflow.Context) (Status, error) {
 		}
 		// Sleep until the due time, or until a signal or update asks for something.
 		_, _ = workflow.AwaitWithTimeout(ctx, at.Sub(now), func() bool {
-			return c.st.RefreshRequested || len(c.pendingSeeds) > 0
+			return c.st.RefreshRequested || wake()
 		})
 	}
-}
-
-// pumpSignals receives signals as they arrive, so that their effect is immediate even
-// while the main loop waits for an activity: a refresh-now during a refresh is
-// coalesced into it, and a reseed is queued for the main loop.
-func (c *credential) pumpSignals(ctx workflow.Context) {
-	for ctx.Err() == nil {
-		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(c.refreshNow, func(ch workflow.ReceiveChannel, _ bool) {
-			ch.Receive(ctx, nil)
-			c.onRefreshNow()
-		})
-		sel.AddReceive(c.reseed, func(ch workflow.ReceiveChannel, _ bool) {
-			var raw json.RawMessage
-			ch.Receive(ctx, &raw)
-			c.onReseed(raw)
-		})
-		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
-		sel.Select(ctx)
-	}
-}
-
-// validateRefreshUpdate rejects a refresh update before it enters history.
-func (c *credential) validateRefreshUpdate() error {
-	if c.st.State == StateNeedsReauth {
-		return errors.New("credential needs a reseed: a refresh would present a grant the provider rejected")
-	}
-	return nil
-}
-
-// onRefreshUpdate asks for a refresh (or joins the one in flight) and returns the
-// status once that round has finished, successful or not.
-func (c *credential) onRefreshUpdate(ctx workflow.Context) (Status, error) {
-	target := c.rounds + 1
-	if !c.refreshing {
-		c.st.RefreshRequested = true
-	}
-	if err := workflow.Await(ctx, func() bool { return c.rounds >= target }); err != nil {
-		return c.st, err
-	}
-	return c.st, nil
-}
-
-func (c *credential) onRefreshNow() {
-	if c.st.State == StateNeedsReauth {
-		// The grant is dead; presenting it again would only be rejected again.
-		c.log.Warn("refresh-now ignored: credential needs a reseed")
-		return
-	}
-	if c.refreshing {
-		// Coalesced: the round in flight answers this request too.
-		return
-	}
-	c.st.RefreshRequested = true
-}
-
-func (c *credential) onReseed(raw json.RawMessage) {
-	var seed Seed
-	if err := json.Unmarshal(raw, &seed); err != nil {
-		c.rejectSignal(SignalReseed, "payload is not a seed object")
-		return
-	}
-	if err := seed.Validate(c.st.Provider); err != nil {
-		c.rejectSignal(SignalReseed, err.Error())
-		return
-	}
-	c.pendingSeeds = append(c.pendingSeeds, seed)
-}
-
-// rejectSignal records a malformed signal without disturbing the lifecycle.
-func (c *credential) rejectSignal(name, why string) {
-	c.st.LastError = fmt.Sprintf("%s signal rejected: %s", name, why)
-	c.log.Warn("signal rejected", "signal", name, "reason", why)
 }
 
 // applySeed stores human-supplied grant material and makes the credential ACTIVE again.
@@ -244,6 +198,7 @@ func (c *credential) applySeed(ctx workflow.Context, seed Seed) error {
 	c.st.LastError, c.st.LastErrorCode = "", ""
 	c.st.RefreshRequested = c.st.RefreshRequested || seed.AccessToken == ""
 	c.setState(ctx, StateActive)
+	c.reviewIncident(ctx)
 	return nil
 }
 
@@ -275,6 +230,7 @@ func (r *round) settle(s State) {
 	}
 	c.refreshing = false
 	c.rounds++
+	c.reviewIncident(r.ctx)
 }
 
 // succeed ends a round that worked.
@@ -458,10 +414,19 @@ func (c *credential) drainedForContinueAsNew(ctx workflow.Context) bool {
 			c.onReseed(raw)
 			continue
 		}
+		if c.updatePolicy.ReceiveAsync(&raw) {
+			c.onUpdatePolicy(raw)
+			continue
+		}
+		if c.retire.ReceiveAsync(nil) {
+			c.retireRequested = true
+			continue
+		}
 		break
 	}
 	// A waiting refresh update has set RefreshRequested; the loop serves it first.
-	return len(c.pendingSeeds) == 0 && workflow.AllHandlersFinished(ctx)
+	// Notifications still running finish in this run rather than being abandoned.
+	return len(c.pendingSeeds) == 0 && !c.retireRequested && c.notifying == 0 && workflow.AllHandlersFinished(ctx)
 }
 
 // continueAsNew hands the secret-free status to a fresh run. A pending refresh request

@@ -22,6 +22,8 @@ type credentialSuite struct {
 	testsuite.WorkflowTestSuite
 	env *testsuite.TestWorkflowEnvironment
 	a   *activities.Activities
+	// notes records every notification the workflow sent, in order.
+	notes []activities.Notification
 }
 
 func TestCredentialWorkflow(t *testing.T) { suite.Run(t, new(credentialSuite)) }
@@ -31,6 +33,12 @@ func (s *credentialSuite) SetupTest() {
 	s.env.RegisterWorkflowWithOptions(CredentialWorkflow, workflow.RegisterOptions{Name: WorkflowType})
 	s.env.RegisterActivity(s.a)
 	s.env.SetStartWorkflowOptions(testStartOptions("cred-1"))
+	s.notes = nil
+	s.env.OnActivity(s.a.Notify, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, n activities.Notification) error {
+			s.notes = append(s.notes, n)
+			return nil
+		}).Maybe()
 }
 
 func (s *credentialSuite) AfterTest(_, _ string) { s.env.AssertExpectations(s.T()) }
@@ -228,7 +236,11 @@ func (s *credentialSuite) TestPermanentFailureParksUntilReseed() {
 
 	s.Equal(StateNeedsReauth, parked.State)
 	s.Equal("invalid_grant", parked.LastErrorCode)
-	s.Equal(ActionAwaitReseed, parked.NextAction)
+	// Parked: nothing happens but the daily reminder of the incident.
+	s.Equal(ActionRemind, parked.NextAction)
+	s.Require().NotNil(parked.Incident)
+	s.Equal(StateNeedsReauth, parked.Incident.Kind)
+	s.WithinDuration(parked.Incident.Since.Add(24*time.Hour), parked.NextActionAt, time.Second)
 	s.Equal(StateNeedsReauth, afterRefreshNow.State, "refresh-now must not present a dead grant")
 	s.Equal(StateNeedsReauth, afterBadReseed.State)
 	s.Contains(afterBadReseed.LastError, "reseed signal rejected")

@@ -10,6 +10,7 @@ import (
 // as a table (schedule_test.go) without a workflow in sight.
 //
 // The rules, in order:
+//   - A reminder of an open incident, when it is due before anything else.
 //   - NEEDS_REAUTH waits for a human: ActionAwaitReseed at the zero time.
 //   - A requested refresh (refresh-now) is due now.
 //   - After failures, retry at LastAttemptAt + backoff(ConsecutiveFailures), but not
@@ -21,6 +22,17 @@ import (
 //
 // A time in the past is returned as now: past-due work happens at once.
 func NextWakeup(st Status, t Timing, now time.Time) (Action, time.Time) {
+	action, at := nextLifecycleStep(st, t, now)
+	// A reminder of an open incident comes first when it is due first, and wakes even a
+	// credential that otherwise waits for a human.
+	if inc := st.Incident; inc != nil && !inc.NextReminderAt.IsZero() &&
+		(action == ActionAwaitReseed || inc.NextReminderAt.Before(at)) {
+		return ActionRemind, notBefore(inc.NextReminderAt, now)
+	}
+	return action, at
+}
+
+func nextLifecycleStep(st Status, t Timing, now time.Time) (Action, time.Time) {
 	if st.State == StateNeedsReauth {
 		return ActionAwaitReseed, time.Time{}
 	}

@@ -81,6 +81,9 @@ type Timing struct {
 	AssumedLifetime Duration `json:"assumed_lifetime"`
 	RetryInitial    Duration `json:"retry_initial"`
 	RetryMax        Duration `json:"retry_max"`
+	NotifyAfterFailures int      `json:"notify_after_failures"`
+	ReminderInterval    Duration `json:"reminder_interval"`
+	NotifyTarget        string   `json:"notify_target,omitempty"`
 	// ProbeInterval 0 means no probes.
 	ProbeInterval Duration `json:"probe_interval,omitempty"`
 }
@@ -95,6 +98,10 @@ const (
 	// DefaultProbeInterval applies to credentials that cannot refresh: probing is all
 	// their lifecycle has.
 	DefaultProbeInterval = time.Hour
+	// DefaultNotifyAfterFailures: failed rounds before a DEGRADED credential is news.
+	DefaultNotifyAfterFailures = 3
+	// DefaultReminderInterval: how often an open incident is brought up again.
+	DefaultReminderInterval = 24 * time.Hour
 )
 
 // Resolve fills in defaults for a credential that can refresh, or only be probed. Call
@@ -113,6 +120,12 @@ func (p Policy) Resolve(probeOnly bool) Timing {
 		RetryInitial:    pick(p.RetryInitial, DefaultRetryInitial),
 		RetryMax:        pick(p.RetryMax, DefaultRetryMax),
 	}
+	t.NotifyAfterFailures = DefaultNotifyAfterFailures
+	if p.NotifyAfterFailures != nil {
+		t.NotifyAfterFailures = *p.NotifyAfterFailures
+	}
+	t.ReminderInterval = pick(p.ReminderInterval, DefaultReminderInterval)
+	t.NotifyTarget = p.NotifyTarget
 	switch {
 	case p.ProbeInterval != nil:
 		t.ProbeInterval = *p.ProbeInterval
@@ -161,6 +174,7 @@ const (
 	ActionKeepAlive   Action = "keep-alive"   // the refresh token must be exercised before it lapses
 	ActionRetry       Action = "retry"        // a failed refresh is retried
 	ActionProbe       Action = "probe"        // ask the provider whether the access token works
+	ActionRemind      Action = "remind"       // remind the owners of an incident that still lasts
 	ActionAwaitReseed Action = "await-reseed" // nothing until a human reseeds
 )
 
@@ -193,6 +207,9 @@ type Status struct {
 	// RetryNotBefore is the provider's Retry-After, as an absolute time.
 	RetryNotBefore time.Time `json:"retry_not_before,omitzero"`
 
+	// Incident is set while the credential needs attention and its owners were told.
+	Incident *Incident `json:"incident,omitempty"`
+
 	// RefreshRequested is set by refresh-now and cleared when a refresh starts, so a
 	// request that arrives just before continue-as-new is not lost.
 	RefreshRequested bool `json:"refresh_requested,omitempty"`
@@ -201,4 +218,14 @@ type Status struct {
 	NextActionAt time.Time `json:"next_action_at,omitzero"`
 	// Runs counts workflow runs (continue-as-new generations) of this credential.
 	Runs int `json:"runs"`
+}
+
+// Incident is an open problem its owners have been told about. It ends, with one
+// "recovered" notification, when the credential is ACTIVE again.
+type Incident struct {
+	// Kind is the worst state the incident reached: DEGRADED, EXPIRED or NEEDS_REAUTH.
+	Kind           State     `json:"kind"`
+	Since          time.Time `json:"since"`
+	Reminders      int       `json:"reminders"`
+	NextReminderAt time.Time `json:"next_reminder_at"`
 }

@@ -95,6 +95,15 @@ func (p Policy) Validate() error {
 	check("retry_initial", p.RetryInitial)
 	check("retry_max", p.RetryMax)
 	check("probe_interval", p.ProbeInterval)
+	check("reminder_interval", p.ReminderInterval)
+	if p.NotifyAfterFailures != nil && *p.NotifyAfterFailures < 1 {
+		errs = append(errs, fmt.Errorf("policy.notify_after_failures: must be at least 1, got %d", *p.NotifyAfterFailures))
+	}
+	if p.NotifyTarget != "" {
+		if err := ValidateID(p.NotifyTarget); err != nil {
+			errs = append(errs, fmt.Errorf("policy.notify_target: %w", err))
+		}
+	}
 	if p.Jitter != nil && *p.Jitter < 0 {
 		errs = append(errs, fmt.Errorf("policy.jitter: must not be negative, got %s", p.Jitter.D()))
 	}

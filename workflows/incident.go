@@ -1,0 +1,137 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/tokenwarden/tokenwarden/activities"
+)
+
+// severity orders the states that make an incident; 0 means "healthy enough".
+func severity(st Status, t Timing) int {
+	switch st.State {
+	case StateNeedsReauth:
+		return 3
+	case StateExpired:
+		return 2
+	case StateDegraded:
+		if st.ConsecutiveFailures >= t.NotifyAfterFailures {
+			return 1
+		}
+	}
+	return 0
+}
+
+func kindSeverity(k State) int {
+	switch k {
+	case StateNeedsReauth:
+		return 3
+	case StateExpired:
+		return 2
+	case StateDegraded:
+		return 1
+	}
+	return 0
+}
+
+// reviewIncident runs after every change of state. The owners hear once when an
+// incident starts, once more each time it gets worse (DEGRADED -> EXPIRED ->
+// NEEDS_REAUTH), on the reminder schedule while it lasts, and once when it ends.
+func (c *credential) reviewIncident(ctx workflow.Context) {
+	now := workflow.Now(ctx)
+	sev := severity(c.st, c.st.Timing)
+	inc := c.st.Incident
+	switch {
+	case sev > 0 && (inc == nil || sev > kindSeverity(inc.Kind)):
+		since := c.st.StateSince
+		if inc != nil {
+			since = inc.Since
+		}
+		c.st.Incident = &Incident{Kind: c.st.State, Since: since, NextReminderAt: now.Add(c.st.Timing.ReminderInterval.D())}
+		c.notify(ctx, activities.EventIncident)
+	case inc != nil && c.st.State == StateActive:
+		c.notify(ctx, activities.EventRecovered)
+		c.st.Incident = nil
+	}
+}
+
+// remind sends the next reminder of the open incident.
+func (c *credential) remind(ctx workflow.Context) {
+	inc := c.st.Incident
+	inc.Reminders++
+	inc.NextReminderAt = workflow.Now(ctx).Add(c.st.Timing.ReminderInterval.D())
+	c.notify(ctx, activities.EventReminder)
+}
+
+// notify sends a notification without waiting for it: a slow or broken webhook must
+// never hold up a refresh. Temporal retries delivery for about half an hour.
+func (c *credential) notify(ctx workflow.Context, event string) {
+	n := activities.Notification{
+		Event:         event,
+		CredentialID:  c.st.ID,
+		Provider:      c.st.Provider,
+		State:         string(c.st.State),
+		Reason:        c.st.LastError,
+		Code:          c.st.LastErrorCode,
+		Since:         c.st.StateSince,
+		Failures:      c.st.ConsecutiveFailures,
+		ReseedCommand: fmt.Sprintf("starter reseed %s -secrets -", c.st.ID),
+		Target:        c.st.Timing.NotifyTarget,
+	}
+	if inc := c.st.Incident; inc != nil {
+		n.Since = inc.Since
+		n.Reminder = inc.Reminders
+	}
+	if event == activities.EventRecovered || event == activities.EventRetired {
+		n.ReseedCommand = ""
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    5 * time.Second,
+			BackoffCoefficient: 2,
+			MaximumInterval:    5 * time.Minute,
+			MaximumAttempts:    10,
+		},
+	})
+	c.notifying++
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		defer func() { c.notifying-- }()
+		var a *activities.Activities
+		if err := workflow.ExecuteActivity(actx, a.Notify, n).Get(gctx, nil); err != nil {
+			c.log.Warn("notification not delivered", "event", event, "error", err)
+		}
+	})
+}
+
+// retireNow deletes the credential's secrets, tells its owners, and ends the workflow
+// with the final status. Waiting updates are answered first.
+func (c *credential) retireNow(ctx workflow.Context) (Status, error) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	})
+	var a *activities.Activities
+	var res activities.RetireResult
+	if err := workflow.ExecuteActivity(actx, a.Retire, activities.RetireRequest{
+		CredentialID: c.st.ID, Provider: c.st.Provider,
+	}).Get(ctx, &res); err != nil {
+		return c.st, err
+	}
+	c.setState(ctx, StateRetired)
+	c.st.Incident = nil
+	c.st.NextAction, c.st.NextActionAt = "", time.Time{}
+	c.st.AccessExpiresAt = time.Time{}
+	c.notify(ctx, activities.EventRetired)
+	if err := c.publish(ctx); err != nil {
+		return c.st, err
+	}
+	if err := workflow.Await(ctx, func() bool { return c.notifying == 0 && workflow.AllHandlersFinished(ctx) }); err != nil {
+		return c.st, err
+	}
+	c.log.Info("credential retired")
+	return c.st, nil
+}

@@ -1,0 +1,136 @@
+package workflows
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/workflow"
+)
+
+// pumpSignals receives signals as they arrive, so that their effect is immediate even
+// while the main loop waits for an activity: a refresh-now during a refresh is
+// coalesced into it, and a reseed is queued for the main loop.
+func (c *credential) pumpSignals(ctx workflow.Context) {
+	for ctx.Err() == nil {
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(c.refreshNow, func(ch workflow.ReceiveChannel, _ bool) {
+			ch.Receive(ctx, nil)
+			c.onRefreshNow()
+		})
+		sel.AddReceive(c.reseed, func(ch workflow.ReceiveChannel, _ bool) {
+			var raw json.RawMessage
+			ch.Receive(ctx, &raw)
+			c.onReseed(raw)
+		})
+		sel.AddReceive(c.retire, func(ch workflow.ReceiveChannel, _ bool) {
+			ch.Receive(ctx, nil)
+			c.retireRequested = true
+		})
+		sel.AddReceive(c.updatePolicy, func(ch workflow.ReceiveChannel, _ bool) {
+			var raw json.RawMessage
+			ch.Receive(ctx, &raw)
+			c.onUpdatePolicy(raw)
+		})
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+		sel.Select(ctx)
+	}
+}
+
+// validateRefreshUpdate rejects a refresh update before it enters history.
+func (c *credential) validateRefreshUpdate() error {
+	if c.retireRequested || c.st.State == StateRetired {
+		return errors.New("credential is retired")
+	}
+	if c.st.State == StateNeedsReauth {
+		return errors.New("credential needs a reseed: a refresh would present a grant the provider rejected")
+	}
+	return nil
+}
+
+// onRefreshUpdate asks for a refresh (or joins the one in flight) and returns the
+// status once that round has finished, successful or not.
+func (c *credential) onRefreshUpdate(ctx workflow.Context) (Status, error) {
+	target := c.rounds + 1
+	if !c.refreshing {
+		c.st.RefreshRequested = true
+	}
+	if err := workflow.Await(ctx, func() bool { return c.rounds >= target || c.retireRequested }); err != nil {
+		return c.st, err
+	}
+	return c.st, nil
+}
+
+// validateReseedUpdate rejects malformed grant material synchronously, before it
+// enters history: the caller learns at once what is wrong.
+func (c *credential) validateReseedUpdate(seed Seed) error {
+	if c.retireRequested || c.st.State == StateRetired {
+		return errors.New("credential is retired")
+	}
+	return seed.Validate(c.st.Provider)
+}
+
+// onReseedUpdate queues the seed for the main loop and returns the status once it is
+// stored (and, without an access token in the seed, once the refresh that follows ran).
+func (c *credential) onReseedUpdate(ctx workflow.Context, seed Seed) (Status, error) {
+	c.pendingSeeds = append(c.pendingSeeds, seed)
+	target := c.seedsQueued + 1
+	c.seedsQueued++
+	if err := workflow.Await(ctx, func() bool {
+		return (c.seedsApplied >= target && !c.st.RefreshRequested && !c.refreshing) || c.retireRequested
+	}); err != nil {
+		return c.st, err
+	}
+	return c.st, nil
+}
+
+// onUpdatePolicy replaces the timing policy. A malformed one is recorded and ignored.
+func (c *credential) onUpdatePolicy(raw json.RawMessage) {
+	var p Policy
+	if err := json.Unmarshal(raw, &p); err != nil {
+		c.rejectSignal(SignalUpdatePolicy, "payload is not a policy object")
+		return
+	}
+	if err := p.Validate(); err != nil {
+		c.rejectSignal(SignalUpdatePolicy, err.Error())
+		return
+	}
+	c.in.Policy = p
+	c.st.Timing = p.Resolve(c.st.ProbeOnly)
+	c.rescheduled = true
+	c.log.Info("policy updated")
+}
+
+func (c *credential) onRefreshNow() {
+	if c.st.State == StateNeedsReauth {
+		// The grant is dead; presenting it again would only be rejected again.
+		c.log.Warn("refresh-now ignored: credential needs a reseed")
+		return
+	}
+	if c.refreshing {
+		// Coalesced: the round in flight answers this request too.
+		return
+	}
+	c.st.RefreshRequested = true
+}
+
+func (c *credential) onReseed(raw json.RawMessage) {
+	var seed Seed
+	if err := json.Unmarshal(raw, &seed); err != nil {
+		c.rejectSignal(SignalReseed, "payload is not a seed object")
+		return
+	}
+	if err := seed.Validate(c.st.Provider); err != nil {
+		c.rejectSignal(SignalReseed, err.Error())
+		return
+	}
+	c.pendingSeeds = append(c.pendingSeeds, seed)
+	c.seedsQueued++
+}
+
+// rejectSignal records a malformed signal without disturbing the lifecycle.
+func (c *credential) rejectSignal(name, why string) {
+	c.st.LastError = fmt.Sprintf("%s signal rejected: %s", name, why)
+	c.log.Warn("signal rejected", "signal", name, "reason", why)
+}
+
