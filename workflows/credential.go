@@ -38,8 +38,8 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 		return Status{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
 	}
 	c := &credential{
-		in:         in,
-		log:        workflow.GetLogger(ctx),
+		in:           in,
+		log:          workflow.GetLogger(ctx),
 		refreshNow:   workflow.GetSignalChannel(ctx, SignalRefreshNow),
 		reseed:       workflow.GetSignalChannel(ctx, SignalReseed),
 		retire:       workflow.GetSignalChannel(ctx, SignalRetire),
@@ -79,9 +79,9 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 
 // credential is the workflow's in-memory state between events.
 type credential struct {
-	in         CredentialInput
-	st         Status
-	log        log.Logger
+	in           CredentialInput
+	st           Status
+	log          log.Logger
 	refreshNow   workflow.ReceiveChannel
 	reseed       workflow.ReceiveChannel
 	retire       workflow.ReceiveChannel

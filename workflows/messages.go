@@ -133,4 +133,3 @@ func (c *credential) rejectSignal(name, why string) {
 	c.st.LastError = fmt.Sprintf("%s signal rejected: %s", name, why)
 	c.log.Warn("signal rejected", "signal", name, "reason", why)
 }
-

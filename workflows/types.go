@@ -11,15 +11,15 @@ const TaskQueue = "tokenwarden"
 
 // Names of the workflow type and its messages, as the temporal CLI and the Web UI see them.
 const (
-	WorkflowType      = "CredentialWorkflow"
-	QueryStatus       = "status"
-	SignalRefreshNow  = "refresh-now"
+	WorkflowType       = "CredentialWorkflow"
+	QueryStatus        = "status"
+	SignalRefreshNow   = "refresh-now"
 	SignalReseed       = "reseed"
 	SignalRetire       = "retire"
 	SignalUpdatePolicy = "update-policy"
 	UpdateRefresh      = "refresh"
 	UpdateReseed       = "reseed"
-	DefaultEventLimit = 1000
+	DefaultEventLimit  = 1000
 )
 
 // State is where a credential is in its lifecycle.
@@ -76,11 +76,11 @@ type Policy struct {
 
 // Timing is a Policy with every default filled in: what the scheduler works with.
 type Timing struct {
-	RefreshMargin   Duration `json:"refresh_margin"`
-	Jitter          Duration `json:"jitter"`
-	AssumedLifetime Duration `json:"assumed_lifetime"`
-	RetryInitial    Duration `json:"retry_initial"`
-	RetryMax        Duration `json:"retry_max"`
+	RefreshMargin       Duration `json:"refresh_margin"`
+	Jitter              Duration `json:"jitter"`
+	AssumedLifetime     Duration `json:"assumed_lifetime"`
+	RetryInitial        Duration `json:"retry_initial"`
+	RetryMax            Duration `json:"retry_max"`
 	NotifyAfterFailures int      `json:"notify_after_failures"`
 	ReminderInterval    Duration `json:"reminder_interval"`
 	NotifyTarget        string   `json:"notify_target,omitempty"`
