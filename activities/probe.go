@@ -52,15 +52,23 @@ func (a *Activities) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, 
 		// Nothing to probe is not a dead token: a refresh will produce one.
 		return ProbeResult{Valid: false, CheckedAt: a.now(), Code: "no_access_token"}, nil
 	}
+	parentToken, err := a.parentToken(ctx, req.Config)
+	if err != nil {
+		return ProbeResult{}, err
+	}
 	stop := heartbeat(ctx)
 	defer stop()
 	callCtx, cancel := context.WithTimeout(ctx, a.providerTimeout())
 	valid, err := prober.Probe(callCtx, req.Config, provider.Grant{
-		AccessToken:  rec.Secrets.AccessToken,
-		ClientSecret: rec.Secrets.ClientSecret,
+		AccessToken:       rec.Secrets.AccessToken,
+		ClientSecret:      rec.Secrets.ClientSecret,
+		ParentAccessToken: parentToken,
 	})
 	cancel()
 	if err != nil {
+		if req.Config.Parent != "" && providerCode(err) == provider.CodeParentRejected {
+			return ProbeResult{}, a.parentRejected(ctx, req.CredentialID, req.Config.Parent, "")
+		}
 		var pe *provider.Error
 		if !errors.As(err, &pe) {
 			pe = &provider.Error{Kind: provider.Transient, Code: "unclassified", Err: err}

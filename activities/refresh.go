@@ -103,17 +103,9 @@ func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshRe
 		Password:     rec.Secrets.Password,
 		AccessToken:  rec.Secrets.AccessToken,
 	}
-	if parent := req.Config.Parent; parent != "" {
-		// A child token is minted with its parent's current access token, read from the
-		// store at this moment, never carried through workflow history.
-		prec, err := a.Store.Get(ctx, parent)
-		if err != nil || prec.Secrets.AccessToken == "" {
-			a.releaseLease(ctx, req.CredentialID, owner)
-			return RefreshResult{}, temporal.NewApplicationErrorWithOptions(
-				fmt.Sprintf("parent credential %q has no access token in the store yet", parent), ErrTypeTransient,
-				temporal.ApplicationErrorOptions{NextRetryDelay: ParentRetryDelay, Details: []interface{}{FailureDetail{Code: "parent_missing"}}})
-		}
-		grant.ParentAccessToken = prec.Secrets.AccessToken
+	if grant.ParentAccessToken, err = a.parentToken(ctx, req.Config); err != nil {
+		a.releaseLease(ctx, req.CredentialID, owner)
+		return RefreshResult{}, err
 	}
 	if interrupted {
 		if err := a.settleInterrupted(ctx, p, req, grant, owner, previous); err != nil {
@@ -172,6 +164,22 @@ func (a *Activities) parentRejected(ctx context.Context, id, parent, owner strin
 		fmt.Sprintf("the provider rejected parent credential %q's token; asked it to refresh", parent), ErrTypeTransient,
 		temporal.ApplicationErrorOptions{NextRetryDelay: ParentRetryDelay,
 			Details: []interface{}{FailureDetail{Code: provider.CodeParentRejected}}})
+}
+
+// parentToken reads the parent credential's current access token from the store, for
+// a credential that is minted with it (config.parent); "" when there is no parent. The
+// token is read at this moment and never carried through workflow history.
+func (a *Activities) parentToken(ctx context.Context, cfg provider.Config) (string, error) {
+	if cfg.Parent == "" {
+		return "", nil
+	}
+	prec, err := a.Store.Get(ctx, cfg.Parent)
+	if err != nil || prec.Secrets.AccessToken == "" {
+		return "", temporal.NewApplicationErrorWithOptions(
+			fmt.Sprintf("parent credential %q has no access token in the store yet", cfg.Parent), ErrTypeTransient,
+			temporal.ApplicationErrorOptions{NextRetryDelay: ParentRetryDelay, Details: []interface{}{FailureDetail{Code: "parent_missing"}}})
+	}
+	return prec.Secrets.AccessToken, nil
 }
 
 func providerCode(err error) string {

@@ -265,12 +265,6 @@ func TestStartRejectsBadInput(t *testing.T) {
 			want:    exitBadInput, wantStderr: []string{"seed.refresh_token: has leading or trailing whitespace"},
 		},
 		{
-			name: "access token without its expiry",
-			args: []string{"$CRED", "-secrets", "-"}, cred: validCredential,
-			stdin: `{"refresh_token": "` + secretRefresh + `", "access_token": "` + secretAccess + `"}`,
-			want:  exitBadInput, wantStderr: []string{"seed.access_expires_at: required"},
-		},
-		{
 			name: "missing id",
 			args: []string{"$CRED", "-secrets", "$SECRETS"}, secrets: validSecrets,
 			cred: `{"provider": "oauth2", "config": {"token_url": "https://auth.example.com/token", "client_id": "tw"}}`,

@@ -40,6 +40,9 @@ type Config struct {
 	// Parent is the ID of the credential whose access token this one is minted with
 	// (a ChatHub operator credential names its company credential).
 	Parent string `json:"parent,omitempty"`
+	// TokenLifetime is the lifetime to ask for, as a Go duration ("12h"), where the client
+	// chooses it (the ChatHub operator token: at most 24h, which is the default).
+	TokenLifetime string `json:"token_lifetime,omitempty"`
 }
 
 // Grant is the secret material an adapter presents to the provider. It lives only in the

@@ -14,18 +14,47 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/baoming"
+	"github.com/tokenwarden/tokenwarden/internal/provider/chathub"
+	"github.com/tokenwarden/tokenwarden/internal/provider/feishu"
 	oauth2provider "github.com/tokenwarden/tokenwarden/internal/provider/oauth2"
+	"github.com/tokenwarden/tokenwarden/internal/provider/zalo"
+	"github.com/tokenwarden/tokenwarden/internal/provider/zogo"
 )
 
 // OAuth2 is the generic RFC 6749 refresh-token grant.
 const OAuth2 = "oauth2"
 
+// FeishuUser is the Feishu/Lark user_access_token (OAuth v2, single-use refresh tokens).
+const FeishuUser = "feishu-user"
+
+// FeishuTenant is the Feishu/Lark tenant_access_token of an internal app (app_id/app_secret).
+const FeishuTenant = "feishu-tenant"
+
 // Baoming is 报名工具: no refresh endpoint, liveness probes only.
 const Baoming = "baoming"
 
+// Zogo is the Zogo API (login, rotating refresh token, login fallback).
+const Zogo = "zogo"
+
+// ChatHubCompany is the SMSBAT ChatHub company token (login with login/password).
+const ChatHubCompany = "chathub-company"
+
+// ChatHubOperator is an SMSBAT ChatHub operator token, minted with its parent
+// chathub-company credential's token.
+const ChatHubOperator = "chathub-operator"
+
+// ZaloOA and ZaloUser are Zalo OAuth v4 Official Account and user tokens (single-use
+// refresh tokens, app secret in the secret_key header).
+const (
+	ZaloOA   = zalo.NameOA
+	ZaloUser = zalo.NameUser
+)
+
 // Names lists the known provider names, sorted.
 func Names() []string {
-	names := []string{Baoming, OAuth2}
+	names := []string{Baoming, Zogo, ChatHubCompany, ChatHubOperator, OAuth2}
+	names = append(names, FeishuUser, FeishuTenant)
+	names = append(names, ZaloOA, ZaloUser)
 	sort.Strings(names)
 	return names
 }
@@ -33,8 +62,15 @@ func Names() []string {
 // Registry builds every adapter around one HTTP client and clock (nil: time.Now).
 func Registry(client *http.Client, now func() time.Time) provider.Registry {
 	return provider.Registry{
-		OAuth2:  oauth2provider.New(client, now),
-		Baoming: baoming.New(client),
+		OAuth2:          oauth2provider.New(client, now),
+		FeishuUser:      feishu.NewUser(client, now),
+		FeishuTenant:    feishu.NewTenant(client, now),
+		Baoming:         baoming.New(client),
+		Zogo:            zogo.New(client, now),
+		ChatHubCompany:  chathub.NewCompany(client, now),
+		ChatHubOperator: chathub.NewOperator(client, now),
+		ZaloOA:          zalo.NewOA(client, now),
+		ZaloUser:        zalo.NewUser(client, now),
 	}
 }
 
@@ -62,8 +98,22 @@ func validator(name string) (provider.Provider, error) {
 	switch name {
 	case OAuth2:
 		return &oauth2provider.Provider{}, nil
+	case FeishuUser:
+		return &feishu.User{}, nil
+	case FeishuTenant:
+		return &feishu.Tenant{}, nil
 	case Baoming:
 		return &baoming.Provider{}, nil
+	case Zogo:
+		return &zogo.Provider{}, nil
+	case ChatHubCompany:
+		return &chathub.Company{}, nil
+	case ChatHubOperator:
+		return &chathub.Operator{}, nil
+	case ZaloOA:
+		return zalo.NewOA(nil, nil), nil // construction does no I/O
+	case ZaloUser:
+		return zalo.NewUser(nil, nil), nil
 	}
 	return nil, fmt.Errorf("provider: unknown provider %q (known: %s)", name, strings.Join(Names(), ", "))
 }

@@ -1,0 +1,475 @@
+// Package fakechathub is a fake SMSBAT ChatHub authentication API for tests and demos:
+// company tokens by login, operator tokens minted with a company token, and operator
+// token validation, with the documented bodies.
+//
+// # Endpoints
+//
+//	POST /api/company/get-token     {"login","password"}        200 "<company JWT>"
+//	POST /api/operator/get-token    Bearer <company JWT>,
+//	                                {"id": 123, "expiresAt": "2025-12-31T23:59:59Z"}
+//	                                                             200 "<operator JWT>"
+//	POST /api/operator/validate-token  Bearer <company JWT>, {"token": "..."}
+//	     200 {"isValid":true,"operatorId":123,"clientId":1,"expiresAt":"...","error":null}
+//	     200 {"isValid":false,"error":"Invalid token"}
+//
+// The company token may also come as X-Authorization-Key. Tokens are real-shaped JWTs:
+// HS256 over Options.Key (random when nil), or alg "none" with Options.Unsigned. Company
+// tokens carry exp only when Options.CompanyLifetime is set (the documentation names no
+// expiry); operator tokens carry the requested expiresAt as exp.
+//
+// # Rules
+//
+// Company login: malformed body 400; unknown login or wrong password 401
+// {"error":"Invalid login or password"}; otherwise a new company token (Logins counts).
+// Operator token: missing, unknown, expired or revoked company token 401; unknown
+// operator of that company 404; expiresAt missing, unparseable, not in the future or more
+// than MaxOperatorLifetime (24 h) ahead 400.
+//
+// Rotation: the documentation does not say that a new company token invalidates older
+// ones or the operator tokens minted with them (operator tokens have their own
+// expiresAt), so by default nothing is invalidated. Options.RevokeOnRotation makes a
+// login revoke the company's earlier company tokens and every operator token minted with
+// them, for tests of the stricter behaviour. RevokeCompanyTokens does the same on demand.
+package fakechathub
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakefault"
+)
+
+// Endpoint paths.
+const (
+	CompanyTokenPath  = "/api/company/get-token"
+	OperatorTokenPath = "/api/operator/get-token"
+	ValidatePath      = "/api/operator/validate-token"
+)
+
+// DefaultMaxOperatorLifetime is the documented cap on operator token lifetimes.
+const DefaultMaxOperatorLifetime = 24 * time.Hour
+
+// Fault re-exports the shared fault type; Path is CompanyTokenPath (default),
+// OperatorTokenPath or ValidatePath.
+type Fault = fakefault.Fault
+
+// Fault kinds and phases.
+const (
+	FaultLatency         = fakefault.Latency
+	FaultStatus          = fakefault.Status
+	FaultRateLimit       = fakefault.RateLimit
+	FaultHang            = fakefault.Hang
+	FaultMalformedJSON   = fakefault.MalformedJSON
+	FaultCloseConnection = fakefault.CloseConnection
+	// FaultMissingToken answers 200 with an empty JSON string.
+	FaultMissingToken = fakefault.MissingToken
+	BeforeGrant       = fakefault.BeforeGrant
+	AfterGrant        = fakefault.AfterGrant
+)
+
+// Options configure a Server.
+type Options struct {
+	// CompanyLifetime sets exp on company tokens; 0 leaves exp out (no expiry).
+	CompanyLifetime time.Duration
+	// MaxOperatorLifetime caps expiresAt; 0 means DefaultMaxOperatorLifetime.
+	MaxOperatorLifetime time.Duration
+	// Key signs tokens with HS256; nil means a random key. Unsigned uses alg "none".
+	Key      []byte
+	Unsigned bool
+	// RevokeOnRotation: a company login revokes the company's earlier tokens.
+	RevokeOnRotation bool
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the fake. All methods are safe for concurrent use.
+type Server struct {
+	opts   Options
+	mux    *http.ServeMux
+	faults fakefault.Schedule
+	done   chan struct{}
+
+	closeOnce sync.Once
+	httpMu    sync.Mutex
+	http      *httptest.Server
+
+	mu        sync.Mutex
+	companies map[string]*company // by login
+	companyTk map[string]*companyToken
+	operatorT map[string]*operatorToken
+	nextID    int
+
+	loginRequests, logins, loginFailures int
+	operatorRequests, operatorTokens     int
+	validations                          int
+}
+
+type company struct {
+	id        int
+	login     string
+	password  string
+	operators map[int]bool
+	tokens    []string // company tokens, oldest first
+}
+
+type companyToken struct {
+	company   *company
+	expiresAt time.Time
+	revoked   bool
+	operators []string
+}
+
+type operatorToken struct {
+	company    *company
+	operatorID int
+	expiresAt  time.Time
+	revoked    bool
+}
+
+// New returns a Server; it does not listen until Start.
+func New(opts Options) *Server {
+	if opts.MaxOperatorLifetime <= 0 {
+		opts.MaxOperatorLifetime = DefaultMaxOperatorLifetime
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Key == nil {
+		opts.Key = make([]byte, 32)
+		rand.Read(opts.Key)
+	}
+	s := &Server{opts: opts, done: make(chan struct{}), companies: map[string]*company{},
+		companyTk: map[string]*companyToken{}, operatorT: map[string]*operatorToken{}}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("POST "+CompanyTokenPath, s.serveCompany)
+	s.mux.HandleFunc("POST "+OperatorTokenPath, s.serveOperator)
+	s.mux.HandleFunc("POST "+ValidatePath, s.serveValidate)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Start serves on loopback and returns the base URL (config.base_url).
+func (s *Server) Start() string {
+	s.httpMu.Lock()
+	defer s.httpMu.Unlock()
+	if s.http == nil {
+		s.http = httptest.NewServer(s)
+	}
+	return s.http.URL
+}
+
+// URL is the base URL after Start, or "".
+func (s *Server) URL() string {
+	s.httpMu.Lock()
+	defer s.httpMu.Unlock()
+	if s.http == nil {
+		return ""
+	}
+	return s.http.URL
+}
+
+// Close releases hanging requests and stops the listener. Idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.done) })
+	s.httpMu.Lock()
+	hs := s.http
+	s.httpMu.Unlock()
+	if hs != nil {
+		hs.Close()
+	}
+}
+
+// Key returns the HMAC key tokens are signed with.
+func (s *Server) Key() []byte { return s.opts.Key }
+
+// AddCompany registers a company and returns its id (clientId). Adding an existing
+// login changes its password and keeps the id.
+func (s *Server) AddCompany(login, password string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.companies[login]; ok {
+		c.password = password
+		return c.id
+	}
+	s.nextID++
+	s.companies[login] = &company{id: s.nextID, login: login, password: password, operators: map[int]bool{}}
+	return s.nextID
+}
+
+// AddOperator lets the company mint tokens for operatorID.
+func (s *Server) AddOperator(login string, operatorID int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.companies[login]; ok {
+		c.operators[operatorID] = true
+	}
+}
+
+// RevokeCompanyTokens revokes every company token of login and every operator token
+// minted with them. It reports whether the company exists.
+func (s *Server) RevokeCompanyTokens(login string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.companies[login]
+	if ok {
+		for _, t := range c.tokens {
+			s.revokeCompanyTokenLocked(t)
+		}
+	}
+	return ok
+}
+
+func (s *Server) revokeCompanyTokenLocked(t string) {
+	ct := s.companyTk[t]
+	ct.revoked = true
+	for _, o := range ct.operators {
+		s.operatorT[o].revoked = true
+	}
+}
+
+// LatestCompanyToken returns the company's newest company token if it is still valid.
+func (s *Server) LatestCompanyToken(login string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.companies[login]
+	if !ok || len(c.tokens) == 0 {
+		return "", false
+	}
+	t := c.tokens[len(c.tokens)-1]
+	if s.companyValidLocked(t) == nil {
+		return "", false
+	}
+	return t, true
+}
+
+// NewestCompanyToken returns the company's most recently issued company token, valid or
+// not, or "".
+func (s *Server) NewestCompanyToken(login string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.companies[login]
+	if !ok || len(c.tokens) == 0 {
+		return ""
+	}
+	return c.tokens[len(c.tokens)-1]
+}
+
+// ValidCompanyToken reports whether token is a live company token issued here.
+func (s *Server) ValidCompanyToken(token string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.companyValidLocked(token) != nil
+}
+
+// ValidOperatorToken reports whether token is a live operator token issued here.
+func (s *Server) ValidOperatorToken(token string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ot, ok := s.operatorT[token]
+	return ok && !ot.revoked && s.opts.Now().Before(ot.expiresAt)
+}
+
+// Counters.
+func (s *Server) LoginRequests() int    { return s.count(func() int { return s.loginRequests }) }
+func (s *Server) Logins() int           { return s.count(func() int { return s.logins }) }
+func (s *Server) LoginFailures() int    { return s.count(func() int { return s.loginFailures }) }
+func (s *Server) OperatorRequests() int { return s.count(func() int { return s.operatorRequests }) }
+func (s *Server) OperatorTokens() int   { return s.count(func() int { return s.operatorTokens }) }
+func (s *Server) Validations() int      { return s.count(func() int { return s.validations }) }
+
+// InjectFault schedules f (Path "" = CompanyTokenPath).
+func (s *Server) InjectFault(f Fault) {
+	s.faults.Inject(f, CompanyTokenPath, CompanyTokenPath, OperatorTokenPath, ValidatePath)
+}
+
+// ClearFaults empties the schedule; PendingFaults counts what is left.
+func (s *Server) ClearFaults()       { s.faults.Clear() }
+func (s *Server) PendingFaults() int { return s.faults.Pending() }
+
+func (s *Server) count(f func() int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return f()
+}
+
+func (s *Server) companyValidLocked(token string) *companyToken {
+	ct, ok := s.companyTk[token]
+	if !ok || ct.revoked || (!ct.expiresAt.IsZero() && !s.opts.Now().Before(ct.expiresAt)) {
+		return nil
+	}
+	return ct
+}
+
+// mintLocked makes a JWT with the given claims plus iat and a random jti.
+func (s *Server) mintLocked(claims map[string]any) string {
+	jti := make([]byte, 16)
+	rand.Read(jti)
+	claims["jti"] = hex.EncodeToString(jti)
+	claims["iat"] = s.opts.Now().Unix()
+	alg := "HS256"
+	if s.opts.Unsigned {
+		alg = "none"
+	}
+	h, _ := json.Marshal(map[string]string{"alg": alg, "typ": "JWT"})
+	p, _ := json.Marshal(claims)
+	enc := base64.RawURLEncoding
+	signing := enc.EncodeToString(h) + "." + enc.EncodeToString(p)
+	if s.opts.Unsigned {
+		return signing + "."
+	}
+	mac := hmac.New(sha256.New, s.opts.Key)
+	mac.Write([]byte(signing))
+	return signing + "." + enc.EncodeToString(mac.Sum(nil))
+}
+
+func answer(status int, v any) fakefault.Answer {
+	b, _ := json.Marshal(v)
+	return fakefault.Answer{Status: status, Body: b}
+}
+
+func errorAnswer(status int, msg string) fakefault.Answer {
+	return answer(status, map[string]any{"error": msg})
+}
+
+func missing(*fakefault.Answer) []byte { return []byte(`""`) }
+
+func decode(r *http.Request, v any) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json" {
+		return false
+	}
+	return json.NewDecoder(http.MaxBytesReader(nil, r.Body, 64<<10)).Decode(v) == nil
+}
+
+// companyAuth returns the company token of the request.
+func companyAuth(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "Bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return strings.TrimSpace(r.Header.Get("X-Authorization-Key"))
+}
+
+func (s *Server) serveCompany(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Login    *string `json:"login"`
+		Password *string `json:"password"`
+	}
+	ok := decode(r, &body)
+	s.mu.Lock()
+	s.loginRequests++
+	s.mu.Unlock()
+	fakefault.Serve(w, r, s.faults.Take(CompanyTokenPath), s.done, func() fakefault.Answer {
+		if !ok || body.Login == nil || body.Password == nil {
+			return errorAnswer(http.StatusBadRequest, "login and password are required")
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c, known := s.companies[*body.Login]
+		if !known || subtle.ConstantTimeCompare([]byte(c.password), []byte(*body.Password)) != 1 {
+			s.loginFailures++
+			return errorAnswer(http.StatusUnauthorized, "Invalid login or password")
+		}
+		if s.opts.RevokeOnRotation {
+			for _, t := range c.tokens {
+				s.revokeCompanyTokenLocked(t)
+			}
+		}
+		claims := map[string]any{"sub": c.id, "company_id": c.id, "typ": "company"}
+		ct := &companyToken{company: c}
+		if s.opts.CompanyLifetime > 0 {
+			ct.expiresAt = s.opts.Now().Add(s.opts.CompanyLifetime).Truncate(time.Second)
+			claims["exp"] = ct.expiresAt.Unix()
+		}
+		tok := s.mintLocked(claims)
+		s.companyTk[tok] = ct
+		c.tokens = append(c.tokens, tok)
+		s.logins++
+		return answer(http.StatusOK, tok)
+	}, missing)
+}
+
+func (s *Server) serveOperator(w http.ResponseWriter, r *http.Request) {
+	auth := companyAuth(r)
+	var body struct {
+		ID        *int   `json:"id"`
+		ExpiresAt string `json:"expiresAt"`
+	}
+	ok := decode(r, &body)
+	s.mu.Lock()
+	s.operatorRequests++
+	s.mu.Unlock()
+	fakefault.Serve(w, r, s.faults.Take(OperatorTokenPath), s.done, func() fakefault.Answer {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		ct := s.companyValidLocked(auth)
+		if ct == nil {
+			return errorAnswer(http.StatusUnauthorized, "Unauthorized")
+		}
+		if !ok || body.ID == nil {
+			return errorAnswer(http.StatusBadRequest, "id is required")
+		}
+		if !ct.company.operators[*body.ID] {
+			return errorAnswer(http.StatusNotFound, "Operator not found")
+		}
+		exp, err := time.Parse(time.RFC3339Nano, body.ExpiresAt)
+		now := s.opts.Now()
+		if err != nil || !exp.After(now) || exp.After(now.Add(s.opts.MaxOperatorLifetime)) {
+			return errorAnswer(http.StatusBadRequest, "expiresAt must be an ISO 8601 time in the future, at most 24 hours from now")
+		}
+		exp = exp.Truncate(time.Second)
+		tok := s.mintLocked(map[string]any{"operator_id": *body.ID, "company_id": ct.company.id, "exp": exp.Unix(), "typ": "operator"})
+		s.operatorT[tok] = &operatorToken{company: ct.company, operatorID: *body.ID, expiresAt: exp}
+		ct.operators = append(ct.operators, tok)
+		s.operatorTokens++
+		return answer(http.StatusOK, tok)
+	}, missing)
+}
+
+func (s *Server) serveValidate(w http.ResponseWriter, r *http.Request) {
+	auth := companyAuth(r)
+	var body struct {
+		Token string `json:"token"`
+	}
+	ok := decode(r, &body)
+	s.mu.Lock()
+	s.validations++
+	s.mu.Unlock()
+	fakefault.Serve(w, r, s.faults.Take(ValidatePath), s.done, func() fakefault.Answer {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		ct := s.companyValidLocked(auth)
+		if ct == nil {
+			return errorAnswer(http.StatusUnauthorized, "Unauthorized")
+		}
+		if !ok {
+			return errorAnswer(http.StatusBadRequest, "token is required")
+		}
+		invalid := func(msg string) fakefault.Answer {
+			return answer(http.StatusOK, map[string]any{"isValid": false, "error": msg})
+		}
+		ot, known := s.operatorT[body.Token]
+		switch {
+		case !known || ot.company != ct.company:
+			return invalid("Invalid token")
+		case ot.revoked:
+			return invalid("Token revoked")
+		case !s.opts.Now().Before(ot.expiresAt):
+			return invalid("Token expired")
+		}
+		return answer(http.StatusOK, map[string]any{"isValid": true, "operatorId": ot.operatorID,
+			"clientId": ot.company.id, "expiresAt": ot.expiresAt.UTC().Format(time.RFC3339), "error": nil})
+	}, missing)
+}

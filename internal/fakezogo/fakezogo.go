@@ -1,0 +1,508 @@
+// Package fakezogo is a fake Zogo API authentication server (login and refresh_token,
+// JSON bodies, the documented response and 401 shapes) for tests and demos. It is strict
+// where a careful provider would be: refresh tokens rotate, each is single-use, and
+// presenting a used one revokes its whole family (reuse detection).
+//
+// # Endpoints
+//
+//	POST /api/v2/login          {"username","password","client_id","client_secret"}
+//	POST /api/v2/refresh_token  {"refresh_token","client_id","client_secret"}
+//
+// client_id may be a JSON number or string. Success (both endpoints):
+//
+//	{"code":200,"status":"success","token_type":"Bearer","expires_in":<s>,
+//	 "access_token":"zat_...","refresh_token":"def50200..."}
+//
+// (expires_in left out with Options.OmitExpiresIn). Failures use the documented shape,
+// {"code":401,"status":"error","data":{"error":"Unauthenticated."}}, with HTTP 401 for
+// client, refresh-token and login failures and 400 for malformed requests.
+//
+// # Rules
+//
+// Login: the client must match (when Options.ClientID is set), then the user must exist
+// with that password; a successful login starts a new token family named after the
+// username (earlier families of the user stay valid, as with Laravel Passport) and
+// counts in Logins. Refresh, after the client check:
+//
+//	token unknown                      401
+//	token already used                 401, family revoked, reuse counted
+//	family revoked                     401
+//	token expired (RefreshLifetime)    401
+//	otherwise                          200, token used, new access + refresh token
+//
+// # Counters
+//
+// Presentations counts refresh tokens put on the wire (on arrival, before faults),
+// Processed what the refresh logic looked up (after the client check, BeforeGrant faults
+// excluded), as in fakeoauth. Latest(name) is the live refresh token of the newest family
+// named name. Faults (see fakefault) target RefreshPath by default or LoginPath.
+package fakezogo
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakefault"
+)
+
+// Endpoint paths.
+const (
+	LoginPath   = "/api/v2/login"
+	RefreshPath = "/api/v2/refresh_token"
+)
+
+// DefaultAccessLifetime is the documented expires_in (1296000 s = 15 days).
+const DefaultAccessLifetime = 1296000 * time.Second
+
+// Token prefixes make fake tokens recognisable.
+const (
+	AccessTokenPrefix  = "zat_"
+	RefreshTokenPrefix = "def50200"
+)
+
+// Fault re-exports the shared fault type; Path is RefreshPath (default) or LoginPath.
+type Fault = fakefault.Fault
+
+// Fault kinds and phases.
+const (
+	FaultLatency         = fakefault.Latency
+	FaultStatus          = fakefault.Status
+	FaultRateLimit       = fakefault.RateLimit
+	FaultHang            = fakefault.Hang
+	FaultMalformedJSON   = fakefault.MalformedJSON
+	FaultCloseConnection = fakefault.CloseConnection
+	// FaultMissingAccessToken answers 200 without access_token; AfterGrant it still
+	// carries the new refresh token.
+	FaultMissingAccessToken = fakefault.MissingToken
+	BeforeGrant             = fakefault.BeforeGrant
+	AfterGrant              = fakefault.AfterGrant
+)
+
+// Options configure a Server.
+type Options struct {
+	// AccessLifetime is expires_in; 0 means DefaultAccessLifetime.
+	AccessLifetime time.Duration
+	// OmitExpiresIn leaves expires_in out of token answers (long-lived tokens); access
+	// tokens then never expire.
+	OmitExpiresIn bool
+	// RefreshLifetime is each refresh token's lifetime; 0 means none.
+	RefreshLifetime time.Duration
+	// ClientID and ClientSecret are the only client accepted; empty ClientID turns the
+	// client check off.
+	ClientID     string
+	ClientSecret string
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the fake. All methods are safe for concurrent use.
+type Server struct {
+	opts   Options
+	mux    *http.ServeMux
+	faults fakefault.Schedule
+	done   chan struct{}
+
+	closeOnce sync.Once
+	httpMu    sync.Mutex
+	http      *httptest.Server
+
+	mu       sync.Mutex
+	users    map[string]string
+	families map[string][]*family // by name, oldest first
+	refresh  map[string]*refreshToken
+	access   map[string]*accessToken
+
+	requests, loginRequests int
+	presentations           int
+	perToken, processed     map[string]int
+	refreshes, reuse        int
+	logins, loginFailures   int
+	passwordPresentations   map[string]int
+}
+
+type family struct {
+	name    string
+	live    string
+	revoked bool
+	tokens  []string // refresh and access
+}
+
+type refreshToken struct {
+	family    *family
+	expiresAt time.Time
+	used      bool
+}
+
+type accessToken struct {
+	family    *family
+	expiresAt time.Time
+}
+
+// New returns a Server; it does not listen until Start.
+func New(opts Options) *Server {
+	if opts.AccessLifetime <= 0 {
+		opts.AccessLifetime = DefaultAccessLifetime
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{
+		opts: opts, done: make(chan struct{}),
+		users: map[string]string{}, families: map[string][]*family{},
+		refresh: map[string]*refreshToken{}, access: map[string]*accessToken{},
+		perToken: map[string]int{}, processed: map[string]int{}, passwordPresentations: map[string]int{},
+	}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("POST "+LoginPath, s.serveLogin)
+	s.mux.HandleFunc("POST "+RefreshPath, s.serveRefresh)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Start serves on loopback and returns the base URL (config.base_url).
+func (s *Server) Start() string {
+	s.httpMu.Lock()
+	defer s.httpMu.Unlock()
+	if s.http == nil {
+		s.http = httptest.NewServer(s)
+	}
+	return s.http.URL
+}
+
+// URL is the base URL after Start, or "".
+func (s *Server) URL() string {
+	s.httpMu.Lock()
+	defer s.httpMu.Unlock()
+	if s.http == nil {
+		return ""
+	}
+	return s.http.URL
+}
+
+// Close releases hanging requests and stops the listener. Idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.done) })
+	s.httpMu.Lock()
+	hs := s.http
+	s.httpMu.Unlock()
+	if hs != nil {
+		hs.Close()
+	}
+}
+
+// AddUser registers (or replaces) a Zogo account.
+func (s *Server) AddUser(username, password string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.users[username] = password
+}
+
+// Seed starts a new family named name, as a login would, without counting a login, and
+// returns its refresh token. Earlier families of that name stay valid.
+func (s *Server) Seed(name string) (refreshToken string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := &family{name: name}
+	s.families[name] = append(s.families[name], f)
+	return s.mintRefreshLocked(f)
+}
+
+// RevokeFamily revokes every token of every family named name. It reports whether one
+// existed. It is not counted as reuse.
+func (s *Server) RevokeFamily(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.families[name] {
+		f.revoked, f.live = true, ""
+	}
+	return len(s.families[name]) > 0
+}
+
+// Revoked reports whether the newest family named name is revoked.
+func (s *Server) Revoked(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fs := s.families[name]
+	return len(fs) > 0 && fs[len(fs)-1].revoked
+}
+
+// Latest returns the live refresh token of the newest family named name.
+func (s *Server) Latest(name string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fs := s.families[name]
+	if len(fs) == 0 {
+		return "", false
+	}
+	f := fs[len(fs)-1]
+	if f.revoked || f.live == "" || s.expiredLocked(s.refresh[f.live].expiresAt) {
+		return "", false
+	}
+	return f.live, true
+}
+
+// ValidAccessToken reports whether token was issued here, is unexpired and unrevoked.
+func (s *Server) ValidAccessToken(token string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at, ok := s.access[token]
+	return ok && !at.family.revoked && !s.expiredLocked(at.expiresAt)
+}
+
+// Requests counts refresh_token requests; LoginRequests counts login requests.
+func (s *Server) Requests() int      { return s.count(func() int { return s.requests }) }
+func (s *Server) LoginRequests() int { return s.count(func() int { return s.loginRequests }) }
+
+// TotalPresentations counts refresh requests that carried any refresh token.
+func (s *Server) TotalPresentations() int { return s.count(func() int { return s.presentations }) }
+
+// Presentations counts requests that carried this refresh token.
+func (s *Server) Presentations(rt string) int { return s.count(func() int { return s.perToken[rt] }) }
+
+// MaxPresentations is the highest Presentations over all tokens.
+func (s *Server) MaxPresentations() int { return s.count(func() int { return maxOf(s.perToken) }) }
+
+// Processed counts how often the refresh logic looked this token up.
+func (s *Server) Processed(rt string) int { return s.count(func() int { return s.processed[rt] }) }
+
+// MaxProcessed is the highest Processed over all tokens.
+func (s *Server) MaxProcessed() int { return s.count(func() int { return maxOf(s.processed) }) }
+
+// Refreshes counts successful refreshes (tokens consumed), AfterGrant faults included.
+func (s *Server) Refreshes() int { return s.count(func() int { return s.refreshes }) }
+
+// ReuseDetections counts presentations of used refresh tokens.
+func (s *Server) ReuseDetections() int { return s.count(func() int { return s.reuse }) }
+
+// Logins counts successful logins; LoginFailures rejected ones (client or password).
+func (s *Server) Logins() int        { return s.count(func() int { return s.logins }) }
+func (s *Server) LoginFailures() int { return s.count(func() int { return s.loginFailures }) }
+
+// PasswordPresentations counts login requests for username that reached the login logic.
+func (s *Server) PasswordPresentations(username string) int {
+	return s.count(func() int { return s.passwordPresentations[username] })
+}
+
+// InjectFault schedules f (Path "" = RefreshPath, or LoginPath).
+func (s *Server) InjectFault(f Fault) { s.faults.Inject(f, RefreshPath, RefreshPath, LoginPath) }
+
+// ClearFaults empties the schedule; PendingFaults counts what is left.
+func (s *Server) ClearFaults()       { s.faults.Clear() }
+func (s *Server) PendingFaults() int { return s.faults.Pending() }
+
+// Fingerprint is a short non-reversible name for a token, safe to log.
+func Fingerprint(token string) string {
+	if token == "" {
+		return "-"
+	}
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:6])
+}
+
+func (s *Server) count(f func() int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return f()
+}
+
+func maxOf(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n = max(n, v)
+	}
+	return n
+}
+
+func (s *Server) expiredLocked(t time.Time) bool {
+	return !t.IsZero() && !s.opts.Now().Before(t)
+}
+
+func (s *Server) mintRefreshLocked(f *family) string {
+	t := RefreshTokenPrefix + randomHex(40)
+	rt := &refreshToken{family: f}
+	if s.opts.RefreshLifetime > 0 {
+		rt.expiresAt = s.opts.Now().Add(s.opts.RefreshLifetime)
+	}
+	s.refresh[t] = rt
+	f.live = t
+	f.tokens = append(f.tokens, t)
+	return t
+}
+
+func (s *Server) mintAccessLocked(f *family) string {
+	t := AccessTokenPrefix + randomHex(32)
+	at := &accessToken{family: f}
+	if !s.opts.OmitExpiresIn {
+		at.expiresAt = s.opts.Now().Add(s.opts.AccessLifetime)
+	}
+	s.access[t] = at
+	f.tokens = append(f.tokens, t)
+	return t
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// errorAnswer is the documented error shape.
+func errorAnswer(status int, msg string) fakefault.Answer {
+	return jsonAnswer(status, map[string]any{"code": status, "status": "error", "data": map[string]any{"error": msg}})
+}
+
+func jsonAnswer(status int, v any) fakefault.Answer {
+	b, _ := json.Marshal(v)
+	return fakefault.Answer{Status: status, Body: b}
+}
+
+// request reads a JSON object body; client_id may be a number or a string.
+func readBody(r *http.Request) (map[string]string, bool) {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json" {
+		return nil, false
+	}
+	var raw map[string]any
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 64<<10))
+	dec.UseNumber()
+	if dec.Decode(&raw) != nil || raw == nil {
+		return nil, false
+	}
+	out := map[string]string{}
+	for k, v := range raw {
+		switch x := v.(type) {
+		case string:
+			out[k] = x
+		case json.Number:
+			out[k] = x.String()
+		}
+	}
+	return out, true
+}
+
+func (s *Server) clientOK(body map[string]string) bool {
+	if s.opts.ClientID == "" {
+		return true
+	}
+	return body["client_id"] == s.opts.ClientID &&
+		subtle.ConstantTimeCompare([]byte(body["client_secret"]), []byte(s.opts.ClientSecret)) == 1
+}
+
+func (s *Server) tokenAnswerLocked(f *family) fakefault.Answer {
+	body := map[string]any{
+		"code": 200, "status": "success", "token_type": "Bearer",
+		"access_token": s.mintAccessLocked(f), "refresh_token": s.mintRefreshLocked(f),
+	}
+	if !s.opts.OmitExpiresIn {
+		body["expires_in"] = int64((s.opts.AccessLifetime + time.Second - 1) / time.Second)
+	}
+	return jsonAnswer(http.StatusOK, body)
+}
+
+// missing builds FaultMissingAccessToken's body, keeping a minted refresh token.
+func missing(res *fakefault.Answer) []byte {
+	body := map[string]any{"code": 200, "status": "success", "token_type": "Bearer"}
+	if res != nil && res.Status == http.StatusOK {
+		var m map[string]any
+		if json.Unmarshal(res.Body, &m) == nil && m["refresh_token"] != nil {
+			body["refresh_token"] = m["refresh_token"]
+		}
+	}
+	b, _ := json.Marshal(body)
+	return b
+}
+
+func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(r)
+	s.mu.Lock()
+	s.loginRequests++
+	s.mu.Unlock()
+	fault := s.faults.Take(LoginPath)
+	fakefault.Serve(w, r, fault, s.done, func() fakefault.Answer {
+		if !ok {
+			return errorAnswer(http.StatusBadRequest, "The request body must be a JSON object.")
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.clientOK(body) {
+			s.loginFailures++
+			return errorAnswer(http.StatusUnauthorized, "Client authentication failed")
+		}
+		user := body["username"]
+		s.passwordPresentations[user]++
+		pw, known := s.users[user]
+		if !known || body["password"] == "" || subtle.ConstantTimeCompare([]byte(pw), []byte(body["password"])) != 1 {
+			s.loginFailures++
+			return errorAnswer(http.StatusUnauthorized, "The user credentials were incorrect.")
+		}
+		s.logins++
+		f := &family{name: user}
+		s.families[user] = append(s.families[user], f)
+		return s.tokenAnswerLocked(f)
+	}, missing)
+}
+
+func (s *Server) serveRefresh(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(r)
+	presented := body["refresh_token"]
+	s.mu.Lock()
+	s.requests++
+	if presented != "" {
+		s.presentations++
+		s.perToken[presented]++
+	}
+	s.mu.Unlock()
+	fault := s.faults.Take(RefreshPath)
+	fakefault.Serve(w, r, fault, s.done, func() fakefault.Answer {
+		if !ok || presented == "" {
+			return errorAnswer(http.StatusBadRequest, "The refresh token field is required.")
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.clientOK(body) {
+			return errorAnswer(http.StatusUnauthorized, "Client authentication failed")
+		}
+		s.processed[presented]++
+		rt := s.refresh[presented]
+		switch {
+		case rt == nil:
+			return errorAnswer(http.StatusUnauthorized, "The refresh token is invalid.")
+		case rt.used:
+			s.reuse++
+			rt.family.revoked, rt.family.live = true, ""
+			return errorAnswer(http.StatusUnauthorized, "The refresh token was already used; its token family is revoked.")
+		case rt.family.revoked:
+			return errorAnswer(http.StatusUnauthorized, "The refresh token has been revoked.")
+		case s.expiredLocked(rt.expiresAt):
+			return errorAnswer(http.StatusUnauthorized, "The refresh token has expired.")
+		}
+		rt.used = true
+		s.refreshes++
+		return s.tokenAnswerLocked(rt.family)
+	}, missing)
+}
+
+// String describes the server's state for test failures, without tokens.
+func (s *Server) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "fakezogo: %d refreshes, %d logins, %d login failures, %d reuse detections, families:", s.refreshes, s.logins, s.loginFailures, s.reuse)
+	for name, fs := range s.families {
+		fmt.Fprintf(&b, " %s(%d)", name, len(fs))
+	}
+	return strings.TrimSpace(b.String())
+}

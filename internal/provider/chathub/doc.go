@@ -1,0 +1,46 @@
+// Package chathub holds tokenwarden's adapters for SMSBAT ChatHub
+// (https://chatapi.smsbat.com), whose API uses two levels of JWTs: a company token got
+// by logging in, and operator tokens minted with the company token. This package
+// implements the company token ("chathub-company"); operator tokens are minted by a
+// separate credential that names its company credential as config.parent.
+//
+// # Company token wire protocol
+//
+//	POST {base_url}/api/company/get-token
+//	Content-Type: application/json
+//	{"login": "<grant.Username>", "password": "<grant.Password>"}
+//
+//	200 "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOi...fQ.SflKxw..."
+//
+// The answer is a bare JSON string holding the JWT (an unquoted JWT body is accepted
+// too). There is no refresh token: a "refresh" logs in again, presenting the password
+// once per call. base_url defaults to DefaultBaseURL.
+//
+// # Lifetime
+//
+// The documentation says company tokens have no explicit expiry ("rotate every 3-6
+// months"). When the JWT carries an exp claim, AccessExpiresAt is exp; the payload is
+// base64url-decoded WITHOUT verifying the signature (tokenwarden has no key, and only
+// schedules by it), and never logged. Without exp, AccessExpiresAt is zero and the
+// workflow assumes policy.assumed_lifetime: set it to the rotation period you want
+// (e.g. "2160h" = 90 days).
+//
+// # Classification
+//
+//	condition                                   kind       Code                 why
+//	------------------------------------------  ---------  -------------------  ------------------------------------
+//	no response, body unreadable                Transient  network              try again
+//	HTTP 5xx, 408, 429                          Transient  http_<n>             server or rate trouble; Retry-After kept
+//	HTTP 401, 403                               Permanent  login_rejected       wrong login or password, blocked company
+//	HTTP 3xx (redirects are not followed)       Permanent  http_<n>             base_url is wrong
+//	other 4xx (400, 404, 405, 410, ...)         Permanent  http_<n>             base_url or request is wrong
+//	2xx that is not a JWT (not a JSON string,   Transient  malformed_response   never yields a token; body not quoted
+//	  not three base64url parts, payload not a
+//	  JSON object, exp not a number, exp in
+//	  the past)
+//	config invalid                              Permanent  invalid_config
+//	grant lacks username or password            Permanent  missing_grant
+//
+// Descriptions come from the error body ("message", "error", "title", ... or the text),
+// scrubbed of the login, password and anything token-shaped.
+package chathub
