@@ -230,8 +230,10 @@ func heartbeat(ctx context.Context) (stop func()) {
 	go func() {
 		t := time.NewTicker(HeartbeatInterval)
 		defer t.Stop()
+		// The first heartbeat waits for the first tick: most refreshes end within
+		// milliseconds, and a heartbeat sent at the start would be cut off by the
+		// activity's completion, leaving the server a cancelled write for nothing.
 		for {
-			activity.RecordHeartbeat(ctx)
 			select {
 			case <-done:
 				return
@@ -239,6 +241,7 @@ func heartbeat(ctx context.Context) (stop func()) {
 				return
 			case <-t.C:
 			}
+			activity.RecordHeartbeat(ctx)
 		}
 	}()
 	return func() { close(done) }
