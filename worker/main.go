@@ -26,6 +26,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/notify"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/workflows"
@@ -63,6 +64,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	logger := newLogger(cfg, stderr)
+	// Built before anything touches the disk; the message names targets, never URLs.
+	notifier, err := notify.FromConfig(cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 2
+	}
 
 	if *initDevKey {
 		if _, err := os.Stat(cfg.KeyFile); errors.Is(err, os.ErrNotExist) {
@@ -108,20 +115,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 		WorkerStopTimeout: activities.StartToCloseTimeout,
 	})
 	w.RegisterWorkflowWithOptions(workflows.CredentialWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
-	w.RegisterActivity(&activities.Activities{
+	acts := &activities.Activities{
 		Store:           tokens,
 		Providers:       providers.Registry(&http.Client{}, nil),
 		Logger:          logger,
 		ProviderTimeout: cfg.ProviderTimeout,
 		LeaseDuration:   cfg.LeaseDuration,
 		Parents:         parentSignaller{client: c},
-	})
+	}
+	if notifier != nil { // a nil *Webhook in the interface would not read as "none"
+		acts.Notifier = notifier
+	}
+	w.RegisterActivity(acts)
 	if err := w.Start(); err != nil {
 		fmt.Fprintf(stderr, "worker: start: %v\n", err)
 		return 1
 	}
 	logger.Info("worker started", "temporal", cfg.TemporalAddress, "namespace", cfg.TemporalNamespace, "task_queue", cfg.TaskQueue,
-		"store", cfg.SqlitePath, "key_id", ring.PrimaryID())
+		"store", cfg.SqlitePath, "key_id", ring.PrimaryID(), "notify", notifyTargets(notifier))
 	<-ctx.Done()
 	logger.Info("shutting down: finishing running activities")
 	w.Stop()
@@ -137,6 +148,14 @@ func newLogger(cfg config.Worker, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// notifyTargets describes the notification targets for the start-up log, without URLs.
+func notifyTargets(n activities.Notifier) string {
+	if n == nil {
+		return "log only"
+	}
+	return fmt.Sprint(n)
 }
 
 // parentSignaller asks a parent credential's workflow to refresh, for a child whose

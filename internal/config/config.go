@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -38,6 +39,14 @@ type Worker struct {
 	LeaseDuration   time.Duration `split_words:"true" default:"90s" desc:"refresh lease lifetime; must exceed PROVIDER_TIMEOUT"`
 	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	LogFormat       string        `split_words:"true" default:"text" desc:"text or json"`
+
+	// Notifications (internal/notify). Webhook URLs and the bearer token are secrets:
+	// no error message or log line ever shows them.
+	NotifyWebhookURL  string        `split_words:"true" desc:"default notification webhook, absolute http(s) URL; a secret (empty: notifications are only logged)"`
+	NotifyFormat      string        `split_words:"true" default:"json" desc:"json or slack: body format of NOTIFY_WEBHOOK_URL and of targets that name none"`
+	NotifyTargets     string        `split_words:"true" desc:"named targets for policy.notify_target: name=[json:|slack:]URL, comma-separated"`
+	NotifyBearerToken string        `split_words:"true" desc:"optional Authorization: Bearer token sent to json-format webhooks; a secret"`
+	NotifyTimeout     time.Duration `split_words:"true" default:"10s" desc:"deadline of one webhook delivery"`
 }
 
 // LoadWorker reads and checks the worker's configuration.
@@ -74,7 +83,137 @@ func (w Worker) Check() error {
 	default:
 		return fmt.Errorf("%s_LOG_FORMAT: %q is not text or json", Prefix, w.LogFormat)
 	}
+	return w.checkNotify()
+}
+
+// Notification formats.
+const (
+	NotifyFormatJSON  = "json"
+	NotifyFormatSlack = "slack"
+)
+
+// NotifyTarget is one named destination of TOKENWARDEN_NOTIFY_TARGETS. URL is a secret.
+type NotifyTarget struct {
+	Name   string
+	Format string // json or slack, the entry's own or TOKENWARDEN_NOTIFY_FORMAT
+	URL    string
+}
+
+// String never shows the URL.
+func (t NotifyTarget) String() string { return fmt.Sprintf("%s (%s)", t.Name, t.Format) }
+
+// MaxNotifyTargetName bounds a target name.
+const MaxNotifyTargetName = 64
+
+// ValidNotifyTargetName reports whether name may name a notification target: 1 to 64
+// letters, digits, '.', '_' or '-' (the characters of a credential ID).
+func ValidNotifyTargetName(name string) bool {
+	if name == "" || len(name) > MaxNotifyTargetName {
+		return false
+	}
+	for _, r := range name {
+		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func (w Worker) checkNotify() error {
+	if err := checkNotifyFormat(w.NotifyFormat); err != nil {
+		return fmt.Errorf("%s_NOTIFY_FORMAT: %w", Prefix, err)
+	}
+	if w.NotifyWebhookURL != "" {
+		if err := CheckWebhookURL(w.NotifyWebhookURL); err != nil {
+			return fmt.Errorf("%s_NOTIFY_WEBHOOK_URL: %w", Prefix, err)
+		}
+	}
+	if _, err := ParseNotifyTargets(w.NotifyTargets, w.NotifyFormat); err != nil {
+		return err
+	}
+	if strings.ContainsFunc(w.NotifyBearerToken, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("%s_NOTIFY_BEARER_TOKEN: must not contain spaces or control characters (the token is not shown)", Prefix)
+	}
+	if w.NotifyTimeout <= 0 {
+		return fmt.Errorf("%s_NOTIFY_TIMEOUT: must be positive, got %s", Prefix, w.NotifyTimeout)
+	}
 	return nil
+}
+
+// NotifyTargetList parses TOKENWARDEN_NOTIFY_TARGETS (Check has already accepted it).
+func (w Worker) NotifyTargetList() ([]NotifyTarget, error) {
+	return ParseNotifyTargets(w.NotifyTargets, w.NotifyFormat)
+}
+
+func checkNotifyFormat(f string) error {
+	switch f {
+	case NotifyFormatJSON, NotifyFormatSlack:
+		return nil
+	}
+	return fmt.Errorf("%q is not json or slack", f)
+}
+
+// CheckWebhookURL accepts an absolute http or https URL with a host. Its errors never
+// quote the URL (url.Parse's do, so they are not passed on): webhook URLs are secrets.
+func CheckWebhookURL(raw string) error {
+	const hidden = " (the URL is not shown: webhook URLs are secrets)"
+	if strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("URL contains spaces or control characters" + hidden)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("not a valid URL" + hidden)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("must be an absolute http or https URL" + hidden)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return fmt.Errorf("URL has no host" + hidden)
+	}
+	return nil
+}
+
+// ParseNotifyTargets parses TOKENWARDEN_NOTIFY_TARGETS: entries separated by commas
+// (or white space), each name=URL or name=FORMAT:URL with FORMAT json or slack, e.g.
+//
+//	ops=https://hooks.example/abc,team-b=slack:https://hooks.slack.com/services/T/B/X
+//
+// An entry without a format uses defaultFormat. Names are 1-64 letters, digits, '.',
+// '_', '-', each used once. A comma inside a URL must be written %2C. Errors name the
+// entry by position and, once it is known to be one, by target name; they never quote
+// a URL or anything that could be part of one.
+func ParseNotifyTargets(s, defaultFormat string) ([]NotifyTarget, error) {
+	const what = Prefix + "_NOTIFY_TARGETS"
+	entries := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r' })
+	var targets []NotifyTarget
+	seen := map[string]bool{}
+	for i, e := range entries {
+		name, rest, ok := strings.Cut(e, "=")
+		if !ok || !ValidNotifyTargetName(name) {
+			// The entry may be a bare URL, or a URL cut at its query's '=': show none of it.
+			return nil, fmt.Errorf("%s: entry %d is not name=[json:|slack:]URL with a name of 1-%d letters, digits, '.', '_', '-' "+
+				"(the entry is not shown: it may hold a webhook URL)", what, i+1, MaxNotifyTargetName)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("%s: target %q is defined twice", what, name)
+		}
+		seen[name] = true
+		t := NotifyTarget{Name: name, Format: defaultFormat, URL: rest}
+		if f, u, ok := strings.Cut(rest, ":"); ok && (f == NotifyFormatJSON || f == NotifyFormatSlack) {
+			t.Format, t.URL = f, u
+		}
+		if err := checkNotifyFormat(t.Format); err != nil {
+			return nil, fmt.Errorf("%s: target %q: format %w", what, name, err)
+		}
+		if t.URL == "" {
+			return nil, fmt.Errorf("%s: target %q has no URL", what, name)
+		}
+		if err := CheckWebhookURL(t.URL); err != nil {
+			return nil, fmt.Errorf("%s: target %q: %w; write name=URL or name=json:URL or name=slack:URL", what, name, err)
+		}
+		targets = append(targets, t)
+	}
+	return targets, nil
 }
 
 // LoadTemporal reads only the Temporal connection settings (for the starter).

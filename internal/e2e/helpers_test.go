@@ -3,7 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,8 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
-	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/store" // also registers the "sqlite" driver lockStore uses
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -23,18 +31,21 @@ type env struct {
 	t         *testing.T
 	taskQueue string
 	dataDir   string
+	// address is the Temporal frontend the worker and the starter use: the shared dev
+	// server unless a test runs its own (see startPrivateServer).
+	address string
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	name := strings.NewReplacer("/", "-", "_", "-").Replace(t.Name())
-	return &env{t: t, taskQueue: "tq-" + name, dataDir: t.TempDir()}
+	return &env{t: t, taskQueue: "tq-" + name, dataDir: t.TempDir(), address: stack.address}
 }
 
 // vars is the TOKENWARDEN_* environment of the worker and the starter.
 func (e *env) vars() []string {
 	return append(os.Environ(),
-		"TOKENWARDEN_TEMPORAL_ADDRESS="+stack.address,
+		"TOKENWARDEN_TEMPORAL_ADDRESS="+e.address,
 		"TOKENWARDEN_TASK_QUEUE="+e.taskQueue,
 		"TOKENWARDEN_DATA_DIR="+e.dataDir,
 		"TOKENWARDEN_PROVIDER_TIMEOUT=3s",
@@ -64,25 +75,38 @@ func (b *lockedBuffer) String() string {
 type worker struct {
 	cmd    *exec.Cmd
 	output *lockedBuffer
-	done   chan error
+	exited chan struct{} // closed when the process has exited; err is then set
+	err    error
+	// stopped: the test ended the process itself (stop, kill9) or saw it exit (waitExit).
+	stopped bool
 }
 
 // startWorker runs the worker binary as its own OS process and stops it (SIGTERM) at
 // the end of the test.
 func (e *env) startWorker() *worker {
 	e.t.Helper()
-	w := &worker{output: &lockedBuffer{}, done: make(chan error, 1)}
-	w.cmd = exec.Command(stack.workerBin, "-init-dev-key")
-	w.cmd.Env = e.vars()
+	return e.startWorkerBin(stack.workerBin)
+}
+
+// startWorkerBin runs bin (the normal or the faultinject worker) with the test's
+// environment plus extra variables.
+func (e *env) startWorkerBin(bin string, extra ...string) *worker {
+	e.t.Helper()
+	w := &worker{output: &lockedBuffer{}, exited: make(chan struct{})}
+	w.cmd = exec.Command(bin, "-init-dev-key")
+	w.cmd.Env = append(e.vars(), extra...)
 	w.cmd.Stdout, w.cmd.Stderr = w.output, w.output
 	if err := w.cmd.Start(); err != nil {
 		e.t.Fatalf("start worker: %v", err)
 	}
-	go func() { w.done <- w.cmd.Wait() }()
+	go func() {
+		w.err = w.cmd.Wait()
+		close(w.exited)
+	}()
 	e.t.Cleanup(func() {
 		w.stop(e.t)
 		if e.t.Failed() {
-			e.t.Logf("worker output:\n%s", w.output.String())
+			e.t.Logf("worker (pid %d) output:\n%s", w.cmd.Process.Pid, w.output.String())
 		}
 	})
 	return w
@@ -90,19 +114,57 @@ func (e *env) startWorker() *worker {
 
 // stop sends SIGTERM and waits for a clean exit.
 func (w *worker) stop(t *testing.T) {
-	if w.cmd.ProcessState != nil {
+	select {
+	case <-w.exited:
+		if !w.stopped {
+			t.Errorf("worker exited on its own: %v", w.err)
+		}
+		w.stopped = true
 		return
+	default:
 	}
+	w.stopped = true
 	_ = w.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-w.done:
-		if err != nil {
-			t.Errorf("worker did not exit cleanly: %v", err)
+	case <-w.exited:
+		if w.err != nil {
+			t.Errorf("worker did not exit cleanly: %v", w.err)
 		}
 	case <-time.After(30 * time.Second):
 		_ = w.cmd.Process.Kill()
 		t.Errorf("worker did not stop within 30s of SIGTERM")
 	}
+}
+
+// kill9 ends the worker with SIGKILL, as abruptly as a power cut: nothing it holds in
+// memory survives, no deferred function runs, and the kernel closes its connections.
+func (w *worker) kill9(t *testing.T) {
+	t.Helper()
+	w.stopped = true
+	if err := w.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 worker: %v", err)
+	}
+	select {
+	case <-w.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("worker still running 10s after SIGKILL")
+	}
+}
+
+// waitExit waits for a worker that is expected to end by itself and returns the signal
+// that ended it (0 if it exited normally).
+func (w *worker) waitExit(t *testing.T, timeout time.Duration) syscall.Signal {
+	t.Helper()
+	select {
+	case <-w.exited:
+	case <-time.After(timeout):
+		t.Fatalf("worker still running after %s", timeout)
+	}
+	w.stopped = true
+	if ws, ok := w.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ws.Signal()
+	}
+	return 0
 }
 
 // runStarter runs the starter binary and returns its exit code and output.
@@ -121,7 +183,7 @@ func (e *env) runStarter(stdin string, args ...string) (int, string) {
 	return 0, string(out)
 }
 
-// runTemporal runs the real temporal CLI against the test server.
+// runTemporal runs the real temporal CLI against the shared test server.
 func runTemporal(t *testing.T, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(stack.temporalBin, append(args, "--address", stack.address)...)
@@ -146,11 +208,16 @@ func (e *env) writeJSON(name string, v any) string {
 	return path
 }
 
-// queryStatus asks the workflow for its status through the SDK client.
+// queryStatus asks the workflow for its status through the shared server's client.
 func queryStatus(t *testing.T, id string) (workflows.Status, error) {
+	return queryStatusOn(stack.client, id)
+}
+
+// queryStatusOn asks the workflow for its status through c.
+func queryStatusOn(c client.Client, id string) (workflows.Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	v, err := stack.client.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
 	if err != nil {
 		return workflows.Status{}, err
 	}
@@ -177,10 +244,16 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 // waitForStatus waits until the credential's status satisfies cond.
 func waitForStatus(t *testing.T, id string, timeout time.Duration, what string, cond func(workflows.Status) bool) workflows.Status {
 	t.Helper()
+	return waitForStatusOn(t, stack.client, id, timeout, what, cond)
+}
+
+// waitForStatusOn is waitForStatus through the client c.
+func waitForStatusOn(t *testing.T, c client.Client, id string, timeout time.Duration, what string, cond func(workflows.Status) bool) workflows.Status {
+	t.Helper()
 	var st workflows.Status
 	waitFor(t, timeout, what, func() (bool, string) {
 		var err error
-		st, err = queryStatus(t, id)
+		st, err = queryStatusOn(c, id)
 		if err != nil {
 			return false, err.Error()
 		}
@@ -194,17 +267,9 @@ func waitForStatus(t *testing.T, id string, timeout time.Duration, what string, 
 // key file the worker created. SQLite's WAL lets it read while the worker runs.
 func (e *env) storedRecord(id string) store.Record {
 	e.t.Helper()
-	ring, err := keyring.LoadFile(filepath.Join(e.dataDir, "keys.json"))
-	if err != nil {
-		e.t.Fatalf("load key file: %v", err)
-	}
-	ctx := context.Background()
-	s, err := store.OpenSQLite(ctx, filepath.Join(e.dataDir, "tokens.db"), ring, nil)
-	if err != nil {
-		e.t.Fatalf("open store: %v", err)
-	}
+	s := e.openStore()
 	defer s.Close()
-	rec, err := s.Get(ctx, id)
+	rec, err := s.Get(context.Background(), id)
 	if err != nil {
 		e.t.Fatalf("read %s from the store: %v", id, err)
 	}
@@ -223,4 +288,192 @@ func historyLength(t *testing.T, id string) int {
 		n++
 	}
 	return n
+}
+
+// openStore opens the worker's token store from the test process, with the key file the
+// worker created.
+func (e *env) openStore() *store.SQLite {
+	e.t.Helper()
+	ring, err := keyring.LoadFile(filepath.Join(e.dataDir, "keys.json"))
+	if err != nil {
+		e.t.Fatalf("load key file: %v", err)
+	}
+	s, err := store.OpenSQLite(context.Background(), filepath.Join(e.dataDir, "tokens.db"), ring, nil)
+	if err != nil {
+		e.t.Fatalf("open store: %v", err)
+	}
+	return s
+}
+
+// lockStore takes SQLite's write lock on the worker's token store (BEGIN EXCLUSIVE on a
+// connection of the test's own) and holds it until release is called: every write of
+// the worker waits out its busy timeout and fails with SQLITE_BUSY meanwhile. In WAL
+// mode readers are not blocked. version reads the credential's stored version through
+// the locked connection.
+func (e *env) lockStore() (version func(id string) int64, release func()) {
+	e.t.Helper()
+	ctx := context.Background()
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	u := url.URL{Scheme: "file", Path: filepath.Join(e.dataDir, "tokens.db"), RawQuery: q.Encode()}
+	db, err := sql.Open("sqlite", u.String())
+	if err != nil {
+		e.t.Fatalf("open the token store for locking: %v", err)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		e.t.Fatalf("connect to the token store: %v", err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		conn.Close()
+		db.Close()
+		e.t.Fatalf("lock the token store: %v", err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+				e.t.Errorf("unlock the token store: %v", err)
+			}
+			conn.Close()
+			db.Close()
+		})
+	}
+	e.t.Cleanup(release)
+	version = func(id string) int64 {
+		var v int64
+		if err := conn.QueryRowContext(ctx, "SELECT version FROM credentials WHERE id = ?", id).Scan(&v); err != nil {
+			e.t.Fatalf("read the version of %s under the lock: %v", id, err)
+		}
+		return v
+	}
+	return version, release
+}
+
+// startFake runs a fake OAuth2 provider (token and introspection endpoints) that knows
+// the e2e client.
+func startFake(t *testing.T, opts fakeoauth.Options) *fakeoauth.Server {
+	t.Helper()
+	opts.ClientID, opts.ClientSecret = clientID, clientSecret
+	fake := fakeoauth.New(opts)
+	fake.Start()
+	t.Cleanup(fake.Close)
+	return fake
+}
+
+// credential describes a credential a test starts through the SDK client.
+type credential struct {
+	id   string
+	fake *fakeoauth.Server
+	// introspect gives the credential the fake's RFC 7662 endpoint.
+	introspect bool
+}
+
+// startCredential seeds a token family named after the credential at the fake and
+// starts its workflow on the test's task queue through c, without an access token, so
+// the first refresh runs at once. It returns the seed refresh token. The workflow is
+// terminated when the test ends.
+func (e *env) startCredential(c client.Client, cred credential) (seed string) {
+	e.t.Helper()
+	seed = cred.fake.Seed(cred.id)
+	dur := func(d time.Duration) *workflows.Duration { v := workflows.Duration(d); return &v }
+	cfg := provider.Config{TokenURL: cred.fake.URL() + fakeoauth.TokenPath, ClientID: clientID}
+	if cred.introspect {
+		cfg.IntrospectionURL = cred.fake.IntrospectionURL()
+	}
+	in := workflows.CredentialInput{
+		Provider: "oauth2",
+		Config:   cfg,
+		Policy: workflows.Policy{
+			RefreshMargin: dur(time.Second),
+			Jitter:        dur(200 * time.Millisecond),
+			RetryInitial:  dur(time.Second),
+			RetryMax:      dur(5 * time.Second),
+		},
+		Seed: &workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: cred.id, TaskQueue: e.taskQueue},
+		workflows.WorkflowType, in); err != nil {
+		e.t.Fatalf("start credential %s: %v", cred.id, err)
+	}
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = c.TerminateWorkflow(ctx, cred.id, "", "test finished")
+	})
+	return seed
+}
+
+// freeHostPort returns a loopback host:port that was free a moment ago.
+func freeHostPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// privateServer is a Temporal dev server of one test's own.
+type privateServer struct {
+	t        *testing.T
+	hostPort string
+	dbFile   string
+	srv      *testsuite.DevServer // nil while stopped
+	log      *lockedBuffer
+}
+
+// startPrivateServer starts a Temporal dev server of the test's own on a fixed free
+// port, persisting to a SQLite file in the test's temp dir, so the test can stop and
+// restart it (same port, same file) without disturbing the shared one.
+func startPrivateServer(t *testing.T) *privateServer {
+	t.Helper()
+	p := &privateServer{t: t, hostPort: freeHostPort(t), dbFile: filepath.Join(t.TempDir(), "temporal.db"), log: &lockedBuffer{}}
+	p.start()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("private dev server output:\n%s", p.log.String())
+		}
+	})
+	return p
+}
+
+// start (re)starts the server on the same port and database file.
+func (p *privateServer) start() {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:  stack.temporalBin,
+		LogLevel:      "error",
+		DBFilename:    p.dbFile,
+		ClientOptions: &client.Options{HostPort: p.hostPort, Logger: quietLogger{}},
+		ExtraArgs:     searchAttributeArgs,
+		Stdout:        p.log,
+		Stderr:        p.log,
+	})
+	if err != nil {
+		p.t.Fatalf("start a private Temporal dev server on %s: %v\n%s", p.hostPort, err, p.log.String())
+	}
+	p.srv = srv
+}
+
+// client is a client of the running server; it is closed when the server stops.
+func (p *privateServer) client() client.Client { return p.srv.Client() }
+
+// stop closes the client and stops the server process (SIGINT, then waits for exit).
+func (p *privateServer) stop() {
+	if p.srv == nil {
+		return
+	}
+	p.srv.Client().Close()
+	if err := p.srv.Stop(); err != nil {
+		p.t.Logf("private dev server exited with %v", err)
+	}
+	p.srv = nil
 }

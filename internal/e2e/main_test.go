@@ -7,10 +7,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -25,6 +28,9 @@ var stack struct {
 	client      client.Client
 	workerBin   string
 	starterBin  string
+	// faultWorkerBin is the worker built with -tags faultinject: it kills itself with
+	// SIGKILL at the fault points named in TOKENWARDEN_FAULT_POINTS.
+	faultWorkerBin string
 }
 
 func TestMain(m *testing.M) {
@@ -61,6 +67,15 @@ func runMain(m *testing.M) int {
 	stack.workerBin = filepath.Join(tmp, "worker")
 	stack.starterBin = filepath.Join(tmp, "starter")
 
+	faultDir := filepath.Join(tmp, "faultinject")
+	build = exec.Command("go", "build", "-tags", "faultinject", "-o", faultDir+string(filepath.Separator), "./worker")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: build the faultinject worker: %v\n%s", err, out)
+		return 1
+	}
+	stack.faultWorkerBin = filepath.Join(faultDir, "worker")
+
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var serverLog bytes.Buffer
@@ -70,13 +85,9 @@ func runMain(m *testing.M) int {
 		ClientOptions: &client.Options{
 			Logger: quietLogger{},
 		},
-		ExtraArgs: []string{
-			"--search-attribute", "TokenState=Keyword",
-			"--search-attribute", "TokenProvider=Keyword",
-			"--search-attribute", "TokenExpiresAt=Datetime",
-		},
-		Stdout: &serverLog,
-		Stderr: &serverLog,
+		ExtraArgs: searchAttributeArgs,
+		Stdout:    &serverLog,
+		Stderr:    &serverLog,
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: start the Temporal dev server: %v\n%s", err, serverLog.String())
@@ -85,7 +96,31 @@ func runMain(m *testing.M) int {
 	defer func() { _ = server.Stop() }()
 	stack.address = server.FrontendHostPort()
 	stack.client = server.Client()
+	raiseParallelism()
 	return m.Run()
+}
+
+// searchAttributeArgs registers tokenwarden's search attributes with a dev server.
+var searchAttributeArgs = []string{
+	"--search-attribute", "TokenState=Keyword",
+	"--search-attribute", "TokenProvider=Keyword",
+	"--search-attribute", "TokenExpiresAt=Datetime",
+}
+
+// e2eParallel is how many parallel tests run at once unless -test.parallel says
+// otherwise. The fault tests spend their time waiting for leases, heartbeat timeouts
+// and token lifetimes in separate processes, not on the CPU, so the default (GOMAXPROCS)
+// would serialise them needlessly on a small machine.
+const e2eParallel = 6
+
+// raiseParallelism sets -test.parallel to e2eParallel when the command line left it at
+// its default and the default is lower.
+func raiseParallelism() {
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit && runtime.GOMAXPROCS(0) < e2eParallel {
+		_ = flag.Set("test.parallel", strconv.Itoa(e2eParallel))
+	}
 }
 
 type quietLogger struct{}
