@@ -3,11 +3,15 @@
 //	starter start  CREDENTIAL.json -secrets FILE|-   start a credential workflow
 //	starter status ID [-json]                        show one credential's status
 //	starter list [-state S] [-provider P]            list credentials, with counts per state
+//	starter refresh ID                               refresh now (the "refresh" update) and wait
+//	starter reseed ID -secrets FILE|-                hand in new grant material (the "reseed" update)
+//	starter retire ID -yes                           delete the secrets and end the workflow
+//	starter setup                                    register the search attributes on the namespace
 //
 // Secrets (refresh token, client secret) are read from a file or standard input,
 // never from the command line, where other users could see them in the process list.
 // Exit codes: 0 ok, 1 other failure, 2 bad input, 3 Temporal unreachable,
-// 4 unknown credential, 5 credential already exists.
+// 4 unknown credential, 5 credential already exists, 6 update rejected by the workflow.
 package main
 
 import (
@@ -32,6 +36,9 @@ const (
 	exitUnreachable = 3
 	exitUnknown     = 4
 	exitExists      = 5
+	// exitRejected: the workflow's update validator refused the request (a refresh
+	// while NEEDS_REAUTH, malformed grant material, a retired credential).
+	exitRejected = 6
 )
 
 // cliError carries an exit code with its message.
@@ -52,6 +59,14 @@ commands:
   start CREDENTIAL.json -secrets FILE|-   start a credential (secrets JSON from FILE or stdin)
   status ID [-json]                      show a credential's status
   list [-state S] [-provider P] [-json]  list credentials and count them per state
+  refresh ID                             refresh now and wait; prints the new expiry
+  reseed ID -secrets FILE|-              store new grant material (secrets JSON from FILE or stdin)
+  retire ID -yes                         delete the credential's secrets and complete its workflow
+  setup                                  register the search attributes TokenState, TokenProvider,
+                                         TokenExpiresAt on the namespace (idempotent)
+
+Exit codes: 0 ok, 1 failure, 2 bad input, 3 Temporal unreachable, 4 unknown credential,
+5 credential already exists, 6 update rejected by the workflow.
 
 Connection settings come from TOKENWARDEN_TEMPORAL_ADDRESS (default localhost:7233),
 TOKENWARDEN_TEMPORAL_NAMESPACE (default "default") and TOKENWARDEN_TASK_QUEUE.
@@ -92,6 +107,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		cmdErr = a.status(ctx, args[1:])
 	case "list":
 		cmdErr = a.list(ctx, args[1:])
+	case "refresh":
+		cmdErr = a.refresh(ctx, args[1:])
+	case "reseed":
+		cmdErr = a.reseed(ctx, args[1:])
+	case "retire":
+		cmdErr = a.retire(ctx, args[1:])
+	case "setup":
+		cmdErr = a.setup(ctx, args[1:])
 	default:
 		fmt.Fprintf(stderr, "starter: unknown command %q\n\n%s", args[0], usage)
 		return exitBadInput
