@@ -184,9 +184,9 @@ func classifyUpdateError(ctx context.Context, c client.Client, err error, id, wh
 func notRunning(ctx context.Context, c client.Client, err error, id, what string) error {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	desc, derr := c.DescribeWorkflowExecution(dctx, id, "")
+	d, derr := c.DescribeWorkflow(dctx, id, "")
 	if derr == nil {
-		if s := desc.GetWorkflowExecutionInfo().GetStatus(); s != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		if s := d.RawResponse.GetWorkflowExecutionInfo().GetStatus(); s != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 			return fail(exitUnknown, "%s: credential %q is not running (its workflow is %s)", what, id, statusName(s))
 		}
 	}
@@ -230,17 +230,17 @@ func (a *app) retire(ctx context.Context, args []string) error {
 	return a.awaitClosed(ctx, c, id, retireWait)
 }
 
-// awaitClosed polls DescribeWorkflowExecution until the workflow has closed.
+// awaitClosed polls DescribeWorkflow until the workflow has closed.
 func (a *app) awaitClosed(ctx context.Context, c client.Client, id string, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
 		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		desc, err := c.DescribeWorkflowExecution(dctx, id, "")
+		d, err := c.DescribeWorkflow(dctx, id, "")
 		cancel()
 		if err != nil {
 			return classifyServerError(err, "describe credential %q", id)
 		}
-		info := desc.GetWorkflowExecutionInfo()
+		info := d.RawResponse.GetWorkflowExecutionInfo()
 		switch s := info.GetStatus(); s {
 		case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 		case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:

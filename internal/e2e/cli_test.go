@@ -59,11 +59,11 @@ func cliDescribeStatus(t *testing.T, id string) enumspb.WorkflowExecutionStatus 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	desc, err := stack.client.DescribeWorkflowExecution(ctx, id, "")
+	d, err := stack.client.DescribeWorkflow(ctx, id, "")
 	if err != nil {
 		t.Fatalf("describe %s: %v", id, err)
 	}
-	return desc.GetWorkflowExecutionInfo().GetStatus()
+	return d.RawResponse.GetWorkflowExecutionInfo().GetStatus()
 }
 
 // cliAssertStoreForgot checks that the worker's token store no longer has the credential.
