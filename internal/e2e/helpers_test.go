@@ -422,9 +422,13 @@ func freeHostPort(t *testing.T) string {
 type privateServer struct {
 	t        *testing.T
 	hostPort string
-	dbFile   string
-	srv      *testsuite.DevServer // nil while stopped
-	log      *lockedBuffer
+	// extraPorts pins the HTTP API and metrics ports across restarts. Left to the CLI,
+	// each start picks random free ones, and the port the frontend just released is a
+	// likely pick: the restarted server then collides with itself.
+	extraPorts []string
+	dbFile     string
+	srv        *testsuite.DevServer // nil while stopped
+	log        *lockedBuffer
 }
 
 // startPrivateServer starts a Temporal dev server of the test's own on a fixed free
@@ -433,6 +437,10 @@ type privateServer struct {
 func startPrivateServer(t *testing.T) *privateServer {
 	t.Helper()
 	p := &privateServer{t: t, hostPort: freeHostPort(t), dbFile: filepath.Join(t.TempDir(), "temporal.db"), log: &lockedBuffer{}}
+	for _, flag := range []string{"--http-port", "--metrics-port"} {
+		_, port, _ := net.SplitHostPort(freeHostPort(t))
+		p.extraPorts = append(p.extraPorts, flag, port)
+	}
 	p.start()
 	t.Cleanup(func() {
 		p.stop()
@@ -453,7 +461,7 @@ func (p *privateServer) start() {
 		LogLevel:      "error",
 		DBFilename:    p.dbFile,
 		ClientOptions: &client.Options{HostPort: p.hostPort, Logger: quietLogger{}},
-		ExtraArgs:     searchAttributeArgs,
+		ExtraArgs:     append(append([]string{}, searchAttributeArgs...), p.extraPorts...),
 		Stdout:        p.log,
 		Stderr:        p.log,
 	})
