@@ -14,8 +14,9 @@
 //	HTTP 5xx, 429, network, timeout      Transient error (probed again later)
 //	HTTP 200 that is not JSON or no sta  Transient error "malformed_response"
 //
-// The token travels in the query string, so every error is scrubbed: Go's HTTP client
-// quotes the whole URL in its errors.
+// A delta-seconds Retry-After on a 5xx or 429 becomes the error's RetryAfter, capped at
+// an hour. The token travels in the query string, so every error is scrubbed: Go's HTTP
+// client quotes the whole URL in its errors.
 package baoming
 
 import (
@@ -27,9 +28,9 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
 	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
@@ -54,14 +55,9 @@ var (
 
 // New returns the adapter; a nil client gets a 30 s timeout.
 func New(client *http.Client) *Provider {
-	if client == nil {
-		client = &http.Client{Timeout: 30 * time.Second}
-	}
-	// Copy so that refusing redirects does not change the caller's client: a redirect
+	// A copy that refuses redirects, leaving the caller's client as it is: a redirect
 	// would carry the token in the query string to another host.
-	c := *client
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Provider{client: &c}
+	return &Provider{client: wire.NoRedirects(client)}
 }
 
 // ValidateConfig accepts an optional base_url (absolute http or https, no user info).
@@ -69,14 +65,7 @@ func (p *Provider) ValidateConfig(cfg provider.Config) error {
 	if cfg.BaseURL == "" {
 		return nil
 	}
-	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || !u.IsAbs() || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errors.New("base_url: must be an absolute http or https URL")
-	}
-	if u.User != nil {
-		return errors.New("base_url: must not contain user info")
-	}
-	return nil
+	return wire.ValidateEndpointURL("base_url", cfg.BaseURL)
 }
 
 // ValidateGrant requires the access token: there is nothing else to hold.
@@ -125,7 +114,7 @@ func (p *Provider) Probe(ctx context.Context, cfg provider.Config, grant provide
 		return false, nil
 	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 		return false, &provider.Error{Kind: provider.Transient, Code: fmt.Sprintf("http_%d", resp.StatusCode),
-			HTTPStatus: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After")),
+			HTTPStatus: resp.StatusCode, RetryAfter: wire.ParseDelaySeconds(resp.Header.Get("Retry-After")),
 			Description: sc.Scrub(string(body), scrub.MaxDescriptionLen)}
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
 		return false, &provider.Error{Kind: provider.Transient, Code: fmt.Sprintf("http_%d", resp.StatusCode),
@@ -141,13 +130,4 @@ func (p *Provider) Probe(ctx context.Context, cfg provider.Config, grant provide
 			Description: "the user-info answer is not JSON with a sta field"}
 	}
 	return *answer.Sta == 0, nil
-}
-
-// retryAfter reads a delta-seconds Retry-After, capped at an hour.
-func retryAfter(v string) time.Duration {
-	var secs int
-	if _, err := fmt.Sscanf(strings.TrimSpace(v), "%d", &secs); err != nil || secs <= 0 {
-		return 0
-	}
-	return min(time.Duration(secs)*time.Second, time.Hour)
 }

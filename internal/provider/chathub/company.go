@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
 // DefaultBaseURL is the ChatHub API host the documentation names.
@@ -80,7 +81,7 @@ func (c *Company) Refresh(ctx context.Context, cfg provider.Config, grant provid
 	if err := c.ValidateGrant(grant); err != nil {
 		return provider.TokenSet{}, &provider.Error{Kind: provider.Permanent, Code: CodeMissingGrant, Description: err.Error()}
 	}
-	sc := wire.NewScrubber(grant.Password, grant.Username, grant.ClientSecret, grant.AccessToken)
+	sc := scrub.New(grant.Password, grant.Username, grant.ClientSecret, grant.AccessToken)
 	body := map[string]string{"login": grant.Username, "password": grant.Password}
 	res, perr := wire.PostJSON(ctx, c.client, wire.JoinURL(baseURL(cfg), CompanyTokenPath), body, nil, sc)
 	if perr != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
 // Operator endpoints, relative to the base URL.
@@ -96,7 +97,7 @@ func (o *Operator) Refresh(ctx context.Context, cfg provider.Config, grant provi
 	now := o.now()
 	lifetime, _ := operatorLifetime(cfg) // checked by ValidateConfig above
 	expiresAt := now.Add(lifetime).UTC().Truncate(time.Second)
-	sc := wire.NewScrubber(grant.ParentAccessToken, grant.AccessToken)
+	sc := scrub.New(grant.ParentAccessToken, grant.AccessToken)
 	header := http.Header{"Authorization": {"Bearer " + grant.ParentAccessToken}}
 	body := map[string]any{"id": id, "expiresAt": expiresAt.Format(time.RFC3339)}
 	res, perr := wire.PostJSON(ctx, o.client, wire.JoinURL(baseURL(cfg), OperatorTokenPath), body, header, sc)
@@ -122,7 +123,7 @@ func (o *Operator) Probe(ctx context.Context, cfg provider.Config, grant provide
 		return false, &provider.Error{Kind: provider.Transient, Code: provider.CodeParentRejected,
 			Description: "the parent company credential has no token yet"}
 	}
-	sc := wire.NewScrubber(grant.ParentAccessToken, grant.AccessToken)
+	sc := scrub.New(grant.ParentAccessToken, grant.AccessToken)
 	header := http.Header{"Authorization": {"Bearer " + grant.ParentAccessToken}}
 	res, perr := wire.PostJSON(ctx, o.client, wire.JoinURL(baseURL(cfg), ValidatePath),
 		map[string]string{"token": grant.AccessToken}, header, sc)
@@ -142,7 +143,7 @@ func (o *Operator) Probe(ctx context.Context, cfg provider.Config, grant provide
 	return *answer.IsValid, nil
 }
 
-func (o *Operator) failure(res *wire.Response, sc wire.Scrubber) error {
+func (o *Operator) failure(res *wire.Response, sc scrub.Scrubber) error {
 	e := &provider.Error{Kind: provider.Permanent, HTTPStatus: res.Status, Code: fmt.Sprintf("http_%d", res.Status),
 		Description: wire.Message(res.Body, sc, "message", "error", "error_description", "title", "detail")}
 	switch {

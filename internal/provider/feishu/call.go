@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
 // Hosts and paths of the Feishu and Lark open platforms.
@@ -29,13 +29,10 @@ const (
 )
 
 // DefaultTimeout bounds one request when a constructor is given no client.
-const DefaultTimeout = 30 * time.Second
+const DefaultTimeout = wire.DefaultTimeout
 
 // maxBodyBytes bounds what is read of an answer; token responses are small.
 const maxBodyBytes = 1 << 20
-
-// maxLifetimeSeconds keeps absurd lifetimes from overflowing time.Duration.
-const maxLifetimeSeconds = 100 * 365 * 24 * 3600
 
 // errSecondRequest should be unreachable: one call sends one request.
 var errSecondRequest = errors.New("feishu: refused a second request in one call (a refresh token may be presented only once)")
@@ -47,13 +44,10 @@ type base struct {
 }
 
 func newBase(client *http.Client, now func() time.Time) base {
-	if client == nil {
-		client = &http.Client{Timeout: DefaultTimeout}
-	}
 	if now == nil {
 		now = time.Now
 	}
-	return base{client: client, now: now}
+	return base{client: wire.Client(client), now: now}
 }
 
 // validateBaseURL checks config.base_url; empty means DefaultBaseURL. The base receives
@@ -62,17 +56,11 @@ func validateBaseURL(raw string) error {
 	if raw == "" {
 		return nil
 	}
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("base_url: must be an absolute http or https URL such as %s or %s", DefaultBaseURL, LarkBaseURL)
+	err := wire.ValidateBaseURL("base_url", raw)
+	if errors.Is(err, wire.ErrNotAbsoluteURL) {
+		return fmt.Errorf("%w such as %s or %s", err, DefaultBaseURL, LarkBaseURL)
 	}
-	if u.User != nil {
-		return fmt.Errorf("base_url: must not contain user info")
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
-		return fmt.Errorf("base_url: must not contain a query or fragment")
-	}
-	return nil
+	return err
 }
 
 // endpoint joins the configured base and path.
@@ -122,38 +110,30 @@ type result struct {
 
 // post sends body as JSON to url exactly once and classifies the answer. A nil error
 // means a 2xx answer without an error code; the caller checks the token fields.
-func (b base) post(ctx context.Context, target string, body any, sc scrubber) (result, *provider.Error) {
+func (b base) post(ctx context.Context, target string, body any, sc scrub.Scrubber) (result, *provider.Error) {
 	raw, err := json.Marshal(body)
 	if err != nil {
 		return result{}, &provider.Error{Kind: provider.Permanent, Code: CodeInvalidConfig, Description: "request could not be encoded"}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(raw))
 	if err != nil {
-		return result{}, &provider.Error{Kind: provider.Permanent, Code: CodeInvalidConfig, Err: scrubbedError(err, sc)}
+		return result{}, &provider.Error{Kind: provider.Permanent, Code: CodeInvalidConfig, Err: wire.ScrubbedError(err, sc)}
 	}
 	req.Header.Set("Content-Type", "application/json; charset=utf-8")
 	req.Header.Set("Accept", "application/json")
 
-	hc := *b.client
-	tr := hc.Transport
-	if tr == nil {
-		tr = http.DefaultTransport
-	}
-	hc.Transport = &singleShot{base: tr}
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
-	resp, err := hc.Do(req)
+	resp, err := wire.SingleShot(b.client, errSecondRequest).Do(req)
 	if err != nil {
 		if errors.Is(err, errSecondRequest) {
 			return result{}, &provider.Error{Kind: provider.Transient, Code: CodeNetwork, Description: "a second request was refused", Err: errSecondRequest}
 		}
-		return result{}, &provider.Error{Kind: provider.Transient, Code: CodeNetwork, Description: "no response from Feishu", Err: scrubbedError(err, sc)}
+		return result{}, &provider.Error{Kind: provider.Transient, Code: CodeNetwork, Description: "no response from Feishu", Err: wire.ScrubbedError(err, sc)}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes))
 	if err != nil {
 		return result{}, &provider.Error{Kind: provider.Transient, Code: CodeNetwork, HTTPStatus: resp.StatusCode,
-			Description: "response body could not be read", Err: scrubbedError(err, sc)}
+			Description: "response body could not be read", Err: wire.ScrubbedError(err, sc)}
 	}
 	a := decode(data)
 	if pe := classify(resp.StatusCode, resp.Header, data, a, b.now(), sc); pe != nil {
@@ -173,26 +153,5 @@ func (b base) after(secs int64) time.Time {
 	if secs <= 0 {
 		return time.Time{}
 	}
-	return b.now().Add(time.Duration(min(secs, maxLifetimeSeconds)) * time.Second)
-}
-
-// singleShot carries exactly one request.
-type singleShot struct {
-	base http.RoundTripper
-	mu   sync.Mutex
-	n    int
-}
-
-func (t *singleShot) RoundTrip(req *http.Request) (*http.Response, error) {
-	t.mu.Lock()
-	t.n++
-	n := t.n
-	t.mu.Unlock()
-	if n > 1 {
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return nil, errSecondRequest
-	}
-	return t.base.RoundTrip(req)
+	return b.now().Add(time.Duration(min(secs, wire.MaxLifetimeSeconds)) * time.Second)
 }

@@ -3,7 +3,6 @@ package feishu
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -11,16 +10,22 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
+// MaxDescriptionLen is the longest provider-supplied description kept in an error, in
+// runes, after scrubbing.
+const MaxDescriptionLen = scrub.MaxDescriptionLen
+
 // MaxRetryAfter caps the delay Feishu can ask for.
-const MaxRetryAfter = time.Hour
+const MaxRetryAfter = wire.MaxRetryAfter
 
 // Codes of our own, used when Feishu gave none.
 const (
-	CodeNetwork           = "network"
-	CodeMalformedResponse = "malformed_response"
-	CodeInvalidConfig     = "invalid_config"
+	CodeNetwork           = wire.CodeNetwork
+	CodeMalformedResponse = wire.CodeMalformedResponse
+	CodeInvalidConfig     = wire.CodeInvalidConfig
 	// ConfigCodePrefix marks Feishu codes that mean "the app configuration is wrong"
 	// (Code "config_20002"), so a human reading the status looks at client_id and the
 	// app secret rather than re-authorizing the user.
@@ -171,15 +176,15 @@ func number(raw json.RawMessage) (int64, bool) {
 // classify applies the package documentation's table to an HTTP answer. It returns nil
 // when the answer is a success candidate (2xx, code 0 or absent); the caller then checks
 // that it carries a token.
-func classify(status int, header http.Header, body []byte, a answer, now time.Time, sc scrubber) *provider.Error {
+func classify(status int, header http.Header, body []byte, a answer, now time.Time, sc scrub.Scrubber) *provider.Error {
 	e := &provider.Error{HTTPStatus: status}
-	transientStatus := status >= 500 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests
+	transientStatus := wire.IsTransientStatus(status)
 	switch {
 	case status >= 300 && status < 400:
 		e.Kind, e.Code = provider.Permanent, fmt.Sprintf("http_%d", status)
 		e.Description = "redirect not followed: base_url must name the Feishu/Lark API host itself"
 		if loc := header.Get("Location"); loc != "" {
-			e.Description += " (Location: " + sc.scrub(loc, 80) + ")"
+			e.Description += " (Location: " + sc.Scrub(loc, 80) + ")"
 		}
 		return e
 	case a.hasCode && a.code != 0:
@@ -197,18 +202,18 @@ func classify(status int, header http.Header, body []byte, a answer, now time.Ti
 		default:
 			e.Kind, meaning = provider.Permanent, permanentMeanings[a.code]
 		}
-		e.Description = describe(meaning, sc.scrub(a.text, MaxDescriptionLen))
+		e.Description = describe(meaning, sc.Scrub(a.text, MaxDescriptionLen))
 	case transientStatus:
 		e.Kind, e.Code = provider.Transient, fmt.Sprintf("http_%d", status)
-		e.Description = sc.scrub(string(body), MaxDescriptionLen)
+		e.Description = sc.Scrub(string(body), MaxDescriptionLen)
 	case status >= 200 && status < 300:
 		return nil
 	case status == http.StatusBadRequest:
 		e.Kind, e.Code = provider.Transient, "http_400"
-		e.Description = sc.scrub(string(body), MaxDescriptionLen)
+		e.Description = sc.Scrub(string(body), MaxDescriptionLen)
 	default:
 		e.Kind, e.Code = provider.Permanent, fmt.Sprintf("http_%d", status)
-		e.Description = sc.scrub(string(body), MaxDescriptionLen)
+		e.Description = sc.Scrub(string(body), MaxDescriptionLen)
 	}
 	if e.Kind == provider.Transient {
 		e.RetryAfter = retryAfter(header, now)
@@ -216,6 +221,8 @@ func classify(status int, header http.Header, body []byte, a answer, now time.Ti
 	return e
 }
 
+// describe puts our meaning of a code before Feishu's text. text comes from the
+// scrubber, already cut to MaxDescriptionLen runes, so the result needs no further cut.
 func describe(meaning, text string) string {
 	switch {
 	case meaning == "":
@@ -223,7 +230,7 @@ func describe(meaning, text string) string {
 	case text == "":
 		return meaning
 	default:
-		return truncate(meaning+": "+text, MaxDescriptionLen+len([]rune(meaning))+2)
+		return meaning + ": " + text
 	}
 }
 
@@ -236,30 +243,16 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	return parseDelay(h.Get("X-Ogw-Ratelimit-Reset"), time.Time{})
 }
 
+// parseDelay reads a delay in seconds or, when now is not zero, an HTTP-date relative to
+// now (see wire.ParseRetryAfter). Unlike the RFC, a leading '+' is accepted ("+30" is
+// 30 seconds), as this adapter always has.
 func parseDelay(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	secs, err := strconv.ParseInt(v, 10, 64)
-	if errors.Is(err, strconv.ErrRange) && v[0] != '-' {
-		return MaxRetryAfter
-	}
-	if err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		if secs > int64(MaxRetryAfter/time.Second) {
-			return MaxRetryAfter
-		}
-		return time.Duration(secs) * time.Second
+	if digits, ok := strings.CutPrefix(v, "+"); ok && wire.IsDigits(digits) {
+		v = digits
 	}
 	if now.IsZero() {
-		return 0
+		return wire.ParseDelaySeconds(v)
 	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0
-	}
-	return min(max(t.Sub(now), 0), MaxRetryAfter)
+	return wire.ParseRetryAfter(v, now)
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
 )
 
 const (
@@ -412,10 +413,10 @@ func TestRefreshRefusesBadInputWithoutARequest(t *testing.T) {
 
 func TestSingleShotRefusesASecondRequest(t *testing.T) {
 	var n atomic.Int32
-	tr := &singleShot{base: roundTripFunc(func(*http.Request) (*http.Response, error) {
+	tr := wire.OneRequest(roundTripFunc(func(*http.Request) (*http.Response, error) {
 		n.Add(1)
 		return &http.Response{StatusCode: 200, Body: io.NopCloser(strings.NewReader("{}")), Header: http.Header{}}, nil
-	})}
+	}), errSecondRequest)
 	req, _ := http.NewRequest(http.MethodPost, "http://x/", strings.NewReader("{}"))
 	if _, err := tr.RoundTrip(req); err != nil {
 		t.Fatal(err)

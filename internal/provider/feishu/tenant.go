@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
 // TenantReissueWindow is Feishu's rule for tenant_access_token: a mint while the current
@@ -80,7 +81,7 @@ func (t *Tenant) Refresh(ctx context.Context, cfg provider.Config, grant provide
 		return provider.TokenSet{}, &provider.Error{Kind: provider.Permanent, Code: "missing_client_secret",
 			Description: "no App Secret stored; reseed with client_secret (the Feishu/Lark App Secret)"}
 	}
-	sc := newScrubber(grant.ClientSecret, grant.AccessToken, grant.RefreshToken)
+	sc := scrub.New(grant.ClientSecret, grant.AccessToken, grant.RefreshToken)
 	res, pe := t.post(ctx, endpoint(cfg, TenantTokenPath), tenantRequest{AppID: cfg.ClientID, AppSecret: grant.ClientSecret}, sc)
 	if pe != nil {
 		return provider.TokenSet{}, pe

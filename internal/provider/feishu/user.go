@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
 // User refreshes Feishu/Lark user_access_tokens with the OAuth v2 refresh grant. It is
@@ -67,7 +68,7 @@ func (u *User) Refresh(ctx context.Context, cfg provider.Config, grant provider.
 		return provider.TokenSet{}, &provider.Error{Kind: provider.Permanent, Code: "missing_client_secret",
 			Description: "no App Secret stored; reseed with client_secret (the Feishu/Lark App Secret)"}
 	}
-	sc := newScrubber(grant.RefreshToken, grant.ClientSecret, grant.AccessToken)
+	sc := scrub.New(grant.RefreshToken, grant.ClientSecret, grant.AccessToken)
 	res, pe := u.post(ctx, endpoint(cfg, UserTokenPath), userRefreshRequest{
 		GrantType:    "refresh_token",
 		ClientID:     cfg.ClientID,

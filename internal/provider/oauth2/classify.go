@@ -4,23 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
-	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
 )
 
 // MaxRetryAfter caps the delay a provider can ask for, so a confused or hostile
 // Retry-After cannot stall a credential for days.
-const MaxRetryAfter = time.Hour
+const MaxRetryAfter = wire.MaxRetryAfter
 
 // Codes of our own, used when the provider gave none.
 const (
-	CodeNetwork           = "network"
-	CodeMalformedResponse = "malformed_response"
+	CodeNetwork           = wire.CodeNetwork
+	CodeMalformedResponse = wire.CodeMalformedResponse
 )
 
 // transientCodes are error codes with which a server says "not now" rather than "no".
@@ -48,10 +46,10 @@ func (p *Provider) classify(err error, ex *exchange, sc scrubber) *provider.Erro
 			Description: "a second token request was refused", Err: err}
 	case !gotResponse:
 		return &provider.Error{Kind: provider.Transient, Code: CodeNetwork,
-			Description: "no response from token endpoint", Err: scrubbedError(err, sc)}
+			Description: "no response from token endpoint", Err: wire.ScrubbedError(err, sc)}
 	case bodyErr != nil:
 		return &provider.Error{Kind: provider.Transient, Code: CodeNetwork, HTTPStatus: status,
-			Description: "token response body could not be read", Err: scrubbedError(bodyErr, sc)}
+			Description: "token response body could not be read", Err: wire.ScrubbedError(bodyErr, sc)}
 	default:
 		// A 2xx that x/oauth2 could not turn into a token: not JSON/form, or no
 		// access_token. Neither the body nor x/oauth2's message is quoted: the body of an
@@ -73,7 +71,7 @@ func (p *Provider) classifyResponse(status int, header http.Header, code, descri
 	}
 
 	switch {
-	case status >= 500 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests:
+	case wire.IsTransientStatus(status):
 		e.Kind = provider.Transient
 	case transientCodes[code]:
 		e.Kind = provider.Transient
@@ -89,50 +87,7 @@ func (p *Provider) classifyResponse(status int, header http.Header, code, descri
 		e.Kind = provider.Transient
 	}
 	if e.Kind == provider.Transient {
-		e.RetryAfter = parseRetryAfter(header.Get("Retry-After"), p.now())
+		e.RetryAfter = wire.ParseRetryAfter(header.Get("Retry-After"), p.now())
 	}
 	return e
-}
-
-// parseRetryAfter reads RFC 9110 section 10.2.3 Retry-After: delta-seconds or an
-// HTTP-date. Dates are taken relative to now (the injected clock). Unparseable, past or
-// negative values mean 0; large ones are capped at MaxRetryAfter.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	var d time.Duration
-	if isDigits(v) {
-		secs, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || secs > int64(MaxRetryAfter/time.Second) {
-			// Only overflow makes ParseInt fail on digits; either way it is "a lot".
-			return MaxRetryAfter
-		}
-		d = time.Duration(secs) * time.Second
-	} else {
-		t, err := http.ParseTime(v)
-		if err != nil {
-			return 0
-		}
-		d = t.Sub(now)
-		if d < 0 {
-			return 0
-		}
-	}
-	return min(d, MaxRetryAfter)
-}
-
-func isDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
-}
-
-// scrubbedError keeps err in the chain while its text passes through the scrubber.
-func scrubbedError(err error, sc scrubber) error {
-	return sc.Error(err, 4*MaxDescriptionLen)
 }

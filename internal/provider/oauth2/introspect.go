@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
 )
 
 // maxIntrospectionBody bounds how much of an introspection answer is read. Real answers
@@ -60,7 +61,7 @@ func (p *Provider) RefreshTokenActive(ctx context.Context, cfg provider.Config, 
 	if err != nil {
 		// Unreachable after ValidateConfig; the error text holds only the URL.
 		return false, true, &provider.Error{Kind: provider.Permanent, Code: "invalid_config",
-			Err: fmt.Errorf("oauth2 introspection: building request: %w", scrubbedError(err, sc))}
+			Err: fmt.Errorf("oauth2 introspection: building request: %w", wire.ScrubbedError(err, sc))}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
@@ -74,13 +75,13 @@ func (p *Provider) RefreshTokenActive(ctx context.Context, cfg provider.Config, 
 	resp, err := p.callClient(&exchange{}).Do(req)
 	if err != nil {
 		return false, true, &provider.Error{Kind: provider.Transient, Code: CodeNetwork,
-			Description: "no response from introspection endpoint", Err: scrubbedError(err, sc)}
+			Description: "no response from introspection endpoint", Err: wire.ScrubbedError(err, sc)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIntrospectionBody+1))
 	if err != nil {
 		return false, true, &provider.Error{Kind: provider.Transient, Code: CodeNetwork, HTTPStatus: resp.StatusCode,
-			Description: "introspection response body could not be read", Err: scrubbedError(err, sc)}
+			Description: "introspection response body could not be read", Err: wire.ScrubbedError(err, sc)}
 	}
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {

@@ -2,23 +2,20 @@ package oauth2provider
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"math"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
 )
 
 // DefaultTimeout bounds one token request when New is given no client. Token endpoints
 // answer in well under a second; anything slower is treated as a network failure.
-const DefaultTimeout = 30 * time.Second
+const DefaultTimeout = wire.DefaultTimeout
 
 // Auth styles accepted in provider.Config.AuthStyle.
 const (
@@ -46,13 +43,10 @@ var (
 // New returns an adapter that talks through client and reads time from now.
 // A nil client gets DefaultTimeout and the default transport; a nil now means time.Now.
 func New(client *http.Client, now func() time.Time) *Provider {
-	if client == nil {
-		client = &http.Client{Timeout: DefaultTimeout}
-	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Provider{client: client, now: now}
+	return &Provider{client: wire.Client(client), now: now}
 }
 
 // ValidateConfig checks the non-secret configuration. Errors start with the field name.
@@ -60,14 +54,14 @@ func (p *Provider) ValidateConfig(cfg provider.Config) error {
 	if strings.TrimSpace(cfg.TokenURL) == "" {
 		return fmt.Errorf("token_url: required")
 	}
-	if err := validateEndpointURL("token_url", cfg.TokenURL); err != nil {
+	if err := wire.ValidateEndpointURL("token_url", cfg.TokenURL); err != nil {
 		return err
 	}
 	// introspection_url is optional: without it RefreshTokenActive reports "unsupported".
 	// When present it receives the refresh token and client secret just like token_url,
 	// so it obeys the same rules.
 	if cfg.IntrospectionURL != "" {
-		if err := validateEndpointURL("introspection_url", cfg.IntrospectionURL); err != nil {
+		if err := wire.ValidateEndpointURL("introspection_url", cfg.IntrospectionURL); err != nil {
 			return err
 		}
 	}
@@ -81,20 +75,6 @@ func (p *Provider) ValidateConfig(cfg provider.Config) error {
 		if !validScopeToken(s) {
 			return fmt.Errorf("scopes[%d]: must be a non-empty RFC 6749 scope token (printable ASCII without space, quote or backslash)", i)
 		}
-	}
-	return nil
-}
-
-// validateEndpointURL checks an endpoint that will receive secrets. Errors start with
-// field.
-func validateEndpointURL(field, raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%s: must be an absolute http or https URL", field)
-	}
-	if u.User != nil {
-		// Config travels in workflow input and status; it must not carry credentials.
-		return fmt.Errorf("%s: must not contain user info", field)
 	}
 	return nil
 }
@@ -169,16 +149,13 @@ func (p *Provider) Refresh(ctx context.Context, cfg provider.Config, grant provi
 	return p.tokenSet(tok, grant.RefreshToken), nil
 }
 
-// callClient returns a copy of the configured client wired for one Refresh call.
+// callClient returns a copy of the configured client wired for one Refresh call: one
+// request at most (errSecondRequest after that), redirects not followed, and the
+// exchange recorded.
 func (p *Provider) callClient(ex *exchange) *http.Client {
 	hc := *p.client
-	base := hc.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	hc.Transport = &singleShotTransport{base: base, ex: ex}
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &hc
+	hc.Transport = &exchangeTransport{base: hc.Transport, ex: ex}
+	return wire.SingleShot(&hc, errSecondRequest)
 }
 
 // tokenSet converts x/oauth2's token. presented is the refresh token we sent.
@@ -194,57 +171,21 @@ func (p *Provider) tokenSet(tok *oauth2.Token, presented string) provider.TokenS
 	now := p.now()
 	// Token.Expiry was computed by x/oauth2 from the wall clock; use the raw lifetime and
 	// our own clock instead. ExpiresIn is only filled for JSON bodies, so fall back to the
-	// extra field for form-encoded ones.
+	// extra field for form-encoded ones. Extra fields may arrive as a JSON number, a
+	// numeric string, or (form-encoded bodies) an already parsed number.
 	secs := tok.ExpiresIn
 	if secs <= 0 {
-		secs = extraSeconds(tok.Extra("expires_in"))
+		secs = wire.Seconds(tok.Extra("expires_in"))
 	}
 	if secs > 0 {
 		ts.AccessExpiresAt = now.Add(secondsToDuration(secs))
 	}
-	if rs := extraSeconds(tok.Extra("refresh_token_expires_in")); rs > 0 {
+	if rs := wire.Seconds(tok.Extra("refresh_token_expires_in")); rs > 0 {
 		ts.RefreshExpiresAt = now.Add(secondsToDuration(rs))
 	}
 	return ts
 }
 
-// maxLifetimeSeconds keeps absurd lifetimes from overflowing time.Duration (~292 years).
-const maxLifetimeSeconds = 100 * 365 * 24 * 3600
-
 func secondsToDuration(secs int64) time.Duration {
-	return time.Duration(min(secs, maxLifetimeSeconds)) * time.Second
-}
-
-// extraSeconds reads a lifetime in seconds from a token response field that may arrive as
-// a JSON number, a numeric string, or (form-encoded bodies) an already parsed number.
-// Unusable values yield 0, meaning "no lifetime given".
-func extraSeconds(v any) int64 {
-	var f float64
-	switch x := v.(type) {
-	case float64:
-		f = x
-	case int64:
-		f = float64(x)
-	case json.Number:
-		g, err := x.Float64()
-		if err != nil {
-			return 0
-		}
-		f = g
-	case string:
-		g, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
-		if err != nil {
-			return 0
-		}
-		f = g
-	default:
-		return 0
-	}
-	if math.IsNaN(f) || f <= 0 {
-		return 0
-	}
-	if f > maxLifetimeSeconds {
-		return maxLifetimeSeconds
-	}
-	return int64(f)
+	return time.Duration(min(secs, wire.MaxLifetimeSeconds)) * time.Second
 }

@@ -130,35 +130,6 @@ func TestDescriptionTruncated(t *testing.T) {
 	}
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	cases := []struct {
-		in   string
-		want time.Duration
-	}{
-		{"", 0},
-		{"0", 0},
-		{"17", 17 * time.Second},
-		{" 17 ", 17 * time.Second},
-		{"3600", time.Hour},
-		{"3601", MaxRetryAfter},
-		{"99999999999999999999999", MaxRetryAfter},
-		{"-5", 0},
-		{"1.5", 0},
-		{"soon", 0},
-		{now.Add(45 * time.Second).Format(http.TimeFormat), 45 * time.Second},
-		{now.Add(45 * time.Second).Format(time.RFC850), 45 * time.Second},
-		{now.Add(45 * time.Second).Format(time.ANSIC), 45 * time.Second},
-		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
-		{now.Add(48 * time.Hour).Format(http.TimeFormat), MaxRetryAfter},
-	}
-	for _, tc := range cases {
-		if got := parseRetryAfter(tc.in, now); got != tc.want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestRetryAfterUsesInjectedClock(t *testing.T) {
 	// The date is far from the wall clock; only the injected clock makes it 10 minutes.
 	at := testNow.Add(10 * time.Minute).Format(http.TimeFormat)

@@ -10,8 +10,9 @@ import (
 )
 
 // errSecondRequest is returned if anything tries to send a second token request within
-// one Refresh call. It should be unreachable; it exists so that "exactly once" does not
-// depend on x/oauth2's internals staying as they are.
+// one Refresh call (callClient's wire.SingleShot refuses it). It should be unreachable;
+// it exists so that "exactly once" does not depend on x/oauth2's internals staying as
+// they are.
 var errSecondRequest = errors.New("oauth2 refresh: refused a second token request in one call (the refresh token may be presented only once)")
 
 // exchange records what happened on the wire during one Refresh call. x/oauth2 reports
@@ -22,7 +23,6 @@ type exchange struct {
 	scope string
 
 	mu          sync.Mutex
-	requests    int
 	gotResponse bool
 	status      int
 	bodyErr     error
@@ -34,26 +34,16 @@ func (ex *exchange) snapshot() (gotResponse bool, status int, bodyErr error) {
 	return ex.gotResponse, ex.status, ex.bodyErr
 }
 
-// singleShotTransport carries exactly one token request, adds the scope parameter that
-// x/oauth2's refresher never sends (RFC 6749 section 6 allows it, provider.Config promises
-// it), and records the response status and body-read failures in its exchange.
-type singleShotTransport struct {
-	base http.RoundTripper
+// exchangeTransport adds the scope parameter that x/oauth2's refresher never sends
+// (RFC 6749 section 6 allows it, provider.Config promises it), and records the response
+// status and body-read failures in its exchange. callClient puts it behind
+// wire.SingleShot, so it sees at most one request per call.
+type exchangeTransport struct {
+	base http.RoundTripper // nil: http.DefaultTransport
 	ex   *exchange
 }
 
-func (t *singleShotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	t.ex.mu.Lock()
-	t.ex.requests++
-	n := t.ex.requests
-	t.ex.mu.Unlock()
-	if n > 1 {
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return nil, errSecondRequest
-	}
-
+func (t *exchangeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if t.ex.scope != "" {
 		var err error
 		if req, err = withScope(req, t.ex.scope); err != nil {
@@ -61,7 +51,11 @@ func (t *singleShotTransport) RoundTrip(req *http.Request) (*http.Response, erro
 		}
 	}
 
-	resp, err := t.base.RoundTrip(req)
+	base := t.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	resp, err := base.RoundTrip(req)
 	if err != nil {
 		return nil, err
 	}

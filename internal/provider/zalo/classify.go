@@ -4,22 +4,27 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
+// MaxDescriptionLen is the longest Zalo-supplied description kept in an error, in runes,
+// after scrubbing.
+const MaxDescriptionLen = scrub.MaxDescriptionLen
+
 // MaxRetryAfter caps the delay a Retry-After header can ask for.
-const MaxRetryAfter = time.Hour
+const MaxRetryAfter = wire.MaxRetryAfter
 
 // Codes of our own, used when Zalo gave none.
 const (
-	CodeNetwork           = "network"
-	CodeMalformedResponse = "malformed_response"
+	CodeNetwork           = wire.CodeNetwork
+	CodeMalformedResponse = wire.CodeMalformedResponse
 )
 
 // Zalo OAuth v4 error codes this adapter knows by number. Zalo's public pages do not
@@ -106,8 +111,9 @@ func decode(raw []byte) (a answer, ok bool) {
 	}
 	a.access = stringField(m["access_token"])
 	a.refresh = stringField(m["refresh_token"])
-	a.expiresIn = seconds(m["expires_in"])
-	a.refreshIn = seconds(m["refresh_token_expires_in"])
+	// Zalo sends lifetimes as JSON numbers or as numeric strings ("90000").
+	a.expiresIn = wire.Seconds(m["expires_in"])
+	a.refreshIn = wire.Seconds(m["refresh_token_expires_in"])
 	return a, true
 }
 
@@ -116,39 +122,14 @@ func stringField(v any) string {
 	return s
 }
 
-// maxLifetimeSeconds keeps absurd lifetimes from overflowing time.Duration.
-const maxLifetimeSeconds = 100 * 365 * 24 * 3600
-
-// seconds reads a lifetime that Zalo sends as a JSON number or as a numeric string
-// ("90000"). Anything unusable is 0, meaning "not given".
-func seconds(v any) int64 {
-	var s string
-	switch x := v.(type) {
-	case json.Number:
-		s = x.String()
-	case string:
-		s = strings.TrimSpace(x)
-	default:
-		return 0
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(f) || f <= 0 {
-		return 0
-	}
-	if f > maxLifetimeSeconds {
-		return maxLifetimeSeconds
-	}
-	return int64(f)
-}
-
 // interpret turns one HTTP answer into a TokenSet or a classified, scrubbed error,
 // following the table in the package documentation.
-func (p *Provider) interpret(status int, header http.Header, raw []byte, sc scrubber, presented string) (provider.TokenSet, error) {
+func (p *Provider) interpret(status int, header http.Header, raw []byte, sc scrub.Scrubber, presented string) (provider.TokenSet, error) {
 	a, isJSON := decode(raw)
 	e := &provider.Error{HTTPStatus: status}
 	transient := func() (provider.TokenSet, error) {
 		e.Kind = provider.Transient
-		e.RetryAfter = parseRetryAfter(header.Get("Retry-After"), p.clock())
+		e.RetryAfter = wire.ParseRetryAfter(header.Get("Retry-After"), p.clock())
 		return provider.TokenSet{}, e
 	}
 	if isJSON && a.hasError {
@@ -161,10 +142,10 @@ func (p *Provider) interpret(status int, header http.Header, raw []byte, sc scru
 		e.Description = "the token endpoint redirected (redirects are not followed; check base_url)"
 		e.Kind = provider.Permanent
 		return provider.TokenSet{}, e
-	case status >= 500 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests:
+	case wire.IsTransientStatus(status):
 		if e.Code == "" {
 			e.Code = fmt.Sprintf("http_%d", status)
-			e.Description = sc.scrub(string(raw), MaxDescriptionLen)
+			e.Description = sc.Scrub(string(raw), MaxDescriptionLen)
 		}
 		return transient()
 	case isJSON && a.hasError:
@@ -175,7 +156,7 @@ func (p *Provider) interpret(status int, header http.Header, raw []byte, sc scru
 		return transient()
 	case status >= 400:
 		e.Code = fmt.Sprintf("http_%d", status)
-		e.Description = sc.scrub(string(raw), MaxDescriptionLen)
+		e.Description = sc.Scrub(string(raw), MaxDescriptionLen)
 		if status == http.StatusBadRequest {
 			// Zalo answers its errors with 200 and a body; a 400 without one is most
 			// likely a proxy speaking for it.
@@ -238,15 +219,15 @@ func permanentError(a answer) bool {
 
 // errorCode renders Zalo's code for provider.Error.Code: the number ("-14014") or the
 // scrubbed text.
-func errorCode(a answer, sc scrubber) string {
+func errorCode(a answer, sc scrub.Scrubber) string {
 	if a.errNumeric {
 		return strconv.FormatInt(a.errNum, 10)
 	}
-	return sc.scrub(a.errText, maxCodeLen)
+	return sc.Scrub(a.errText, scrub.MaxCodeLen)
 }
 
 // describe joins error_name and error_description, scrubbed and truncated.
-func describe(a answer, sc scrubber) string {
+func describe(a answer, sc scrub.Scrubber) string {
 	d := strings.TrimSpace(a.name)
 	if desc := strings.TrimSpace(a.description); desc != "" && desc != d {
 		if d != "" {
@@ -254,30 +235,5 @@ func describe(a answer, sc scrubber) string {
 		}
 		d += desc
 	}
-	return sc.scrub(d, MaxDescriptionLen)
-}
-
-// parseRetryAfter reads Retry-After as delta-seconds or an HTTP-date relative to now.
-// Unusable or past values mean 0; large ones are capped at MaxRetryAfter.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if isDigits(v) {
-		secs, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || secs > int64(MaxRetryAfter/time.Second) {
-			return MaxRetryAfter
-		}
-		return time.Duration(secs) * time.Second
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0
-	}
-	d := t.Sub(now)
-	if d < 0 {
-		return 0
-	}
-	return min(d, MaxRetryAfter)
+	return sc.Scrub(d, MaxDescriptionLen)
 }

@@ -8,10 +8,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
 // Provider names, as a credential's "provider" field says them.
@@ -34,7 +35,7 @@ const (
 const SecretKeyHeader = "secret_key"
 
 // DefaultTimeout bounds one token request when a constructor is given no client.
-const DefaultTimeout = 30 * time.Second
+const DefaultTimeout = wire.DefaultTimeout
 
 // DefaultRefreshLifetime is assumed for a newly issued refresh token when the answer has
 // no refresh_token_expires_in. Zalo documents about three months for OA refresh tokens.
@@ -104,21 +105,16 @@ func (p *Provider) ValidateConfig(cfg provider.Config) error {
 	if cfg.ClientID == "" {
 		return errors.New("client_id: required (the Zalo app id)")
 	}
-	if !isDigits(cfg.ClientID) {
+	if !wire.IsDigits(cfg.ClientID) {
 		// App ids are decimal. Refusing anything else also stops an app secret pasted into
 		// the wrong field from travelling in workflow input.
 		return errors.New("client_id: must be the Zalo app id, a decimal number")
 	}
 	if cfg.BaseURL != "" {
-		u, err := url.Parse(cfg.BaseURL)
-		if err != nil || !u.IsAbs() || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return errors.New("base_url: must be an absolute http or https URL")
-		}
-		if u.User != nil {
-			return errors.New("base_url: must not contain user info")
-		}
-		if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(cfg.BaseURL, "?") {
-			return errors.New("base_url: must not have a query or fragment")
+		if err := wire.ValidateBaseURL("base_url", cfg.BaseURL); errors.Is(err, wire.ErrQueryOrFragment) {
+			return errors.New("base_url: must not have a query or fragment") // this adapter's wording
+		} else if err != nil {
+			return err
 		}
 	}
 	notUsed := func(field string) error {
@@ -169,7 +165,7 @@ func (p *Provider) Refresh(ctx context.Context, cfg provider.Config, grant provi
 		"refresh_token": {grant.RefreshToken},
 		"grant_type":    {"refresh_token"},
 	}
-	return p.post(ctx, cfg, grant.ClientSecret, form, newScrubber(grant.RefreshToken, grant.ClientSecret), grant.RefreshToken)
+	return p.post(ctx, cfg, grant.ClientSecret, form, scrub.New(grant.RefreshToken, grant.ClientSecret), grant.RefreshToken)
 }
 
 // ExchangeCode trades an authorization code (from Zalo's permission page) for the first
@@ -198,12 +194,12 @@ func (p *Provider) ExchangeCode(ctx context.Context, cfg provider.Config, appSec
 	if codeVerifier != "" {
 		form.Set("code_verifier", codeVerifier)
 	}
-	return p.post(ctx, cfg, appSecret, form, newScrubber(code, codeVerifier, appSecret), "")
+	return p.post(ctx, cfg, appSecret, form, scrub.New(code, codeVerifier, appSecret), "")
 }
 
 // post sends one token request and interprets the answer. presented is the refresh
 // token sent, if any, so that an echo of it is not mistaken for a rotation.
-func (p *Provider) post(ctx context.Context, cfg provider.Config, secret string, form url.Values, sc scrubber, presented string) (provider.TokenSet, error) {
+func (p *Provider) post(ctx context.Context, cfg provider.Config, secret string, form url.Values, sc scrub.Scrubber, presented string) (provider.TokenSet, error) {
 	body := form.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.TokenURL(cfg), strings.NewReader(body))
 	if err != nil {
@@ -219,13 +215,13 @@ func (p *Provider) post(ctx context.Context, cfg provider.Config, secret string,
 	resp, err := p.callClient().Do(req)
 	if err != nil {
 		return provider.TokenSet{}, &provider.Error{Kind: provider.Transient, Code: CodeNetwork,
-			Description: "no response from the Zalo token endpoint", Err: scrubbedError(err, sc)}
+			Description: "no response from the Zalo token endpoint", Err: wire.ScrubbedError(err, sc)}
 	}
 	defer resp.Body.Close()
 	raw, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodyBytes+1))
 	if readErr != nil {
 		return provider.TokenSet{}, &provider.Error{Kind: provider.Transient, Code: CodeNetwork, HTTPStatus: resp.StatusCode,
-			Description: "token response body could not be read", Err: scrubbedError(readErr, sc)}
+			Description: "token response body could not be read", Err: wire.ScrubbedError(readErr, sc)}
 	}
 	if len(raw) > maxBodyBytes {
 		raw = nil // treated as unreadable below
@@ -236,49 +232,9 @@ func (p *Provider) post(ctx context.Context, cfg provider.Config, secret string,
 // callClient returns a copy of the configured client that never follows a redirect and
 // refuses to send a second request.
 func (p *Provider) callClient() *http.Client {
-	hc := http.Client{Timeout: DefaultTimeout}
-	if p.client != nil {
-		hc = *p.client
-	}
-	base := hc.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
-	hc.Transport = &singleShot{base: base}
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &hc
+	return wire.SingleShot(p.client, errSecondRequest)
 }
 
 // errSecondRequest should be unreachable: it keeps "exactly once" from depending on
 // net/http's internals.
 var errSecondRequest = errors.New("zalo: refused a second token request in one call (a refresh token may be presented only once)")
-
-// singleShot carries at most one request.
-type singleShot struct {
-	base http.RoundTripper
-	mu   sync.Mutex
-	sent bool
-}
-
-func (t *singleShot) RoundTrip(req *http.Request) (*http.Response, error) {
-	t.mu.Lock()
-	second := t.sent
-	t.sent = true
-	t.mu.Unlock()
-	if second {
-		if req.Body != nil {
-			req.Body.Close()
-		}
-		return nil, errSecondRequest
-	}
-	return t.base.RoundTrip(req)
-}
-
-func isDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
-}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
 // Secret values; no error text may contain them.
@@ -398,7 +399,7 @@ func TestSecretsAreScrubbed(t *testing.T) {
 			if strings.Contains(err.Error(), newRefresh) {
 				t.Errorf("a token-like value survived: %v", err)
 			}
-			if !strings.Contains(err.Error(), redacted) {
+			if !strings.Contains(err.Error(), scrub.Redacted) {
 				t.Errorf("nothing was redacted in %q", err)
 			}
 		})

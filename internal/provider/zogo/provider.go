@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
 // Base URLs documented by Zogo.
@@ -36,9 +36,6 @@ const (
 	CodeMalformedResponse = wire.CodeMalformedResponse
 	CodeInvalidConfig     = wire.CodeInvalidConfig
 )
-
-// maxLifetimeSeconds keeps "100 years" from overflowing time.Duration.
-const maxLifetimeSeconds = 100 * 365 * 24 * 3600
 
 // Provider refreshes Zogo API credentials. It is safe for concurrent use.
 type Provider struct {
@@ -104,7 +101,7 @@ func (p *Provider) Refresh(ctx context.Context, cfg provider.Config, grant provi
 	if err := p.ValidateConfig(cfg); err != nil {
 		return provider.TokenSet{}, &provider.Error{Kind: provider.Permanent, Code: CodeInvalidConfig, Err: fmt.Errorf("zogo: config.%w", err)}
 	}
-	sc := wire.NewScrubber(grant.RefreshToken, grant.Password, grant.ClientSecret, grant.Username)
+	sc := scrub.New(grant.RefreshToken, grant.Password, grant.ClientSecret, grant.Username)
 	canLogin := grant.Username != "" && grant.Password != ""
 	if grant.RefreshToken == "" {
 		if !canLogin {
@@ -133,7 +130,7 @@ func (p *Provider) Refresh(ctx context.Context, cfg provider.Config, grant provi
 	return ts, nil
 }
 
-func (p *Provider) refresh(ctx context.Context, cfg provider.Config, grant provider.Grant, sc wire.Scrubber) (provider.TokenSet, *provider.Error) {
+func (p *Provider) refresh(ctx context.Context, cfg provider.Config, grant provider.Grant, sc scrub.Scrubber) (provider.TokenSet, *provider.Error) {
 	body := map[string]any{
 		"refresh_token": grant.RefreshToken,
 		"client_id":     clientIDValue(cfg.ClientID),
@@ -146,7 +143,7 @@ func (p *Provider) refresh(ctx context.Context, cfg provider.Config, grant provi
 	return p.answer(res, CodeRefreshRejected, grant.RefreshToken, sc)
 }
 
-func (p *Provider) login(ctx context.Context, cfg provider.Config, grant provider.Grant, sc wire.Scrubber) (provider.TokenSet, *provider.Error) {
+func (p *Provider) login(ctx context.Context, cfg provider.Config, grant provider.Grant, sc scrub.Scrubber) (provider.TokenSet, *provider.Error) {
 	body := map[string]any{
 		"username":      grant.Username,
 		"password":      grant.Password,
@@ -170,7 +167,7 @@ func clientIDValue(id string) any {
 
 // answer classifies one response. rejected is the code for a 400/401/403/422; presented
 // is the refresh token the call holds (an echo of it is "not rotated").
-func (p *Provider) answer(res *wire.Response, rejected, presented string, sc wire.Scrubber) (provider.TokenSet, *provider.Error) {
+func (p *Provider) answer(res *wire.Response, rejected, presented string, sc scrub.Scrubber) (provider.TokenSet, *provider.Error) {
 	var obj map[string]any
 	dec := json.NewDecoder(bytes.NewReader(res.Body))
 	dec.UseNumber()
@@ -178,7 +175,7 @@ func (p *Provider) answer(res *wire.Response, rejected, presented string, sc wir
 
 	status := res.Status
 	if status >= 200 && status < 300 && isObject {
-		code := int(number(obj["code"]))
+		code := int(wire.Seconds(obj["code"])) // a JSON number or numeric string; 0 when absent
 		if s, _ := obj["status"].(string); strings.EqualFold(s, "error") || code >= 400 {
 			status = http.StatusBadRequest
 			if code >= 300 && code <= 599 {
@@ -234,36 +231,11 @@ func (p *Provider) tokenSet(obj map[string]any, presented string) (provider.Toke
 		ts.RefreshToken = rt
 	}
 	now := p.now()
-	if secs := number(obj["expires_in"]); secs > 0 {
-		ts.AccessExpiresAt = now.Add(time.Duration(min(secs, maxLifetimeSeconds)) * time.Second)
+	if secs := wire.Seconds(obj["expires_in"]); secs > 0 {
+		ts.AccessExpiresAt = now.Add(time.Duration(secs) * time.Second)
 	}
-	if secs := number(obj["refresh_token_expires_in"]); secs > 0 && ts.RefreshToken != "" {
-		ts.RefreshExpiresAt = now.Add(time.Duration(min(secs, maxLifetimeSeconds)) * time.Second)
+	if secs := wire.Seconds(obj["refresh_token_expires_in"]); secs > 0 && ts.RefreshToken != "" {
+		ts.RefreshExpiresAt = now.Add(time.Duration(secs) * time.Second)
 	}
 	return ts, true
-}
-
-// number reads a JSON number or numeric string; anything else is 0.
-func number(v any) int64 {
-	var f float64
-	switch x := v.(type) {
-	case json.Number:
-		g, err := x.Float64()
-		if err != nil {
-			return 0
-		}
-		f = g
-	case string:
-		g, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
-		if err != nil {
-			return 0
-		}
-		f = g
-	default:
-		return 0
-	}
-	if math.IsNaN(f) || f <= 0 {
-		return 0
-	}
-	return int64(min(f, maxLifetimeSeconds))
 }

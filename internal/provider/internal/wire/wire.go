@@ -1,24 +1,26 @@
-// Package wire holds what the login-based adapters (Zogo, SMSBAT ChatHub) share: one
-// JSON POST per call that never follows a redirect and is never retried, scrubbing of
-// provider text, Retry-After parsing and base URL checks.
+// Package wire holds the HTTP plumbing the provider adapters share: clients that never
+// follow a redirect and carry at most one request per call, Retry-After parsing, lifetime
+// and URL checks, and, for the login-based adapters (Zogo, SMSBAT ChatHub), one JSON POST
+// per call and error-message extraction. Provider text is scrubbed with package scrub.
 package wire
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
-	"regexp"
-	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
-	"unicode"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
 // DefaultTimeout bounds one request when an adapter is given no client.
@@ -26,7 +28,7 @@ const DefaultTimeout = 30 * time.Second
 
 // MaxDescriptionLen is the longest provider-supplied description kept in an error, in
 // runes, after scrubbing.
-const MaxDescriptionLen = 200
+const MaxDescriptionLen = scrub.MaxDescriptionLen
 
 // MaxRetryAfter caps the delay a provider can ask for.
 const MaxRetryAfter = time.Hour
@@ -48,11 +50,14 @@ type Response struct {
 	Body   []byte
 }
 
+// errSecondRequest should be unreachable: PostJSON sends one request per call.
+var errSecondRequest = errors.New("refused a second request in one call (a refresh token or login may be presented only once)")
+
 // PostJSON sends body as one JSON POST to endpoint with extra headers. Exactly one
 // request goes on the wire: redirects are not followed (a 3xx comes back as a Response)
 // and nothing is retried. Failures without a usable answer are Transient "network"
 // errors whose text went through sc.
-func PostJSON(ctx context.Context, client *http.Client, endpoint string, body any, header http.Header, sc Scrubber) (*Response, *provider.Error) {
+func PostJSON(ctx context.Context, client *http.Client, endpoint string, body any, header http.Header, sc scrub.Scrubber) (*Response, *provider.Error) {
 	raw, err := json.Marshal(body)
 	if err != nil {
 		return nil, &provider.Error{Kind: provider.Permanent, Code: CodeInvalidConfig, Description: "request body could not be encoded"}
@@ -71,9 +76,7 @@ func PostJSON(ctx context.Context, client *http.Client, endpoint string, body an
 			req.Header.Add(k, v)
 		}
 	}
-	hc := *client
-	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := hc.Do(req)
+	resp, err := SingleShot(client, errSecondRequest).Do(req)
 	if err != nil {
 		return nil, &provider.Error{Kind: provider.Transient, Code: CodeNetwork, Description: "no response from provider", Err: ScrubbedError(err, sc)}
 	}
@@ -91,19 +94,16 @@ func IsTransientStatus(status int) bool {
 	return status >= 500 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests
 }
 
-// ParseRetryAfter reads RFC 9110 Retry-After (delta-seconds or HTTP-date relative to
-// now). Unparseable, past or negative values mean 0; large ones are capped.
+// ParseRetryAfter reads RFC 9110 section 10.2.3 Retry-After: delta-seconds or an
+// HTTP-date, taken relative to now (the adapter's injected clock). Unparseable, past or
+// negative values mean 0; large ones are capped at MaxRetryAfter.
 func ParseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
+	if IsDigits(v) {
+		return ParseDelaySeconds(v)
+	}
 	if v == "" {
 		return 0
-	}
-	if strings.Trim(v, "0123456789") == "" {
-		secs, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || secs > int64(MaxRetryAfter/time.Second) {
-			return MaxRetryAfter
-		}
-		return time.Duration(secs) * time.Second
 	}
 	t, err := http.ParseTime(v)
 	if err != nil {
@@ -116,20 +116,109 @@ func ParseRetryAfter(v string, now time.Time) time.Duration {
 	return min(d, MaxRetryAfter)
 }
 
-// ValidateBaseURL checks a base URL that will receive secrets: absolute http or https
-// with a host, no user info, no query or fragment. Errors start with field.
+// ParseDelaySeconds reads delta-seconds only (1*DIGIT, surrounding space allowed), as a
+// Retry-After without the HTTP-date form or a rate-limit reset header. Anything else
+// means 0; large values, overflow included, are capped at MaxRetryAfter.
+func ParseDelaySeconds(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if !IsDigits(v) {
+		return 0
+	}
+	secs, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || secs > int64(MaxRetryAfter/time.Second) {
+		// Only overflow makes ParseInt fail on digits; either way it is "a lot".
+		return MaxRetryAfter
+	}
+	return time.Duration(secs) * time.Second
+}
+
+// IsDigits reports whether s is one or more ASCII digits.
+func IsDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// MaxLifetimeSeconds keeps absurd token lifetimes from overflowing time.Duration
+// (about 292 years).
+const MaxLifetimeSeconds = 100 * 365 * 24 * 3600
+
+// Seconds reads a lifetime in seconds that may arrive as a JSON number (decoded with
+// UseNumber or not), a numeric string ("90000") or an already parsed number. Unusable
+// values (not a number, NaN, zero or negative) are 0, meaning "not given"; fractions are
+// cut and large values capped at MaxLifetimeSeconds.
+func Seconds(v any) int64 {
+	var f float64
+	switch x := v.(type) {
+	case float64:
+		f = x
+	case int64:
+		f = float64(x)
+	case json.Number:
+		g, err := x.Float64()
+		if err != nil {
+			return 0
+		}
+		f = g
+	case string:
+		g, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		if err != nil {
+			return 0
+		}
+		f = g
+	default:
+		return 0
+	}
+	if math.IsNaN(f) || f <= 0 {
+		return 0
+	}
+	return int64(min(f, MaxLifetimeSeconds))
+}
+
+// Why a URL that would receive secrets was refused. ValidateEndpointURL and
+// ValidateBaseURL wrap them after the field name, so an adapter that words a rule its
+// own way can tell them apart with errors.Is.
+var (
+	ErrNotAbsoluteURL  = errors.New("must be an absolute http or https URL")
+	ErrUserInfo        = errors.New("must not contain user info")
+	ErrQueryOrFragment = errors.New("must not contain a query or fragment")
+)
+
+// ValidateEndpointURL checks a URL that will receive secrets: absolute http or https
+// with a host, and no user info (config travels in workflow input and status; it must
+// not carry credentials). A query is allowed. Errors start with field.
+func ValidateEndpointURL(field, raw string) error {
+	_, err := parseEndpointURL(field, raw)
+	return err
+}
+
+// ValidateBaseURL checks a base URL that paths are appended to and that will receive
+// secrets: the rules of ValidateEndpointURL, and no query or fragment (a bare trailing
+// "?" included, which would turn the appended path into a query). Errors start with
+// field.
 func ValidateBaseURL(field, raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%s: must be an absolute http or https URL", field)
+	u, err := parseEndpointURL(field, raw)
+	if err != nil {
+		return err
 	}
-	if u.User != nil {
-		return fmt.Errorf("%s: must not contain user info", field)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%s: must not contain a query or fragment", field)
+	if u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return fmt.Errorf("%s: %w", field, ErrQueryOrFragment)
 	}
 	return nil
+}
+
+func parseEndpointURL(field, raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%s: %w", field, ErrNotAbsoluteURL)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%s: %w", field, ErrUserInfo)
+	}
+	return u, nil
 }
 
 // JoinURL appends path to base, keeping any path prefix base has.
@@ -140,7 +229,7 @@ func JoinURL(base, path string) string {
 // Message pulls a human-readable explanation out of an error body: the first string
 // found at the given JSON paths ("data.error", "message"), or the body as text when it is
 // not JSON. The result is scrubbed and truncated.
-func Message(body []byte, sc Scrubber, paths ...string) string {
+func Message(body []byte, sc scrub.Scrubber, paths ...string) string {
 	var v any
 	if json.Unmarshal(body, &v) == nil {
 		for _, p := range paths {
@@ -167,79 +256,10 @@ func lookup(v any, path string) any {
 	return v
 }
 
-// ScrubbedError keeps err in the chain while its text passes through the scrubber.
-func ScrubbedError(err error, sc Scrubber) error {
-	if err == nil {
-		return nil
-	}
-	return &redactedError{msg: sc.Scrub(err.Error(), 4*MaxDescriptionLen), cause: err}
-}
-
-type redactedError struct {
-	msg   string
-	cause error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.cause }
-
-// Redacted replaces every secret and token-shaped run in scrubbed text.
-const Redacted = "[redacted]"
-
-// tokenRun matches runs of token characters (base64, base64url, JWT, hex).
-var tokenRun = regexp.MustCompile(`[A-Za-z0-9_.~+/=-]{20,}`)
-
-// Scrubber removes one call's secrets, and anything token-shaped, from provider text.
-type Scrubber struct {
-	secrets []string // longest first
-}
-
-// NewScrubber returns a scrubber for the given secrets (empty ones are ignored). Raw,
-// URL-escaped and JSON-escaped spellings are all redacted.
-func NewScrubber(secrets ...string) Scrubber {
-	seen := map[string]bool{}
-	var forms []string
-	for _, s := range secrets {
-		if s == "" {
-			continue
-		}
-		js, _ := json.Marshal(s)
-		for _, f := range []string{s, url.QueryEscape(s), url.PathEscape(s), strings.Trim(string(js), `"`)} {
-			if f != "" && !seen[f] {
-				seen[f] = true
-				forms = append(forms, f)
-			}
-		}
-	}
-	sort.Slice(forms, func(i, j int) bool { return len(forms[i]) > len(forms[j]) })
-	return Scrubber{secrets: forms}
-}
-
-// Scrub returns s with secrets and token-like runs redacted, control characters turned
-// into spaces, whitespace collapsed, and the result cut to limit runes (after
-// redaction, so a cut never leaves half a secret).
-func (sc Scrubber) Scrub(s string, limit int) string {
-	for _, secret := range sc.secrets {
-		s = strings.ReplaceAll(s, secret, Redacted)
-	}
-	s = tokenRun.ReplaceAllStringFunc(s, func(run string) string {
-		if strings.ContainsFunc(run, func(r rune) bool { return ('0' <= r && r <= '9') || ('A' <= r && r <= 'Z') }) {
-			return Redacted
-		}
-		return run
-	})
-	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
-	if limit <= 0 {
-		return ""
-	}
-	n := 0
-	for i := range s {
-		if n == limit {
-			return s[:i] + "…"
-		}
-		n++
-	}
-	return s
+// ScrubbedError keeps err in the chain (errors.Is(err, context.DeadlineExceeded) still
+// works) while its text passes through sc, cut to 4*MaxDescriptionLen runes.
+func ScrubbedError(err error, sc scrub.Scrubber) error {
+	return sc.Error(err, 4*MaxDescriptionLen)
 }
 
 // Client returns c, or a client with DefaultTimeout when c is nil.
@@ -248,4 +268,55 @@ func Client(c *http.Client) *http.Client {
 		return &http.Client{Timeout: DefaultTimeout}
 	}
 	return c
+}
+
+// NoRedirects returns a copy of c (nil: a client with DefaultTimeout) that hands a 3xx
+// answer back instead of following it: a followed redirect would carry the request's
+// secrets to whatever host the Location names. c itself is not changed.
+func NoRedirects(c *http.Client) *http.Client {
+	hc := *Client(c)
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &hc
+}
+
+// SingleShot returns a copy of c (nil: a client with DefaultTimeout) for one call: it
+// never follows a redirect, and it carries at most one request; any later one fails with
+// errSecond without reaching the network. Build one per call. The guard should never
+// fire; it keeps "a refresh token is presented exactly once" from depending on the
+// internals of net/http or of a client library.
+func SingleShot(c *http.Client, errSecond error) *http.Client {
+	hc := NoRedirects(c)
+	hc.Transport = OneRequest(hc.Transport, errSecond)
+	return hc
+}
+
+// OneRequest wraps base (nil: http.DefaultTransport) so that it carries at most one
+// request; later ones have their body closed and fail with errSecond.
+func OneRequest(base http.RoundTripper, errSecond error) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return &oneRequest{base: base, errSecond: errSecond}
+}
+
+type oneRequest struct {
+	base      http.RoundTripper
+	errSecond error
+
+	mu   sync.Mutex
+	sent bool
+}
+
+func (t *oneRequest) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.mu.Lock()
+	second := t.sent
+	t.sent = true
+	t.mu.Unlock()
+	if second {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, t.errSecond
+	}
+	return t.base.RoundTrip(req)
 }
