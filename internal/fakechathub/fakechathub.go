@@ -42,7 +42,6 @@ import (
 	"encoding/json"
 	"mime"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
@@ -93,16 +92,21 @@ type Options struct {
 	Now func() time.Time
 }
 
+var faultRules = fakefault.Rules{
+	Name:        "fake",
+	DefaultPath: CompanyTokenPath,
+	Paths:       []string{CompanyTokenPath, OperatorTokenPath, ValidatePath},
+	Kinds: []fakefault.Kind{FaultLatency, FaultStatus, FaultRateLimit, FaultHang, FaultMalformedJSON,
+		FaultCloseConnection, FaultMissingToken},
+	QuotedJSON: true,
+}
+
 // Server is the fake. All methods are safe for concurrent use.
 type Server struct {
-	opts   Options
-	mux    *http.ServeMux
-	faults fakefault.Schedule
-	done   chan struct{}
-
-	closeOnce sync.Once
-	httpMu    sync.Mutex
-	http      *httptest.Server
+	fakefault.Lifecycle // Start, URL, Close, Serve
+	opts                Options
+	mux                 *http.ServeMux
+	faults              fakefault.Schedule[Fault]
 
 	mu        sync.Mutex
 	companies map[string]*company // by login
@@ -149,8 +153,9 @@ func New(opts Options) *Server {
 		opts.Key = make([]byte, 32)
 		rand.Read(opts.Key)
 	}
-	s := &Server{opts: opts, done: make(chan struct{}), companies: map[string]*company{},
+	s := &Server{opts: opts, companies: map[string]*company{},
 		companyTk: map[string]*companyToken{}, operatorT: map[string]*operatorToken{}}
+	s.Name, s.Handler = "fakechathub", s
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST "+CompanyTokenPath, s.serveCompany)
 	s.mux.HandleFunc("POST "+OperatorTokenPath, s.serveOperator)
@@ -160,37 +165,6 @@ func New(opts Options) *Server {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
-// Start serves on loopback and returns the base URL (config.base_url).
-func (s *Server) Start() string {
-	s.httpMu.Lock()
-	defer s.httpMu.Unlock()
-	if s.http == nil {
-		s.http = httptest.NewServer(s)
-	}
-	return s.http.URL
-}
-
-// URL is the base URL after Start, or "".
-func (s *Server) URL() string {
-	s.httpMu.Lock()
-	defer s.httpMu.Unlock()
-	if s.http == nil {
-		return ""
-	}
-	return s.http.URL
-}
-
-// Close releases hanging requests and stops the listener. Idempotent.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.done) })
-	s.httpMu.Lock()
-	hs := s.http
-	s.httpMu.Unlock()
-	if hs != nil {
-		hs.Close()
-	}
-}
 
 // Key returns the HMAC key tokens are signed with.
 func (s *Server) Key() []byte { return s.opts.Key }
@@ -292,7 +266,7 @@ func (s *Server) Validations() int      { return s.count(func() int { return s.v
 
 // InjectFault schedules f (Path "" = CompanyTokenPath).
 func (s *Server) InjectFault(f Fault) {
-	s.faults.Inject(f, CompanyTokenPath, CompanyTokenPath, OperatorTokenPath, ValidatePath)
+	s.faults.Inject(&faultRules, f, f)
 }
 
 // ClearFaults empties the schedule; PendingFaults counts what is left.
@@ -371,7 +345,8 @@ func (s *Server) serveCompany(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.loginRequests++
 	s.mu.Unlock()
-	fakefault.Serve(w, r, s.faults.Take(CompanyTokenPath), s.done, func() fakefault.Answer {
+	fault, _ := s.faults.Take(CompanyTokenPath)
+	faultRules.Serve(w, r, fault, s.Done(), func() fakefault.Answer {
 		if !ok || body.Login == nil || body.Password == nil {
 			return errorAnswer(http.StatusBadRequest, "login and password are required")
 		}
@@ -411,7 +386,8 @@ func (s *Server) serveOperator(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.operatorRequests++
 	s.mu.Unlock()
-	fakefault.Serve(w, r, s.faults.Take(OperatorTokenPath), s.done, func() fakefault.Answer {
+	fault, _ := s.faults.Take(OperatorTokenPath)
+	faultRules.Serve(w, r, fault, s.Done(), func() fakefault.Answer {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		ct := s.companyValidLocked(auth)
@@ -447,7 +423,8 @@ func (s *Server) serveValidate(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.validations++
 	s.mu.Unlock()
-	fakefault.Serve(w, r, s.faults.Take(ValidatePath), s.done, func() fakefault.Answer {
+	fault, _ := s.faults.Take(ValidatePath)
+	faultRules.Serve(w, r, fault, s.Done(), func() fakefault.Answer {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		ct := s.companyValidLocked(auth)

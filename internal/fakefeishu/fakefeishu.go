@@ -40,14 +40,12 @@
 package fakefeishu
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakefault"
+	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
 
 // Endpoint paths, as on open.feishu.cn.
@@ -107,52 +105,19 @@ type Options struct {
 
 // Server is the fake. It is an http.Handler; all methods are safe for concurrent use.
 type Server struct {
+	fakefault.Lifecycle // Start, URL, Close, Serve
+	fakeledger.Counters // Presentations, Processed, Refreshes, Latest, RevokeFamily, ...
+
 	opts    Options
 	handler http.Handler
-	done    chan struct{}
+	faults  fakefault.Schedule[Fault]
+	ledger  *fakeledger.Ledger
 
-	closeOnce sync.Once
-	httpMu    sync.Mutex
-	http      *httptest.Server
-
-	mu       sync.Mutex
-	families map[string]*family
-	refresh  map[string]*refreshToken
-	access   map[string]*expiring
-	tenant   map[string]*expiring
-	current  string // the current tenant token
-	faults   []*scheduledFault
-
-	requests        map[string]int // per path
-	presentations   int
-	perToken        map[string]int
-	processed       map[string]int
-	refreshes       int
-	reuseDetections int
-	tenantMints     int
-	tenantReissues  int
-	inFlight        int
-}
-
-type family struct {
-	name    string
-	live    string
-	revoked bool
-	refresh []string
-	access  []string
-}
-
-type refreshToken struct {
-	family    *family
-	expiresAt time.Time // zero: never
-	used      bool
-	revoked   bool
-}
-
-type expiring struct {
-	family    *family // nil for tenant tokens
-	expiresAt time.Time
-	revoked   bool
+	mu             sync.Mutex
+	tenant         map[string]time.Time // tenant token -> expiry
+	current        string               // the current tenant token
+	tenantMints    int
+	tenantReissues int
 }
 
 // New returns a Server; it does not listen (see Start).
@@ -173,17 +138,18 @@ func New(opts Options) *Server {
 		opts.Now = time.Now
 	}
 	s := &Server{
-		opts:     opts,
-		done:     make(chan struct{}),
-		families: map[string]*family{},
-		refresh:  map[string]*refreshToken{},
-		access:   map[string]*expiring{},
-		tenant:   map[string]*expiring{},
-		requests: map[string]int{},
-		perToken: map[string]int{},
-
-		processed: map[string]int{},
+		opts: opts,
+		ledger: fakeledger.New(fakeledger.Options{
+			RefreshToken:    fakeledger.Prefixed(RefreshTokenPrefix),
+			AccessToken:     fakeledger.Prefixed(UserAccessPrefix),
+			RefreshLifetime: opts.RefreshLifetime,
+			AccessLifetime:  opts.UserAccessLifetime,
+			Now:             opts.Now,
+		}),
+		tenant: map[string]time.Time{},
 	}
+	s.Counters = s.ledger.Counters
+	s.Name, s.Handler = "fakefeishu", s
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+UserTokenPath, s.serveUser)
 	mux.HandleFunc("POST "+TenantTokenPath, s.serveTenant)
@@ -194,120 +160,12 @@ func New(opts Options) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// Start serves on a loopback listener and returns its base URL ("http://127.0.0.1:port"),
-// what a credential's config.base_url names.
-func (s *Server) Start() (baseURL string) {
-	s.httpMu.Lock()
-	defer s.httpMu.Unlock()
-	if s.http == nil {
-		s.http = httptest.NewServer(s)
-	}
-	return s.http.URL
-}
-
-// URL returns the base URL after Start, or "".
-func (s *Server) URL() string {
-	s.httpMu.Lock()
-	defer s.httpMu.Unlock()
-	if s.http == nil {
-		return ""
-	}
-	return s.http.URL
-}
-
-// Close releases hanging requests and stops the listener. It is idempotent.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.done) })
-	s.httpMu.Lock()
-	hs := s.http
-	s.httpMu.Unlock()
-	if hs != nil {
-		hs.Close()
-	}
-}
-
 // Seed starts a user grant (an authorization) and returns its first refresh token.
 // Seeding an existing family revokes its earlier tokens.
-func (s *Server) Seed(familyName string) (refreshToken string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old, ok := s.families[familyName]; ok {
-		s.revokeLocked(old)
-	}
-	f := &family{name: familyName}
-	s.families[familyName] = f
-	return s.mintRefreshLocked(f)
-}
-
-// RevokeFamily revokes every token of the family (the user withdrew consent). It
-// reports whether the family existed.
-func (s *Server) RevokeFamily(familyName string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.families[familyName]
-	if ok {
-		s.revokeLocked(f)
-	}
-	return ok
-}
+func (s *Server) Seed(familyName string) (refreshToken string) { return s.ledger.Seed(familyName, 0) }
 
 // Requests returns how many requests reached path (UserTokenPath or TenantTokenPath).
-func (s *Server) Requests(path string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests[path]
-}
-
-// TotalPresentations returns how many user-endpoint requests carried a refresh token.
-func (s *Server) TotalPresentations() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.presentations
-}
-
-// Presentations returns how many requests carried this refresh token.
-func (s *Server) Presentations(refreshToken string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.perToken[refreshToken]
-}
-
-// MaxPresentations returns the highest Presentations over all refresh tokens, or 0.
-func (s *Server) MaxPresentations() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maxOf(s.perToken)
-}
-
-// Processed returns how many times the grant logic acted on this refresh token.
-func (s *Server) Processed(refreshToken string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.processed[refreshToken]
-}
-
-// MaxProcessed returns the highest Processed over all refresh tokens, or 0. Above 1
-// means Feishu saw a token twice.
-func (s *Server) MaxProcessed() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maxOf(s.processed)
-}
-
-// Refreshes returns how many user refreshes succeeded (the token was consumed),
-// including those whose answer an after-fault replaced.
-func (s *Server) Refreshes() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.refreshes
-}
-
-// ReuseDetections returns how many times a used refresh token was presented.
-func (s *Server) ReuseDetections() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.reuseDetections
-}
+func (s *Server) Requests(path string) int { return s.ledger.Requests(path) }
 
 // TenantMints returns how many new tenant tokens were minted.
 func (s *Server) TenantMints() int {
@@ -330,105 +188,16 @@ func (s *Server) CurrentTenantToken() string {
 	return s.current
 }
 
-// InFlight returns how many requests are being handled right now.
-func (s *Server) InFlight() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inFlight
-}
-
-// Latest returns the family's live refresh token; ok is false if the family is
-// unknown, revoked, or its live token expired.
-func (s *Server) Latest(familyName string) (refreshToken string, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, found := s.families[familyName]
-	if !found || f.revoked || f.live == "" {
-		return "", false
-	}
-	if rt := s.refresh[f.live]; rt == nil || s.expiredLocked(rt.expiresAt) {
-		return "", false
-	}
-	return f.live, true
-}
-
-// Revoked reports whether the family is revoked.
-func (s *Server) Revoked(familyName string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.families[familyName]
-	return ok && f.revoked
-}
-
 // ValidUserAccessToken reports whether token is an unexpired, unrevoked user token.
-func (s *Server) ValidUserAccessToken(token string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	at, ok := s.access[token]
-	return ok && !at.revoked && !s.expiredLocked(at.expiresAt)
-}
+func (s *Server) ValidUserAccessToken(token string) bool { return s.ledger.ValidAccessToken(token) }
 
 // ValidTenantToken reports whether token is an unexpired tenant token.
 func (s *Server) ValidTenantToken(token string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tt, ok := s.tenant[token]
-	return ok && !s.expiredLocked(tt.expiresAt)
+	exp, ok := s.tenant[token]
+	return ok && s.opts.Now().Before(exp)
 }
 
 // Fingerprint is a short, non-reversible, loggable name for a token.
-func Fingerprint(token string) string {
-	if token == "" {
-		return "-"
-	}
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:6])
-}
-
-func maxOf(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n = max(n, v)
-	}
-	return n
-}
-
-func (s *Server) expiredLocked(expiresAt time.Time) bool {
-	return !expiresAt.IsZero() && !s.opts.Now().Before(expiresAt)
-}
-
-func (s *Server) revokeLocked(f *family) {
-	f.revoked = true
-	f.live = ""
-	for _, t := range f.refresh {
-		s.refresh[t].revoked = true
-	}
-	for _, t := range f.access {
-		s.access[t].revoked = true
-	}
-}
-
-func (s *Server) mintRefreshLocked(f *family) string {
-	t := RefreshTokenPrefix + randomString()
-	rt := &refreshToken{family: f}
-	if s.opts.RefreshLifetime > 0 {
-		rt.expiresAt = s.opts.Now().Add(s.opts.RefreshLifetime)
-	}
-	s.refresh[t] = rt
-	f.refresh = append(f.refresh, t)
-	f.live = t
-	return t
-}
-
-func (s *Server) mintAccessLocked(f *family) string {
-	t := UserAccessPrefix + randomString()
-	s.access[t] = &expiring{family: f, expiresAt: s.opts.Now().Add(s.opts.UserAccessLifetime)}
-	f.access = append(f.access, t)
-	return t
-}
-
-func randomString() string {
-	var b [32]byte
-	rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
-}
+func Fingerprint(token string) string { return fakeledger.Fingerprint(token) }

@@ -1,69 +1,47 @@
 package fakefeishu
 
 import (
-	"fmt"
+	"net/http"
+	"strconv"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakefault"
 )
 
-// FaultKind says how a faulty request misbehaves.
-type FaultKind int
+// FaultKind says how a faulty request misbehaves (the kinds shared by the fakes, see
+// fakefault).
+type FaultKind = fakefault.Kind
 
 const (
 	// FaultLatency waits Fault.Delay, then answers normally.
-	FaultLatency FaultKind = iota + 1
+	FaultLatency = fakefault.Latency
 	// FaultStatus answers Fault.Status (default 503) with Fault.Body (default a short
 	// text; sent as JSON when it starts with "{").
-	FaultStatus
+	FaultStatus = fakefault.Status
 	// FaultErrorCode answers HTTP Fault.Status (default 200) with a Feishu error body
 	// {"code": Fault.Code (default 99991400, rate limit), "msg": ...}: Feishu puts many
 	// errors in 200 answers.
-	FaultErrorCode
+	FaultErrorCode = fakefault.ErrorIn200
 	// FaultMalformedJSON answers 200 with a body that is not JSON.
-	FaultMalformedJSON
+	FaultMalformedJSON = fakefault.MalformedJSON
 	// FaultHang never answers; the connection is dropped when the client gives up or
 	// the Server closes.
-	FaultHang
+	FaultHang = fakefault.Hang
 	// FaultCloseConnection resets the connection without an answer.
-	FaultCloseConnection
+	FaultCloseConnection = fakefault.CloseConnection
 )
 
-func (k FaultKind) String() string {
-	switch k {
-	case FaultLatency:
-		return "latency"
-	case FaultStatus:
-		return "status"
-	case FaultErrorCode:
-		return "error_code"
-	case FaultMalformedJSON:
-		return "malformed_json"
-	case FaultHang:
-		return "hang"
-	case FaultCloseConnection:
-		return "close_connection"
-	default:
-		return fmt.Sprintf("FaultKind(%d)", int(k))
-	}
-}
-
 // Phase says whether a fault strikes before or after the grant is processed.
-type Phase int
+type Phase = fakefault.Phase
 
 const (
 	// BeforeGrant faults act without looking at the request's grant: nothing is
 	// consumed, and presenting the same refresh token again is legitimate.
-	BeforeGrant Phase = iota
+	BeforeGrant = fakefault.BeforeGrant
 	// AfterGrant faults let the grant run first (the refresh token is consumed, a tenant
 	// token may be minted) and then replace the answer.
-	AfterGrant
+	AfterGrant = fakefault.AfterGrant
 )
-
-func (p Phase) String() string {
-	if p == AfterGrant {
-		return "after_grant"
-	}
-	return "before_grant"
-}
 
 // Fault is one scheduled misbehaviour. Faults form a FIFO schedule: each request takes
 // the first fault whose Path matches its endpoint ("" matches both). A fault with
@@ -86,54 +64,48 @@ type Fault struct {
 	RetryAfter time.Duration
 }
 
-type scheduledFault struct {
-	Fault
-	remaining int
+var faultRules = fakefault.Rules{
+	Name:     "fakefeishu",
+	Paths:    []string{UserTokenPath, TenantTokenPath},
+	JSONType: "application/json; charset=utf-8",
+	Kinds: []fakefault.Kind{FaultLatency, FaultStatus, FaultErrorCode, FaultMalformedJSON, FaultHang,
+		FaultCloseConnection},
 }
 
 // InjectFault appends f to the schedule. It panics on an unknown kind, phase or path.
 func (s *Server) InjectFault(f Fault) {
-	if f.Kind < FaultLatency || f.Kind > FaultCloseConnection {
-		panic(fmt.Sprintf("fakefeishu: InjectFault: unknown fault kind %v", f.Kind))
-	}
-	if f.Phase != BeforeGrant && f.Phase != AfterGrant {
-		panic(fmt.Sprintf("fakefeishu: InjectFault: unknown phase %d", int(f.Phase)))
-	}
-	if f.Path != "" && f.Path != UserTokenPath && f.Path != TenantTokenPath {
-		panic(fmt.Sprintf("fakefeishu: InjectFault: unknown path %q", f.Path))
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, &scheduledFault{Fault: f, remaining: f.Count})
+	s.faults.Inject(&faultRules, fakefault.Fault{Kind: f.Kind, Phase: f.Phase, Path: f.Path, Count: f.Count,
+		Delay: f.Delay, Status: f.Status, Body: f.Body, RetryAfter: f.RetryAfter}, f)
 }
 
 // ClearFaults empties the schedule.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-}
+func (s *Server) ClearFaults() { s.faults.Clear() }
 
 // PendingFaults returns how many faults are still scheduled.
-func (s *Server) PendingFaults() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.faults)
-}
+func (s *Server) PendingFaults() int { return s.faults.Pending() }
 
-func (s *Server) takeFaultLocked(path string) *Fault {
-	for i, sf := range s.faults {
-		if sf.Path != "" && sf.Path != path {
-			continue
+// faultAnswer builds the answers that look like Feishu's; they carry Retry-After too.
+func faultAnswer(f Fault) (fakefault.Answer, bool) {
+	var a fakefault.Answer
+	switch f.Kind {
+	case FaultErrorCode:
+		status, code := f.Status, f.Code
+		if status == 0 {
+			status = http.StatusOK
 		}
-		f := sf.Fault
-		if sf.Count > 0 {
-			sf.remaining--
-			if sf.remaining <= 0 {
-				s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
-			}
+		if code == 0 {
+			code = CodeRateLimited
 		}
-		return &f
+		a = fakefault.JSON(status, map[string]any{"code": code, "msg": "fakefeishu: injected error code"})
+		a.Header = http.Header{"Content-Type": {"application/json; charset=utf-8"}, "Cache-Control": {"no-store"}}
+	case FaultMalformedJSON:
+		a = fakefault.Answer{Status: http.StatusOK, Body: []byte(`{"code":0,"access_token": <html>not json</html>`),
+			Header: http.Header{"Content-Type": {"application/json; charset=utf-8"}}}
+	default:
+		return a, false
 	}
-	return nil
+	if f.RetryAfter > 0 {
+		a.Header.Set("Retry-After", strconv.FormatInt(fakefault.CeilSeconds(f.RetryAfter), 10))
+	}
+	return a, true
 }

@@ -1,30 +1,25 @@
 package fakefeishu
 
 import (
-	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"io"
 	"mime"
-	"net"
 	"net/http"
-	"strconv"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakefault"
+	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
 
 const maxBodyBytes = 64 << 10
 
-type response struct {
-	status int
-	body   map[string]any
+func userError(status, code int, errName, description string) fakefault.Answer {
+	return fakefault.JSON(status, map[string]any{"code": code, "error": errName, "error_description": description})
 }
 
-func userError(status, code int, errName, description string) response {
-	return response{status: status, body: map[string]any{"code": code, "error": errName, "error_description": description}}
-}
-
-func tenantError(code int, msg string) response {
-	return response{status: http.StatusBadRequest, body: map[string]any{"code": code, "msg": msg}}
+func tenantError(code int, msg string) fakefault.Answer {
+	return fakefault.JSON(http.StatusBadRequest, map[string]any{"code": code, "msg": msg})
 }
 
 type userRequest struct {
@@ -50,30 +45,26 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return json.Unmarshal(data, v) == nil
 }
 
-func (s *Server) enter(path, presented string) *Fault {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.requests[path]++
-	if presented != "" {
-		s.presentations++
-		s.perToken[presented]++
-	}
-	s.inFlight++
-	return s.takeFaultLocked(path)
-}
-
-func (s *Server) leave() {
-	s.mu.Lock()
-	s.inFlight--
-	s.mu.Unlock()
+// serveWithFaults counts the request to path (carrying refresh token presented, or "")
+// and runs decide between the two phases of its fault (see fakefault.Serve).
+func (s *Server) serveWithFaults(w http.ResponseWriter, r *http.Request, path, presented string, decide func() fakefault.Answer) {
+	var fault *fakefault.Fault
+	var full Fault
+	leave := s.ledger.Arrive(path, presented, func() { fault, full = s.faults.Take(path) })
+	defer leave()
+	fakefault.Serve(w, r, &fakefault.Exchange{
+		Fault:  fault,
+		Rules:  &faultRules,
+		Done:   s.Done(),
+		Decide: decide,
+		Custom: func(*fakefault.Answer) (fakefault.Answer, bool) { return faultAnswer(full) },
+	})
 }
 
 func (s *Server) serveUser(w http.ResponseWriter, r *http.Request) {
 	var req userRequest
 	ok := readJSON(w, r, &req)
-	fault := s.enter(UserTokenPath, req.RefreshToken)
-	defer s.leave()
-	s.serveWithFaults(w, r, fault, func() response {
+	s.serveWithFaults(w, r, UserTokenPath, req.RefreshToken, func() fakefault.Answer {
 		if !ok {
 			return userError(http.StatusBadRequest, CodeInvalidRequest, "invalid_request", "body must be a JSON object (Content-Type: application/json)")
 		}
@@ -81,7 +72,7 @@ func (s *Server) serveUser(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (s *Server) userGrant(req userRequest) response {
+func (s *Server) userGrant(req userRequest) fakefault.Answer {
 	switch {
 	case req.GrantType == "":
 		return userError(http.StatusBadRequest, CodeInvalidRequest, "invalid_request", "grant_type is required")
@@ -92,47 +83,35 @@ func (s *Server) userGrant(req userRequest) response {
 	case req.RefreshToken == "":
 		return userError(http.StatusBadRequest, CodeInvalidRequest, "invalid_request", "refresh_token is required")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.processed[req.RefreshToken]++
-	rt := s.refresh[req.RefreshToken]
-	switch {
-	case rt == nil:
+	red := s.ledger.Redeem(req.RefreshToken, fakeledger.Policy{RevokeOnReuse: s.opts.RevokeOnReuse})
+	switch red.Outcome {
+	case fakeledger.Unknown:
 		return userError(http.StatusBadRequest, CodeRefreshTokenInvalid, "invalid_grant", "The refresh token passed is invalid. Please check the value.")
-	case rt.used:
-		s.reuseDetections++
-		if s.opts.RevokeOnReuse {
-			s.revokeLocked(rt.family)
-		}
+	case fakeledger.Reused:
 		return userError(http.StatusBadRequest, CodeRefreshTokenUsed, "invalid_grant", "The refresh token has been used. Please note that a refresh token can only be used once.")
-	case rt.revoked || rt.family.revoked:
+	case fakeledger.Revoked:
 		return userError(http.StatusBadRequest, CodeRefreshTokenRevoked, "invalid_grant", "The refresh token has been revoked.")
-	case s.expiredLocked(rt.expiresAt):
+	case fakeledger.Expired:
 		return userError(http.StatusBadRequest, CodeRefreshTokenExpired, "invalid_grant", "The refresh token has expired.")
 	}
-	rt.used = true
-	f := rt.family
 	body := map[string]any{
 		"code":          0,
-		"access_token":  s.mintAccessLocked(f),
-		"expires_in":    ceilSeconds(s.opts.UserAccessLifetime),
-		"refresh_token": s.mintRefreshLocked(f),
+		"access_token":  red.Access,
+		"expires_in":    fakefault.CeilSeconds(s.opts.UserAccessLifetime),
+		"refresh_token": red.Refresh,
 		"token_type":    "Bearer",
 		"scope":         req.Scope,
 	}
 	if s.opts.RefreshLifetime > 0 {
-		body["refresh_token_expires_in"] = ceilSeconds(s.opts.RefreshLifetime)
+		body["refresh_token_expires_in"] = fakefault.CeilSeconds(s.opts.RefreshLifetime)
 	}
-	s.refreshes++
-	return response{status: http.StatusOK, body: body}
+	return fakefault.JSON(http.StatusOK, body)
 }
 
 func (s *Server) serveTenant(w http.ResponseWriter, r *http.Request) {
 	var req tenantRequest
 	ok := readJSON(w, r, &req)
-	fault := s.enter(TenantTokenPath, "")
-	defer s.leave()
-	s.serveWithFaults(w, r, fault, func() response {
+	s.serveWithFaults(w, r, TenantTokenPath, "", func() fakefault.Answer {
 		if !ok || req.AppID == "" || req.AppSecret == "" {
 			return tenantError(CodeInvalidParam, "invalid param")
 		}
@@ -145,138 +124,23 @@ func (s *Server) serveTenant(w http.ResponseWriter, r *http.Request) {
 
 // mintTenant applies the 30-minute rule: re-issue the current token while at least
 // ReissueWindow of it is left, else mint a new one (the old one stays valid).
-func (s *Server) mintTenant() response {
+func (s *Server) mintTenant() fakefault.Answer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opts.Now()
-	if cur := s.tenant[s.current]; cur != nil && s.opts.ReissueWindow > 0 {
-		if left := cur.expiresAt.Sub(now); left >= s.opts.ReissueWindow {
+	if exp, ok := s.tenant[s.current]; ok && s.opts.ReissueWindow > 0 {
+		if left := exp.Sub(now); left >= s.opts.ReissueWindow {
 			s.tenantReissues++
-			return response{status: http.StatusOK, body: map[string]any{
+			return fakefault.JSON(http.StatusOK, map[string]any{
 				"code": 0, "msg": "ok", "tenant_access_token": s.current, "expire": int64(left / time.Second),
-			}}
+			})
 		}
 	}
-	t := TenantTokenPrefix + randomString()
-	s.tenant[t] = &expiring{expiresAt: now.Add(s.opts.TenantLifetime)}
+	t := TenantTokenPrefix + fakeledger.RandomString()
+	s.tenant[t] = now.Add(s.opts.TenantLifetime)
 	s.current = t
 	s.tenantMints++
-	return response{status: http.StatusOK, body: map[string]any{
-		"code": 0, "msg": "ok", "tenant_access_token": t, "expire": ceilSeconds(s.opts.TenantLifetime),
-	}}
-}
-
-// serveWithFaults runs decide between the two phases of fault. Dropped requests end in
-// panic(http.ErrAbortHandler), which closes the connection without an answer.
-func (s *Server) serveWithFaults(w http.ResponseWriter, r *http.Request, fault *Fault, decide func() response) {
-	if fault != nil && fault.Phase == BeforeGrant {
-		if !s.wait(r.Context(), fault.Delay) {
-			panic(http.ErrAbortHandler)
-		}
-		if fault.Kind != FaultLatency {
-			s.misbehave(w, r, *fault)
-			return
-		}
-		if r.Context().Err() != nil {
-			panic(http.ErrAbortHandler)
-		}
-	}
-	res := decide()
-	if fault != nil && fault.Phase == AfterGrant {
-		if !s.wait(r.Context(), fault.Delay) {
-			panic(http.ErrAbortHandler)
-		}
-		if fault.Kind != FaultLatency {
-			s.misbehave(w, r, *fault)
-			return
-		}
-	}
-	writeJSON(w, res)
-}
-
-func (s *Server) wait(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	case <-s.done:
-		return false
-	}
-}
-
-func (s *Server) misbehave(w http.ResponseWriter, r *http.Request, f Fault) {
-	if f.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.FormatInt(ceilSeconds(f.RetryAfter), 10))
-	}
-	switch f.Kind {
-	case FaultStatus:
-		status := f.Status
-		if status == 0 {
-			status = http.StatusServiceUnavailable
-		}
-		body := f.Body
-		if body == "" {
-			body = "fakefeishu: injected failure"
-		}
-		if body[0] == '{' {
-			w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		} else {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		}
-		w.WriteHeader(status)
-		_, _ = io.WriteString(w, body)
-	case FaultErrorCode:
-		status, code := f.Status, f.Code
-		if status == 0 {
-			status = http.StatusOK
-		}
-		if code == 0 {
-			code = CodeRateLimited
-		}
-		writeJSON(w, response{status: status, body: map[string]any{"code": code, "msg": "fakefeishu: injected error code"}})
-	case FaultMalformedJSON:
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, `{"code":0,"access_token": <html>not json</html>`)
-	case FaultHang:
-		select {
-		case <-r.Context().Done():
-		case <-s.done:
-		}
-		panic(http.ErrAbortHandler)
-	case FaultCloseConnection:
-		hj, ok := w.(http.Hijacker)
-		if !ok {
-			panic(http.ErrAbortHandler)
-		}
-		conn, _, err := hj.Hijack()
-		if err != nil {
-			panic(http.ErrAbortHandler)
-		}
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
-		_ = conn.Close()
-	}
-}
-
-func writeJSON(w http.ResponseWriter, res response) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(res.status)
-	_ = json.NewEncoder(w).Encode(res.body)
-}
-
-// ceilSeconds renders d as whole seconds, rounded up.
-func ceilSeconds(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
-	}
-	return int64((d + time.Second - 1) / time.Second)
+	return fakefault.JSON(http.StatusOK, map[string]any{
+		"code": 0, "msg": "ok", "tenant_access_token": t, "expire": fakefault.CeilSeconds(s.opts.TenantLifetime),
+	})
 }

@@ -84,19 +84,12 @@
 package fakeoauth
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"sync"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakefault"
+	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
 
 // DefaultAccessLifetime is the access token lifetime when Options.AccessLifetime is 0.
@@ -140,54 +133,13 @@ const (
 // Server is the fake token endpoint. It is an http.Handler serving POST /token and
 // POST /introspect; all methods are safe for concurrent use.
 type Server struct {
+	fakefault.Lifecycle // Start, URL, Close, Serve
+	fakeledger.Counters // Presentations, Processed, Refreshes, Latest, RevokeFamily, ...
+
 	opts    Options
 	handler http.Handler
-	done    chan struct{} // closed by Close; releases hanging requests
-
-	closeOnce sync.Once
-	httpMu    sync.Mutex
-	http      *httptest.Server
-
-	mu       sync.Mutex
-	families map[string]*family
-	refresh  map[string]*refreshToken
-	access   map[string]*accessToken
-	faults   []*scheduledFault
-
-	requests        int
-	presentations   int
-	perToken        map[string]int
-	processed       map[string]int // per refresh token value, see Processed
-	reuseDetections int
-	refreshes       int
-	introspections  int
-
-	// Token-endpoint requests in flight, overall and per family name, with their peaks.
-	inFlight          int
-	maxInFlight       int
-	familyInFlight    map[string]int
-	familyMaxInFlight map[string]int
-}
-
-type family struct {
-	name    string
-	live    string // the current refresh token, "" when revoked
-	revoked bool
-	refresh []string
-	access  []string
-}
-
-type refreshToken struct {
-	family    *family
-	expiresAt time.Time // zero: never
-	used      bool
-	revoked   bool
-}
-
-type accessToken struct {
-	family    *family
-	expiresAt time.Time
-	revoked   bool
+	faults  fakefault.Schedule[Fault]
+	ledger  *fakeledger.Ledger
 }
 
 // New returns a Server with the given options. It does not listen; use Start, Serve, or
@@ -200,17 +152,17 @@ func New(opts Options) *Server {
 		opts.Now = time.Now
 	}
 	s := &Server{
-		opts:     opts,
-		done:     make(chan struct{}),
-		families: map[string]*family{},
-		refresh:  map[string]*refreshToken{},
-		access:   map[string]*accessToken{},
-		perToken: map[string]int{},
-
-		processed:         map[string]int{},
-		familyInFlight:    map[string]int{},
-		familyMaxInFlight: map[string]int{},
+		opts: opts,
+		ledger: fakeledger.New(fakeledger.Options{
+			RefreshToken:    fakeledger.Prefixed(RefreshTokenPrefix),
+			AccessToken:     fakeledger.Prefixed(AccessTokenPrefix),
+			RefreshLifetime: opts.RefreshLifetime,
+			AccessLifetime:  opts.AccessLifetime,
+			Now:             opts.Now,
+		}),
 	}
+	s.Counters = s.ledger.Counters
+	s.Name, s.Handler = "fakeoauth", s
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+TokenPath, s.serveToken)
 	mux.HandleFunc("POST "+IntrospectionPath, s.serveIntrospect)
@@ -223,25 +175,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.S
 
 // Start serves on a loopback httptest listener and returns the token endpoint URL
 // (".../token"). Close stops it.
-func (s *Server) Start() (tokenURL string) {
-	s.httpMu.Lock()
-	defer s.httpMu.Unlock()
-	if s.http == nil {
-		s.http = httptest.NewServer(s)
-	}
-	return s.http.URL + TokenPath
-}
-
-// URL returns the base URL of the listener Start opened ("http://127.0.0.1:port"), or ""
-// before Start. Endpoints are at URL()+TokenPath and URL()+IntrospectionPath.
-func (s *Server) URL() string {
-	s.httpMu.Lock()
-	defer s.httpMu.Unlock()
-	if s.http == nil {
-		return ""
-	}
-	return s.http.URL
-}
+func (s *Server) Start() (tokenURL string) { return s.Lifecycle.Start() + TokenPath }
 
 // IntrospectionURL returns the RFC 7662 introspection endpoint of the listener Start
 // opened, or "" before Start.
@@ -253,280 +187,25 @@ func (s *Server) IntrospectionURL() string {
 	return base + IntrospectionPath
 }
 
-// Close releases every request held by a Hang or Latency fault and, if Start was used,
-// shuts the listener down and waits for in-flight requests. It is idempotent.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.done) })
-	s.httpMu.Lock()
-	hs := s.http
-	s.httpMu.Unlock()
-	if hs != nil {
-		hs.Close()
-	}
-}
-
-// Serve answers requests on ln until ctx is done, then releases hanging requests and
-// shuts down gracefully (at most 5 seconds). It returns nil after a ctx-initiated stop.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("fakeoauth: serving %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	s.closeOnce.Do(func() { close(s.done) })
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("fakeoauth: shutting down %s: %w", ln.Addr(), err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("fakeoauth: serving %s: %w", ln.Addr(), err)
-	}
-	return nil
-}
-
 // Seed starts family afresh and returns its first refresh token. Seeding an existing
 // family is a re-authorization: every earlier token of the family is revoked, and the
 // family is live again with only the new token.
-func (s *Server) Seed(familyName string) (refreshToken string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old, ok := s.families[familyName]; ok {
-		s.revokeLocked(old)
-	}
-	f := &family{name: familyName}
-	s.families[familyName] = f
-	return s.mintRefreshLocked(f)
-}
-
-// RevokeFamily revokes every token of the family, as when a user withdraws consent at
-// the provider. It reports whether the family existed. It does not count as reuse.
-func (s *Server) RevokeFamily(familyName string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.families[familyName]
-	if ok {
-		s.revokeLocked(f)
-	}
-	return ok
-}
+func (s *Server) Seed(familyName string) (refreshToken string) { return s.ledger.Seed(familyName, 0) }
 
 // Requests returns how many requests reached POST /token (introspections are not
 // included; see Introspections).
-func (s *Server) Requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests
-}
-
-// TotalPresentations returns how many requests carried a refresh token, any token.
-func (s *Server) TotalPresentations() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.presentations
-}
-
-// Presentations returns how many requests carried this refresh token value.
-func (s *Server) Presentations(refreshToken string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.perToken[refreshToken]
-}
-
-// MaxPresentations returns the highest Presentations over all refresh token values ever
-// presented, or 0 if none was. With rotation and no before-faults, a correct client keeps
-// it at 1.
-func (s *Server) MaxPresentations() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := 0
-	for _, n := range s.perToken {
-		m = max(m, n)
-	}
-	return m
-}
-
-// Processed returns how many times the grant logic acted on this refresh token value
-// (see the package documentation for what counts). Presentations minus Processed is
-// what was put on the wire but never reached the grant logic.
-func (s *Server) Processed(refreshToken string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.processed[refreshToken]
-}
-
-// MaxProcessed returns the highest Processed over all refresh token values, or 0. With
-// rotation, anything above 1 means the provider saw a token twice, which is reuse.
-func (s *Server) MaxProcessed() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := 0
-	for _, n := range s.processed {
-		m = max(m, n)
-	}
-	return m
-}
+func (s *Server) Requests() int { return s.ledger.Requests(TokenPath) }
 
 // Introspections returns how many requests reached POST /introspect, counted on arrival
 // like Requests.
-func (s *Server) Introspections() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.introspections
-}
-
-// InFlight returns how many token-endpoint requests are being handled right now. Tests
-// wait for 0 to know that a handler has finished, for instance that a request whose
-// client left really gave up without processing the grant.
-func (s *Server) InFlight() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inFlight
-}
-
-// MaxConcurrent returns the most token-endpoint requests ever in flight at once, over
-// all families.
-func (s *Server) MaxConcurrent() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.maxInFlight
-}
-
-// MaxConcurrentFor returns the most token-endpoint requests ever in flight at once for
-// the named family (by the token they carried on arrival), or 0 if it had none.
-// Anything above 1 means one credential had overlapping refreshes.
-func (s *Server) MaxConcurrentFor(familyName string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.familyMaxInFlight[familyName]
-}
-
-// ReuseDetections returns how many times a used refresh token was presented.
-func (s *Server) ReuseDetections() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.reuseDetections
-}
-
-// Refreshes returns how many refresh grants succeeded (the token was consumed), including
-// those whose answer an after-fault then replaced.
-func (s *Server) Refreshes() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.refreshes
-}
-
-// Latest returns the family's currently valid refresh token. ok is false if the family
-// is unknown or revoked, or its live token has expired.
-func (s *Server) Latest(familyName string) (refreshToken string, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, found := s.families[familyName]
-	if !found || f.revoked || f.live == "" {
-		return "", false
-	}
-	if rt := s.refresh[f.live]; rt == nil || s.expiredLocked(rt.expiresAt) {
-		return "", false
-	}
-	return f.live, true
-}
-
-// Revoked reports whether the family is revoked (reuse detected or RevokeFamily).
-func (s *Server) Revoked(familyName string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.families[familyName]
-	return ok && f.revoked
-}
+func (s *Server) Introspections() int { return s.ledger.Requests(IntrospectionPath) }
 
 // ValidAccessToken reports whether token was issued here, is unexpired, and its family
 // was not revoked: an introspection helper for probes that "call the API".
-func (s *Server) ValidAccessToken(token string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	at, ok := s.access[token]
-	return ok && !at.revoked && !s.expiredLocked(at.expiresAt)
-}
+func (s *Server) ValidAccessToken(token string) bool { return s.ledger.ValidAccessToken(token) }
 
 // Fingerprint is a short, non-reversible name for a token, safe to log: the first 12 hex
 // digits of its SHA-256, after the token's prefix.
 func Fingerprint(token string) string {
-	if token == "" {
-		return "-"
-	}
-	sum := sha256.Sum256([]byte(token))
-	prefix := ""
-	for _, p := range []string{RefreshTokenPrefix, AccessTokenPrefix} {
-		if len(token) > len(p) && token[:len(p)] == p {
-			prefix = p
-		}
-	}
-	return prefix + hex.EncodeToString(sum[:6])
-}
-
-// enterLocked records a token-endpoint request arriving for familyName ("" = unknown).
-func (s *Server) enterLocked(familyName string) {
-	s.inFlight++
-	s.maxInFlight = max(s.maxInFlight, s.inFlight)
-	if familyName != "" {
-		s.familyInFlight[familyName]++
-		s.familyMaxInFlight[familyName] = max(s.familyMaxInFlight[familyName], s.familyInFlight[familyName])
-	}
-}
-
-// leave records the end of a request counted by enterLocked.
-func (s *Server) leave(familyName string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.inFlight--
-	if familyName != "" {
-		s.familyInFlight[familyName]--
-		if s.familyInFlight[familyName] == 0 {
-			delete(s.familyInFlight, familyName)
-		}
-	}
-}
-
-func (s *Server) expiredLocked(expiresAt time.Time) bool {
-	return !expiresAt.IsZero() && !s.opts.Now().Before(expiresAt)
-}
-
-func (s *Server) revokeLocked(f *family) {
-	f.revoked = true
-	f.live = ""
-	for _, t := range f.refresh {
-		s.refresh[t].revoked = true
-	}
-	for _, t := range f.access {
-		s.access[t].revoked = true
-	}
-}
-
-func (s *Server) mintRefreshLocked(f *family) string {
-	t := RefreshTokenPrefix + randomString()
-	rt := &refreshToken{family: f}
-	if s.opts.RefreshLifetime > 0 {
-		rt.expiresAt = s.opts.Now().Add(s.opts.RefreshLifetime)
-	}
-	s.refresh[t] = rt
-	f.refresh = append(f.refresh, t)
-	f.live = t
-	return t
-}
-
-func (s *Server) mintAccessLocked(f *family) string {
-	t := AccessTokenPrefix + randomString()
-	s.access[t] = &accessToken{family: f, expiresAt: s.opts.Now().Add(s.opts.AccessLifetime)}
-	f.access = append(f.access, t)
-	return t
-}
-
-// randomString returns 256 bits from crypto/rand, base64url without padding.
-func randomString() string {
-	var b [32]byte
-	rand.Read(b[:]) // never fails (crypto/rand panics rather than return an error)
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	return fakeledger.Fingerprint(token, RefreshTokenPrefix, AccessTokenPrefix)
 }

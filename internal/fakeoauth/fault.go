@@ -1,84 +1,56 @@
 package fakeoauth
 
 import (
-	"fmt"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakefault"
 )
 
-// FaultKind says how a faulty request misbehaves.
-type FaultKind int
+// FaultKind says how a faulty request misbehaves (the kinds shared by the fakes, see
+// fakefault).
+type FaultKind = fakefault.Kind
 
 const (
 	// FaultLatency only waits Fault.Delay, then answers normally. In BeforeGrant phase a
 	// client that gives up during the wait leaves its token unconsumed; in AfterGrant
 	// phase the token is already consumed when it gives up.
-	FaultLatency FaultKind = iota + 1
+	FaultLatency = fakefault.Latency
 	// FaultStatus answers Fault.Status (default 503) with Fault.Body.
-	FaultStatus
+	FaultStatus = fakefault.Status
 	// FaultRateLimit answers 429 with Retry-After set to Fault.RetryAfter (whole seconds,
 	// rounded up; omitted when 0).
-	FaultRateLimit
+	FaultRateLimit = fakefault.RateLimit
 	// FaultHang never answers: the request blocks until the client gives up or the Server
 	// is closed, then the connection is dropped without a response.
-	FaultHang
+	FaultHang = fakefault.Hang
 	// FaultMalformedJSON answers 200 with a body that is not JSON.
-	FaultMalformedJSON
+	FaultMalformedJSON = fakefault.MalformedJSON
 	// FaultErrorIn200 answers 200 with {"error": Fault.ErrorCode} (default
 	// "server_error"), as some unorthodox servers do.
-	FaultErrorIn200
+	FaultErrorIn200 = fakefault.ErrorIn200
 	// FaultCloseConnection hijacks the connection and resets it (TCP RST where
 	// possible): the client sees a network error and no response at all.
-	FaultCloseConnection
+	FaultCloseConnection = fakefault.CloseConnection
 	// FaultMissingAccessToken answers 200 with a token response lacking access_token (at
 	// the introspection endpoint: an answer lacking "active").
 	// In AfterGrant phase it still carries the newly minted refresh_token, so a client
 	// that rejects the answer (as it must) loses the rotated token.
-	FaultMissingAccessToken
+	FaultMissingAccessToken = fakefault.MissingToken
 )
 
-func (k FaultKind) String() string {
-	switch k {
-	case FaultLatency:
-		return "latency"
-	case FaultStatus:
-		return "status"
-	case FaultRateLimit:
-		return "rate_limit"
-	case FaultHang:
-		return "hang"
-	case FaultMalformedJSON:
-		return "malformed_json"
-	case FaultErrorIn200:
-		return "error_in_200"
-	case FaultCloseConnection:
-		return "close_connection"
-	case FaultMissingAccessToken:
-		return "missing_access_token"
-	default:
-		return fmt.Sprintf("FaultKind(%d)", int(k))
-	}
-}
-
 // Phase says whether a fault strikes before or after the grant is processed.
-type Phase int
+type Phase = fakefault.Phase
 
 const (
 	// BeforeGrant faults answer (or fail) without looking at the grant: the refresh
 	// token is not consumed and may legitimately be presented again. The zero value.
-	BeforeGrant Phase = iota
+	BeforeGrant = fakefault.BeforeGrant
 	// AfterGrant faults let the grant be processed first (the presented token is
 	// consumed and successors are minted) and then replace the answer: the client never
 	// sees the new tokens. This is the crash window between "provider rotated" and
 	// "client stored the result".
-	AfterGrant
+	AfterGrant = fakefault.AfterGrant
 )
-
-func (p Phase) String() string {
-	if p == AfterGrant {
-		return "after_grant"
-	}
-	return "before_grant"
-}
 
 // Fault is one scheduled misbehaviour of the token endpoint or, with Path set to
 // IntrospectionPath, of the introspection endpoint.
@@ -122,60 +94,23 @@ type Fault struct {
 	ErrorCode string
 }
 
-type scheduledFault struct {
-	Fault
-	remaining int
+var faultRules = fakefault.Rules{
+	Name:        "fakeoauth",
+	DefaultPath: TokenPath,
+	Paths:       []string{TokenPath, IntrospectionPath},
+	Kinds: []fakefault.Kind{FaultLatency, FaultStatus, FaultRateLimit, FaultHang, FaultMalformedJSON,
+		FaultErrorIn200, FaultCloseConnection, FaultMissingAccessToken},
 }
 
-// InjectFault appends f to the fault schedule. It panics on an unknown Kind or Phase,
-// which is a bug in the calling test.
+// InjectFault appends f to the fault schedule. It panics on an unknown Kind, Phase or
+// Path, which is a bug in the calling test.
 func (s *Server) InjectFault(f Fault) {
-	if f.Kind < FaultLatency || f.Kind > FaultMissingAccessToken {
-		panic(fmt.Sprintf("fakeoauth: InjectFault: unknown fault kind %v", f.Kind))
-	}
-	if f.Phase != BeforeGrant && f.Phase != AfterGrant {
-		panic(fmt.Sprintf("fakeoauth: InjectFault: unknown phase %d", int(f.Phase)))
-	}
-	switch f.Path {
-	case "", TokenPath:
-		f.Path = TokenPath
-	case IntrospectionPath:
-	default:
-		panic(fmt.Sprintf("fakeoauth: InjectFault: unknown path %q (want %q, %q or empty)", f.Path, TokenPath, IntrospectionPath))
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, &scheduledFault{Fault: f, remaining: f.Count})
+	s.faults.Inject(&faultRules, fakefault.Fault{Kind: f.Kind, Phase: f.Phase, Path: f.Path, Count: f.Count,
+		Delay: f.Delay, Status: f.Status, Body: f.Body, RetryAfter: f.RetryAfter}, f)
 }
 
 // ClearFaults empties the fault schedule. Requests already assigned a fault keep it.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-}
+func (s *Server) ClearFaults() { s.faults.Clear() }
 
 // PendingFaults returns how many faults are still scheduled.
-func (s *Server) PendingFaults() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.faults)
-}
-
-// takeFaultLocked assigns the first fault scheduled for path to one request.
-func (s *Server) takeFaultLocked(path string) *Fault {
-	for i, sf := range s.faults {
-		if sf.Path != path {
-			continue
-		}
-		f := sf.Fault
-		if sf.Count > 0 {
-			sf.remaining--
-			if sf.remaining <= 0 {
-				s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
-			}
-		}
-		return &f
-	}
-	return nil
-}
+func (s *Server) PendingFaults() int { return s.faults.Pending() }

@@ -1,16 +1,15 @@
 package fakeoauth
 
 import (
-	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakefault"
+	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
 
 // maxFormBytes bounds a token request body; real ones are a few hundred bytes.
@@ -32,15 +31,28 @@ func errorResponse(status int, code, description string) tokenResponse {
 	}
 }
 
+// answer renders res for the wire.
+func (res tokenResponse) answer() fakefault.Answer {
+	a := fakefault.JSON(res.status, res.body)
+	a.Header = http.Header{}
+	a.Header.Set("Content-Type", "application/json")
+	// RFC 6749 section 5.1: token responses must not be cached.
+	a.Header.Set("Cache-Control", "no-store")
+	a.Header.Set("Pragma", "no-cache")
+	if res.status == http.StatusUnauthorized && res.basic {
+		a.Header.Set("WWW-Authenticate", `Basic realm="fakeoauth"`)
+	}
+	return a
+}
+
 // requestRecord collects what one request's log line says.
 type requestRecord struct {
 	endpoint  string // TokenPath or IntrospectionPath
 	presented string // the refresh token, or the introspected token
 	family    string
-	fault     *Fault
-	status    int
-	outcome   string // "refreshed", "active", "inactive", an error code, "not_processed"
-	dropped   string // why no answer was sent, if none was
+	fault     *fakefault.Fault
+	outcome   string             // "refreshed", "active", "inactive", an error code, "not_processed"
+	x         fakefault.Exchange // status sent, or why none was
 }
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
@@ -50,27 +62,17 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	presented := r.PostForm.Get("refresh_token")
 
-	s.mu.Lock()
-	s.requests++
-	if presented != "" {
-		s.presentations++
-		s.perToken[presented]++
-	}
-	familyName := ""
-	if rt := s.refresh[presented]; rt != nil {
-		familyName = rt.family.name
-	}
-	s.enterLocked(familyName)
-	fault := s.takeFaultLocked(TokenPath)
-	s.mu.Unlock()
+	var fault *fakefault.Fault
+	var full Fault
+	leave := s.ledger.Arrive(TokenPath, presented, func() { fault, full = s.faults.Take(TokenPath) })
 	// Deferred first so it runs last: when InFlight drops, the request is completely
 	// handled, log record included.
-	defer s.leave(familyName)
+	defer leave()
 
 	rec := &requestRecord{endpoint: TokenPath, presented: presented, fault: fault, outcome: "not_processed"}
 	defer func() { s.logRequest(r, rec, time.Since(started)) }()
 
-	s.serveWithFaults(w, r, fault, rec, func() tokenResponse {
+	s.serveWithFaults(w, r, rec, full, func() tokenResponse {
 		switch {
 		case mediaType != "application/x-www-form-urlencoded":
 			return errorResponse(http.StatusBadRequest, "invalid_request", "body must be application/x-www-form-urlencoded")
@@ -90,15 +92,14 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 	token := r.PostForm.Get("token")
 
 	// Deliberately none of the token-endpoint counters: asking is not presenting.
-	s.mu.Lock()
-	s.introspections++
-	fault := s.takeFaultLocked(IntrospectionPath)
-	s.mu.Unlock()
+	var fault *fakefault.Fault
+	var full Fault
+	s.ledger.Count(IntrospectionPath, func() { fault, full = s.faults.Take(IntrospectionPath) })
 
 	rec := &requestRecord{endpoint: IntrospectionPath, presented: token, fault: fault, outcome: "not_processed"}
 	defer func() { s.logRequest(r, rec, time.Since(started)) }()
 
-	s.serveWithFaults(w, r, fault, rec, func() tokenResponse {
+	s.serveWithFaults(w, r, rec, full, func() tokenResponse {
 		switch {
 		case mediaType != "application/x-www-form-urlencoded":
 			return errorResponse(http.StatusBadRequest, "invalid_request", "body must be application/x-www-form-urlencoded")
@@ -111,41 +112,54 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveWithFaults runs decide (the grant, or the introspection lookup) between the two
-// phases of fault, and answers. A request dropped by a fault ends in a
-// panic(http.ErrAbortHandler): net/http then closes the connection without an answer,
-// and the caller's deferred bookkeeping still runs.
-func (s *Server) serveWithFaults(w http.ResponseWriter, r *http.Request, fault *Fault, rec *requestRecord, decide func() tokenResponse) {
-	if fault != nil && fault.Phase == BeforeGrant {
-		if !s.wait(r.Context(), fault.Delay, rec) {
-			panic(http.ErrAbortHandler)
-		}
-		if fault.Kind != FaultLatency {
-			s.misbehave(w, r, *fault, nil, rec)
-			return
-		}
-		// The timer and the client's departure can become ready together, and select
-		// picks either. The promise is that a client gone before the grant is processed
-		// leaves its token untouched, so check once more.
-		if r.Context().Err() != nil {
-			rec.dropped = "client_gone"
-			panic(http.ErrAbortHandler)
-		}
+// phases of the request's fault (see fakefault.Serve), and answers.
+func (s *Server) serveWithFaults(w http.ResponseWriter, r *http.Request, rec *requestRecord, full Fault, decide func() tokenResponse) {
+	var decided tokenResponse
+	rec.x = fakefault.Exchange{
+		Fault: rec.fault,
+		Rules: &faultRules,
+		Done:  s.Done(),
+		Decide: func() fakefault.Answer {
+			decided = decide()
+			rec.outcome = decided.outcome
+			return decided.answer()
+		},
+		Custom: func(after *fakefault.Answer) (fakefault.Answer, bool) {
+			return s.faultAnswer(rec.endpoint, full, after != nil, decided)
+		},
 	}
+	fakefault.Serve(w, r, &rec.x)
+}
 
-	res := decide()
-	rec.outcome = res.outcome
-
-	if fault != nil && fault.Phase == AfterGrant {
-		// The grant is already processed: whatever happens now, the token is consumed.
-		if !s.wait(r.Context(), fault.Delay, rec) {
-			panic(http.ErrAbortHandler)
+// faultAnswer builds the answers of the kinds only this fake knows. decided is the
+// grant's answer when after is true (AfterGrant faults).
+func (s *Server) faultAnswer(endpoint string, f Fault, after bool, decided tokenResponse) (fakefault.Answer, bool) {
+	switch f.Kind {
+	case FaultErrorIn200:
+		code := f.ErrorCode
+		if code == "" {
+			code = "server_error"
 		}
-		if fault.Kind != FaultLatency {
-			s.misbehave(w, r, *fault, &res, rec)
-			return
+		return tokenResponse{
+			status: http.StatusOK,
+			body:   map[string]any{"error": code, "error_description": "fakeoauth: injected error in 200"},
+		}.answer(), true
+	case FaultMissingAccessToken:
+		if endpoint == IntrospectionPath {
+			// The introspection analogue: a 200 without the required "active" member.
+			return tokenResponse{status: http.StatusOK, body: map[string]any{"token_type": "refresh_token"}}.answer(), true
 		}
+		body := map[string]any{"token_type": "Bearer", "expires_in": fakefault.CeilSeconds(s.opts.AccessLifetime)}
+		if after && decided.status == http.StatusOK {
+			for _, k := range []string{"refresh_token", "refresh_token_expires_in"} {
+				if v, ok := decided.body[k]; ok {
+					body[k] = v
+				}
+			}
+		}
+		return tokenResponse{status: http.StatusOK, body: body}.answer(), true
 	}
-	s.writeResponse(w, res, rec)
+	return fakefault.Answer{}, false
 }
 
 // grant authenticates the client and applies the refresh_token grant rules.
@@ -165,48 +179,39 @@ func (s *Server) grant(r *http.Request, rec *requestRecord) tokenResponse {
 		return errorResponse(http.StatusBadRequest, "invalid_request", "refresh_token is required")
 	}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	// From here on the provider acts on the token, whatever the outcome.
-	s.processed[presented]++
-	rt := s.refresh[presented]
-	if rt == nil {
+	// From here on the provider acts on the token, whatever the outcome. RFC 9700
+	// section 4.14.2: on reuse the server cannot tell the legitimate client from an
+	// attacker, so it revokes the whole family, the live successor included.
+	red := s.ledger.Redeem(presented, fakeledger.Policy{RevokeOnReuse: true, NoRotation: s.opts.NoRotation})
+	rec.family = red.Family
+	switch red.Outcome {
+	case fakeledger.Unknown:
 		return errorResponse(http.StatusBadRequest, "invalid_grant", "unknown refresh token")
-	}
-	rec.family = rt.family.name
-	switch {
-	case rt.used:
-		// RFC 9700 section 4.14.2: the server cannot tell the legitimate client from an
-		// attacker, so it revokes the whole family, the live successor included.
-		s.reuseDetections++
-		s.revokeLocked(rt.family)
+	case fakeledger.Reused:
 		res := errorResponse(http.StatusBadRequest, "invalid_grant", "refresh token was already used; token family revoked")
 		res.outcome = "reuse_detected"
 		return res
-	case rt.revoked:
+	case fakeledger.Revoked:
 		return errorResponse(http.StatusBadRequest, "invalid_grant", "refresh token revoked")
-	case s.expiredLocked(rt.expiresAt):
+	case fakeledger.Expired:
 		return errorResponse(http.StatusBadRequest, "invalid_grant", "refresh token expired")
 	}
 
-	f := rt.family
 	body := map[string]any{
-		"access_token": s.mintAccessLocked(f),
+		"access_token": red.Access,
 		"token_type":   "Bearer",
-		"expires_in":   ceilSeconds(s.opts.AccessLifetime),
+		"expires_in":   fakefault.CeilSeconds(s.opts.AccessLifetime),
 	}
 	if s.opts.NoRotation {
-		if !rt.expiresAt.IsZero() {
-			body["refresh_token_expires_in"] = ceilSeconds(rt.expiresAt.Sub(s.opts.Now()))
+		if !red.ExpiresAt.IsZero() {
+			body["refresh_token_expires_in"] = fakefault.CeilSeconds(red.ExpiresAt.Sub(s.opts.Now()))
 		}
 	} else {
-		rt.used = true
-		body["refresh_token"] = s.mintRefreshLocked(f)
+		body["refresh_token"] = red.Refresh
 		if s.opts.RefreshLifetime > 0 {
-			body["refresh_token_expires_in"] = ceilSeconds(s.opts.RefreshLifetime)
+			body["refresh_token_expires_in"] = fakefault.CeilSeconds(s.opts.RefreshLifetime)
 		}
 	}
-	s.refreshes++
 	return tokenResponse{status: http.StatusOK, body: body, outcome: "refreshed"}
 }
 
@@ -222,7 +227,6 @@ func (s *Server) introspect(r *http.Request, rec *requestRecord) tokenResponse {
 	if token == "" {
 		return errorResponse(http.StatusBadRequest, "invalid_request", "token is required")
 	}
-	inactive := tokenResponse{status: http.StatusOK, body: map[string]any{"active": false}, outcome: "inactive"}
 	active := func(tokenType string, expiresAt time.Time) tokenResponse {
 		body := map[string]any{"active": true, "token_type": tokenType}
 		if s.opts.ClientID != "" {
@@ -234,30 +238,20 @@ func (s *Server) introspect(r *http.Request, rec *requestRecord) tokenResponse {
 		return tokenResponse{status: http.StatusOK, body: body, outcome: "active"}
 	}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	// token_type_hint is ignored (section 2.1 allows it): both tables are searched, and
-	// token values never collide across them.
-	if rt := s.refresh[token]; rt != nil {
-		f := rt.family
-		rec.family = f.name
-		// Exactly the tokens a refresh grant would accept (see grant), plus "is the
-		// family's current one", which rotation already implies.
-		if rt.used || rt.revoked || f.revoked || f.live != token || s.expiredLocked(rt.expiresAt) {
-			return inactive
-		}
+	// token_type_hint is ignored (section 2.1 allows it): both kinds are searched, and
+	// token values never collide across them. A refresh token is active exactly when a
+	// refresh grant would accept it and it is its family's current one.
+	t := s.ledger.Inspect(token)
+	rec.family = t.Family
+	switch {
+	case t.Refresh && t.Active:
 		// RFC 7662 token_type nominally names an access token type; "refresh_token" makes
 		// the answer self-describing for the only thing tokenwarden asks about.
-		return active("refresh_token", rt.expiresAt)
+		return active("refresh_token", t.ExpiresAt)
+	case t.Access && t.Active:
+		return active("Bearer", t.ExpiresAt)
 	}
-	if at := s.access[token]; at != nil {
-		rec.family = at.family.name
-		if at.revoked || s.expiredLocked(at.expiresAt) {
-			return inactive
-		}
-		return active("Bearer", at.expiresAt)
-	}
-	return inactive
+	return tokenResponse{status: http.StatusOK, body: map[string]any{"active": false}, outcome: "inactive"}
 }
 
 // authenticateClient implements RFC 6749 section 2.3.1 for the one configured client.
@@ -289,133 +283,6 @@ func (s *Server) authenticateClient(r *http.Request) (tokenResponse, bool) {
 	return tokenResponse{}, true
 }
 
-// wait sleeps d unless the client leaves or the Server closes. It reports whether the
-// request should go on; when it should not, the caller drops it without an answer.
-func (s *Server) wait(ctx context.Context, d time.Duration, rec *requestRecord) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		rec.dropped = "client_gone"
-		return false
-	case <-s.done:
-		rec.dropped = "server_closed"
-		return false
-	}
-}
-
-// misbehave answers the request as fault f says. res is the grant's answer for
-// AfterGrant faults (nil for BeforeGrant ones).
-func (s *Server) misbehave(w http.ResponseWriter, r *http.Request, f Fault, res *tokenResponse, rec *requestRecord) {
-	switch f.Kind {
-	case FaultStatus:
-		status := f.Status
-		if status == 0 {
-			status = http.StatusServiceUnavailable
-		}
-		if f.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.FormatInt(ceilSeconds(f.RetryAfter), 10))
-		}
-		body := f.Body
-		if body == "" {
-			body = "fakeoauth: injected failure"
-		}
-		if body[0] == '{' {
-			w.Header().Set("Content-Type", "application/json")
-		} else {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		}
-		w.WriteHeader(status)
-		_, _ = w.Write([]byte(body))
-		rec.status = status
-	case FaultRateLimit:
-		if f.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.FormatInt(ceilSeconds(f.RetryAfter), 10))
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusTooManyRequests)
-		_, _ = w.Write([]byte("fakeoauth: rate limited"))
-		rec.status = http.StatusTooManyRequests
-	case FaultHang:
-		select {
-		case <-r.Context().Done():
-			rec.dropped = "client_gone"
-		case <-s.done:
-			rec.dropped = "server_closed"
-		}
-		// Returning normally would make net/http send an empty 200; drop the connection.
-		panic(http.ErrAbortHandler)
-	case FaultMalformedJSON:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte(`{"access_token": <html>not json</html>`))
-		rec.status = http.StatusOK
-	case FaultErrorIn200:
-		code := f.ErrorCode
-		if code == "" {
-			code = "server_error"
-		}
-		s.writeResponse(w, tokenResponse{
-			status: http.StatusOK,
-			body:   map[string]any{"error": code, "error_description": "fakeoauth: injected error in 200"},
-		}, rec)
-	case FaultMissingAccessToken:
-		if rec.endpoint == IntrospectionPath {
-			// The introspection analogue: a 200 without the required "active" member.
-			s.writeResponse(w, tokenResponse{status: http.StatusOK, body: map[string]any{"token_type": "refresh_token"}}, rec)
-			return
-		}
-		body := map[string]any{"token_type": "Bearer", "expires_in": ceilSeconds(s.opts.AccessLifetime)}
-		if res != nil && res.status == http.StatusOK {
-			for _, k := range []string{"refresh_token", "refresh_token_expires_in"} {
-				if v, ok := res.body[k]; ok {
-					body[k] = v
-				}
-			}
-		}
-		s.writeResponse(w, tokenResponse{status: http.StatusOK, body: body}, rec)
-	case FaultCloseConnection:
-		rec.dropped = "connection_reset"
-		resetConnection(w)
-	}
-}
-
-// resetConnection drops the client's connection without a response, with a TCP RST when
-// the connection allows it, so the client sees "connection reset by peer".
-func resetConnection(w http.ResponseWriter) {
-	hj, ok := w.(http.Hijacker)
-	if !ok {
-		panic(http.ErrAbortHandler) // HTTP/2: resets the stream
-	}
-	conn, _, err := hj.Hijack()
-	if err != nil {
-		panic(http.ErrAbortHandler)
-	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0)
-	}
-	_ = conn.Close()
-}
-
-func (s *Server) writeResponse(w http.ResponseWriter, res tokenResponse, rec *requestRecord) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	// RFC 6749 section 5.1: token responses must not be cached.
-	h.Set("Cache-Control", "no-store")
-	h.Set("Pragma", "no-cache")
-	if res.status == http.StatusUnauthorized && res.basic {
-		h.Set("WWW-Authenticate", `Basic realm="fakeoauth"`)
-	}
-	w.WriteHeader(res.status)
-	_ = json.NewEncoder(w).Encode(res.body)
-	rec.status = res.status
-}
-
 func (s *Server) logRequest(r *http.Request, rec *requestRecord, elapsed time.Duration) {
 	if s.opts.Logger == nil {
 		return
@@ -432,26 +299,7 @@ func (s *Server) logRequest(r *http.Request, rec *requestRecord, elapsed time.Du
 			slog.String("grant_type", r.PostForm.Get("grant_type")),
 			slog.String("refresh_token", Fingerprint(rec.presented)))
 	}
-	attrs = append(attrs,
-		slog.String("family", rec.family),
-		slog.Int("status", rec.status),
-		slog.String("outcome", rec.outcome),
-	)
-	if rec.fault != nil {
-		attrs = append(attrs, slog.String("fault", rec.fault.Kind.String()), slog.String("phase", rec.fault.Phase.String()))
-	}
-	if rec.dropped != "" {
-		attrs = append(attrs, slog.String("dropped", rec.dropped))
-	}
-	attrs = append(attrs, slog.Duration("elapsed", elapsed))
+	attrs = append(attrs, slog.String("family", rec.family))
+	attrs = append(attrs, rec.x.LogAttrs(rec.outcome, elapsed)...)
 	s.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, msg, attrs...)
-}
-
-// ceilSeconds renders a duration as whole seconds, rounded up, at least 1 for any
-// positive duration (a lifetime of "0" would read as "none").
-func ceilSeconds(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
-	}
-	return int64((d + time.Second - 1) / time.Second)
 }

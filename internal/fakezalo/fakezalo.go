@@ -68,20 +68,16 @@
 package fakezalo
 
 import (
-	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakefault"
+	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
 
 // Paths served, the same as Zalo's.
@@ -179,52 +175,17 @@ type Options struct {
 
 // Server is the fake. It is an http.Handler; all methods are safe for concurrent use.
 type Server struct {
+	fakefault.Lifecycle // Start, URL, Close, Serve
+	fakeledger.Counters // Presentations, Processed, Refreshes, Latest, RevokeFamily, ...
+
 	opts    Options
 	handler http.Handler
-	done    chan struct{}
+	faults  fakefault.Schedule[Fault]
+	ledger  *fakeledger.Ledger
 
-	closeOnce sync.Once
-	httpMu    sync.Mutex
-	http      *httptest.Server
-
-	mu       sync.Mutex
-	families map[string]*family
-	refresh  map[string]*refreshToken
-	access   map[string]*accessToken
-	codes    map[string]*authCode
-	faults   []*scheduledFault
-
-	requests        int
-	presentations   int
-	perToken        map[string]int
-	processed       map[string]int
-	reuseDetections int
-	refreshes       int
-	exchanges       int
-	inFlight        int
-	maxInFlight     int
-}
-
-type family struct {
-	name    string
-	kind    Kind
-	live    string // the current refresh token, "" when revoked
-	revoked bool
-	refresh []string
-	access  []string
-}
-
-type refreshToken struct {
-	family    *family
-	expiresAt time.Time // zero: never
-	used      bool
-	revoked   bool
-}
-
-type accessToken struct {
-	family    *family
-	expiresAt time.Time
-	revoked   bool
+	mu        sync.Mutex
+	codes     map[string]*authCode
+	exchanges int
 }
 
 type authCode struct {
@@ -250,15 +211,20 @@ func New(opts Options) *Server {
 		opts.Now = time.Now
 	}
 	s := &Server{
-		opts:      opts,
-		done:      make(chan struct{}),
-		families:  map[string]*family{},
-		refresh:   map[string]*refreshToken{},
-		access:    map[string]*accessToken{},
-		codes:     map[string]*authCode{},
-		perToken:  map[string]int{},
-		processed: map[string]int{},
+		opts: opts,
+		ledger: fakeledger.New(fakeledger.Options{
+			RefreshToken:    fakeledger.Prefixed(RefreshTokenPrefix),
+			AccessToken:     fakeledger.Prefixed(AccessTokenPrefix),
+			RefreshLifetime: opts.RefreshLifetime,
+			AccessLifetime:  opts.AccessLifetime,
+			Now:             opts.Now,
+			// Zalo invalidates the previous access token when it mints a new one.
+			RetireAccess: true,
+		}),
+		codes: map[string]*authCode{},
 	}
+	s.Counters = s.ledger.Counters
+	s.Name, s.Handler = "fakezalo", s
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+OATokenPath, func(w http.ResponseWriter, r *http.Request) { s.serveToken(w, r, OA) })
 	mux.HandleFunc("POST "+UserTokenPath, func(w http.ResponseWriter, r *http.Request) { s.serveToken(w, r, User) })
@@ -269,81 +235,15 @@ func New(opts Options) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// Start serves on a loopback listener and returns its base URL ("http://127.0.0.1:port"),
-// which is what provider.Config.BaseURL takes. Close stops it.
-func (s *Server) Start() (baseURL string) {
-	s.httpMu.Lock()
-	defer s.httpMu.Unlock()
-	if s.http == nil {
-		s.http = httptest.NewServer(s)
-	}
-	return s.http.URL
-}
-
-// URL returns the base URL Start opened, or "" before Start.
-func (s *Server) URL() string {
-	s.httpMu.Lock()
-	defer s.httpMu.Unlock()
-	if s.http == nil {
-		return ""
-	}
-	return s.http.URL
-}
-
-// Close releases requests held by Hang or Latency faults and, if Start was used, shuts
-// the listener down. It is idempotent.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.done) })
-	s.httpMu.Lock()
-	hs := s.http
-	s.httpMu.Unlock()
-	if hs != nil {
-		hs.Close()
-	}
-}
-
-// Serve answers requests on ln until ctx is done, then shuts down (at most 5 seconds).
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("fakezalo: serving %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	s.closeOnce.Do(func() { close(s.done) })
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := hs.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("fakezalo: shutting down %s: %w", ln.Addr(), err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("fakezalo: serving %s: %w", ln.Addr(), err)
-	}
-	return nil
-}
-
 // SeedOA starts an Official Account family afresh and returns its first refresh token.
 // Seeding an existing family is a re-authorization: its earlier tokens are revoked.
-func (s *Server) SeedOA(familyName string) (refreshToken string) { return s.seed(OA, familyName) }
-
-// SeedUser is SeedOA for a user-token family.
-func (s *Server) SeedUser(familyName string) (refreshToken string) { return s.seed(User, familyName) }
-
-func (s *Server) seed(kind Kind, familyName string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.mintRefreshLocked(s.newFamilyLocked(kind, familyName))
+func (s *Server) SeedOA(familyName string) (refreshToken string) {
+	return s.ledger.Seed(familyName, int(OA))
 }
 
-func (s *Server) newFamilyLocked(kind Kind, familyName string) *family {
-	if old, ok := s.families[familyName]; ok {
-		s.revokeLocked(old)
-	}
-	f := &family{name: familyName, kind: kind}
-	s.families[familyName] = f
-	return f
+// SeedUser is SeedOA for a user-token family.
+func (s *Server) SeedUser(familyName string) (refreshToken string) {
+	return s.ledger.Seed(familyName, int(User))
 }
 
 // IssueCode returns an authorization code, as Zalo's permission page would after the
@@ -353,7 +253,7 @@ func (s *Server) newFamilyLocked(kind Kind, familyName string) *family {
 func (s *Server) IssueCode(kind Kind, familyName, codeChallenge string) (code string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	code = CodePrefix + randomString()
+	code = CodePrefix + fakeledger.RandomString()
 	s.codes[code] = &authCode{family: familyName, kind: kind, challenge: codeChallenge,
 		expiresAt: s.opts.Now().Add(s.opts.CodeLifetime)}
 	return code
@@ -366,76 +266,9 @@ func CodeChallenge(verifier string) string {
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
-// RevokeFamily revokes every token of the family, as when the OA admin or user removes
-// the app's authorization. It reports whether the family existed. It is not reuse.
-func (s *Server) RevokeFamily(familyName string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.families[familyName]
-	if ok {
-		s.revokeLocked(f)
-	}
-	return ok
-}
-
 // Requests returns how many requests reached a token path.
 func (s *Server) Requests() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.requests
-}
-
-// TotalPresentations returns how many requests carried a refresh token, any token.
-func (s *Server) TotalPresentations() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.presentations
-}
-
-// Presentations returns how many requests carried this refresh token value.
-func (s *Server) Presentations(refreshToken string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.perToken[refreshToken]
-}
-
-// MaxPresentations returns the highest Presentations over all refresh tokens ever
-// presented, or 0. A correct client without before-faults keeps it at 1.
-func (s *Server) MaxPresentations() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := 0
-	for _, n := range s.perToken {
-		m = max(m, n)
-	}
-	return m
-}
-
-// Processed returns how many times the grant logic acted on this refresh token value.
-func (s *Server) Processed(refreshToken string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.processed[refreshToken]
-}
-
-// MaxProcessed returns the highest Processed over all refresh tokens, or 0. Above 1
-// means Zalo saw a token twice, which is reuse.
-func (s *Server) MaxProcessed() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m := 0
-	for _, n := range s.processed {
-		m = max(m, n)
-	}
-	return m
-}
-
-// Refreshes returns how many refresh grants succeeded (the token was consumed),
-// including those whose answer an AfterGrant fault replaced.
-func (s *Server) Refreshes() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.refreshes
+	return s.ledger.Requests(OATokenPath) + s.ledger.Requests(UserTokenPath)
 }
 
 // Exchanges returns how many authorization codes were successfully exchanged.
@@ -445,116 +278,11 @@ func (s *Server) Exchanges() int {
 	return s.exchanges
 }
 
-// ReuseDetections returns how many times a used refresh token was presented.
-func (s *Server) ReuseDetections() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.reuseDetections
-}
-
-// InFlight returns how many requests are being handled right now.
-func (s *Server) InFlight() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.inFlight
-}
-
-// MaxConcurrent returns the most requests ever in flight at once.
-func (s *Server) MaxConcurrent() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.maxInFlight
-}
-
-// Latest returns the family's live refresh token. ok is false if the family is
-// unknown or revoked, or its live token has expired.
-func (s *Server) Latest(familyName string) (refreshToken string, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, found := s.families[familyName]
-	if !found || f.revoked || f.live == "" {
-		return "", false
-	}
-	if rt := s.refresh[f.live]; rt == nil || s.expiredLocked(rt.expiresAt) {
-		return "", false
-	}
-	return f.live, true
-}
-
-// Revoked reports whether the family is revoked.
-func (s *Server) Revoked(familyName string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.families[familyName]
-	return ok && f.revoked
-}
-
 // ValidAccessToken reports whether token was issued here, is its family's newest,
 // unexpired, and not revoked.
-func (s *Server) ValidAccessToken(token string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	at, ok := s.access[token]
-	return ok && !at.revoked && !s.expiredLocked(at.expiresAt)
-}
+func (s *Server) ValidAccessToken(token string) bool { return s.ledger.ValidAccessToken(token) }
 
 // Fingerprint is a short, non-reversible name for a token, safe to log.
 func Fingerprint(token string) string {
-	if token == "" {
-		return "-"
-	}
-	sum := sha256.Sum256([]byte(token))
-	prefix := ""
-	for _, p := range []string{RefreshTokenPrefix, AccessTokenPrefix, CodePrefix} {
-		if strings.HasPrefix(token, p) && len(token) > len(p) {
-			prefix = p
-		}
-	}
-	return prefix + hex.EncodeToString(sum[:6])
-}
-
-func (s *Server) expiredLocked(expiresAt time.Time) bool {
-	return !expiresAt.IsZero() && !s.opts.Now().Before(expiresAt)
-}
-
-func (s *Server) revokeLocked(f *family) {
-	f.revoked = true
-	f.live = ""
-	for _, t := range f.refresh {
-		s.refresh[t].revoked = true
-	}
-	for _, t := range f.access {
-		s.access[t].revoked = true
-	}
-}
-
-func (s *Server) mintRefreshLocked(f *family) string {
-	t := RefreshTokenPrefix + randomString()
-	rt := &refreshToken{family: f}
-	if s.opts.RefreshLifetime > 0 {
-		rt.expiresAt = s.opts.Now().Add(s.opts.RefreshLifetime)
-	}
-	s.refresh[t] = rt
-	f.refresh = append(f.refresh, t)
-	f.live = t
-	return t
-}
-
-// mintAccessLocked issues a new access token and retires the family's earlier ones.
-func (s *Server) mintAccessLocked(f *family) string {
-	for _, old := range f.access {
-		s.access[old].revoked = true
-	}
-	t := AccessTokenPrefix + randomString()
-	s.access[t] = &accessToken{family: f, expiresAt: s.opts.Now().Add(s.opts.AccessLifetime)}
-	f.access = append(f.access, t)
-	return t
-}
-
-// randomString returns 256 bits from crypto/rand, base64url without padding, the
-// alphabet Zalo tokens use.
-func randomString() string {
-	var b [32]byte
-	rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	return fakeledger.Fingerprint(token, RefreshTokenPrefix, AccessTokenPrefix, CodePrefix)
 }

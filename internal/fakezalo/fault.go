@@ -1,76 +1,49 @@
 package fakezalo
 
 import (
-	"fmt"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakefault"
 )
 
-// FaultKind says how a faulty request misbehaves.
-type FaultKind int
+// FaultKind says how a faulty request misbehaves (the kinds shared by the fakes, see
+// fakefault).
+type FaultKind = fakefault.Kind
 
 const (
 	// FaultLatency waits Fault.Delay, then answers normally.
-	FaultLatency FaultKind = iota + 1
+	FaultLatency = fakefault.Latency
 	// FaultStatus answers HTTP Fault.Status (default 502) with Fault.Body (default a
 	// short text) and Retry-After when Fault.RetryAfter is positive.
-	FaultStatus
+	FaultStatus = fakefault.Status
 	// FaultErrorIn200 answers HTTP 200 with Zalo's error shape: Fault.ErrorCode (default
 	// -32, Zalo's request-limit code) and Fault.ErrorName.
-	FaultErrorIn200
+	FaultErrorIn200 = fakefault.ErrorIn200
 	// FaultMalformedJSON answers 200 with a body that is not JSON.
-	FaultMalformedJSON
+	FaultMalformedJSON = fakefault.MalformedJSON
 	// FaultEmptyBody answers 200 with an empty body.
-	FaultEmptyBody
+	FaultEmptyBody = fakefault.EmptyBody
 	// FaultMissingAccessToken answers 200 with a token answer lacking access_token. In
 	// AfterGrant phase it still carries the newly minted refresh_token.
-	FaultMissingAccessToken
+	FaultMissingAccessToken = fakefault.MissingToken
 	// FaultHang never answers: the request blocks until the client gives up or the
 	// Server closes, then the connection is dropped.
-	FaultHang
+	FaultHang = fakefault.Hang
 	// FaultCloseConnection resets the connection without an answer.
-	FaultCloseConnection
+	FaultCloseConnection = fakefault.CloseConnection
 )
 
-func (k FaultKind) String() string {
-	switch k {
-	case FaultLatency:
-		return "latency"
-	case FaultStatus:
-		return "status"
-	case FaultErrorIn200:
-		return "error_in_200"
-	case FaultMalformedJSON:
-		return "malformed_json"
-	case FaultEmptyBody:
-		return "empty_body"
-	case FaultMissingAccessToken:
-		return "missing_access_token"
-	case FaultHang:
-		return "hang"
-	case FaultCloseConnection:
-		return "close_connection"
-	}
-	return fmt.Sprintf("FaultKind(%d)", int(k))
-}
-
 // Phase says whether a fault strikes before or after the grant is processed.
-type Phase int
+type Phase = fakefault.Phase
 
 const (
 	// BeforeGrant faults act without looking at the grant: nothing is consumed, and the
 	// request is not Processed. The zero value.
-	BeforeGrant Phase = iota
+	BeforeGrant = fakefault.BeforeGrant
 	// AfterGrant faults let the grant be processed (the token or code is consumed and
 	// successors minted) and then replace the answer.
-	AfterGrant
+	AfterGrant = fakefault.AfterGrant
 )
-
-func (p Phase) String() string {
-	if p == AfterGrant {
-		return "after_grant"
-	}
-	return "before_grant"
-}
 
 // DefaultFaultErrorCode is FaultErrorIn200's code when Fault.ErrorCode is 0.
 const DefaultFaultErrorCode = -32
@@ -97,55 +70,23 @@ type Fault struct {
 	ErrorName string
 }
 
-type scheduledFault struct {
-	Fault
-	remaining int
+var faultRules = fakefault.Rules{
+	Name:       "fakezalo",
+	Paths:      []string{OATokenPath, UserTokenPath},
+	StatusCode: 502,
+	Kinds: []fakefault.Kind{FaultLatency, FaultStatus, FaultErrorIn200, FaultMalformedJSON, FaultEmptyBody,
+		FaultMissingAccessToken, FaultHang, FaultCloseConnection},
 }
 
 // InjectFault appends f to the schedule. It panics on an unknown Kind, Phase or Path,
 // which is a bug in the calling test.
 func (s *Server) InjectFault(f Fault) {
-	if f.Kind < FaultLatency || f.Kind > FaultCloseConnection {
-		panic(fmt.Sprintf("fakezalo: InjectFault: unknown fault kind %v", f.Kind))
-	}
-	if f.Phase != BeforeGrant && f.Phase != AfterGrant {
-		panic(fmt.Sprintf("fakezalo: InjectFault: unknown phase %d", int(f.Phase)))
-	}
-	if f.Path != "" && f.Path != OATokenPath && f.Path != UserTokenPath {
-		panic(fmt.Sprintf("fakezalo: InjectFault: unknown path %q", f.Path))
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, &scheduledFault{Fault: f, remaining: f.Count})
+	s.faults.Inject(&faultRules, fakefault.Fault{Kind: f.Kind, Phase: f.Phase, Path: f.Path, Count: f.Count,
+		Delay: f.Delay, Status: f.Status, Body: f.Body, RetryAfter: f.RetryAfter}, f)
 }
 
 // ClearFaults empties the schedule. Requests already assigned a fault keep it.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-}
+func (s *Server) ClearFaults() { s.faults.Clear() }
 
 // PendingFaults returns how many faults are still scheduled.
-func (s *Server) PendingFaults() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.faults)
-}
-
-func (s *Server) takeFaultLocked(path string) *Fault {
-	for i, sf := range s.faults {
-		if sf.Path != "" && sf.Path != path {
-			continue
-		}
-		f := sf.Fault
-		if sf.Count > 0 {
-			sf.remaining--
-			if sf.remaining <= 0 {
-				s.faults = append(s.faults[:i:i], s.faults[i+1:]...)
-			}
-		}
-		return &f
-	}
-	return nil
-}
+func (s *Server) PendingFaults() int { return s.faults.Pending() }

@@ -1,15 +1,15 @@
 package fakezalo
 
 import (
-	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"log/slog"
 	"mime"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/fakefault"
+	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
 
 // maxFormBytes bounds a request body; real ones are a few hundred bytes.
@@ -41,10 +41,8 @@ type requestRecord struct {
 	grantType string
 	presented string
 	family    string
-	fault     *Fault
-	status    int
 	outcome   string
-	dropped   string
+	x         fakefault.Exchange // status sent, or why none was
 }
 
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, kind Kind) {
@@ -54,65 +52,62 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, kind Kind) {
 	mediaType, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	presented := r.PostForm.Get("refresh_token")
 
-	s.mu.Lock()
-	s.requests++
-	if presented != "" {
-		s.presentations++
-		s.perToken[presented]++
-	}
-	s.inFlight++
-	s.maxInFlight = max(s.maxInFlight, s.inFlight)
-	fault := s.takeFaultLocked(kind.Path())
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.inFlight--
-		s.mu.Unlock()
-	}()
+	var fault *fakefault.Fault
+	var full Fault
+	leave := s.ledger.Arrive(kind.Path(), presented, func() { fault, full = s.faults.Take(kind.Path()) })
+	defer leave()
 
-	rec := &requestRecord{path: kind.Path(), grantType: r.PostForm.Get("grant_type"), presented: presented, fault: fault, outcome: "not_processed"}
+	rec := &requestRecord{path: kind.Path(), grantType: r.PostForm.Get("grant_type"), presented: presented, outcome: "not_processed"}
 	defer func() { s.logRequest(r, rec, time.Since(started)) }()
 
-	s.serveWithFaults(w, r, fault, rec, func() answer {
-		switch {
-		case mediaType != "application/x-www-form-urlencoded" || formErr != nil:
-			return zaloError(ErrInvalidParameter, "Invalid parameter", "body must be an application/x-www-form-urlencoded form")
-		default:
-			return s.grant(r, kind, rec)
-		}
-	})
+	var decided answer
+	rec.x = fakefault.Exchange{
+		Fault: fault,
+		Rules: &faultRules,
+		Done:  s.Done(),
+		Decide: func() fakefault.Answer {
+			switch {
+			case mediaType != "application/x-www-form-urlencoded" || formErr != nil:
+				decided = zaloError(ErrInvalidParameter, "Invalid parameter", "body must be an application/x-www-form-urlencoded form")
+			default:
+				decided = s.grant(r, kind, rec)
+			}
+			rec.outcome = decided.outcome
+			return fakefault.JSON(http.StatusOK, decided.body)
+		},
+		Custom: func(after *fakefault.Answer) (fakefault.Answer, bool) {
+			return s.faultAnswer(full, after != nil && decided.ok, decided)
+		},
+	}
+	fakefault.Serve(w, r, &rec.x)
 }
 
-// serveWithFaults runs decide between the two phases of fault and answers. A dropped
-// request ends in panic(http.ErrAbortHandler), which closes the connection unanswered.
-func (s *Server) serveWithFaults(w http.ResponseWriter, r *http.Request, fault *Fault, rec *requestRecord, decide func() answer) {
-	if fault != nil && fault.Phase == BeforeGrant {
-		if !s.wait(r.Context(), fault.Delay, rec) {
-			panic(http.ErrAbortHandler)
+// faultAnswer builds the answers of the kinds only this fake knows. granted says an
+// AfterGrant fault follows a successful grant, whose answer is decided.
+func (s *Server) faultAnswer(f Fault, granted bool, decided answer) (fakefault.Answer, bool) {
+	switch f.Kind {
+	case FaultErrorIn200:
+		code := f.ErrorCode
+		if code == 0 {
+			code = DefaultFaultErrorCode
 		}
-		if fault.Kind != FaultLatency {
-			s.misbehave(w, r, *fault, nil, rec)
-			return
+		name := f.ErrorName
+		if name == "" {
+			name = "fakezalo: injected error"
 		}
-		// The timer and the client's departure may be ready together; a client gone
-		// before the grant must leave its token untouched.
-		if r.Context().Err() != nil {
-			rec.dropped = "client_gone"
-			panic(http.ErrAbortHandler)
+		return fakefault.JSON(http.StatusOK, zaloError(code, name, "injected by fakezalo").body), true
+	case FaultMissingAccessToken:
+		body := map[string]any{"expires_in": s.lifetime(s.opts.AccessLifetime)}
+		if granted {
+			for _, k := range []string{"refresh_token", "refresh_token_expires_in"} {
+				if v, ok := decided.body[k]; ok {
+					body[k] = v
+				}
+			}
 		}
+		return fakefault.JSON(http.StatusOK, body), true
 	}
-	res := decide()
-	rec.outcome = res.outcome
-	if fault != nil && fault.Phase == AfterGrant {
-		if !s.wait(r.Context(), fault.Delay, rec) {
-			panic(http.ErrAbortHandler)
-		}
-		if fault.Kind != FaultLatency {
-			s.misbehave(w, r, *fault, &res, rec)
-			return
-		}
-	}
-	s.write(w, http.StatusOK, res.body, rec)
+	return fakefault.Answer{}, false
 }
 
 // grant checks the app and dispatches on grant_type.
@@ -143,31 +138,23 @@ func (s *Server) refreshGrant(r *http.Request, kind Kind, rec *requestRecord) an
 	}
 	invalid := func(why string) answer { return zaloError(ErrInvalidRefreshToken, "Invalid refresh token", why) }
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.processed[presented]++
-	rt := s.refresh[presented]
-	if rt == nil || rt.family.kind != kind {
+	// A token of the other kind is unknown on this path. Whether Zalo revokes the
+	// family on reuse is not documented: only with Options.RevokeOnReuse.
+	red := s.ledger.Redeem(presented, fakeledger.Policy{Kind: int(kind), RevokeOnReuse: s.opts.RevokeOnReuse})
+	rec.family = red.Family
+	switch red.Outcome {
+	case fakeledger.Unknown:
 		return invalid("refresh token is unknown")
-	}
-	rec.family = rt.family.name
-	switch {
-	case rt.used:
-		s.reuseDetections++
-		if s.opts.RevokeOnReuse {
-			s.revokeLocked(rt.family)
-		}
+	case fakeledger.Reused:
 		res := invalid("refresh token was already used")
 		res.outcome = "reuse_detected"
 		return res
-	case rt.revoked:
+	case fakeledger.Revoked:
 		return invalid("refresh token was revoked")
-	case s.expiredLocked(rt.expiresAt):
+	case fakeledger.Expired:
 		return invalid("refresh token has expired")
 	}
-	rt.used = true
-	s.refreshes++
-	return s.tokensLocked(rt.family, "refreshed")
+	return s.tokens(red.Access, red.Refresh, "refreshed")
 }
 
 func (s *Server) codeGrant(r *http.Request, kind Kind, rec *requestRecord) answer {
@@ -187,7 +174,7 @@ func (s *Server) codeGrant(r *http.Request, kind Kind, rec *requestRecord) answe
 	switch {
 	case c.used:
 		return invalid("authorization code was already used")
-	case s.expiredLocked(c.expiresAt):
+	case !s.opts.Now().Before(c.expiresAt):
 		return invalid("authorization code has expired")
 	}
 	c.used = true // a failed verifier check burns the code too
@@ -195,14 +182,15 @@ func (s *Server) codeGrant(r *http.Request, kind Kind, rec *requestRecord) answe
 		return invalid("code_verifier does not match the code_challenge")
 	}
 	s.exchanges++
-	return s.tokensLocked(s.newFamilyLocked(kind, c.family), "exchanged")
+	access, refresh := s.ledger.Start(c.family, int(kind))
+	return s.tokens(access, refresh, "exchanged")
 }
 
-// tokensLocked mints a new access and refresh token for f and builds the answer.
-func (s *Server) tokensLocked(f *family, outcome string) answer {
+// tokens builds the answer carrying a new access and refresh token.
+func (s *Server) tokens(access, refresh, outcome string) answer {
 	body := map[string]any{
-		"access_token":  s.mintAccessLocked(f),
-		"refresh_token": s.mintRefreshLocked(f),
+		"access_token":  access,
+		"refresh_token": refresh,
 		"expires_in":    s.lifetime(s.opts.AccessLifetime),
 	}
 	if s.opts.SendRefreshTokenExpiresIn && s.opts.RefreshLifetime > 0 {
@@ -221,112 +209,6 @@ func (s *Server) lifetime(d time.Duration) any {
 	return secs
 }
 
-// wait sleeps d unless the client leaves or the Server closes; it reports whether the
-// request should go on.
-func (s *Server) wait(ctx context.Context, d time.Duration, rec *requestRecord) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		rec.dropped = "client_gone"
-		return false
-	case <-s.done:
-		rec.dropped = "server_closed"
-		return false
-	}
-}
-
-// misbehave answers as f says. res is the grant's answer for AfterGrant faults.
-func (s *Server) misbehave(w http.ResponseWriter, r *http.Request, f Fault, res *answer, rec *requestRecord) {
-	switch f.Kind {
-	case FaultStatus:
-		status := f.Status
-		if status == 0 {
-			status = http.StatusBadGateway
-		}
-		if f.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.FormatInt(int64((f.RetryAfter+time.Second-1)/time.Second), 10))
-		}
-		body := f.Body
-		if body == "" {
-			body = "fakezalo: injected failure"
-		}
-		if body[0] == '{' {
-			w.Header().Set("Content-Type", "application/json")
-		} else {
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		}
-		w.WriteHeader(status)
-		_, _ = w.Write([]byte(body))
-		rec.status = status
-	case FaultErrorIn200:
-		code := f.ErrorCode
-		if code == 0 {
-			code = DefaultFaultErrorCode
-		}
-		name := f.ErrorName
-		if name == "" {
-			name = "fakezalo: injected error"
-		}
-		s.write(w, http.StatusOK, zaloError(code, name, "injected by fakezalo").body, rec)
-	case FaultMalformedJSON:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte(`{"access_token": <html>not json</html>`))
-		rec.status = http.StatusOK
-	case FaultEmptyBody:
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		rec.status = http.StatusOK
-	case FaultMissingAccessToken:
-		body := map[string]any{"expires_in": s.lifetime(s.opts.AccessLifetime)}
-		if res != nil && res.ok {
-			for _, k := range []string{"refresh_token", "refresh_token_expires_in"} {
-				if v, ok := res.body[k]; ok {
-					body[k] = v
-				}
-			}
-		}
-		s.write(w, http.StatusOK, body, rec)
-	case FaultHang:
-		select {
-		case <-r.Context().Done():
-			rec.dropped = "client_gone"
-		case <-s.done:
-			rec.dropped = "server_closed"
-		}
-		panic(http.ErrAbortHandler)
-	case FaultCloseConnection:
-		rec.dropped = "connection_reset"
-		hj, ok := w.(http.Hijacker)
-		if !ok {
-			panic(http.ErrAbortHandler)
-		}
-		conn, _, err := hj.Hijack()
-		if err != nil {
-			panic(http.ErrAbortHandler)
-		}
-		if tc, ok := conn.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0)
-		}
-		_ = conn.Close()
-	}
-}
-
-func (s *Server) write(w http.ResponseWriter, status int, body map[string]any, rec *requestRecord) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(body)
-	rec.status = status
-}
-
 func (s *Server) logRequest(r *http.Request, rec *requestRecord, elapsed time.Duration) {
 	if s.opts.Logger == nil {
 		return
@@ -337,15 +219,7 @@ func (s *Server) logRequest(r *http.Request, rec *requestRecord, elapsed time.Du
 		slog.String("grant_type", rec.grantType),
 		slog.String("refresh_token", Fingerprint(rec.presented)),
 		slog.String("family", rec.family),
-		slog.Int("status", rec.status),
-		slog.String("outcome", rec.outcome),
 	}
-	if rec.fault != nil {
-		attrs = append(attrs, slog.String("fault", rec.fault.Kind.String()), slog.String("phase", rec.fault.Phase.String()))
-	}
-	if rec.dropped != "" {
-		attrs = append(attrs, slog.String("dropped", rec.dropped))
-	}
-	attrs = append(attrs, slog.Duration("elapsed", elapsed))
+	attrs = append(attrs, rec.x.LogAttrs(rec.outcome, elapsed)...)
 	s.opts.Logger.LogAttrs(r.Context(), slog.LevelInfo, "zalo token request", attrs...)
 }

@@ -41,19 +41,18 @@ package fakezogo
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"mime"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/fakefault"
+	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
 
 // Endpoint paths.
@@ -106,47 +105,29 @@ type Options struct {
 	Now func() time.Time
 }
 
+var faultRules = fakefault.Rules{
+	Name:        "fake",
+	DefaultPath: RefreshPath,
+	Paths:       []string{RefreshPath, LoginPath},
+	Kinds: []fakefault.Kind{FaultLatency, FaultStatus, FaultRateLimit, FaultHang, FaultMalformedJSON,
+		FaultCloseConnection, FaultMissingAccessToken},
+	QuotedJSON: true,
+}
+
 // Server is the fake. All methods are safe for concurrent use.
 type Server struct {
+	fakefault.Lifecycle // Start, URL, Close, Serve
+	fakeledger.Counters // Presentations, Processed, Refreshes, Latest, RevokeFamily, ...
+
 	opts   Options
 	mux    *http.ServeMux
-	faults fakefault.Schedule
-	done   chan struct{}
+	faults fakefault.Schedule[Fault]
+	ledger *fakeledger.Ledger
 
-	closeOnce sync.Once
-	httpMu    sync.Mutex
-	http      *httptest.Server
-
-	mu       sync.Mutex
-	users    map[string]string
-	families map[string][]*family // by name, oldest first
-	refresh  map[string]*refreshToken
-	access   map[string]*accessToken
-
-	requests, loginRequests int
-	presentations           int
-	perToken, processed     map[string]int
-	refreshes, reuse        int
-	logins, loginFailures   int
-	passwordPresentations   map[string]int
-}
-
-type family struct {
-	name    string
-	live    string
-	revoked bool
-	tokens  []string // refresh and access
-}
-
-type refreshToken struct {
-	family    *family
-	expiresAt time.Time
-	used      bool
-}
-
-type accessToken struct {
-	family    *family
-	expiresAt time.Time
+	mu                    sync.Mutex
+	users                 map[string]string
+	logins, loginFailures int
+	passwordPresentations map[string]int
 }
 
 // New returns a Server; it does not listen until Start.
@@ -157,12 +138,25 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{
-		opts: opts, done: make(chan struct{}),
-		users: map[string]string{}, families: map[string][]*family{},
-		refresh: map[string]*refreshToken{}, access: map[string]*accessToken{},
-		perToken: map[string]int{}, processed: map[string]int{}, passwordPresentations: map[string]int{},
+	accessLifetime := opts.AccessLifetime
+	if opts.OmitExpiresIn {
+		accessLifetime = 0 // long-lived: never expires
 	}
+	s := &Server{
+		opts: opts,
+		ledger: fakeledger.New(fakeledger.Options{
+			RefreshToken:    func() string { return RefreshTokenPrefix + randomHex(40) },
+			AccessToken:     func() string { return AccessTokenPrefix + randomHex(32) },
+			RefreshLifetime: opts.RefreshLifetime,
+			AccessLifetime:  accessLifetime,
+			Now:             opts.Now,
+			// Each login is a new family; earlier ones stay valid (Laravel Passport).
+			KeepFamilies: true,
+		}),
+		users: map[string]string{}, passwordPresentations: map[string]int{},
+	}
+	s.Counters = s.ledger.Counters
+	s.Name, s.Handler = "fakezogo", s
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("POST "+LoginPath, s.serveLogin)
 	s.mux.HandleFunc("POST "+RefreshPath, s.serveRefresh)
@@ -171,37 +165,6 @@ func New(opts Options) *Server {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
-
-// Start serves on loopback and returns the base URL (config.base_url).
-func (s *Server) Start() string {
-	s.httpMu.Lock()
-	defer s.httpMu.Unlock()
-	if s.http == nil {
-		s.http = httptest.NewServer(s)
-	}
-	return s.http.URL
-}
-
-// URL is the base URL after Start, or "".
-func (s *Server) URL() string {
-	s.httpMu.Lock()
-	defer s.httpMu.Unlock()
-	if s.http == nil {
-		return ""
-	}
-	return s.http.URL
-}
-
-// Close releases hanging requests and stops the listener. Idempotent.
-func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.done) })
-	s.httpMu.Lock()
-	hs := s.http
-	s.httpMu.Unlock()
-	if hs != nil {
-		hs.Close()
-	}
-}
 
 // AddUser registers (or replaces) a Zogo account.
 func (s *Server) AddUser(username, password string) {
@@ -212,80 +175,14 @@ func (s *Server) AddUser(username, password string) {
 
 // Seed starts a new family named name, as a login would, without counting a login, and
 // returns its refresh token. Earlier families of that name stay valid.
-func (s *Server) Seed(name string) (refreshToken string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f := &family{name: name}
-	s.families[name] = append(s.families[name], f)
-	return s.mintRefreshLocked(f)
-}
-
-// RevokeFamily revokes every token of every family named name. It reports whether one
-// existed. It is not counted as reuse.
-func (s *Server) RevokeFamily(name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, f := range s.families[name] {
-		f.revoked, f.live = true, ""
-	}
-	return len(s.families[name]) > 0
-}
-
-// Revoked reports whether the newest family named name is revoked.
-func (s *Server) Revoked(name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fs := s.families[name]
-	return len(fs) > 0 && fs[len(fs)-1].revoked
-}
-
-// Latest returns the live refresh token of the newest family named name.
-func (s *Server) Latest(name string) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fs := s.families[name]
-	if len(fs) == 0 {
-		return "", false
-	}
-	f := fs[len(fs)-1]
-	if f.revoked || f.live == "" || s.expiredLocked(s.refresh[f.live].expiresAt) {
-		return "", false
-	}
-	return f.live, true
-}
+func (s *Server) Seed(name string) (refreshToken string) { return s.ledger.Seed(name, 0) }
 
 // ValidAccessToken reports whether token was issued here, is unexpired and unrevoked.
-func (s *Server) ValidAccessToken(token string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	at, ok := s.access[token]
-	return ok && !at.family.revoked && !s.expiredLocked(at.expiresAt)
-}
+func (s *Server) ValidAccessToken(token string) bool { return s.ledger.ValidAccessToken(token) }
 
 // Requests counts refresh_token requests; LoginRequests counts login requests.
-func (s *Server) Requests() int      { return s.count(func() int { return s.requests }) }
-func (s *Server) LoginRequests() int { return s.count(func() int { return s.loginRequests }) }
-
-// TotalPresentations counts refresh requests that carried any refresh token.
-func (s *Server) TotalPresentations() int { return s.count(func() int { return s.presentations }) }
-
-// Presentations counts requests that carried this refresh token.
-func (s *Server) Presentations(rt string) int { return s.count(func() int { return s.perToken[rt] }) }
-
-// MaxPresentations is the highest Presentations over all tokens.
-func (s *Server) MaxPresentations() int { return s.count(func() int { return maxOf(s.perToken) }) }
-
-// Processed counts how often the refresh logic looked this token up.
-func (s *Server) Processed(rt string) int { return s.count(func() int { return s.processed[rt] }) }
-
-// MaxProcessed is the highest Processed over all tokens.
-func (s *Server) MaxProcessed() int { return s.count(func() int { return maxOf(s.processed) }) }
-
-// Refreshes counts successful refreshes (tokens consumed), AfterGrant faults included.
-func (s *Server) Refreshes() int { return s.count(func() int { return s.refreshes }) }
-
-// ReuseDetections counts presentations of used refresh tokens.
-func (s *Server) ReuseDetections() int { return s.count(func() int { return s.reuse }) }
+func (s *Server) Requests() int      { return s.ledger.Requests(RefreshPath) }
+func (s *Server) LoginRequests() int { return s.ledger.Requests(LoginPath) }
 
 // Logins counts successful logins; LoginFailures rejected ones (client or password).
 func (s *Server) Logins() int        { return s.count(func() int { return s.logins }) }
@@ -297,60 +194,19 @@ func (s *Server) PasswordPresentations(username string) int {
 }
 
 // InjectFault schedules f (Path "" = RefreshPath, or LoginPath).
-func (s *Server) InjectFault(f Fault) { s.faults.Inject(f, RefreshPath, RefreshPath, LoginPath) }
+func (s *Server) InjectFault(f Fault) { s.faults.Inject(&faultRules, f, f) }
 
 // ClearFaults empties the schedule; PendingFaults counts what is left.
 func (s *Server) ClearFaults()       { s.faults.Clear() }
 func (s *Server) PendingFaults() int { return s.faults.Pending() }
 
 // Fingerprint is a short non-reversible name for a token, safe to log.
-func Fingerprint(token string) string {
-	if token == "" {
-		return "-"
-	}
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:6])
-}
+func Fingerprint(token string) string { return fakeledger.Fingerprint(token) }
 
 func (s *Server) count(f func() int) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return f()
-}
-
-func maxOf(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n = max(n, v)
-	}
-	return n
-}
-
-func (s *Server) expiredLocked(t time.Time) bool {
-	return !t.IsZero() && !s.opts.Now().Before(t)
-}
-
-func (s *Server) mintRefreshLocked(f *family) string {
-	t := RefreshTokenPrefix + randomHex(40)
-	rt := &refreshToken{family: f}
-	if s.opts.RefreshLifetime > 0 {
-		rt.expiresAt = s.opts.Now().Add(s.opts.RefreshLifetime)
-	}
-	s.refresh[t] = rt
-	f.live = t
-	f.tokens = append(f.tokens, t)
-	return t
-}
-
-func (s *Server) mintAccessLocked(f *family) string {
-	t := AccessTokenPrefix + randomHex(32)
-	at := &accessToken{family: f}
-	if !s.opts.OmitExpiresIn {
-		at.expiresAt = s.opts.Now().Add(s.opts.AccessLifetime)
-	}
-	s.access[t] = at
-	f.tokens = append(f.tokens, t)
-	return t
 }
 
 func randomHex(n int) string {
@@ -401,10 +257,10 @@ func (s *Server) clientOK(body map[string]string) bool {
 		subtle.ConstantTimeCompare([]byte(body["client_secret"]), []byte(s.opts.ClientSecret)) == 1
 }
 
-func (s *Server) tokenAnswerLocked(f *family) fakefault.Answer {
+func (s *Server) tokenAnswer(access, refresh string) fakefault.Answer {
 	body := map[string]any{
 		"code": 200, "status": "success", "token_type": "Bearer",
-		"access_token": s.mintAccessLocked(f), "refresh_token": s.mintRefreshLocked(f),
+		"access_token": access, "refresh_token": refresh,
 	}
 	if !s.opts.OmitExpiresIn {
 		body["expires_in"] = int64((s.opts.AccessLifetime + time.Second - 1) / time.Second)
@@ -427,11 +283,10 @@ func missing(res *fakefault.Answer) []byte {
 
 func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 	body, ok := readBody(r)
-	s.mu.Lock()
-	s.loginRequests++
-	s.mu.Unlock()
-	fault := s.faults.Take(LoginPath)
-	fakefault.Serve(w, r, fault, s.done, func() fakefault.Answer {
+	var fault *fakefault.Fault
+	leave := s.ledger.Arrive(LoginPath, "", func() { fault, _ = s.faults.Take(LoginPath) })
+	defer leave()
+	faultRules.Serve(w, r, fault, s.Done(), func() fakefault.Answer {
 		if !ok {
 			return errorAnswer(http.StatusBadRequest, "The request body must be a JSON object.")
 		}
@@ -449,60 +304,47 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 			return errorAnswer(http.StatusUnauthorized, "The user credentials were incorrect.")
 		}
 		s.logins++
-		f := &family{name: user}
-		s.families[user] = append(s.families[user], f)
-		return s.tokenAnswerLocked(f)
+		return s.tokenAnswer(s.ledger.Start(user, 0))
 	}, missing)
 }
 
 func (s *Server) serveRefresh(w http.ResponseWriter, r *http.Request) {
 	body, ok := readBody(r)
 	presented := body["refresh_token"]
-	s.mu.Lock()
-	s.requests++
-	if presented != "" {
-		s.presentations++
-		s.perToken[presented]++
-	}
-	s.mu.Unlock()
-	fault := s.faults.Take(RefreshPath)
-	fakefault.Serve(w, r, fault, s.done, func() fakefault.Answer {
+	var fault *fakefault.Fault
+	leave := s.ledger.Arrive(RefreshPath, presented, func() { fault, _ = s.faults.Take(RefreshPath) })
+	defer leave()
+	faultRules.Serve(w, r, fault, s.Done(), func() fakefault.Answer {
 		if !ok || presented == "" {
 			return errorAnswer(http.StatusBadRequest, "The refresh token field is required.")
 		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
 		if !s.clientOK(body) {
 			return errorAnswer(http.StatusUnauthorized, "Client authentication failed")
 		}
-		s.processed[presented]++
-		rt := s.refresh[presented]
-		switch {
-		case rt == nil:
+		red := s.ledger.Redeem(presented, fakeledger.Policy{RevokeOnReuse: true})
+		switch red.Outcome {
+		case fakeledger.Unknown:
 			return errorAnswer(http.StatusUnauthorized, "The refresh token is invalid.")
-		case rt.used:
-			s.reuse++
-			rt.family.revoked, rt.family.live = true, ""
+		case fakeledger.Reused:
 			return errorAnswer(http.StatusUnauthorized, "The refresh token was already used; its token family is revoked.")
-		case rt.family.revoked:
+		case fakeledger.Revoked:
 			return errorAnswer(http.StatusUnauthorized, "The refresh token has been revoked.")
-		case s.expiredLocked(rt.expiresAt):
+		case fakeledger.Expired:
 			return errorAnswer(http.StatusUnauthorized, "The refresh token has expired.")
 		}
-		rt.used = true
-		s.refreshes++
-		return s.tokenAnswerLocked(rt.family)
+		return s.tokenAnswer(red.Access, red.Refresh)
 	}, missing)
 }
 
 // String describes the server's state for test failures, without tokens.
 func (s *Server) String() string {
+	refreshes, reuse, families := s.ledger.Refreshes(), s.ledger.ReuseDetections(), s.ledger.Families()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "fakezogo: %d refreshes, %d logins, %d login failures, %d reuse detections, families:", s.refreshes, s.logins, s.loginFailures, s.reuse)
-	for name, fs := range s.families {
-		fmt.Fprintf(&b, " %s(%d)", name, len(fs))
+	fmt.Fprintf(&b, "fakezogo: %d refreshes, %d logins, %d login failures, %d reuse detections, families:", refreshes, s.logins, s.loginFailures, reuse)
+	for name, n := range families {
+		fmt.Fprintf(&b, " %s(%d)", name, n)
 	}
 	return strings.TrimSpace(b.String())
 }
