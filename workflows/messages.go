@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/tokenwarden/tokenwarden/internal/providers"
 )
 
 // pumpSignals receives signals as they arrive, so that their effect is immediate even
@@ -93,6 +95,10 @@ func (c *credential) onUpdatePolicy(raw json.RawMessage) {
 	}
 	if err := p.Validate(); err != nil {
 		c.rejectSignal(SignalUpdatePolicy, err.Error())
+		return
+	}
+	if p.ProbeInterval != nil && !providers.CanProbe(c.st.Provider, c.st.Config) {
+		c.rejectSignal(SignalUpdatePolicy, "policy.probe_interval: this credential's provider cannot probe tokens as configured")
 		return
 	}
 	c.in.Policy = p

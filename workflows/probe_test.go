@@ -55,6 +55,7 @@ func (s *credentialSuite) TestRejectedProbeTriggersARefresh() {
 		})
 	s.stopAt(3*time.Hour + time.Minute)
 	in := input()
+	in.Config.IntrospectionURL = "https://idp.example/introspect"
 	in.Policy.ProbeInterval = dur(time.Hour)
 	s.env.ExecuteWorkflow(WorkflowType, in)
 	// Refresh at seed time; probes at 1h (ok), 2h (rejected -> refresh at once), 3h (ok).
@@ -72,4 +73,13 @@ func (s *credentialSuite) TestProbeOnlySeedNeedsAnAccessToken() {
 	s.Require().True(s.env.IsWorkflowCompleted())
 	s.Require().Error(s.env.GetWorkflowError())
 	s.Contains(s.env.GetWorkflowError().Error(), "seed.access_token:")
+}
+
+func (s *credentialSuite) TestProbesNeedAProviderThatCanProbe() {
+	in := input()
+	in.Policy.ProbeInterval = dur(time.Hour) // oauth2 without introspection_url or userinfo_url
+	s.env.ExecuteWorkflow(WorkflowType, in)
+	s.Require().True(s.env.IsWorkflowCompleted())
+	s.Require().Error(s.env.GetWorkflowError())
+	s.Contains(s.env.GetWorkflowError().Error(), "policy.probe_interval:")
 }

@@ -37,6 +37,10 @@ func (in CredentialInput) Validate(workflowID string) error {
 		}
 	}
 	errs = append(errs, in.Policy.Validate())
+	if in.Policy.ProbeInterval != nil && in.Provider != "" && !providers.CanProbe(in.Provider, in.Config) {
+		errs = append(errs, fmt.Errorf("policy.probe_interval: provider %q cannot probe tokens as configured "+
+			"(for oauth2 set config.introspection_url or config.userinfo_url)", in.Provider))
+	}
 	if in.Carried == nil {
 		if in.Seed == nil {
 			errs = append(errs, errors.New("seed: required to start a credential (e.g. seed.refresh_token)"))

@@ -32,6 +32,10 @@ type Config struct {
 	// lets tokenwarden ask whether a refresh token is still live without spending it,
 	// which settles the outcome of an interrupted refresh without a second presentation.
 	IntrospectionURL string `json:"introspection_url,omitempty"`
+	// UserinfoURL, when set, is an endpoint that answers 2xx for a live access token and
+	// 401 for a dead one (OpenID Connect UserInfo); probes use it when there is no
+	// introspection endpoint.
+	UserinfoURL string `json:"userinfo_url,omitempty"`
 	// BaseURL overrides the API base of providers with a fixed host (Zalo, Feishu/Lark,
 	// Zogo sandbox or production, SMSBAT ChatHub, baoming), so tests point at loopback.
 	BaseURL string `json:"base_url,omitempty"`

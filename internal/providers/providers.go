@@ -80,6 +80,18 @@ func CanRefresh(name string) bool {
 	return name != Baoming
 }
 
+// CanProbe reports whether the named provider, so configured, can check an access
+// token's liveness (policy.probe_interval needs it). Deterministic, no I/O.
+func CanProbe(name string, cfg provider.Config) bool {
+	switch name {
+	case Baoming, ChatHubOperator:
+		return true
+	case OAuth2:
+		return oauth2provider.CanProbe(cfg)
+	}
+	return false
+}
+
 // ValidateGrant checks seed material for the named provider. Errors name the field
 // ("seed.refresh_token: required") and never contain a secret.
 func ValidateGrant(name string, g provider.Grant) error {

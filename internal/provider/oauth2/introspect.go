@@ -36,17 +36,23 @@ func (p *Provider) RefreshTokenActive(ctx context.Context, cfg provider.Config, 
 	if cfg.IntrospectionURL == "" {
 		return false, false, nil
 	}
-	if err := p.ValidateConfig(cfg); err != nil {
-		return false, true, &provider.Error{Kind: provider.Permanent, Code: "invalid_config", Err: fmt.Errorf("oauth2 introspection: %w", err)}
-	}
 	if grant.RefreshToken == "" {
 		return false, true, &provider.Error{Kind: provider.Permanent, Code: "missing_refresh_token", Description: "no refresh token to introspect"}
+	}
+	active, err = p.introspect(ctx, cfg, grant, grant.RefreshToken, "refresh_token")
+	return active, true, err
+}
+
+// introspect asks cfg.IntrospectionURL whether token (of the hinted type) is active.
+func (p *Provider) introspect(ctx context.Context, cfg provider.Config, grant provider.Grant, token, hint string) (bool, error) {
+	if err := p.ValidateConfig(cfg); err != nil {
+		return false, &provider.Error{Kind: provider.Permanent, Code: "invalid_config", Err: fmt.Errorf("oauth2 introspection: %w", err)}
 	}
 	style, _ := authStyle(cfg.AuthStyle) // validated above
 
 	// RFC 7662 section 2.1: the token and its type hint, form-encoded, with the client
 	// authenticating as it does at the token endpoint (RFC 6749 section 2.3.1).
-	form := url.Values{"token": {grant.RefreshToken}, "token_type_hint": {"refresh_token"}}
+	form := url.Values{"token": {token}, "token_type_hint": {hint}}
 	basicUser, basicPass := url.QueryEscape(cfg.ClientID), url.QueryEscape(grant.ClientSecret)
 	if style != oauth2.AuthStyleInHeader {
 		form.Set("client_id", cfg.ClientID)
@@ -54,13 +60,13 @@ func (p *Provider) RefreshTokenActive(ctx context.Context, cfg provider.Config, 
 	}
 	// The scrubber also knows the Basic credential as it appears on the wire, in case a
 	// debug page echoes the Authorization header.
-	sc := newScrubber(grant.RefreshToken, grant.ClientSecret,
+	sc := newScrubber(token, grant.RefreshToken, grant.ClientSecret,
 		base64.StdEncoding.EncodeToString([]byte(basicUser+":"+basicPass)))
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.IntrospectionURL, strings.NewReader(form.Encode()))
 	if err != nil {
 		// Unreachable after ValidateConfig; the error text holds only the URL.
-		return false, true, &provider.Error{Kind: provider.Permanent, Code: "invalid_config",
+		return false, &provider.Error{Kind: provider.Permanent, Code: "invalid_config",
 			Err: fmt.Errorf("oauth2 introspection: building request: %w", wire.ScrubbedError(err, sc))}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -74,22 +80,22 @@ func (p *Provider) RefreshTokenActive(ctx context.Context, cfg provider.Config, 
 	// the Location names.
 	resp, err := p.callClient(&exchange{}).Do(req)
 	if err != nil {
-		return false, true, &provider.Error{Kind: provider.Transient, Code: CodeNetwork,
+		return false, &provider.Error{Kind: provider.Transient, Code: CodeNetwork,
 			Description: "no response from introspection endpoint", Err: wire.ScrubbedError(err, sc)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIntrospectionBody+1))
 	if err != nil {
-		return false, true, &provider.Error{Kind: provider.Transient, Code: CodeNetwork, HTTPStatus: resp.StatusCode,
+		return false, &provider.Error{Kind: provider.Transient, Code: CodeNetwork, HTTPStatus: resp.StatusCode,
 			Description: "introspection response body could not be read", Err: wire.ScrubbedError(err, sc)}
 	}
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		code, desc := parseErrorBody(resp.Header.Get("Content-Type"), body)
-		return false, true, p.classifyResponse(resp.StatusCode, resp.Header, code, desc, body, sc)
+		return false, p.classifyResponse(resp.StatusCode, resp.Header, code, desc, body, sc)
 	}
 	if len(body) > maxIntrospectionBody {
-		return false, true, malformedIntrospection(resp.StatusCode)
+		return false, malformedIntrospection(resp.StatusCode)
 	}
 	var ans struct {
 		Active           *bool  `json:"active"`
@@ -100,17 +106,17 @@ func (p *Provider) RefreshTokenActive(ctx context.Context, cfg provider.Config, 
 		// Also catches "active": "true" and other non-boolean spellings: RFC 7662 section
 		// 2.2 makes it a JSON boolean, and guessing what a string means could make us
 		// present a dead token (reuse detection) or drop a live one.
-		return false, true, malformedIntrospection(resp.StatusCode)
+		return false, malformedIntrospection(resp.StatusCode)
 	}
 	switch {
 	case ans.Active != nil:
-		return *ans.Active, true, nil
+		return *ans.Active, nil
 	case ans.Error != "":
 		// An error inside a 2xx, as some servers answer; classified by its code, exactly
 		// like a token endpoint's error-in-200.
-		return false, true, p.classifyResponse(resp.StatusCode, resp.Header, ans.Error, ans.ErrorDescription, body, sc)
+		return false, p.classifyResponse(resp.StatusCode, resp.Header, ans.Error, ans.ErrorDescription, body, sc)
 	default:
-		return false, true, malformedIntrospection(resp.StatusCode)
+		return false, malformedIntrospection(resp.StatusCode)
 	}
 }
 

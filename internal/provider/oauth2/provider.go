@@ -65,6 +65,12 @@ func (p *Provider) ValidateConfig(cfg provider.Config) error {
 			return err
 		}
 	}
+	// userinfo_url receives the access token: the same rules.
+	if cfg.UserinfoURL != "" {
+		if err := wire.ValidateEndpointURL("userinfo_url", cfg.UserinfoURL); err != nil {
+			return err
+		}
+	}
 	if cfg.ClientID == "" {
 		return fmt.Errorf("client_id: required")
 	}
