@@ -13,6 +13,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/tokenwarden/tokenwarden/internal/metrics"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
@@ -66,6 +67,9 @@ type Activities struct {
 	Parents ParentRefresher
 	// Notifier delivers incident, reminder and recovery notifications; nil logs them.
 	Notifier Notifier
+	// Metrics counts refreshes, probes and notifications (see metrics.go); nil counts
+	// nothing.
+	Metrics *metrics.Activity
 }
 
 // ParentRefresher asks another credential's workflow to refresh now. The worker

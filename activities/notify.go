@@ -45,6 +45,12 @@ type Notifier interface {
 // Notify delivers one notification. Failures are retried by Temporal; the workflow does
 // not wait for them, so a broken webhook never holds up a refresh.
 func (a *Activities) Notify(ctx context.Context, n Notification) error {
+	err := a.notify(ctx, n)
+	a.recordNotification(n, err)
+	return err
+}
+
+func (a *Activities) notify(ctx context.Context, n Notification) error {
 	if a.Notifier == nil {
 		a.logger().Info("notification (no notifier configured)", "event", n.Event, "credential", n.CredentialID,
 			"state", n.State, "code", n.Code)

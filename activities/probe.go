@@ -30,6 +30,12 @@ type ProbeResult struct {
 // Probe asks the provider whether the stored access token is accepted. It never
 // presents the refresh token and never writes the store.
 func (a *Activities) Probe(ctx context.Context, req ProbeRequest) (ProbeResult, error) {
+	res, err := a.probe(ctx, req)
+	a.recordProbe(req.Provider, res, err)
+	return res, err
+}
+
+func (a *Activities) probe(ctx context.Context, req ProbeRequest) (ProbeResult, error) {
 	p, err := a.Providers.Lookup(req.Provider)
 	if err != nil {
 		return ProbeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)

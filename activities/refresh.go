@@ -47,6 +47,14 @@ const commitTimeout = 30 * time.Second
 //  3. present the refresh token once, with a deadline shorter than the lease;
 //  4. commit the new token set as version v+1 (compare-and-swap) before anything else.
 func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshResult, error) {
+	var calledAt time.Time
+	res, err := a.refresh(ctx, req, &calledAt)
+	a.recordRefresh(req.Provider, res, err, calledAt)
+	return res, err
+}
+
+// refresh is Refresh without the metrics; it sets *calledAt when it calls the provider.
+func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *time.Time) (RefreshResult, error) {
 	log := a.logger().With("credential", req.CredentialID, "provider", req.Provider)
 	p, err := a.Providers.Lookup(req.Provider)
 	if err != nil {
@@ -114,6 +122,7 @@ func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshRe
 		log.Info("an interrupted attempt left a lease; presenting the refresh token once", "interrupted_at", previous.TakenAt)
 	}
 
+	*calledAt = time.Now()
 	callCtx, cancel := context.WithTimeout(ctx, a.providerTimeout())
 	tokens, err := p.Refresh(callCtx, req.Config, grant)
 	cancel()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts the development stack in the foreground: the Temporal dev server (SQLite file
-# under the data directory, Web UI, tokenwarden's search attributes registered) and the
-# worker. With "demo", also a fake OAuth2 provider and three demo credentials whose
+# under the data directory, Web UI pointed at the worker's codec endpoint, tokenwarden's
+# search attributes registered) and the worker, which serves that endpoint. With "demo", also a fake OAuth2 provider and three demo credentials whose
 # tokens live about a minute, so refresh cycles show up in the Web UI at once.
 # Ctrl-C stops everything. Used by `make run` and `make demo`.
 set -euo pipefail
@@ -16,15 +16,22 @@ esac
 frontend_port=${TEMPORAL_PORT:-7233}
 ui_port=${TEMPORAL_UI_PORT:-8233}
 fake_port=${FAKE_OAUTH_PORT:-9400}
+codec_port=${CODEC_PORT:-8234}
+codec_endpoint=http://127.0.0.1:$codec_port/codec
 
 export TOKENWARDEN_DATA_DIR=$data_dir
 export TOKENWARDEN_TEMPORAL_ADDRESS=127.0.0.1:$frontend_port
+# The worker serves the codec endpoint the Web UI (and the temporal CLI) decode with; the
+# UI's origin must be allowed to call it.
+export TOKENWARDEN_HTTP_ADDR=127.0.0.1:$codec_port
+export TOKENWARDEN_CODEC_CORS_ORIGINS=${TOKENWARDEN_CODEC_CORS_ORIGINS:-http://localhost:$ui_port,http://127.0.0.1:$ui_port}
+export TOKENWARDEN_CODEC_ENDPOINT=$codec_endpoint
 mkdir -p "$data_dir"
 chmod 0700 "$data_dir"
 
-for port in "$frontend_port" "$ui_port"; do
+for port in "$frontend_port" "$ui_port" "$codec_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port is already in use: is another Temporal server running? (set TEMPORAL_PORT / TEMPORAL_UI_PORT)" >&2
+    echo "port $port is already in use: is another Temporal server or worker running? (set TEMPORAL_PORT / TEMPORAL_UI_PORT / CODEC_PORT)" >&2
     exit 1
   fi
 done
@@ -45,6 +52,7 @@ trap 'exit 130' INT TERM
 
 bin/temporal server start-dev \
   --ip 127.0.0.1 --port "$frontend_port" --ui-port "$ui_port" \
+  --ui-codec-endpoint "$codec_endpoint" \
   --db-filename "$data_dir/temporal.db" \
   --search-attribute TokenState=Keyword \
   --search-attribute TokenProvider=Keyword \
@@ -65,7 +73,7 @@ for i in $(seq 1 120); do
   sleep 0.5
 done
 bin/temporal operator cluster health --address "127.0.0.1:$frontend_port" >/dev/null
-echo "Temporal Web UI: http://localhost:$ui_port"
+echo "Temporal Web UI: http://localhost:$ui_port (decodes payloads through $codec_endpoint while the worker runs)"
 
 if [ "$mode" = demo ]; then
   bin/fakeoauth -addr "127.0.0.1:$fake_port" -access-lifetime 60s \
@@ -104,8 +112,9 @@ JSON
 Demo running: three credentials (demo-a, demo-b, demo-c) against a fake OAuth2 provider
 whose access tokens live 60 s. Each refreshes every 30-40 s.
   Web UI:   http://localhost:$ui_port/namespaces/default/workflows
-  status:   TOKENWARDEN_TEMPORAL_ADDRESS=127.0.0.1:$frontend_port bin/starter status demo-a
-  list:     TOKENWARDEN_TEMPORAL_ADDRESS=127.0.0.1:$frontend_port bin/starter list
+  status:   TOKENWARDEN_TEMPORAL_ADDRESS=127.0.0.1:$frontend_port TOKENWARDEN_DATA_DIR=$data_dir bin/starter status demo-a
+  list:     TOKENWARDEN_TEMPORAL_ADDRESS=127.0.0.1:$frontend_port TOKENWARDEN_DATA_DIR=$data_dir bin/starter list
+  history:  bin/temporal workflow show --workflow-id demo-a --address 127.0.0.1:$frontend_port --codec-endpoint $codec_endpoint
 Ctrl-C stops everything.
 MSG
 fi

@@ -20,12 +20,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"net/http"
 	"os"
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
+	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/config"
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
 )
 
 // Exit codes, distinct so that scripts can react.
@@ -70,6 +75,11 @@ Exit codes: 0 ok, 1 failure, 2 bad input, 3 Temporal unreachable, 4 unknown cred
 
 Connection settings come from TOKENWARDEN_TEMPORAL_ADDRESS (default localhost:7233),
 TOKENWARDEN_TEMPORAL_NAMESPACE (default "default") and TOKENWARDEN_TASK_QUEUE.
+Payloads are encrypted with the worker's key file (TOKENWARDEN_KEY_FILE, default
+TOKENWARDEN_DATA_DIR/keys.json, i.e. data/keys.json) when it is readable, otherwise
+through the worker's codec endpoint (TOKENWARDEN_CODEC_ENDPOINT, default
+http://127.0.0.1:8234/codec, with TOKENWARDEN_CODEC_BEARER_TOKEN); with neither the
+starter refuses to run (exit 2) rather than send secrets in plaintext.
 Run "starter <command> -h" for a command's flags.
 `
 
@@ -133,20 +143,83 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return exitFailure
 }
 
-// dial connects to Temporal, failing within a few seconds when it is unreachable.
+// dial connects to Temporal, failing within a few seconds when it is unreachable, with
+// a client whose every payload is encrypted (see payloadConverter). It refuses (exit
+// 2) when it has no way to encrypt: the seed would otherwise reach Temporal's history
+// in plaintext.
 func (a *app) dial(ctx context.Context) (client.Client, error) {
+	scfg, err := config.LoadStarter()
+	if err != nil {
+		return nil, fail(exitBadInput, "%v", err)
+	}
+	dc, remote, err := payloadConverter(scfg)
+	if err != nil {
+		return nil, err
+	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	c, err := client.DialContext(dctx, client.Options{
-		HostPort:  a.cfg.TemporalAddress,
-		Namespace: a.cfg.TemporalNamespace,
-		Logger:    quietLogger{},
+		HostPort:         a.cfg.TemporalAddress,
+		Namespace:        a.cfg.TemporalNamespace,
+		Logger:           quietLogger{},
+		DataConverter:    dc,
+		FailureConverter: codec.FailureConverter(dc),
 	})
 	if err != nil {
 		return nil, fail(exitUnreachable, "cannot reach the Temporal server at %s (namespace %q): %v\n"+
 			"is it running? `make run` starts a development server", a.cfg.TemporalAddress, a.cfg.TemporalNamespace, err)
 	}
+	if remote != nil {
+		// Try the endpoint before anything is sent, so that a stopped worker or a wrong
+		// token is reported as such instead of as a failed start.
+		if _, err := remote.Encode(nil); err != nil {
+			c.Close()
+			return nil, fail(exitBadInput, "cannot encrypt payloads: the key file %s is not readable and the codec endpoint %s failed: %v\n"+
+				"run the starter where it can read the worker's key file (%s_KEY_FILE), or start the worker (its %s_HTTP_ADDR serves the endpoint) and check %s_CODEC_ENDPOINT and %s_CODEC_BEARER_TOKEN",
+				scfg.KeyFile, scfg.CodecEndpoint, err, config.Prefix, config.Prefix, config.Prefix, config.Prefix)
+		}
+	}
 	return c, nil
+}
+
+// payloadConverter chooses how the starter encrypts payloads, in this order:
+//
+//  1. the key file (TOKENWARDEN_KEY_FILE, default DATA_DIR/keys.json), when it exists and
+//     this user may read it: payloads are encrypted in this process, and the secrets
+//     never leave it in plaintext;
+//  2. otherwise the worker's codec endpoint (TOKENWARDEN_CODEC_ENDPOINT, default
+//     http://127.0.0.1:8234/codec) with TOKENWARDEN_CODEC_BEARER_TOKEN if set; remote is
+//     then the codec to probe.
+//
+// A key file that exists and is readable but is refused (group- or world-readable,
+// malformed) is an error to fix, not a reason to fall back. With neither a key file
+// nor an endpoint (TOKENWARDEN_CODEC_ENDPOINT set to empty) it fails with exit 2.
+func payloadConverter(scfg config.Starter) (dc converter.DataConverter, remote converter.PayloadCodec, err error) {
+	ring, keyErr := keyring.LoadFile(scfg.KeyFile)
+	if keyErr == nil {
+		return codec.DataConverter(ring), nil, nil
+	}
+	if !errors.Is(keyErr, fs.ErrNotExist) && !errors.Is(keyErr, fs.ErrPermission) {
+		return nil, nil, fail(exitBadInput, "%v", keyErr)
+	}
+	if scfg.CodecEndpoint == "" {
+		return nil, nil, fail(exitBadInput, "cannot encrypt payloads, refusing to send secrets in plaintext: the key file %s is not readable (%v) "+
+			"and %s_CODEC_ENDPOINT is empty; point %s_KEY_FILE at the worker's key file or %s_CODEC_ENDPOINT at the worker's codec endpoint (%s)",
+			scfg.KeyFile, keyErr, config.Prefix, config.Prefix, config.Prefix, config.DefaultCodecEndpoint)
+	}
+	opts := converter.RemoteDataConverterOptions{
+		Endpoint: scfg.CodecEndpoint,
+		Client:   http.Client{Timeout: 30 * time.Second},
+		ModifyRequest: func(r *http.Request) error {
+			r.Header.Set(codec.NamespaceHeader, scfg.TemporalNamespace)
+			if scfg.CodecBearerToken != "" {
+				r.Header.Set("Authorization", "Bearer "+scfg.CodecBearerToken)
+			}
+			return nil
+		},
+	}
+	dc = converter.NewRemoteDataConverter(converter.GetDefaultDataConverter(), opts)
+	return dc, converter.NewRemotePayloadCodec(converter.RemotePayloadCodecOptions(opts)), nil
 }
 
 // newFlags makes a flag set whose errors become exit code 2.

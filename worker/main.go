@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"go.temporal.io/sdk/client"
@@ -24,6 +25,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/notify"
@@ -40,8 +42,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("worker", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	initDevKey := flags.Bool("init-dev-key", false, "create a development key file if none exists (make run does this)")
+	var keyCmd keyCommands
+	flags.BoolVar(&keyCmd.newKey, "new-key", false, "add a freshly generated key to the key file as its primary key, keeping the others, and exit")
+	flags.BoolVar(&keyCmd.rotateKeys, "rotate-keys", false, "re-seal every token store record under the key file's primary key and exit (resumable; safe while workers run)")
+	flags.StringVar(&keyCmd.removeKey, "remove-key", "", "remove the key `ID` from the key file and exit; refused while token store records use it")
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n\nRuns the tokenwarden worker. Settings come from the environment:")
+		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n       worker -new-key | -rotate-keys | -remove-key ID\n\nRuns the tokenwarden worker, or one key maintenance command. Settings come from the environment:")
 		flags.PrintDefaults()
 		fmt.Fprintln(stderr)
 		_ = config.Usage(stderr, &config.Worker{})
@@ -57,6 +63,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return 2
+	}
+	if n := keyCmd.count(); n > 1 || (n == 1 && *initDevKey) {
+		fmt.Fprintln(stderr, "worker: -new-key, -rotate-keys, -remove-key and -init-dev-key exclude each other")
+		return 2
+	} else if n == 1 {
+		return runKeyCommand(keyCmd, cfg, stdout, stderr)
 	}
 	if cfg.ProviderTimeout >= activities.StartToCloseTimeout {
 		fmt.Fprintf(stderr, "worker: %s_PROVIDER_TIMEOUT (%s) must be shorter than the refresh activity's start-to-close timeout (%s)\n",
@@ -90,23 +102,55 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	tokens, err := store.OpenSQLite(ctx, cfg.SqlitePath, ring, nil)
+	tokens, storeDesc, err := openStore(ctx, cfg, ring)
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: open token store: %v\n", err)
 		return 1
 	}
 	defer tokens.Close()
 
+	// Every payload this worker writes (activity inputs and results, query and update
+	// results, continue-as-new input, failure details) is encrypted; payloads it reads
+	// are decrypted.
+	dc := codec.DataConverter(ring)
+	wm := newWorkerMetrics() // served on /metrics (worker/metrics.go)
 	c, err := client.DialContext(ctx, client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    sdklog.NewStructuredLogger(logger),
+		HostPort:         cfg.TemporalAddress,
+		Namespace:        cfg.TemporalNamespace,
+		Logger:           sdklog.NewStructuredLogger(logger),
+		DataConverter:    dc,
+		FailureConverter: codec.FailureConverter(dc),
+		MetricsHandler:   wm.sdk,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: cannot reach the Temporal server at %s (namespace %q): %v\n", cfg.TemporalAddress, cfg.TemporalNamespace, err)
 		return 1
 	}
 	defer c.Close()
+
+	// The codec endpoint, after the dial: a worker that cannot reach Temporal says so
+	// rather than report a port conflict.
+	codecSrv, err := startCodecServer(cfg, ring, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 1
+	}
+	stopMetrics := wm.serve(ctx, codecSrv, tokens, c, logger)
+	defer stopMetrics()
+	// A codec endpoint that dies takes the worker down with it: the Web UI and the
+	// starters that rely on it would otherwise fail in puzzling ways.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var serveFailed atomic.Bool
+	if codecSrv != nil {
+		go func() {
+			if err := codecSrv.serve(); err != nil {
+				serveFailed.Store(true)
+				logger.Error("codec endpoint stopped; stopping the worker", "addr", codecSrv.addr, "error", err)
+				cancel()
+			}
+		}()
+	}
 
 	w := worker.New(c, cfg.TaskQueue, worker.Options{
 		// On SIGTERM, let a running refresh finish: the provider may already have rotated
@@ -122,21 +166,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ProviderTimeout: cfg.ProviderTimeout,
 		LeaseDuration:   cfg.LeaseDuration,
 		Parents:         parentSignaller{client: c},
+		Metrics:         wm.activity,
 	}
 	if notifier != nil { // a nil *Webhook in the interface would not read as "none"
 		acts.Notifier = notifier
 	}
 	w.RegisterActivity(acts)
 	if err := w.Start(); err != nil {
+		codecSrv.shutdown(logger)
 		fmt.Fprintf(stderr, "worker: start: %v\n", err)
 		return 1
 	}
 	logger.Info("worker started", "temporal", cfg.TemporalAddress, "namespace", cfg.TemporalNamespace, "task_queue", cfg.TaskQueue,
-		"store", cfg.SqlitePath, "key_id", ring.PrimaryID(), "notify", notifyTargets(notifier))
+		"store", storeDesc, "key_id", ring.PrimaryID(), "notify", notifyTargets(notifier), "codec_endpoint", codecSrv.url())
 	<-ctx.Done()
 	logger.Info("shutting down: finishing running activities")
 	w.Stop()
+	// After the worker: a starter waiting for an update's answer still decodes it.
+	codecSrv.shutdown(logger)
 	logger.Info("worker stopped")
+	if serveFailed.Load() {
+		return 1
+	}
 	return 0
 }
 
@@ -166,4 +217,23 @@ type parentSignaller struct {
 
 func (p parentSignaller) RefreshNow(ctx context.Context, credentialID string) error {
 	return p.client.SignalWorkflow(ctx, credentialID, "", workflows.SignalRefreshNow, nil)
+}
+
+// openStore opens the token store TOKENWARDEN_STORE names and describes it for the log:
+// the SQLite file, or the PostgreSQL host and database (never the DSN, which may hold a
+// password).
+func openStore(ctx context.Context, cfg config.Worker, ring *keyring.Keyring) (store.Store, string, error) {
+	if cfg.Store == config.StorePostgres {
+		desc := store.DescribePostgresDSN(cfg.PostgresDSN)
+		s, err := store.OpenPostgres(ctx, cfg.PostgresDSN, ring, nil)
+		if err != nil {
+			return nil, desc, err
+		}
+		return s, desc, nil // not (s, desc, err): a nil *Postgres in a Store is not nil
+	}
+	s, err := store.OpenSQLite(ctx, cfg.SqlitePath, ring, nil)
+	if err != nil {
+		return nil, cfg.SqlitePath, err
+	}
+	return s, cfg.SqlitePath, nil
 }

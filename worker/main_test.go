@@ -176,6 +176,27 @@ func TestBadConfig(t *testing.T) {
 			env:        map[string]string{"TOKENWARDEN_LOG_FORMAT": "yaml"},
 			wantStderr: []string{`TOKENWARDEN_LOG_FORMAT: "yaml" is not text or json`},
 		},
+		{
+			name:       "codec endpoint address without a port",
+			env:        map[string]string{"TOKENWARDEN_HTTP_ADDR": "127.0.0.1"},
+			wantStderr: []string{`TOKENWARDEN_HTTP_ADDR: "127.0.0.1" is not host:port`},
+		},
+		{
+			// "*" would let every web page read the decrypted payloads.
+			name:       "wildcard CORS origin",
+			env:        map[string]string{"TOKENWARDEN_CODEC_CORS_ORIGINS": "*"},
+			wantStderr: []string{`TOKENWARDEN_CODEC_CORS_ORIGINS: "*" is not an origin`},
+		},
+		{
+			name:       "CORS origin with a path",
+			env:        map[string]string{"TOKENWARDEN_CODEC_CORS_ORIGINS": "http://localhost:8233/ui"},
+			wantStderr: []string{"TOKENWARDEN_CODEC_CORS_ORIGINS", "scheme, host and port only"},
+		},
+		{
+			name:       "codec bearer token with a newline",
+			env:        map[string]string{"TOKENWARDEN_CODEC_BEARER_TOKEN": "tok\nX-Evil: 1"},
+			wantStderr: []string{"TOKENWARDEN_CODEC_BEARER_TOKEN: must not contain"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

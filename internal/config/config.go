@@ -6,8 +6,10 @@ package config
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,6 +37,8 @@ type Worker struct {
 	DataDir         string        `split_words:"true" default:"data" desc:"directory for the SQLite token store and the key file (created 0700)"`
 	KeyFile         string        `split_words:"true" desc:"AES-256 key file for secrets at rest (default DATA_DIR/keys.json; must be mode 0600)"`
 	SqlitePath      string        `split_words:"true" desc:"SQLite token store file (default DATA_DIR/tokens.db)"`
+	Store           string        `split_words:"true" default:"sqlite" desc:"token store: sqlite (one host) or postgres (workers on several hosts share POSTGRES_DSN)"`
+	PostgresDSN     string        `split_words:"true" desc:"PostgreSQL connection string (postgres://... or key=value) when STORE=postgres; a secret, never logged"`
 	ProviderTimeout time.Duration `split_words:"true" default:"30s" desc:"deadline of one call to a provider's token endpoint"`
 	LeaseDuration   time.Duration `split_words:"true" default:"90s" desc:"refresh lease lifetime; must exceed PROVIDER_TIMEOUT"`
 	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
@@ -47,6 +51,96 @@ type Worker struct {
 	NotifyTargets     string        `split_words:"true" desc:"named targets for policy.notify_target: name=[json:|slack:]URL, comma-separated"`
 	NotifyBearerToken string        `split_words:"true" desc:"optional Authorization: Bearer token sent to json-format webhooks; a secret"`
 	NotifyTimeout     time.Duration `split_words:"true" default:"10s" desc:"deadline of one webhook delivery"`
+
+	// The HTTP codec endpoint (internal/codec) for the Web UI, the temporal CLI and
+	// starters without the key file. The bearer token is a secret.
+	HTTPAddr         string `split_words:"true" default:"127.0.0.1:8234" desc:"host:port of the worker's HTTP endpoint: /codec/encode, /codec/decode, /healthz, /metrics (empty: none)"`
+	CodecCORSOrigins string `split_words:"true" default:"http://localhost:8233,http://127.0.0.1:8233" desc:"browser origins (the Temporal Web UI) allowed to call /codec, comma-separated"`
+	CodecBearerToken string `split_words:"true" desc:"optional token callers of /codec must send as Authorization: Bearer; a secret"`
+}
+
+// DefaultCodecEndpoint is where the starter finds the worker's codec endpoint unless
+// TOKENWARDEN_CODEC_ENDPOINT says otherwise: the worker's default HTTP_ADDR.
+const DefaultCodecEndpoint = "http://127.0.0.1:8234/codec"
+
+// Starter is the starter's configuration: Temporal, plus how it encrypts payloads.
+type Starter struct {
+	Temporal
+	DataDir          string `split_words:"true" default:"data" desc:"the worker's data directory; the key file is looked for there"`
+	KeyFile          string `split_words:"true" desc:"key file to encrypt payloads locally (default DATA_DIR/keys.json); used when readable"`
+	CodecEndpoint    string `split_words:"true" default:"http://127.0.0.1:8234/codec" desc:"the worker's codec endpoint, used when the key file is not readable (empty: never)"`
+	CodecBearerToken string `split_words:"true" desc:"bearer token for CODEC_ENDPOINT; a secret"`
+}
+
+// LoadStarter reads and checks the starter's configuration.
+func LoadStarter() (Starter, error) {
+	var s Starter
+	if err := envconfig.Process(Prefix, &s); err != nil {
+		return Starter{}, fmt.Errorf("read %s_* environment: %w", Prefix, err)
+	}
+	if s.KeyFile == "" {
+		s.KeyFile = filepath.Join(s.DataDir, "keys.json")
+	}
+	if s.CodecEndpoint != "" {
+		u, err := url.Parse(s.CodecEndpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return Starter{}, fmt.Errorf("%s_CODEC_ENDPOINT: %q is not an absolute http(s) URL without user info, such as %s", Prefix, s.CodecEndpoint, DefaultCodecEndpoint)
+		}
+	}
+	if err := checkToken(s.CodecBearerToken); err != nil {
+		return Starter{}, fmt.Errorf("%s_CODEC_BEARER_TOKEN: %w", Prefix, err)
+	}
+	return s, nil
+}
+
+// checkToken rejects a bearer token that cannot travel in a header.
+func checkToken(tok string) error {
+	if strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return fmt.Errorf("must not contain spaces or control characters (the token is not shown)")
+	}
+	return nil
+}
+
+// CORSOrigins parses TOKENWARDEN_CODEC_CORS_ORIGINS (Check has already accepted it).
+func (w Worker) CORSOrigins() []string {
+	origins, _ := parseOrigins(w.CodecCORSOrigins)
+	return origins
+}
+
+// parseOrigins splits a comma-separated list of origins, each scheme://host[:port]
+// with scheme http or https and nothing after the host: browsers send exactly that in
+// the Origin header, and CORS compares it as a string.
+func parseOrigins(s string) ([]string, error) {
+	var origins []string
+	for _, o := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("%q is not an origin such as http://localhost:8233 (scheme, host and port only; \"*\" is not allowed)", o)
+		}
+		origins = append(origins, u.Scheme+"://"+u.Host)
+	}
+	return origins, nil
+}
+
+func (w Worker) checkHTTP() error {
+	if w.HTTPAddr != "" {
+		host, port, err := net.SplitHostPort(w.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("%s_HTTP_ADDR: %q is not host:port (for example 127.0.0.1:8234): %w", Prefix, w.HTTPAddr, err)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			return fmt.Errorf("%s_HTTP_ADDR: %q has no valid port", Prefix, w.HTTPAddr)
+		}
+		_ = host // empty means every interface: allowed, but not the default
+	}
+	if _, err := parseOrigins(w.CodecCORSOrigins); err != nil {
+		return fmt.Errorf("%s_CODEC_CORS_ORIGINS: %w", Prefix, err)
+	}
+	if err := checkToken(w.CodecBearerToken); err != nil {
+		return fmt.Errorf("%s_CODEC_BEARER_TOKEN: %w", Prefix, err)
+	}
+	return nil
 }
 
 // LoadWorker reads and checks the worker's configuration.
@@ -83,7 +177,38 @@ func (w Worker) Check() error {
 	default:
 		return fmt.Errorf("%s_LOG_FORMAT: %q is not text or json", Prefix, w.LogFormat)
 	}
+	if err := w.checkHTTP(); err != nil {
+		return err
+	}
+	if err := w.checkStore(); err != nil {
+		return err
+	}
 	return w.checkNotify()
+}
+
+// Token stores (TOKENWARDEN_STORE).
+const (
+	StoreSQLite   = "sqlite"
+	StorePostgres = "postgres"
+)
+
+// checkStore never quotes the DSN: it may hold a password.
+func (w Worker) checkStore() error {
+	switch w.Store {
+	case StoreSQLite:
+		if w.PostgresDSN != "" {
+			// A worker meant for the shared database must not quietly keep its own
+			// tokens in a local file: the two copies would drift apart.
+			return fmt.Errorf("%s_POSTGRES_DSN is set but %s_STORE is %s; set %s_STORE=%s, or unset the DSN", Prefix, Prefix, StoreSQLite, Prefix, StorePostgres)
+		}
+	case StorePostgres:
+		if strings.TrimSpace(w.PostgresDSN) == "" {
+			return fmt.Errorf("%s_STORE=%s needs %s_POSTGRES_DSN (e.g. postgres://user@host:5432/db?sslmode=verify-full)", Prefix, StorePostgres, Prefix)
+		}
+	default:
+		return fmt.Errorf("%s_STORE: %q is not %s or %s", Prefix, w.Store, StoreSQLite, StorePostgres)
+	}
+	return nil
 }
 
 // Notification formats.

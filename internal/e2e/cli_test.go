@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -244,17 +245,22 @@ func cliStartBareServer(t *testing.T, extra ...string) string {
 	return srv.FrontendHostPort()
 }
 
-// cliTemporal runs bin/temporal against the shared server and returns its output and
-// error, for commands that are expected to fail.
-func cliTemporal(args ...string) (string, error) {
-	cmd := exec.Command(stack.temporalBin, append(args, "--address", stack.address)...)
+// cliTemporal runs bin/temporal against the shared server, with --codec-endpoint set to
+// the test worker's endpoint as the README's recipes have it, and returns its output
+// and error, for commands that are expected to fail.
+func cliTemporal(t *testing.T, args ...string) (string, error) {
+	args = append(args, "--address", stack.address)
+	if ep, ok := codecEndpoints.Load(t); ok {
+		args = append(args, "--codec-endpoint", ep.(string))
+	}
+	cmd := exec.Command(stack.temporalBin, args...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
 // cliStatus reads the status with the README's `temporal workflow query` recipe.
 func cliStatus(t *testing.T, id string) (workflows.Status, string, bool) {
-	out, err := cliTemporal("workflow", "query", "--workflow-id", id, "--name", "status", "--output", "json")
+	out, err := cliTemporal(t, "workflow", "query", "--workflow-id", id, "--name", "status", "--output", "json")
 	if err != nil {
 		return workflows.Status{}, out, false
 	}
@@ -280,7 +286,10 @@ func cliWaitForStatus(t *testing.T, id, what string, cond func(workflows.Status)
 }
 
 // TestTemporalCLIRecipes runs the README's "With the temporal CLI" recipes as written
-// (with the placeholders filled in) against the real bin/temporal.
+// (with the placeholders filled in) against the real bin/temporal, every command with
+// --codec-endpoint pointing at the test worker's codec endpoint (runTemporal and
+// cliTemporal add it), so the seed in --input and the reseed signal and update reach
+// history encrypted.
 func TestTemporalCLIRecipes(t *testing.T) {
 	e := newEnv(t)
 	fake, tokenURL := startProvider(t, cliAccessLifetime)
@@ -299,6 +308,10 @@ func TestTemporalCLIRecipes(t *testing.T) {
 	st0 := cliWaitForStatus(t, id, "ACTIVE after the first refresh", func(s workflows.Status) bool {
 		return s.State == workflows.StateActive && s.Refreshes >= 1
 	})
+	// With --codec-endpoint the seed reached history encrypted.
+	if in := runsOf(t, id)[0].started.GetInput().GetPayloads(); len(in) != 1 || !codec.IsEncrypted(in[0]) {
+		t.Errorf("the start input in history is not encrypted: %v", in)
+	}
 
 	// temporal workflow update execute --name refresh: returns the status after the round.
 	out := runTemporal(t, "workflow", "update", "execute", "--workflow-id", id, "--name", "refresh", "--output", "json")
@@ -332,7 +345,7 @@ func TestTemporalCLIRecipes(t *testing.T) {
 	fake.RevokeFamily(id)
 	runTemporal(t, "workflow", "signal", "--workflow-id", id, "--name", "refresh-now")
 	cliWaitForStatus(t, id, "NEEDS_REAUTH", func(s workflows.Status) bool { return s.State == workflows.StateNeedsReauth })
-	out, err := cliTemporal("workflow", "update", "execute", "--workflow-id", id, "--name", "refresh")
+	out, err := cliTemporal(t, "workflow", "update", "execute", "--workflow-id", id, "--name", "refresh")
 	if err == nil || !strings.Contains(out, "needs a reseed") {
 		t.Errorf("refresh update in NEEDS_REAUTH: err %v, want a rejection quoting the validator:\n%s", err, out)
 	}
@@ -353,7 +366,7 @@ func TestTemporalCLIRecipes(t *testing.T) {
 	}
 
 	// temporal workflow update execute --name reseed: validated synchronously.
-	out, err = cliTemporal("workflow", "update", "execute", "--workflow-id", id, "--name", "reseed",
+	out, err = cliTemporal(t, "workflow", "update", "execute", "--workflow-id", id, "--name", "reseed",
 		"--input", `{"refresh_token":" has-whitespace "}`)
 	if err == nil || !strings.Contains(out, "seed.refresh_token: has leading or trailing whitespace") {
 		t.Errorf("malformed reseed update: err %v, want the validator's rejection:\n%s", err, out)

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
@@ -34,7 +35,14 @@ type env struct {
 	// address is the Temporal frontend the worker and the starter use: the shared dev
 	// server unless a test runs its own (see startPrivateServer).
 	address string
+	// httpAddr is the codec endpoint's host:port of the test's latest worker (each
+	// worker process gets a free port of its own); empty before the first.
+	httpAddr string
 }
+
+// codecEndpoints maps a test to the codec endpoint of its latest worker, for
+// runTemporal, which the tests call with t alone.
+var codecEndpoints sync.Map // *testing.T -> string
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
@@ -42,12 +50,16 @@ func newEnv(t *testing.T) *env {
 	return &env{t: t, taskQueue: "tq-" + name, dataDir: t.TempDir(), address: stack.address}
 }
 
-// vars is the TOKENWARDEN_* environment of the worker and the starter.
+// vars is the TOKENWARDEN_* environment of the worker and the starter. Every worker
+// uses the package's shared key file (the shared client decodes with it); the starter
+// finds it there too and encrypts locally. The worker's codec endpoint address is
+// added by startWorkerBin, the starter's by runStarter.
 func (e *env) vars() []string {
 	return append(os.Environ(),
 		"TOKENWARDEN_TEMPORAL_ADDRESS="+e.address,
 		"TOKENWARDEN_TASK_QUEUE="+e.taskQueue,
 		"TOKENWARDEN_DATA_DIR="+e.dataDir,
+		"TOKENWARDEN_KEY_FILE="+stack.keyFile,
 		"TOKENWARDEN_PROVIDER_TIMEOUT=3s",
 		"TOKENWARDEN_LEASE_DURATION=6s",
 	)
@@ -93,8 +105,14 @@ func (e *env) startWorker() *worker {
 func (e *env) startWorkerBin(bin string, extra ...string) *worker {
 	e.t.Helper()
 	w := &worker{output: &lockedBuffer{}, exited: make(chan struct{})}
+	// A free port per worker process: a restarted worker must not wait for its
+	// predecessor's socket, and parallel tests must not share an endpoint.
+	e.httpAddr = freeHostPort(e.t)
+	codecEndpoints.Store(e.t, "http://"+e.httpAddr+"/codec")
+	e.t.Cleanup(func() { codecEndpoints.Delete(e.t) })
 	w.cmd = exec.Command(bin, "-init-dev-key")
-	w.cmd.Env = append(e.vars(), extra...)
+	w.cmd.Env = append(e.vars(), "TOKENWARDEN_HTTP_ADDR="+e.httpAddr)
+	w.cmd.Env = append(w.cmd.Env, extra...)
 	w.cmd.Stdout, w.cmd.Stderr = w.output, w.output
 	if err := w.cmd.Start(); err != nil {
 		e.t.Fatalf("start worker: %v", err)
@@ -170,8 +188,18 @@ func (w *worker) waitExit(t *testing.T, timeout time.Duration) syscall.Signal {
 // runStarter runs the starter binary and returns its exit code and output.
 func (e *env) runStarter(stdin string, args ...string) (int, string) {
 	e.t.Helper()
+	return e.runStarterEnv(nil, stdin, args...)
+}
+
+// runStarterEnv is runStarter with extra environment variables (later ones win).
+func (e *env) runStarterEnv(extra []string, stdin string, args ...string) (int, string) {
+	e.t.Helper()
 	cmd := exec.Command(stack.starterBin, args...)
 	cmd.Env = e.vars()
+	if e.httpAddr != "" {
+		cmd.Env = append(cmd.Env, "TOKENWARDEN_CODEC_ENDPOINT=http://"+e.httpAddr+"/codec")
+	}
+	cmd.Env = append(cmd.Env, extra...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -183,10 +211,16 @@ func (e *env) runStarter(stdin string, args ...string) (int, string) {
 	return 0, string(out)
 }
 
-// runTemporal runs the real temporal CLI against the shared test server.
+// runTemporal runs the real temporal CLI against the shared test server, with
+// --codec-endpoint pointing at the test's latest worker once it has one: payloads then
+// go into history encrypted, and query and update results come back decrypted.
 func runTemporal(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(stack.temporalBin, append(args, "--address", stack.address)...)
+	args = append(args, "--address", stack.address)
+	if ep, ok := codecEndpoints.Load(t); ok {
+		args = append(args, "--codec-endpoint", ep.(string))
+	}
+	cmd := exec.Command(stack.temporalBin, args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("temporal %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -264,7 +298,7 @@ func waitForStatusOn(t *testing.T, c client.Client, id string, timeout time.Dura
 }
 
 // storedRecord reads the credential from the worker's SQLite store, decrypting with the
-// key file the worker created. SQLite's WAL lets it read while the worker runs.
+// shared key file. SQLite's WAL lets it read while the worker runs.
 func (e *env) storedRecord(id string) store.Record {
 	e.t.Helper()
 	s := e.openStore()
@@ -290,11 +324,11 @@ func historyLength(t *testing.T, id string) int {
 	return n
 }
 
-// openStore opens the worker's token store from the test process, with the key file the
-// worker created.
+// openStore opens the worker's token store from the test process, with the shared key
+// file.
 func (e *env) openStore() *store.SQLite {
 	e.t.Helper()
-	ring, err := keyring.LoadFile(filepath.Join(e.dataDir, "keys.json"))
+	ring, err := keyring.LoadFile(stack.keyFile)
 	if err != nil {
 		e.t.Fatalf("load key file: %v", err)
 	}
@@ -457,13 +491,14 @@ func (p *privateServer) start() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
-		ExistingPath:  stack.temporalBin,
-		LogLevel:      "error",
-		DBFilename:    p.dbFile,
-		ClientOptions: &client.Options{HostPort: p.hostPort, Logger: quietLogger{}},
-		ExtraArgs:     append(append([]string{}, searchAttributeArgs...), p.extraPorts...),
-		Stdout:        p.log,
-		Stderr:        p.log,
+		ExistingPath: stack.temporalBin,
+		LogLevel:     "error",
+		DBFilename:   p.dbFile,
+		ClientOptions: &client.Options{HostPort: p.hostPort, Logger: quietLogger{},
+			DataConverter: codec.DataConverter(stack.ring), FailureConverter: codec.FailureConverter(codec.DataConverter(stack.ring))},
+		ExtraArgs: append(append([]string{}, searchAttributeArgs...), p.extraPorts...),
+		Stdout:    p.log,
+		Stderr:    p.log,
 	})
 	if err != nil {
 		p.t.Fatalf("start a private Temporal dev server on %s: %v\n%s", p.hostPort, err, p.log.String())

@@ -19,6 +19,9 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
+
+	"github.com/tokenwarden/tokenwarden/internal/codec"
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
 )
 
 // stack is what TestMain starts once for every test in the package.
@@ -31,6 +34,10 @@ var stack struct {
 	// faultWorkerBin is the worker built with -tags faultinject: it kills itself with
 	// SIGKILL at the fault points named in TOKENWARDEN_FAULT_POINTS.
 	faultWorkerBin string
+	// keyFile is the one key file every test worker uses (TOKENWARDEN_KEY_FILE), so
+	// that client, whose data converter encrypts with it, reads every test's payloads.
+	keyFile string
+	ring    *keyring.Keyring
 }
 
 func TestMain(m *testing.M) {
@@ -76,6 +83,16 @@ func runMain(m *testing.M) int {
 	}
 	stack.faultWorkerBin = filepath.Join(faultDir, "worker")
 
+	stack.keyFile = filepath.Join(tmp, "keys", "keys.json")
+	if _, err := keyring.GenerateFile(stack.keyFile); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: create the shared key file: %v\n", err)
+		return 1
+	}
+	if stack.ring, err = keyring.LoadFile(stack.keyFile); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: load the shared key file: %v\n", err)
+		return 1
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var serverLog bytes.Buffer
@@ -83,7 +100,9 @@ func runMain(m *testing.M) int {
 		ExistingPath: stack.temporalBin,
 		LogLevel:     "error",
 		ClientOptions: &client.Options{
-			Logger: quietLogger{},
+			Logger:           quietLogger{},
+			DataConverter:    codec.DataConverter(stack.ring),
+			FailureConverter: codec.FailureConverter(codec.DataConverter(stack.ring)),
 		},
 		ExtraArgs: searchAttributeArgs,
 		Stdout:    &serverLog,

@@ -34,6 +34,22 @@ type keyFile struct {
 // (chmod 600), not something to work around. It also refuses unknown JSON fields, so
 // that a typo such as "primay" is reported instead of ignored.
 func LoadFile(path string) (*Keyring, error) {
+	data, err := readKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	ring, err := parseKeyFile(data)
+	// The raw file holds every key in base64; drop our copy as soon as we are done.
+	clear(data)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: key file %s: %w", path, err)
+	}
+	return ring, nil
+}
+
+// readKeyFile reads a key file's bytes after checking that it is a regular file that
+// neither group nor others may access, and not absurdly large. The caller clears them.
+func readKeyFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -65,15 +81,10 @@ func LoadFile(path string) (*Keyring, error) {
 		return nil, fmt.Errorf("keyring: read key file %s: %w", path, err)
 	}
 	if len(data) > maxKeyFileSize {
+		clear(data)
 		return nil, fmt.Errorf("keyring: key file %s is larger than %d bytes; it is not a key file", path, maxKeyFileSize)
 	}
-	ring, err := parseKeyFile(data)
-	// The raw file holds every key in base64; drop our copy as soon as we are done.
-	clear(data)
-	if err != nil {
-		return nil, fmt.Errorf("keyring: key file %s: %w", path, err)
-	}
-	return ring, nil
+	return data, nil
 }
 
 // parseKeyFile decodes the JSON key file format. Its errors describe positions and field

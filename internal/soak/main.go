@@ -46,6 +46,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
@@ -304,12 +305,23 @@ func (s *soak) startStack(ctx context.Context) error {
 	if err := os.Setenv(ownGroupEnv, s.opts.temporal); err != nil {
 		return err
 	}
+	// The worker encrypts every payload with the key in its data directory; make that key
+	// now, so that this program's client can read the statuses the worker writes.
+	if _, err := keyring.GenerateFile(filepath.Join(s.dataDir, "keys.json")); err != nil {
+		return err
+	}
+	ring, err := keyring.LoadFile(filepath.Join(s.dataDir, "keys.json"))
+	if err != nil {
+		return err
+	}
+	dc := codec.DataConverter(ring)
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	s.server, err = testsuite.StartDevServer(startCtx, testsuite.DevServerOptions{
-		ExistingPath:  self,
-		LogLevel:      "error",
-		DBFilename:    filepath.Join(s.tmp, "temporal.db"),
-		ClientOptions: &client.Options{Logger: quietLogger{}},
+		ExistingPath: self,
+		LogLevel:     "error",
+		DBFilename:   filepath.Join(s.tmp, "temporal.db"),
+		ClientOptions: &client.Options{Logger: quietLogger{}, DataConverter: dc,
+			FailureConverter: codec.FailureConverter(dc)},
 		ExtraArgs: []string{
 			"--search-attribute", "TokenState=Keyword",
 			"--search-attribute", "TokenProvider=Keyword",
@@ -422,6 +434,9 @@ func (s *soak) workerEnv() []string {
 		"TOKENWARDEN_PROVIDER_TIMEOUT=3s",
 		"TOKENWARDEN_LEASE_DURATION=6s",
 		"TOKENWARDEN_LOG_LEVEL=warn",
+		// No codec endpoint: this program reads the key file itself, and a fixed port
+		// could collide with a running `make run`.
+		"TOKENWARDEN_HTTP_ADDR=",
 	)
 }
 

@@ -3,10 +3,8 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -16,14 +14,6 @@ import (
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" database/sql driver
 )
-
-// aadPrefix starts the associated data every credential's secrets are sealed with; the
-// credential ID follows it. Binding the ciphertext to its row means a sealed blob copied
-// into another credential's row fails to open instead of lending that credential
-// someone else's tokens.
-const aadPrefix = "tokenwarden/credential/"
-
-func credentialAAD(id string) []byte { return []byte(aadPrefix + id) }
 
 // migrations are applied in order; PRAGMA user_version records how many have run. Only
 // ever append: an applied migration must never change, because databases in the field
@@ -232,7 +222,7 @@ func (s *SQLite) Get(ctx context.Context, id string) (Record, error) {
 		return Record{}, fmt.Errorf("sqlite store: get credential %q: %w", id, err)
 	}
 	t.apply(&rec)
-	secrets, err := s.open(rec.ID, keyID, sealed)
+	secrets, err := openSecrets(s.ring, rec.ID, keyID, sealed)
 	if err != nil {
 		return Record{}, fmt.Errorf("sqlite store: get credential %q (version %d): %w", id, rec.Version, err)
 	}
@@ -273,7 +263,7 @@ func (s *SQLite) List(ctx context.Context) ([]Record, error) {
 
 // Put writes rec as the next version, creating the record at version 1 if needed.
 func (s *SQLite) Put(ctx context.Context, rec Record) (Record, error) {
-	w, err := s.prepareWrite(rec)
+	w, err := prepareWrite(rec, s.ring, s.now)
 	if err != nil {
 		return Record{}, fmt.Errorf("sqlite store: put: %w", err)
 	}
@@ -319,7 +309,7 @@ func (s *SQLite) Put(ctx context.Context, rec Record) (Record, error) {
 // CompareAndSwap writes rec as expectedVersion+1 if the stored version is
 // expectedVersion.
 func (s *SQLite) CompareAndSwap(ctx context.Context, rec Record, expectedVersion int64) (Record, error) {
-	w, err := s.prepareWrite(rec)
+	w, err := prepareWrite(rec, s.ring, s.now)
 	if err != nil {
 		return Record{}, fmt.Errorf("sqlite store: compare-and-swap: %w", err)
 	}
@@ -439,122 +429,71 @@ func (s *SQLite) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// pendingWrite is a record ready to be stored: secrets sealed, times converted, and rec
-// normalised to exactly what Get will return afterwards (minus Version).
-type pendingWrite struct {
-	rec    Record
-	keyID  string
-	sealed []byte
-	t      rowTimes
-}
-
-func (s *SQLite) prepareWrite(rec Record) (pendingWrite, error) {
-	if rec.ID == "" {
-		return pendingWrite{}, errors.New("record has an empty ID")
-	}
-	w := pendingWrite{rec: rec}
-	w.rec.UpdatedAt = s.now()
-	w.rec.Lease = Lease{}
-	var err error
-	if w.t, err = timesOf(w.rec); err != nil {
-		return pendingWrite{}, fmt.Errorf("credential %q: %w", rec.ID, err)
-	}
-	// Round-trip the times so the returned record carries UTC, nanosecond values
-	// without monotonic readings, the same as a later Get.
-	w.t.apply(&w.rec)
-	if w.keyID, w.sealed, err = s.seal(rec.ID, rec.Secrets); err != nil {
-		return pendingWrite{}, fmt.Errorf("credential %q: %w", rec.ID, err)
-	}
-	return w, nil
-}
-
-func (s *SQLite) seal(id string, secrets Secrets) (string, []byte, error) {
-	plain, err := json.Marshal(secrets)
+// Reseal re-encrypts the record's secrets under the primary key if they are under
+// another one, keeping the version, UpdatedAt and the lease. The transaction holds the
+// write lock (BEGIN IMMEDIATE) from the read to the write, so no other writer can
+// commit in between; the UPDATE still names the version, key ID and ciphertext it read.
+func (s *SQLite) Reseal(ctx context.Context, id string) (bool, error) {
+	changed, err := resealLoop(func() (bool, error) { return s.resealOnce(ctx, id) })
 	if err != nil {
-		return "", nil, fmt.Errorf("encode secrets: %w", err) // json errors here name types, not values
+		return false, fmt.Errorf("sqlite store: reseal credential %q: %w", id, err)
 	}
-	defer clear(plain)
-	keyID, sealed, err := s.ring.Seal(plain, credentialAAD(id))
+	return changed, nil
+}
+
+func (s *SQLite) resealOnce(ctx context.Context, id string) (bool, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return "", nil, fmt.Errorf("seal secrets: %w", err)
+		return false, fmt.Errorf("begin: %w", err)
 	}
-	return keyID, sealed, nil
-}
+	defer tx.Rollback()
 
-func (s *SQLite) open(id, keyID string, sealed []byte) (Secrets, error) {
-	plain, err := s.ring.Open(keyID, sealed, credentialAAD(id))
+	var (
+		version int64
+		keyID   string
+		sealed  []byte
+	)
+	err = tx.QueryRowContext(ctx, `SELECT version, key_id, secrets FROM credentials WHERE id = ?`, id).
+		Scan(&version, &keyID, &sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, ErrNotFound
+	}
 	if err != nil {
-		return Secrets{}, fmt.Errorf("decrypt secrets: %w", err)
+		return false, err
 	}
-	defer clear(plain)
-	var secrets Secrets
-	if err := json.Unmarshal(plain, &secrets); err != nil {
-		// Do not wrap: a syntax error could quote fragments of the plaintext.
-		return Secrets{}, fmt.Errorf("decode secrets sealed with key %q: not a valid secrets document", keyID)
+	row, ok, err := resealSecrets(s.ring, id, keyID, sealed)
+	if err != nil || !ok {
+		return false, err
 	}
-	return secrets, nil
+	res, err := tx.ExecContext(ctx, `UPDATE credentials SET key_id = ?, secrets = ?
+		WHERE id = ? AND version = ? AND key_id = ? AND secrets = ?`,
+		row.keyID, row.sealed, id, version, keyID, sealed)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, err
+	}
+	if n != 1 {
+		return false, errResealRaced
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("commit: %w", err)
+	}
+	return true, nil
 }
 
-// rowTimes holds a record's time columns as stored: Unix nanoseconds, 0 for zero.
-type rowTimes struct {
-	accessExpires, refreshExpires, updated, lastUsed int64
-	leaseTaken, leaseExpires                         int64
-}
-
-func timesOf(rec Record) (rowTimes, error) {
-	var t rowTimes
-	for _, f := range []struct {
-		name string
-		in   time.Time
-		out  *int64
-	}{
-		{"access expiry", rec.AccessExpiresAt, &t.accessExpires},
-		{"refresh expiry", rec.RefreshExpiresAt, &t.refreshExpires},
-		{"updated at", rec.UpdatedAt, &t.updated},
-		{"last used at", rec.LastUsedAt, &t.lastUsed},
-		{"lease taken at", rec.Lease.TakenAt, &t.leaseTaken},
-		{"lease expiry", rec.Lease.ExpiresAt, &t.leaseExpires},
-	} {
-		ns, err := toNanos(f.in)
-		if err != nil {
-			return rowTimes{}, fmt.Errorf("%s: %w", f.name, err)
-		}
-		*f.out = ns
+// KeyIDs counts the records under each key ID.
+func (s *SQLite) KeyIDs(ctx context.Context) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT key_id, count(*) FROM credentials GROUP BY key_id`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: count records per key: %w", err)
 	}
-	return t, nil
-}
-
-func (t rowTimes) apply(rec *Record) {
-	rec.AccessExpiresAt = fromNanos(t.accessExpires)
-	rec.RefreshExpiresAt = fromNanos(t.refreshExpires)
-	rec.UpdatedAt = fromNanos(t.updated)
-	rec.LastUsedAt = fromNanos(t.lastUsed)
-	rec.Lease.TakenAt = fromNanos(t.leaseTaken)
-	rec.Lease.ExpiresAt = fromNanos(t.leaseExpires)
-}
-
-// Unix nanoseconds in an int64 cover 1677-09-21 to 2262-04-11.
-var (
-	minNanosTime = time.Unix(0, math.MinInt64)
-	maxNanosTime = time.Unix(0, math.MaxInt64)
-)
-
-// toNanos maps the zero time to 0 and any other time to its Unix nanoseconds. The one
-// instant 1970-01-01T00:00:00Z therefore reads back as the zero time, which no
-// credential has a reason to use.
-func toNanos(t time.Time) (int64, error) {
-	if t.IsZero() {
-		return 0, nil
+	defer rows.Close()
+	counts, err := scanKeyCounts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: count records per key: %w", err)
 	}
-	if t.Before(minNanosTime) || t.After(maxNanosTime) {
-		return 0, fmt.Errorf("time %s is outside the storable range (years 1678 to 2262)", t.UTC().Format(time.RFC3339))
-	}
-	return t.UnixNano(), nil
-}
-
-func fromNanos(ns int64) time.Time {
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns).UTC()
+	return counts, nil
 }

@@ -50,6 +50,15 @@ func TestSQLiteContract(t *testing.T) {
 	})
 }
 
+func TestSQLiteKeyRotationContract(t *testing.T) {
+	storetest.RunKeyRotation(t, func(t *testing.T) storetest.Opener {
+		path := filepath.Join(t.TempDir(), "tokens.db")
+		return func(t *testing.T, ring *keyring.Keyring) store.Store {
+			return openSQLite(t, path, ring, nil)
+		}
+	})
+}
+
 // rawDB opens the database file directly, bypassing the store, to inspect or corrupt
 // rows the way an attacker with file access could.
 func rawDB(t *testing.T, path string) *sql.DB {

@@ -77,5 +77,16 @@ type Store interface {
 	Delete(ctx context.Context, id string) error
 	// List returns all records' non-secret fields (Secrets left empty), ordered by ID.
 	List(ctx context.Context) ([]Record, error)
+	// Reseal re-encrypts the record's secrets under the store keyring's primary key if
+	// they are sealed under another key, and reports whether it rewrote them. It
+	// changes nothing else: not the version (a new key is not a new token set, so a
+	// writer holding the record still commits with CompareAndSwap at the version it
+	// read), not UpdatedAt, not the lease. It reads and writes in one transaction and
+	// writes only if version, key ID and ciphertext are still those it decrypted, so it
+	// never puts an older token set back over a newer one; a record that changed under
+	// it is read again. ErrNotFound if the record does not exist.
+	Reseal(ctx context.Context, id string) (changed bool, err error)
+	// KeyIDs counts the records sealed under each key ID. It does not decrypt anything.
+	KeyIDs(ctx context.Context) (map[string]int, error)
 	Close() error
 }

@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"WritesClearLease", testWritesClearLease},
 		{"Delete", testDelete},
 		{"List", testList},
+		{"ResealUnderPrimaryKey", testResealUnderPrimary},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,695 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/store/storetest"
+)
+
+// The PostgreSQL tests need a server. CI runs them on a machine where one listens on
+// 127.0.0.1:5432 with trust authentication (.ci/run starts it if needed); elsewhere,
+// point TOKENWARDEN_TEST_POSTGRES_DSN at any database the tests may create schemas in,
+// or set TOKENWARDEN_TEST_POSTGRES=skip to skip them deliberately. An unreachable
+// server is a failure, not a skip: silently skipping would let CI pass without ever
+// testing the store the production deployment uses.
+const (
+	postgresDSNEnv     = "TOKENWARDEN_TEST_POSTGRES_DSN"
+	postgresSkipEnv    = "TOKENWARDEN_TEST_POSTGRES"
+	defaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+)
+
+// testPostgres is a connection to the test database for creating, inspecting and
+// dropping the schemas the stores under test live in.
+type testPostgres struct {
+	dsn  string
+	conn *pgx.Conn
+	mu   sync.Mutex // pgx.Conn is not safe for concurrent use; subtests run in parallel
+}
+
+var (
+	pgOnce sync.Once
+	pgDSN  string
+	pgErr  error
+)
+
+// postgresDSN returns the test server's DSN, or fails (or skips, when asked to) the
+// test if the server cannot be reached.
+func postgresDSN(t *testing.T) string {
+	t.Helper()
+	if os.Getenv(postgresSkipEnv) == "skip" {
+		t.Skipf("%s=skip: PostgreSQL store tests skipped", postgresSkipEnv)
+	}
+	pgOnce.Do(func() {
+		pgDSN = os.Getenv(postgresDSNEnv)
+		if pgDSN == "" {
+			pgDSN = defaultPostgresDSN
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, pgDSN)
+		if err != nil {
+			pgErr = err
+			return
+		}
+		defer conn.Close(ctx)
+		pgErr = conn.Ping(ctx)
+	})
+	if pgErr != nil {
+		t.Fatalf("cannot reach the test PostgreSQL at %s: %v\n"+
+			"These tests need a PostgreSQL server. Start one (on the CI machine: "+
+			"pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start), or set %s "+
+			"to the DSN of a database where the tests may create and drop schemas "+
+			"(default %q), or set %s=skip to skip them explicitly.",
+			store.DescribePostgresDSN(pgDSN), pgErr, postgresDSNEnv, defaultPostgresDSN, postgresSkipEnv)
+	}
+	return pgDSN
+}
+
+func newTestPostgres(t *testing.T) *testPostgres {
+	t.Helper()
+	dsn := postgresDSN(t)
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("connect to the test PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return &testPostgres{dsn: dsn, conn: conn}
+}
+
+// newSchema creates an empty schema with a random name, dropped with everything in it
+// when t ends, and returns a DSN whose search_path points at it.
+func (p *testPostgres) newSchema(t *testing.T) (schema, dsn string) {
+	t.Helper()
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	schema = "tw_test_" + hex.EncodeToString(b)
+	p.exec(t, `CREATE SCHEMA `+schema)
+	t.Cleanup(func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if _, err := p.conn.Exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+			t.Errorf("drop test schema %s: %v", schema, err)
+		}
+	})
+	return schema, withSearchPath(t, p.dsn, schema)
+}
+
+// withSearchPath adds search_path to a URL or key=value DSN; pgx sends unknown
+// parameters to the server as run-time settings.
+func withSearchPath(t *testing.T, dsn, schema string) string {
+	t.Helper()
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatalf("%s is not a valid URL", postgresDSNEnv)
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " search_path=" + schema
+}
+
+func (p *testPostgres) exec(t *testing.T, sql string, args ...any) int64 {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	tag, err := p.conn.Exec(t.Context(), sql, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return tag.RowsAffected()
+}
+
+func openPostgres(t *testing.T, dsn string, ring *keyring.Keyring, now func() time.Time) *store.Postgres {
+	t.Helper()
+	s, err := store.OpenPostgres(t.Context(), dsn, ring, now)
+	if err != nil {
+		t.Fatalf("OpenPostgres: %v", err)
+	}
+	return s
+}
+
+// freshPostgres opens a store in a new schema and closes it when t ends.
+func freshPostgres(t *testing.T, p *testPostgres, ring *keyring.Keyring) (*store.Postgres, string, string) {
+	t.Helper()
+	schema, dsn := p.newSchema(t)
+	s := openPostgres(t, dsn, ring, nil)
+	t.Cleanup(func() { s.Close() })
+	return s, schema, dsn
+}
+
+func TestPostgresContract(t *testing.T) {
+	p := newTestPostgres(t)
+	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
+	storetest.Run(t, func(t *testing.T) store.Store {
+		// The schema's cleanup is registered before Run's Close, so it runs after it.
+		_, dsn := p.newSchema(t)
+		return openPostgres(t, dsn, ring, nil)
+	})
+}
+
+func TestPostgresKeyRotationContract(t *testing.T) {
+	p := newTestPostgres(t)
+	storetest.RunKeyRotation(t, func(t *testing.T) storetest.Opener {
+		_, dsn := p.newSchema(t)
+		return func(t *testing.T, ring *keyring.Keyring) store.Store {
+			return openPostgres(t, dsn, ring, nil)
+		}
+	})
+}
+
+// Two pools are two workers: separate server sessions that share nothing but the
+// database. For every round, attempts spread over both pools race a compare-and-swap
+// at the same version and a lease on the same row; exactly one of each must win.
+func TestPostgresCrossProcessRaces(t *testing.T) {
+	p := newTestPostgres(t)
+	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
+	_, dsn := p.newSchema(t)
+	workers := []*store.Postgres{openPostgres(t, dsn, ring, nil), openPostgres(t, dsn, ring, nil)}
+	for _, w := range workers {
+		t.Cleanup(func() { w.Close() })
+	}
+	ctx := t.Context()
+	const (
+		rounds   = 10
+		attempts = 16 // per round, alternating between the two workers
+	)
+	ids := []string{"shared-1", "shared-2"}
+	for _, id := range ids {
+		if _, err := workers[0].Put(ctx, secretRecord(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("CompareAndSwap", func(t *testing.T) {
+		for round := range rounds {
+			id := ids[round%len(ids)]
+			cur, err := workers[round%2].Get(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var (
+				wg    sync.WaitGroup
+				start = make(chan struct{})
+				errs  = make([]error, attempts)
+			)
+			for i := range attempts {
+				wg.Go(func() {
+					rec := secretRecord(id)
+					rec.Secrets.AccessToken = fmt.Sprintf("round-%d-attempt-%d", round, i)
+					<-start
+					_, errs[i] = workers[i%2].CompareAndSwap(ctx, rec, cur.Version)
+				})
+			}
+			close(start)
+			wg.Wait()
+			winner := -1
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					if winner >= 0 {
+						t.Fatalf("round %d: attempts %d and %d both won at version %d", round, winner, i, cur.Version)
+					}
+					winner = i
+				case errors.Is(err, store.ErrVersionConflict):
+				default:
+					t.Fatalf("round %d attempt %d: %v, want nil or ErrVersionConflict", round, i, err)
+				}
+			}
+			if winner < 0 {
+				t.Fatalf("round %d: no attempt won", round)
+			}
+			// Both workers read the winner's write.
+			for wi, w := range workers {
+				got, err := w.Get(ctx, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Version != cur.Version+1 || got.Secrets.AccessToken != fmt.Sprintf("round-%d-attempt-%d", round, winner) {
+					t.Fatalf("round %d: worker %d reads version %d and not the winner's token (want version %d, attempt %d)",
+						round, wi, got.Version, cur.Version+1, winner)
+				}
+			}
+		}
+	})
+
+	t.Run("Leases", func(t *testing.T) {
+		now := time.Date(2026, 11, 26, 18, 30, 0, 123456789, time.UTC)
+		for round := range rounds {
+			id := ids[round%len(ids)]
+			var (
+				wg    sync.WaitGroup
+				start = make(chan struct{})
+				errs  = make([]error, attempts)
+				prevs = make([]store.Lease, attempts)
+			)
+			owner := func(i int) string { return fmt.Sprintf("round-%d-worker-%d-attempt-%d", round, i%2, i) }
+			for i := range attempts {
+				wg.Go(func() {
+					<-start
+					prevs[i], errs[i] = workers[i%2].AcquireLease(ctx, id, owner(i), now, now.Add(time.Minute))
+				})
+			}
+			close(start)
+			wg.Wait()
+			winner := -1
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					if winner >= 0 {
+						t.Fatalf("round %d: attempts %d and %d both took the lease", round, winner, i)
+					}
+					winner = i
+				case errors.Is(err, store.ErrLeaseHeld):
+				default:
+					t.Fatalf("round %d attempt %d: %v, want nil or ErrLeaseHeld", round, i, err)
+				}
+			}
+			if winner < 0 {
+				t.Fatalf("round %d: nobody took the lease", round)
+			}
+			if prevs[winner] != (store.Lease{}) {
+				t.Errorf("round %d: the winner's previous lease = %+v, want none", round, prevs[winner])
+			}
+			for i, err := range errs {
+				if err != nil && prevs[i].Owner != owner(winner) {
+					t.Errorf("round %d attempt %d: told the lease is held by %q, want the winner %q", round, i, prevs[i].Owner, owner(winner))
+				}
+			}
+			got, err := workers[(winner+1)%2].Get(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Lease.Owner != owner(winner) {
+				t.Fatalf("round %d: stored lease owner %q, want %q", round, got.Lease.Owner, owner(winner))
+			}
+			// The other worker cannot release it; the winner can.
+			if err := workers[(winner+1)%2].ReleaseLease(ctx, id, owner(winner+1)); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := workers[0].Get(ctx, id); got.Lease.Owner != owner(winner) {
+				t.Fatalf("round %d: a non-owner's release freed the lease", round)
+			}
+			if err := workers[winner%2].ReleaseLease(ctx, id, owner(winner)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
+	// Expired-lease takeover raced from both workers: still exactly one new holder.
+	t.Run("ExpiredLeaseTakeover", func(t *testing.T) {
+		base := time.Date(2026, 11, 26, 18, 30, 0, 0, time.UTC)
+		for round := range rounds {
+			id := ids[round%len(ids)]
+			if _, err := workers[0].AcquireLease(ctx, id, "dead-attempt", base, base.Add(time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			later := base.Add(time.Second) // the expiry instant: no longer live
+			var (
+				wg    sync.WaitGroup
+				start = make(chan struct{})
+				errs  = make([]error, attempts)
+				prevs = make([]store.Lease, attempts)
+			)
+			for i := range attempts {
+				wg.Go(func() {
+					<-start
+					prevs[i], errs[i] = workers[i%2].AcquireLease(ctx, id, fmt.Sprintf("taker-%d", i), later, later.Add(time.Minute))
+				})
+			}
+			close(start)
+			wg.Wait()
+			wins := 0
+			for i, err := range errs {
+				if err == nil {
+					wins++
+					if prevs[i].Owner != "dead-attempt" {
+						t.Errorf("round %d: the taker's previous lease owner = %q, want dead-attempt", round, prevs[i].Owner)
+					}
+				} else if !errors.Is(err, store.ErrLeaseHeld) {
+					t.Fatalf("round %d attempt %d: %v", round, i, err)
+				}
+			}
+			if wins != 1 {
+				t.Fatalf("round %d: %d attempts took over the expired lease, want exactly 1", round, wins)
+			}
+			if _, err := workers[1].Put(ctx, secretRecord(id)); err != nil { // clears the lease
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// Workers that start together all migrate the same fresh schema; the advisory lock
+// makes one apply the migration and the others find it done.
+func TestPostgresConcurrentOpen(t *testing.T) {
+	p := newTestPostgres(t)
+	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
+	for round := range 3 {
+		schema, dsn := p.newSchema(t)
+		const n = 6
+		var (
+			wg    sync.WaitGroup
+			start = make(chan struct{})
+			errs  = make([]error, n)
+		)
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				s, err := store.OpenPostgres(t.Context(), dsn, ring, nil)
+				if err == nil {
+					_, err = s.Put(t.Context(), secretRecord(fmt.Sprintf("c%d", i)))
+					s.Close()
+				}
+				errs[i] = err
+			})
+		}
+		close(start)
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d: OpenPostgres %d of %d started together: %v", round, i, n, err)
+			}
+		}
+		var versions int
+		p.mu.Lock()
+		err := p.conn.QueryRow(t.Context(), `SELECT count(*) FROM `+schema+`.tokenwarden_schema_version`).Scan(&versions)
+		p.mu.Unlock()
+		if err != nil || versions != 1 {
+			t.Fatalf("round %d: schema version rows = %d (%v), want 1", round, versions, err)
+		}
+	}
+}
+
+// The table holds ciphertext only: neither the secrets column nor the row as a whole
+// (every column as text) contains a secret or a fragment of the JSON document.
+func TestPostgresTableHoldsNoPlaintext(t *testing.T) {
+	p := newTestPostgres(t)
+	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
+	s, schema, _ := freshPostgres(t, p, ring)
+	ctx := t.Context()
+	r1, err := s.Put(ctx, secretRecord("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := secretRecord("c1")
+	next.Secrets.AccessToken = "PLAINTEXT-ROTATED-ACCESS"
+	if _, err := s.CompareAndSwap(ctx, next, r1.Version); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Put(ctx, secretRecord("c2")); err != nil {
+		t.Fatal(err)
+	}
+
+	secrets := []string{"PLAINTEXT-ROTATED-ACCESS", "PLAINTEXT-", `"refresh_token"`, "access_token"}
+	for _, id := range []string{"c1", "c2"} {
+		rec := secretRecord(id)
+		secrets = append(secrets, rec.Secrets.AccessToken, rec.Secrets.RefreshToken, rec.Secrets.ClientSecret)
+	}
+
+	p.mu.Lock()
+	rows, err := p.conn.Query(ctx, `SELECT id, key_id, secrets, c::text FROM `+schema+`.tokenwarden_credentials c ORDER BY id`)
+	if err != nil {
+		p.mu.Unlock()
+		t.Fatal(err)
+	}
+	type raw struct {
+		id, keyID, row string
+		sealed         []byte
+	}
+	var got []raw
+	for rows.Next() {
+		var r raw
+		if err := rows.Scan(&r.id, &r.keyID, &r.sealed, &r.row); err != nil {
+			rows.Close()
+			p.mu.Unlock()
+			t.Fatal(err)
+		}
+		got = append(got, r)
+	}
+	rows.Close()
+	p.mu.Unlock()
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("table holds %d rows, want 2", len(got))
+	}
+	for _, r := range got {
+		if r.keyID != "k1" || len(r.sealed) < 28 { // nonce + tag at least
+			t.Errorf("row %s: key_id %q, %d sealed bytes; want k1 and a ciphertext", r.id, r.keyID, len(r.sealed))
+		}
+		for _, sec := range secrets {
+			if bytes.Contains(r.sealed, []byte(sec)) {
+				t.Errorf("row %s: the secrets column contains %q", r.id, sec)
+			}
+			if strings.Contains(r.row, sec) || strings.Contains(r.row, hex.EncodeToString([]byte(sec))) {
+				t.Errorf("row %s: the row contains %q", r.id, sec)
+			}
+		}
+	}
+}
+
+func TestPostgresWrongKeyringFailsLoudly(t *testing.T) {
+	p := newTestPostgres(t)
+	_, dsn := p.newSchema(t)
+	s := openPostgres(t, dsn, newRing(t, "k1", map[string][]byte{"k1": randomKey(t)}), nil)
+	rec := secretRecord("c1")
+	if _, err := s.Put(t.Context(), rec); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	tests := []struct {
+		name    string
+		ring    *keyring.Keyring
+		wantErr string
+	}{
+		{name: "key ID unknown", ring: newRing(t, "k2", map[string][]byte{"k2": randomKey(t)}), wantErr: `key "k1", which this keyring does not hold`},
+		{name: "same ID other key", ring: newRing(t, "k1", map[string][]byte{"k1": randomKey(t)}), wantErr: `key "k1": authentication failed`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openPostgres(t, dsn, tt.ring, nil)
+			defer s.Close()
+			got, err := s.Get(t.Context(), "c1")
+			if err == nil {
+				t.Fatalf("Get with the wrong keyring succeeded (secrets empty: %v)", got.Secrets == store.Secrets{})
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.wantErr) || !strings.Contains(msg, `"c1"`) {
+				t.Errorf("Get error = %q, want it to name the credential and contain %q", msg, tt.wantErr)
+			}
+			if errors.Is(err, store.ErrNotFound) {
+				t.Error("Get error matches ErrNotFound; an undecryptable record is not a missing one")
+			}
+			for _, sec := range []string{rec.Secrets.AccessToken, rec.Secrets.RefreshToken, rec.Secrets.ClientSecret} {
+				if strings.Contains(msg, sec) {
+					t.Errorf("Get error leaks a secret: %q", msg)
+				}
+			}
+			list, err := s.List(t.Context())
+			if err != nil || len(list) != 1 || list[0].ID != "c1" {
+				t.Errorf("List with the wrong keyring = %v, %v; want [c1]", list, err)
+			}
+		})
+	}
+}
+
+func TestPostgresCiphertextBoundToRow(t *testing.T) {
+	p := newTestPostgres(t)
+	s, schema, _ := freshPostgres(t, p, newRing(t, "k1", map[string][]byte{"k1": randomKey(t)}))
+	ctx := t.Context()
+	for _, id := range []string{"victim", "attacker"} {
+		if _, err := s.Put(ctx, secretRecord(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := p.exec(t, `UPDATE `+schema+`.tokenwarden_credentials AS a
+		SET secrets = v.secrets, key_id = v.key_id
+		FROM `+schema+`.tokenwarden_credentials AS v
+		WHERE a.id = 'attacker' AND v.id = 'victim'`)
+	if n != 1 {
+		t.Fatalf("copied into %d rows, want 1", n)
+	}
+	_, err := s.Get(ctx, "attacker")
+	if err == nil {
+		t.Fatal("Get returned another row's secrets")
+	}
+	if !strings.Contains(err.Error(), "authentication failed") || !strings.Contains(err.Error(), `"k1"`) {
+		t.Fatalf("Get error = %v, want an authentication failure naming key \"k1\"", err)
+	}
+	if _, err := s.Get(ctx, "victim"); err != nil {
+		t.Fatalf("victim row damaged: %v", err)
+	}
+}
+
+// List orders by bytes, not by the database's collation: upper case before '_' before
+// lower case before non-ASCII.
+func TestPostgresListByteOrder(t *testing.T) {
+	p := newTestPostgres(t)
+	s, _, _ := freshPostgres(t, p, newRing(t, "k1", map[string][]byte{"k1": randomKey(t)}))
+	want := []string{"B", "Z", "_x", "a", "a-b", "aa", "ä"}
+	for _, i := range []int{6, 3, 0, 5, 2, 4, 1} {
+		if _, err := s.Put(t.Context(), secretRecord(want[i])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list, err := s.List(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range list {
+		got = append(got, r.ID)
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("List order = %q, want byte order %q", got, want)
+	}
+}
+
+func TestPostgresUsesInjectedClock(t *testing.T) {
+	p := newTestPostgres(t)
+	_, dsn := p.newSchema(t)
+	at := time.Date(2026, 11, 26, 18, 30, 0, 987654321, time.FixedZone("x", -7*3600))
+	s := openPostgres(t, dsn, newRing(t, "k1", map[string][]byte{"k1": randomKey(t)}), func() time.Time { return at })
+	defer s.Close()
+	put, err := s.Put(t.Context(), secretRecord("c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(t.Context(), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, u := range map[string]time.Time{"Put": put.UpdatedAt, "Get": got.UpdatedAt} {
+		if !u.Equal(at) || u.Location() != time.UTC {
+			t.Errorf("%s UpdatedAt = %v, want %v in UTC", name, u, at.UTC())
+		}
+	}
+}
+
+func TestPostgresSchema(t *testing.T) {
+	p := newTestPostgres(t)
+	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
+	ctx := t.Context()
+	schema, dsn := p.newSchema(t)
+
+	s := openPostgres(t, dsn, ring, nil)
+	if _, err := s.Put(ctx, secretRecord("c1")); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = openPostgres(t, dsn, ring, nil) // reopening keeps the data and applies nothing
+	if _, err := s.Get(ctx, "c1"); err != nil {
+		t.Fatalf("Get after reopen: %v", err)
+	}
+	s.Close()
+
+	var versions []int32
+	p.mu.Lock()
+	rows, err := p.conn.Query(ctx, `SELECT version FROM `+schema+`.tokenwarden_schema_version ORDER BY version`)
+	if err == nil {
+		versions, err = pgx.CollectRows(rows, pgx.RowTo[int32])
+	}
+	p.mu.Unlock()
+	if err != nil || len(versions) != 1 || versions[0] != 1 {
+		t.Fatalf("schema versions = %v (%v), want [1]", versions, err)
+	}
+
+	// A database from a newer tokenwarden is refused rather than misread.
+	p.exec(t, `INSERT INTO `+schema+`.tokenwarden_schema_version (version) VALUES (99)`)
+	if _, err := store.OpenPostgres(ctx, dsn, ring, nil); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("OpenPostgres on a newer schema error = %v, want refusal", err)
+	}
+
+	// A search_path naming no existing schema is reported as such.
+	missing := withSearchPath(t, p.dsn, schema+"_missing")
+	if _, err := store.OpenPostgres(ctx, missing, ring, nil); err == nil || !strings.Contains(err.Error(), "search_path") {
+		t.Fatalf("OpenPostgres with a missing schema error = %v, want one about search_path", err)
+	}
+}
+
+func TestPostgresRejects(t *testing.T) {
+	p := newTestPostgres(t)
+	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
+	ctx := t.Context()
+	if _, err := store.OpenPostgres(ctx, p.dsn, nil, nil); err == nil {
+		t.Error("OpenPostgres with a nil keyring succeeded")
+	}
+	if _, err := store.OpenPostgres(ctx, "", ring, nil); err == nil {
+		t.Error("OpenPostgres with an empty DSN succeeded")
+	}
+
+	s, _, _ := freshPostgres(t, p, ring)
+	if _, err := s.Put(ctx, store.Record{}); err == nil {
+		t.Error("Put with an empty ID succeeded")
+	}
+	rec := secretRecord("c1")
+	rec.AccessExpiresAt = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := s.Put(ctx, rec); err == nil || !strings.Contains(err.Error(), "storable range") {
+		t.Errorf("Put with a year-3000 time error = %v, want range error", err)
+	}
+	if _, err := s.Put(ctx, secretRecord("c1")); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := s.AcquireLease(ctx, "c1", "", now, now.Add(time.Minute)); err == nil {
+		t.Error("AcquireLease with an empty owner succeeded")
+	}
+	if _, err := s.AcquireLease(ctx, "c1", "a", now, now); err == nil {
+		t.Error("AcquireLease with expiry == now succeeded")
+	}
+}
+
+// The DSN is a secret: neither OpenPostgres's errors nor DescribePostgresDSN show its
+// password, whether the string does not parse or the server cannot be reached.
+func TestPostgresDSNNeverShown(t *testing.T) {
+	const pw = "hunter2-SECRET"
+	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
+	for _, dsn := range []string{
+		"postgres://tw:" + pw + "@127.0.0.1:1/tokens?sslmode=disable&connect_timeout=2", // nothing listens on port 1
+		"host=127.0.0.1 port=1 user=tw password=" + pw + " dbname=tokens sslmode=disable connect_timeout=2",
+		"postgres://tw:" + pw + "@127.0.0.1:1/tokens?pool_max_conns=zero", // does not parse
+		"postgres://tw:" + pw + "@[::1/tokens",                            // neither does this
+		"postgres://tw@127.0.0.1:1/tokens?sslmode=disable&sslpassword=" + pw,
+	} {
+		desc := store.DescribePostgresDSN(dsn)
+		if strings.Contains(desc, pw) {
+			t.Errorf("DescribePostgresDSN shows the password: %q", desc)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, err := store.OpenPostgres(ctx, dsn, ring, nil)
+		cancel()
+		if err == nil {
+			t.Errorf("OpenPostgres(%s) succeeded", desc)
+			continue
+		}
+		if strings.Contains(err.Error(), pw) {
+			t.Errorf("OpenPostgres error shows the password: %v", err)
+		}
+		t.Logf("%s: %v", desc, err)
+	}
+	if got, want := store.DescribePostgresDSN("postgres://tw:"+pw+"@db.example:6432/tokens?sslmode=require"), "postgres db.example:6432/tokens"; got != want {
+		t.Errorf("DescribePostgresDSN = %q, want %q", got, want)
+	}
+}

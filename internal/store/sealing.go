@@ -1,0 +1,226 @@
+package store
+
+// Sealing and row encoding shared by every Store implementation (SQLite, PostgreSQL):
+// the same AAD, the same JSON document under AES-256-GCM, and the same time encoding
+// (integer Unix nanoseconds, 0 for the zero time), so a record means the same thing
+// whichever database holds it.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
+)
+
+// aadPrefix starts the associated data every credential's secrets are sealed with; the
+// credential ID follows it. Binding the ciphertext to its row means a sealed blob copied
+// into another credential's row fails to open instead of lending that credential
+// someone else's tokens.
+const aadPrefix = "tokenwarden/credential/"
+
+func credentialAAD(id string) []byte { return []byte(aadPrefix + id) }
+
+// pendingWrite is a record ready to be stored: secrets sealed, times converted, and rec
+// normalised to exactly what Get will return afterwards (minus Version).
+type pendingWrite struct {
+	rec    Record
+	keyID  string
+	sealed []byte
+	t      rowTimes
+}
+
+// prepareWrite seals rec's secrets with ring and stamps UpdatedAt from now. Every Store
+// implementation writes through it, so all of them seal and store times the same way.
+func prepareWrite(rec Record, ring *keyring.Keyring, now func() time.Time) (pendingWrite, error) {
+	if rec.ID == "" {
+		return pendingWrite{}, errors.New("record has an empty ID")
+	}
+	w := pendingWrite{rec: rec}
+	w.rec.UpdatedAt = now()
+	w.rec.Lease = Lease{}
+	var err error
+	if w.t, err = timesOf(w.rec); err != nil {
+		return pendingWrite{}, fmt.Errorf("credential %q: %w", rec.ID, err)
+	}
+	// Round-trip the times so the returned record carries UTC, nanosecond values
+	// without monotonic readings, the same as a later Get.
+	w.t.apply(&w.rec)
+	if w.keyID, w.sealed, err = sealSecrets(ring, rec.ID, rec.Secrets); err != nil {
+		return pendingWrite{}, fmt.Errorf("credential %q: %w", rec.ID, err)
+	}
+	return w, nil
+}
+
+// sealSecrets encrypts secrets as JSON under ring's primary key, bound to the credential
+// ID, and returns the key ID to store beside the ciphertext.
+func sealSecrets(ring *keyring.Keyring, id string, secrets Secrets) (string, []byte, error) {
+	plain, err := json.Marshal(secrets)
+	if err != nil {
+		return "", nil, fmt.Errorf("encode secrets: %w", err) // json errors here name types, not values
+	}
+	defer clear(plain)
+	keyID, sealed, err := ring.Seal(plain, credentialAAD(id))
+	if err != nil {
+		return "", nil, fmt.Errorf("seal secrets: %w", err)
+	}
+	return keyID, sealed, nil
+}
+
+// openSecrets reverses sealSecrets. Its errors never contain plaintext.
+func openSecrets(ring *keyring.Keyring, id, keyID string, sealed []byte) (Secrets, error) {
+	plain, err := ring.Open(keyID, sealed, credentialAAD(id))
+	if err != nil {
+		return Secrets{}, fmt.Errorf("decrypt secrets: %w", err)
+	}
+	defer clear(plain)
+	var secrets Secrets
+	if err := json.Unmarshal(plain, &secrets); err != nil {
+		// Do not wrap: a syntax error could quote fragments of the plaintext.
+		return Secrets{}, fmt.Errorf("decode secrets sealed with key %q: not a valid secrets document", keyID)
+	}
+	return secrets, nil
+}
+
+// resealAttempts bounds how often Reseal reads a record again after it changed between
+// the read and the conditional write. Both stores lock the row for the whole
+// transaction, so in practice the first attempt always decides.
+const resealAttempts = 5
+
+// resealedRow is what Reseal writes back: the record's secrets, unchanged, under the
+// primary key.
+type resealedRow struct {
+	keyID  string
+	sealed []byte
+}
+
+// resealSecrets re-encrypts a row's sealed secrets under ring's primary key. It
+// returns ok == false, and nothing else, when keyID already is the primary key. The
+// plaintext is sealed again byte for byte (never decoded), so the document cannot
+// change on the way, and it is cleared before returning. Its errors never contain
+// plaintext.
+func resealSecrets(ring *keyring.Keyring, id, keyID string, sealed []byte) (row resealedRow, ok bool, err error) {
+	if keyID == ring.PrimaryID() {
+		return resealedRow{}, false, nil
+	}
+	aad := credentialAAD(id)
+	plain, err := ring.Open(keyID, sealed, aad)
+	if err != nil {
+		return resealedRow{}, false, fmt.Errorf("decrypt secrets: %w", err)
+	}
+	defer clear(plain)
+	newKeyID, newSealed, err := ring.Seal(plain, aad)
+	if err != nil {
+		return resealedRow{}, false, fmt.Errorf("seal secrets: %w", err)
+	}
+	return resealedRow{keyID: newKeyID, sealed: newSealed}, true, nil
+}
+
+// errResealRaced means the row changed between Reseal's read and its conditional write.
+var errResealRaced = errors.New("record changed while being resealed")
+
+// resealLoop runs one attempt (a transaction that reads, reseals and conditionally
+// writes the row) until it does not report errResealRaced, at most resealAttempts
+// times.
+func resealLoop(attempt func() (bool, error)) (bool, error) {
+	for range resealAttempts - 1 {
+		changed, err := attempt()
+		if !errors.Is(err, errResealRaced) {
+			return changed, err
+		}
+	}
+	return attempt()
+}
+
+// keyCountRows is what scanKeyCounts needs of *sql.Rows and pgx.Rows.
+type keyCountRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanKeyCounts reads (key_id, count) rows into a map, empty rather than nil when there
+// are no records.
+func scanKeyCounts(rows keyCountRows) (map[string]int, error) {
+	counts := map[string]int{}
+	for rows.Next() {
+		var (
+			keyID string
+			n     int64
+		)
+		if err := rows.Scan(&keyID, &n); err != nil {
+			return nil, err
+		}
+		counts[keyID] = int(n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return counts, nil
+}
+
+// rowTimes holds a record's time columns as stored: Unix nanoseconds, 0 for zero.
+type rowTimes struct {
+	accessExpires, refreshExpires, updated, lastUsed int64
+	leaseTaken, leaseExpires                         int64
+}
+
+func timesOf(rec Record) (rowTimes, error) {
+	var t rowTimes
+	for _, f := range []struct {
+		name string
+		in   time.Time
+		out  *int64
+	}{
+		{"access expiry", rec.AccessExpiresAt, &t.accessExpires},
+		{"refresh expiry", rec.RefreshExpiresAt, &t.refreshExpires},
+		{"updated at", rec.UpdatedAt, &t.updated},
+		{"last used at", rec.LastUsedAt, &t.lastUsed},
+		{"lease taken at", rec.Lease.TakenAt, &t.leaseTaken},
+		{"lease expiry", rec.Lease.ExpiresAt, &t.leaseExpires},
+	} {
+		ns, err := toNanos(f.in)
+		if err != nil {
+			return rowTimes{}, fmt.Errorf("%s: %w", f.name, err)
+		}
+		*f.out = ns
+	}
+	return t, nil
+}
+
+func (t rowTimes) apply(rec *Record) {
+	rec.AccessExpiresAt = fromNanos(t.accessExpires)
+	rec.RefreshExpiresAt = fromNanos(t.refreshExpires)
+	rec.UpdatedAt = fromNanos(t.updated)
+	rec.LastUsedAt = fromNanos(t.lastUsed)
+	rec.Lease.TakenAt = fromNanos(t.leaseTaken)
+	rec.Lease.ExpiresAt = fromNanos(t.leaseExpires)
+}
+
+// Unix nanoseconds in an int64 cover 1677-09-21 to 2262-04-11.
+var (
+	minNanosTime = time.Unix(0, math.MinInt64)
+	maxNanosTime = time.Unix(0, math.MaxInt64)
+)
+
+// toNanos maps the zero time to 0 and any other time to its Unix nanoseconds. The one
+// instant 1970-01-01T00:00:00Z therefore reads back as the zero time, which no
+// credential has a reason to use.
+func toNanos(t time.Time) (int64, error) {
+	if t.IsZero() {
+		return 0, nil
+	}
+	if t.Before(minNanosTime) || t.After(maxNanosTime) {
+		return 0, fmt.Errorf("time %s is outside the storable range (years 1678 to 2262)", t.UTC().Format(time.RFC3339))
+	}
+	return t.UnixNano(), nil
+}
+
+func fromNanos(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns).UTC()
+}

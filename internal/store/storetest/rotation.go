@@ -1,0 +1,310 @@
+package storetest
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+)
+
+// Opener opens a handle on one database with the given keyring. Every call opens the
+// same database, and several handles may be open at once, as several workers would be.
+// The returned store is closed by the caller (RunKeyRotation does it via t.Cleanup).
+type Opener func(t *testing.T, ring *keyring.Keyring) store.Store
+
+// RunKeyRotation runs the key rotation contract (Reseal, KeyIDs) as subtests of t. For
+// every subtest, newDB creates a fresh, empty database and returns an Opener for it.
+//
+//	storetest.RunKeyRotation(t, func(t *testing.T) storetest.Opener {
+//		path := filepath.Join(t.TempDir(), "db")
+//		return func(t *testing.T, ring *keyring.Keyring) store.Store {
+//			s, err := store.OpenSQLite(t.Context(), path, ring, nil)
+//			...
+//		}
+//	})
+func RunKeyRotation(t *testing.T, newDB func(t *testing.T) Opener) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, open Opener)
+	}{
+		{"ResealUnderNewPrimary", testResealUnderNewPrimary},
+		{"ResealMissing", testResealMissing},
+		{"ResealRacesCompareAndSwap", testResealRacesCompareAndSwap},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			open := newDB(t)
+			tt.fn(t, func(t *testing.T, ring *keyring.Keyring) store.Store {
+				t.Helper()
+				s := open(t, ring)
+				t.Cleanup(func() {
+					if err := s.Close(); err != nil {
+						t.Errorf("Close: %v", err)
+					}
+				})
+				return s
+			})
+		})
+	}
+}
+
+// rotationRings are the key file's states during a rotation: before (old key only),
+// during (both keys, new primary), after (new key only), and a worker that has the new
+// key file's keys but still seals with the old primary (not restarted in time).
+type rotationRings struct {
+	before, during, after, lagging *keyring.Keyring
+}
+
+func newRotationRings(t *testing.T) rotationRings {
+	t.Helper()
+	key := func() []byte {
+		k := make([]byte, keyring.KeySize)
+		if _, err := rand.Read(k); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	oldKey, newKey := key(), key()
+	ring := func(primary string, keys map[string][]byte) *keyring.Keyring {
+		r, err := keyring.New(primary, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	both := map[string][]byte{"old": oldKey, "new": newKey}
+	return rotationRings{
+		before:  ring("old", map[string][]byte{"old": oldKey}),
+		during:  ring("new", both),
+		after:   ring("new", map[string][]byte{"new": newKey}),
+		lagging: ring("old", both),
+	}
+}
+
+func mustKeyIDs(t *testing.T, s store.Store) map[string]int {
+	t.Helper()
+	got, err := s.KeyIDs(t.Context())
+	if err != nil {
+		t.Fatalf("KeyIDs: %v", err)
+	}
+	if got == nil {
+		t.Fatal("KeyIDs returned a nil map")
+	}
+	return got
+}
+
+func checkKeyIDs(t *testing.T, what string, s store.Store, want map[string]int) {
+	t.Helper()
+	if got := mustKeyIDs(t, s); !maps.Equal(got, want) {
+		t.Errorf("%s: KeyIDs = %v, want %v", what, got, want)
+	}
+}
+
+func mustReseal(t *testing.T, s store.Store, id string, want bool) {
+	t.Helper()
+	changed, err := s.Reseal(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Reseal(%q): %v", id, err)
+	}
+	if changed != want {
+		t.Errorf("Reseal(%q) changed = %v, want %v", id, changed, want)
+	}
+}
+
+// testResealUnderPrimary runs in the plain contract suite, with one key: nothing to do.
+func testResealUnderPrimary(t *testing.T, s store.Store) {
+	checkKeyIDs(t, "empty store", s, map[string]int{})
+	put := mustPut(t, s, sample("c1"))
+	mustPut(t, s, sample("c2"))
+	mustReseal(t, s, "c1", false)
+	checkRecord(t, "Get after a no-op Reseal", put, mustGet(t, s, "c1"), true, true)
+	counts := mustKeyIDs(t, s)
+	if len(counts) != 1 {
+		t.Fatalf("KeyIDs = %v, want one key with 2 records", counts)
+	}
+	for _, n := range counts {
+		if n != 2 {
+			t.Errorf("KeyIDs = %v, want 2 records", counts)
+		}
+	}
+	if _, err := s.Reseal(t.Context(), "ghost"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Reseal(missing) error = %v, want ErrNotFound", err)
+	}
+}
+
+func testResealUnderNewPrimary(t *testing.T, open Opener) {
+	ctx := t.Context()
+	r := newRotationRings(t)
+	before := open(t, r.before)
+
+	// Rows written before the rotation: one at version 2, one with a live lease.
+	ids := []string{"c1", "c2", "c3"}
+	for _, id := range ids {
+		mustPut(t, before, sample(id))
+	}
+	next := sample("c2")
+	next.Secrets.AccessToken = "c2-second-access"
+	if _, err := before.CompareAndSwap(ctx, next, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := before.AcquireLease(ctx, "c3", "worker-a", base, base.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	checkKeyIDs(t, "before the rotation", before, map[string]int{"old": 3})
+
+	during := open(t, r.during)
+	want := map[string]store.Record{}
+	for _, id := range ids {
+		want[id] = mustGet(t, before, id)
+		checkRecord(t, "Get through the rotated ring before resealing", want[id], mustGet(t, during, id), true, true)
+	}
+
+	// Resealing one record leaves a mix that both rings of the rotation still read
+	// where they hold the key.
+	mustReseal(t, during, "c1", true)
+	checkKeyIDs(t, "after resealing c1", during, map[string]int{"old": 2, "new": 1})
+	checkRecord(t, "Get c1 after Reseal", want["c1"], mustGet(t, during, "c1"), true, true)
+	checkRecord(t, "Get c2 (not resealed yet)", want["c2"], mustGet(t, during, "c2"), true, true)
+
+	for _, id := range ids[1:] {
+		mustReseal(t, during, id, true)
+	}
+	checkKeyIDs(t, "after resealing everything", during, map[string]int{"new": 3})
+	for _, id := range ids {
+		mustReseal(t, during, id, false) // already under the primary: nothing to do
+		// Version, UpdatedAt, lease and secrets are exactly as before.
+		checkRecord(t, "Get through the rotated ring after Reseal", want[id], mustGet(t, during, id), true, true)
+	}
+	if got := mustGet(t, during, "c3"); got.Lease.Owner != "worker-a" {
+		t.Errorf("Reseal dropped the lease: owner = %q", got.Lease.Owner)
+	}
+
+	// The old key is no longer needed: a ring with the new key alone reads everything,
+	// and a ring with the old key alone reads nothing.
+	after := open(t, r.after)
+	for _, id := range ids {
+		checkRecord(t, "Get through the new key alone", want[id], mustGet(t, after, id), true, true)
+		if _, err := before.Get(ctx, id); err == nil || !strings.Contains(err.Error(), `"new"`) {
+			t.Errorf("Get(%q) with the old key alone: error = %v, want one naming key \"new\"", id, err)
+		}
+	}
+
+	// A writer that read before the reseal still commits at the version it read:
+	// resealing is not a new token set.
+	stale := want["c2"]
+	stale.Secrets.AccessToken = "c2-third-access"
+	got, err := during.CompareAndSwap(ctx, stale, want["c2"].Version)
+	if err != nil {
+		t.Fatalf("CompareAndSwap at the version read before Reseal: %v", err)
+	}
+	if got.Version != want["c2"].Version+1 {
+		t.Errorf("CompareAndSwap Version = %d, want %d", got.Version, want["c2"].Version+1)
+	}
+}
+
+func testResealMissing(t *testing.T, open Opener) {
+	r := newRotationRings(t)
+	s := open(t, r.during)
+	if _, err := s.Reseal(t.Context(), "ghost"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Reseal(missing) error = %v, want ErrNotFound", err)
+	}
+	checkKeyIDs(t, "after Reseal(missing)", s, map[string]int{})
+	if _, err := s.Get(t.Context(), "ghost"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Reseal(missing) created a record (Get error = %v)", err)
+	}
+}
+
+// testResealRacesCompareAndSwap runs a rotation (one handle resealing in a loop) while
+// a worker that still seals with the old key (another handle) keeps refreshing the same
+// records. Resealing never changes the version, so every one of the worker's
+// compare-and-swaps must win, and the last token set written must be the one stored:
+// no reseal may put an older token set back.
+func testResealRacesCompareAndSwap(t *testing.T, open Opener) {
+	ctx := t.Context()
+	r := newRotationRings(t)
+	worker := open(t, r.lagging)
+	rotator := open(t, r.during)
+	const rounds = 25
+	ids := []string{"race-1", "race-2", "race-3"}
+	for _, id := range ids {
+		mustPut(t, worker, sample(id))
+	}
+
+	var (
+		wg       sync.WaitGroup
+		done     = make(chan struct{})
+		resealed = make(chan int, 1)
+		errs     = make(chan error, len(ids)+1)
+	)
+	for _, id := range ids {
+		wg.Go(func() {
+			for i := range rounds {
+				cur, err := worker.Get(ctx, id)
+				if err != nil {
+					errs <- fmt.Errorf("round %d: Get(%q): %w", i, id, err)
+					return
+				}
+				cur.Secrets.AccessToken = fmt.Sprintf("%s-round-%d", id, i)
+				if _, err := worker.CompareAndSwap(ctx, cur, cur.Version); err != nil {
+					errs <- fmt.Errorf("round %d: CompareAndSwap(%q) at version %d: %w", i, id, cur.Version, err)
+					return
+				}
+			}
+		})
+	}
+	go func() {
+		n := 0
+		defer func() { resealed <- n }()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			for _, id := range ids {
+				changed, err := rotator.Reseal(ctx, id)
+				if err != nil {
+					errs <- fmt.Errorf("Reseal(%q): %w", id, err)
+					return
+				}
+				if changed {
+					n++
+				}
+			}
+		}
+	}()
+	wg.Wait()
+	close(done)
+	n := <-resealed
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d reseals during %d compare-and-swaps", n, rounds*len(ids))
+
+	for _, id := range ids {
+		// The worker's last write may have come after the rotator's last pass.
+		if _, err := rotator.Reseal(ctx, id); err != nil {
+			t.Fatalf("final Reseal(%q): %v", id, err)
+		}
+		got := mustGet(t, rotator, id)
+		if got.Version != 1+rounds {
+			t.Errorf("%s: Version = %d, want %d (one per compare-and-swap)", id, got.Version, 1+rounds)
+		}
+		if want := fmt.Sprintf("%s-round-%d", id, rounds-1); got.Secrets.AccessToken != want {
+			t.Errorf("%s: stored AccessToken is not the last one written (round %d)", id, rounds-1)
+		}
+	}
+	checkKeyIDs(t, "after the race", rotator, map[string]int{"new": len(ids)})
+}
