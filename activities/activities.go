@@ -70,6 +70,8 @@ type Activities struct {
 	// Metrics counts refreshes, probes and notifications (see metrics.go); nil counts
 	// nothing.
 	Metrics *metrics.Activity
+	// SinkWebhooks delivers webhook sinks (sink.go); nil refuses them.
+	SinkWebhooks SinkDeliverer
 }
 
 // ParentRefresher asks another credential's workflow to refresh now. The worker

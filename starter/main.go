@@ -7,6 +7,7 @@
 //	starter reseed ID -secrets FILE|-                hand in new grant material (the "reseed" update)
 //	starter retire ID -yes                           delete the secrets and end the workflow
 //	starter setup                                    register the search attributes on the namespace
+//	starter token ID                                 print the current access token (token API, TOKENWARDEN_API_KEY)
 //
 // Secrets (refresh token, client secret) are read from a file or standard input,
 // never from the command line, where other users could see them in the process list.
@@ -69,9 +70,13 @@ commands:
   retire ID -yes                         delete the credential's secrets and complete its workflow
   setup                                  register the search attributes TokenState, TokenProvider,
                                          TokenExpiresAt on the namespace (idempotent)
+  token ID [-json]                       print the credential's current access token, from the
+                                         worker's token API (TOKENWARDEN_TOKEN_API, default
+                                         http://127.0.0.1:8234) with the key in TOKENWARDEN_API_KEY
 
-Exit codes: 0 ok, 1 failure, 2 bad input, 3 Temporal unreachable, 4 unknown credential,
-5 credential already exists, 6 update rejected by the workflow.
+Exit codes: 0 ok, 1 failure, 2 bad input, 3 Temporal (token: the token API) unreachable,
+4 unknown credential, 5 credential already exists, 6 update rejected by the workflow
+(token: API key unauthorized or not scoped to the credential).
 
 Connection settings come from TOKENWARDEN_TEMPORAL_ADDRESS (default localhost:7233),
 TOKENWARDEN_TEMPORAL_NAMESPACE (default "default") and TOKENWARDEN_TASK_QUEUE.
@@ -125,6 +130,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		cmdErr = a.retire(ctx, args[1:])
 	case "setup":
 		cmdErr = a.setup(ctx, args[1:])
+	case "token":
+		cmdErr = a.token(ctx, args[1:]) // starter/token.go
 	default:
 		fmt.Fprintf(stderr, "starter: unknown command %q\n\n%s", args[0], usage)
 		return exitBadInput

@@ -46,8 +46,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	flags.BoolVar(&keyCmd.newKey, "new-key", false, "add a freshly generated key to the key file as its primary key, keeping the others, and exit")
 	flags.BoolVar(&keyCmd.rotateKeys, "rotate-keys", false, "re-seal every token store record under the key file's primary key and exit (resumable; safe while workers run)")
 	flags.StringVar(&keyCmd.removeKey, "remove-key", "", "remove the key `ID` from the key file and exit; refused while token store records use it")
+	var apiKeyCmd apiKeyCommands // worker/apikeys.go
+	apiKeyCmd.register(flags)
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n       worker -new-key | -rotate-keys | -remove-key ID\n\nRuns the tokenwarden worker, or one key maintenance command. Settings come from the environment:")
+		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n       worker -new-key | -rotate-keys | -remove-key ID\n       worker -apikey-create NAME -credential ID[,ID...] | -apikey-revoke NAME|ID | -apikey-list\n\nRuns the tokenwarden worker, or one key maintenance or API key command. Settings come from the environment:")
 		flags.PrintDefaults()
 		fmt.Fprintln(stderr)
 		_ = config.Usage(stderr, &config.Worker{})
@@ -64,11 +66,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return 2
 	}
-	if n := keyCmd.count(); n > 1 || (n == 1 && *initDevKey) {
-		fmt.Fprintln(stderr, "worker: -new-key, -rotate-keys, -remove-key and -init-dev-key exclude each other")
+	if n := keyCmd.count() + apiKeyCmd.count(); n > 1 || (n == 1 && *initDevKey) {
+		fmt.Fprintln(stderr, "worker: -new-key, -rotate-keys, -remove-key, -apikey-create, -apikey-revoke, -apikey-list and -init-dev-key exclude each other")
 		return 2
-	} else if n == 1 {
+	} else if keyCmd.count() == 1 {
 		return runKeyCommand(keyCmd, cfg, stdout, stderr)
+	} else if apiKeyCmd.count() == 1 || apiKeyCmd.credentials != "" {
+		return runAPIKeyCommand(apiKeyCmd, cfg, stdout, stderr)
 	}
 	if cfg.ProviderTimeout >= activities.StartToCloseTimeout {
 		fmt.Fprintf(stderr, "worker: %s_PROVIDER_TIMEOUT (%s) must be shorter than the refresh activity's start-to-close timeout (%s)\n",
@@ -135,6 +139,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return 1
 	}
+	mountTokenAPI(codecSrv, tokens, cfg, logger) // GET /v1/credentials/{id}/token (worker/tokenapi.go)
 	stopMetrics := wm.serve(ctx, codecSrv, tokens, c, logger)
 	defer stopMetrics()
 	// A codec endpoint that dies takes the worker down with it: the Web UI and the
@@ -170,6 +175,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if notifier != nil { // a nil *Webhook in the interface would not read as "none"
 		acts.Notifier = notifier
+	}
+	// Webhook sinks post access tokens to the same named targets (checked by notify.FromConfig).
+	if targets, _ := cfg.NotifyTargetList(); len(targets) > 0 {
+		var st []activities.SinkTarget
+		for _, t := range targets {
+			st = append(st, activities.SinkTarget(t))
+		}
+		acts.SinkWebhooks = activities.NewWebhookSinks(st, cfg.NotifyBearerToken, cfg.NotifyTimeout, nil)
 	}
 	w.RegisterActivity(acts)
 	if err := w.Start(); err != nil {

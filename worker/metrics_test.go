@@ -107,7 +107,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		if code != 200 || h.Get("Content-Type") != metrics.ContentType {
 			t.Fatalf("GET /metrics: %d %q", code, h.Get("Content-Type"))
 		}
-		if strings.Contains(body, "tokenwarden_credentials{") || time.Now().After(deadline) {
+		// The visibility timestamp is set after every state's gauge: once it shows, the
+		// whole first collection does.
+		if strings.Contains(body, `tokenwarden_last_collect_timestamp_seconds{source="visibility"}`) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)

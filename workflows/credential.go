@@ -326,6 +326,7 @@ func (c *credential) refresh(ctx workflow.Context, why Action) {
 	c.st.Refreshes++
 	r.succeed()
 	c.log.Info("credential refreshed", "reason", string(why), "version", res.Version, "access_expires_at", res.AccessExpiresAt)
+	c.runSinks(ctx) // workflows/sinks.go: fire-and-forget, never changes the state
 }
 
 // probe asks the provider whether the access token still works, spending nothing.

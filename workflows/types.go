@@ -3,6 +3,7 @@ package workflows
 import (
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 )
 
@@ -163,7 +164,16 @@ type CredentialInput struct {
 	// HistoryEventLimit: continue-as-new once the history is this long (default 1000),
 	// even if the server has not suggested it yet. Keeps replays short.
 	HistoryEventLimit int `json:"history_event_limit,omitempty"`
+	// Sinks are where the fresh token is delivered after every committed refresh: lines
+	// of .env files, named webhook targets (see Sink). Non-secret: they travel in history.
+	Sinks []Sink `json:"sinks,omitempty"`
 }
+
+// Sink is one destination of a credential's token after each refresh:
+// {"type":"env","path":"/srv/app/.env","key":"ZALO_ACCESS_TOKEN","value":"access_token"}
+// or {"type":"webhook","target":"<a TOKENWARDEN_NOTIFY_TARGETS name>"}. It names files
+// and targets, never holds a token or a URL; activities.Sink does the writing.
+type Sink = activities.SinkSpec
 
 // Action is what the workflow will do when it next wakes up.
 type Action string
@@ -206,6 +216,13 @@ type Status struct {
 	ConsecutiveFailures int       `json:"consecutive_failures"`
 	// RetryNotBefore is the provider's Retry-After, as an absolute time.
 	RetryNotBefore time.Time `json:"retry_not_before,omitzero"`
+
+	// SinkVersion is the store version the sinks last received; LastSinkAt is when the
+	// last sink run ended, LastSinkError its failure (empty after a success). A failing
+	// sink never changes State.
+	SinkVersion   int64     `json:"sink_version,omitempty"`
+	LastSinkAt    time.Time `json:"last_sink_at,omitzero"`
+	LastSinkError string    `json:"last_sink_error,omitempty"`
 
 	// Incident is set while the credential needs attention and its owners were told.
 	Incident *Incident `json:"incident,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 )
@@ -48,6 +49,7 @@ func (in CredentialInput) Validate(workflowID string) error {
 			errs = append(errs, in.Seed.Validate(in.Provider))
 		}
 	}
+	errs = append(errs, activities.CheckSinks(in.Sinks))
 	if in.HistoryEventLimit < 0 {
 		errs = append(errs, errors.New("history_event_limit: must not be negative"))
 	}

@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -54,9 +55,41 @@ type Worker struct {
 
 	// The HTTP codec endpoint (internal/codec) for the Web UI, the temporal CLI and
 	// starters without the key file. The bearer token is a secret.
-	HTTPAddr         string `split_words:"true" default:"127.0.0.1:8234" desc:"host:port of the worker's HTTP endpoint: /codec/encode, /codec/decode, /healthz, /metrics (empty: none)"`
+	HTTPAddr         string `split_words:"true" default:"127.0.0.1:8234" desc:"host:port of the worker's HTTP endpoint: /codec/encode, /codec/decode, /healthz, /metrics, /v1 (the token API) (empty: none)"`
 	CodecCORSOrigins string `split_words:"true" default:"http://localhost:8233,http://127.0.0.1:8233" desc:"browser origins (the Temporal Web UI) allowed to call /codec, comma-separated"`
 	CodecBearerToken string `split_words:"true" desc:"optional token callers of /codec must send as Authorization: Bearer; a secret"`
+
+	// The token API (GET /v1/credentials/{id}/token on HTTP_ADDR): a token bucket per
+	// API key.
+	TokenAPIRate  float64 `split_words:"true" default:"10" desc:"token API: requests per second each API key may make on average"`
+	TokenAPIBurst int     `split_words:"true" default:"20" desc:"token API: requests each API key may make at once before TOKEN_API_RATE applies"`
+}
+
+// DefaultTokenAPI is where `starter token` finds the token API unless
+// TOKENWARDEN_TOKEN_API says otherwise: the worker's default HTTP_ADDR.
+const DefaultTokenAPI = "http://127.0.0.1:8234"
+
+// TokenClient is the configuration of `starter token`, a client of the token API.
+type TokenClient struct {
+	APIKey   string `split_words:"true" desc:"API key for the token API (worker -apikey-create); a secret, read from the environment only"`
+	TokenAPI string `split_words:"true" default:"http://127.0.0.1:8234" desc:"base URL of the worker's token API (its HTTP_ADDR)"`
+}
+
+// LoadTokenClient reads and checks the token API client's configuration. A missing API
+// key is not an error here; the command says what to set.
+func LoadTokenClient() (TokenClient, error) {
+	var c TokenClient
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		return TokenClient{}, fmt.Errorf("read %s_* environment: %w", Prefix, err)
+	}
+	u, err := url.Parse(c.TokenAPI)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return TokenClient{}, fmt.Errorf("%s_TOKEN_API: %q is not an absolute http(s) URL without user info or query, such as %s", Prefix, c.TokenAPI, DefaultTokenAPI)
+	}
+	if err := checkToken(c.APIKey); err != nil {
+		return TokenClient{}, fmt.Errorf("%s_API_KEY: %w", Prefix, err)
+	}
+	return c, nil
 }
 
 // DefaultCodecEndpoint is where the starter finds the worker's codec endpoint unless
@@ -139,6 +172,12 @@ func (w Worker) checkHTTP() error {
 	}
 	if err := checkToken(w.CodecBearerToken); err != nil {
 		return fmt.Errorf("%s_CODEC_BEARER_TOKEN: %w", Prefix, err)
+	}
+	if !(w.TokenAPIRate > 0) || math.IsInf(w.TokenAPIRate, 0) { // also refuses NaN
+		return fmt.Errorf("%s_TOKEN_API_RATE: must be a positive number of requests per second, got %v", Prefix, w.TokenAPIRate)
+	}
+	if w.TokenAPIBurst < 1 {
+		return fmt.Errorf("%s_TOKEN_API_BURST: must be at least 1, got %d", Prefix, w.TokenAPIBurst)
 	}
 	return nil
 }

@@ -41,6 +41,23 @@ var postgresMigrations = []string{
 		lease_taken_at     int8   NOT NULL DEFAULT 0,
 		lease_expires_at   int8   NOT NULL DEFAULT 0
 	)`,
+	// 2: API keys of the token API, as in SQLite. hash is the SHA-256 digest of the
+	// key; the key itself is never stored.
+	`CREATE TABLE tokenwarden_api_keys (
+		id           text  COLLATE "C" NOT NULL PRIMARY KEY,
+		name         text  COLLATE "C" NOT NULL UNIQUE,
+		hash         bytea NOT NULL,
+		created_at   int8  NOT NULL,
+		revoked_at   int8  NOT NULL DEFAULT 0,
+		last_used_at int8  NOT NULL DEFAULT 0
+	)`,
+	// 3: the credentials each API key may read (no foreign key to the credentials: a
+	// key may be created before its credential is seeded).
+	`CREATE TABLE tokenwarden_api_key_scopes (
+		key_id        text COLLATE "C" NOT NULL REFERENCES tokenwarden_api_keys (id) ON DELETE CASCADE,
+		credential_id text COLLATE "C" NOT NULL,
+		PRIMARY KEY (key_id, credential_id)
+	)`,
 }
 
 // postgresMigrationLock is the first key of the transaction-scoped advisory lock taken
@@ -343,16 +360,17 @@ func (s *Postgres) Put(ctx context.Context, rec Record) (Record, error) {
 			access_expires_at = excluded.access_expires_at,
 			refresh_expires_at = excluded.refresh_expires_at,
 			updated_at = excluded.updated_at,
-			last_used_at = excluded.last_used_at,
+			last_used_at = greatest(c.last_used_at, excluded.last_used_at),
 			lease_owner = '', lease_taken_at = 0, lease_expires_at = 0
-		RETURNING version`,
+		RETURNING version, last_used_at`,
 		w.rec.ID, w.rec.Provider, w.keyID, w.sealed, w.rec.TokenType,
 		w.t.accessExpires, w.t.refreshExpires, w.t.updated, w.t.lastUsed,
-	).Scan(&version)
+	).Scan(&version, &w.t.lastUsed)
 	if err != nil {
 		return Record{}, fmt.Errorf("postgres store: put credential %q: %w", rec.ID, err)
 	}
 	w.rec.Version = version
+	w.rec.LastUsedAt = fromNanos(w.t.lastUsed)
 	return w.rec, nil
 }
 
@@ -376,26 +394,27 @@ func (s *Postgres) CompareAndSwap(ctx context.Context, rec Record, expectedVersi
 		if found != expectedVersion {
 			return fmt.Errorf("expected version %d, found %d: %w", expectedVersion, found, ErrVersionConflict)
 		}
-		tag, err := tx.Exec(ctx, `UPDATE tokenwarden_credentials SET
+		// last_used_at keeps the later value: a consumer's read recorded
+		// (TouchLastUsed) after this writer read the record must not be undone.
+		err = tx.QueryRow(ctx, `UPDATE tokenwarden_credentials SET
 				provider = $1, version = version + 1, key_id = $2, secrets = $3, token_type = $4,
-				access_expires_at = $5, refresh_expires_at = $6, updated_at = $7, last_used_at = $8,
+				access_expires_at = $5, refresh_expires_at = $6, updated_at = $7, last_used_at = greatest(last_used_at, $8),
 				lease_owner = '', lease_taken_at = 0, lease_expires_at = 0
-			WHERE id = $9 AND version = $10`,
+			WHERE id = $9 AND version = $10
+			RETURNING last_used_at`,
 			w.rec.Provider, w.keyID, w.sealed, w.rec.TokenType,
 			w.t.accessExpires, w.t.refreshExpires, w.t.updated, w.t.lastUsed,
-			w.rec.ID, expectedVersion)
-		if err != nil {
-			return err
+			w.rec.ID, expectedVersion).Scan(&w.t.lastUsed)
+		if errors.Is(err, pgx.ErrNoRows) { // cannot happen while we hold the row lock
+			return errors.New("updated no row under the row lock")
 		}
-		if tag.RowsAffected() != 1 { // cannot happen while we hold the row lock
-			return fmt.Errorf("updated %d rows under the row lock, want 1", tag.RowsAffected())
-		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return Record{}, fmt.Errorf("postgres store: compare-and-swap credential %q: %w", rec.ID, err)
 	}
 	w.rec.Version = expectedVersion + 1
+	w.rec.LastUsedAt = fromNanos(w.t.lastUsed)
 	return w.rec, nil
 }
 

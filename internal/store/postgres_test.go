@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -394,8 +395,8 @@ func TestPostgresConcurrentOpen(t *testing.T) {
 		p.mu.Lock()
 		err := p.conn.QueryRow(t.Context(), `SELECT count(*) FROM `+schema+`.tokenwarden_schema_version`).Scan(&versions)
 		p.mu.Unlock()
-		if err != nil || versions != 1 {
-			t.Fatalf("round %d: schema version rows = %d (%v), want 1", round, versions, err)
+		if err != nil || versions != 3 {
+			t.Fatalf("round %d: schema version rows = %d (%v), want 3 (one per migration)", round, versions, err)
 		}
 	}
 }
@@ -612,8 +613,8 @@ func TestPostgresSchema(t *testing.T) {
 		versions, err = pgx.CollectRows(rows, pgx.RowTo[int32])
 	}
 	p.mu.Unlock()
-	if err != nil || len(versions) != 1 || versions[0] != 1 {
-		t.Fatalf("schema versions = %v (%v), want [1]", versions, err)
+	if err != nil || !slices.Equal(versions, []int32{1, 2, 3}) {
+		t.Fatalf("schema versions = %v (%v), want [1 2 3]", versions, err)
 	}
 
 	// A database from a newer tokenwarden is refused rather than misread.

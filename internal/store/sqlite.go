@@ -38,6 +38,24 @@ var migrations = []string{
 		lease_taken_at     INTEGER NOT NULL DEFAULT 0,
 		lease_expires_at   INTEGER NOT NULL DEFAULT 0
 	) STRICT`,
+	// 2: API keys of the token API. hash is the SHA-256 digest of the key; the key
+	// itself is never stored. Names stay taken after revocation, so a name in an old
+	// log line names one key only.
+	`CREATE TABLE api_keys (
+		id           TEXT    NOT NULL PRIMARY KEY,
+		name         TEXT    NOT NULL UNIQUE,
+		hash         BLOB    NOT NULL,
+		created_at   INTEGER NOT NULL,
+		revoked_at   INTEGER NOT NULL DEFAULT 0,
+		last_used_at INTEGER NOT NULL DEFAULT 0
+	) STRICT`,
+	// 3: the credentials each API key may read. No foreign key to credentials: a key
+	// may be created before its credential is seeded, and outlives a retired one.
+	`CREATE TABLE api_key_scopes (
+		key_id        TEXT NOT NULL REFERENCES api_keys (id) ON DELETE CASCADE,
+		credential_id TEXT NOT NULL,
+		PRIMARY KEY (key_id, credential_id)
+	) STRICT, WITHOUT ROWID`,
 }
 
 // SQLite is a Store in a single SQLite database file, for a single host. Several
@@ -290,12 +308,12 @@ func (s *SQLite) Put(ctx context.Context, rec Record) (Record, error) {
 			access_expires_at = excluded.access_expires_at,
 			refresh_expires_at = excluded.refresh_expires_at,
 			updated_at = excluded.updated_at,
-			last_used_at = excluded.last_used_at,
+			last_used_at = max(credentials.last_used_at, excluded.last_used_at),
 			lease_owner = '', lease_taken_at = 0, lease_expires_at = 0
-		RETURNING version`,
+		RETURNING version, last_used_at`,
 		w.rec.ID, w.rec.Provider, w.keyID, w.sealed, w.rec.TokenType,
 		w.t.accessExpires, w.t.refreshExpires, w.t.updated, w.t.lastUsed,
-	).Scan(&version)
+	).Scan(&version, &w.t.lastUsed)
 	if err != nil {
 		return Record{}, fmt.Errorf("sqlite store: put credential %q: %w", rec.ID, err)
 	}
@@ -303,6 +321,7 @@ func (s *SQLite) Put(ctx context.Context, rec Record) (Record, error) {
 		return Record{}, fmt.Errorf("sqlite store: put credential %q: commit: %w", rec.ID, err)
 	}
 	w.rec.Version = version
+	w.rec.LastUsedAt = fromNanos(w.t.lastUsed)
 	return w.rec, nil
 }
 
@@ -319,22 +338,21 @@ func (s *SQLite) CompareAndSwap(ctx context.Context, rec Record, expectedVersion
 	}
 	defer tx.Rollback()
 
-	res, err := tx.ExecContext(ctx, `UPDATE credentials SET
+	// last_used_at keeps the later value: a consumer's read recorded (TouchLastUsed)
+	// after this writer read the record must not be undone.
+	err = tx.QueryRowContext(ctx, `UPDATE credentials SET
 			provider = ?, version = version + 1, key_id = ?, secrets = ?, token_type = ?,
-			access_expires_at = ?, refresh_expires_at = ?, updated_at = ?, last_used_at = ?,
+			access_expires_at = ?, refresh_expires_at = ?, updated_at = ?, last_used_at = max(last_used_at, ?),
 			lease_owner = '', lease_taken_at = 0, lease_expires_at = 0
-		WHERE id = ? AND version = ?`,
+		WHERE id = ? AND version = ?
+		RETURNING last_used_at`,
 		w.rec.Provider, w.keyID, w.sealed, w.rec.TokenType,
 		w.t.accessExpires, w.t.refreshExpires, w.t.updated, w.t.lastUsed,
-		w.rec.ID, expectedVersion)
-	if err != nil {
+		w.rec.ID, expectedVersion).Scan(&w.t.lastUsed)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: %w", rec.ID, err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: %w", rec.ID, err)
-	}
-	if n == 0 {
+	if errors.Is(err, sql.ErrNoRows) {
 		// Still inside the write transaction, so the version we read is the one that
 		// made the update miss.
 		var found int64
@@ -351,6 +369,7 @@ func (s *SQLite) CompareAndSwap(ctx context.Context, rec Record, expectedVersion
 		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: commit: %w", rec.ID, err)
 	}
 	w.rec.Version = expectedVersion + 1
+	w.rec.LastUsedAt = fromNanos(w.t.lastUsed)
 	return w.rec, nil
 }
 

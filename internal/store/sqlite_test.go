@@ -366,8 +366,8 @@ func TestSQLiteSchema(t *testing.T) {
 	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		t.Fatal(err)
 	}
-	if version != 1 || mode != "wal" {
-		t.Fatalf("user_version = %d, journal_mode = %q; want 1, wal", version, mode)
+	if version != 3 || mode != "wal" {
+		t.Fatalf("user_version = %d, journal_mode = %q; want 3, wal", version, mode)
 	}
 
 	// A database from a newer tokenwarden is refused rather than misread.

@@ -88,5 +88,31 @@ type Store interface {
 	Reseal(ctx context.Context, id string) (changed bool, err error)
 	// KeyIDs counts the records sealed under each key ID. It does not decrypt anything.
 	KeyIDs(ctx context.Context) (map[string]int, error)
+
+	// TouchLastUsed records that a consumer read the credential's token at `at`: it
+	// sets LastUsedAt to at if that is later than the stored value, and changes nothing
+	// else (not the version, UpdatedAt, the secrets or the lease). ErrNotFound if the
+	// record does not exist. LastUsedAt never goes backwards: Put and CompareAndSwap
+	// also keep the later of the stored and the written value, so a refresh that read
+	// the record before a touch does not undo it.
+	TouchLastUsed(ctx context.Context, id string, at time.Time) error
+
+	// CreateAPIKey stores a new API key (see APIKey; RevokedAt and LastUsedAt are
+	// ignored, a zero CreatedAt means now) and returns it as LookupAPIKey will.
+	// ErrAPIKeyExists if its name or ID is taken, by a revoked key too.
+	CreateAPIKey(ctx context.Context, key APIKey) (APIKey, error)
+	// LookupAPIKey returns the API key with the ID, revoked or not, or
+	// ErrAPIKeyNotFound.
+	LookupAPIKey(ctx context.Context, id string) (APIKey, error)
+	// ListAPIKeys returns every API key, revoked ones included, ordered by name.
+	ListAPIKeys(ctx context.Context) ([]APIKey, error)
+	// RevokeAPIKey marks the key revoked at `at` and returns it. Revoking a revoked key
+	// keeps the first RevokedAt and is not an error. ErrAPIKeyNotFound if it does not
+	// exist. A revoked key stays listed (and its name taken) for the record.
+	RevokeAPIKey(ctx context.Context, id string, at time.Time) (APIKey, error)
+	// TouchAPIKey sets the key's LastUsedAt to at if that is later than the stored
+	// value. ErrAPIKeyNotFound if it does not exist.
+	TouchAPIKey(ctx context.Context, id string, at time.Time) error
+
 	Close() error
 }

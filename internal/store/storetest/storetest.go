@@ -49,6 +49,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Delete", testDelete},
 		{"List", testList},
 		{"ResealUnderPrimaryKey", testResealUnderPrimary},
+		{"TouchLastUsed", testTouchLastUsed},
+		{"LastUsedNeverGoesBack", testLastUsedNeverGoesBack},
+		{"APIKeys", testAPIKeys},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,451 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tokenwarden/tokenwarden/internal/config"
+	"github.com/tokenwarden/tokenwarden/internal/envfile"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+)
+
+// Sink types.
+const (
+	// SinkEnv sets one KEY=value line of a dotenv file on the worker's machine.
+	SinkEnv = "env"
+	// SinkWebhook posts the new access token to a target configured on the worker.
+	SinkWebhook = "webhook"
+)
+
+// What an env sink writes. The refresh token is written only when chosen explicitly:
+// a consumer that spends a single-use refresh token takes the credential away from
+// tokenwarden.
+const (
+	SinkValueAccessToken  = "access_token" // the default
+	SinkValueTokenType    = "token_type"
+	SinkValueExpiresAt    = "expires_at" // the access token's expiry, RFC 3339 in UTC; empty when unknown
+	SinkValueRefreshToken = "refresh_token"
+)
+
+// MaxSinks bounds the sinks of one credential.
+const MaxSinks = 16
+
+// ErrTypeSinkRefused: a sink's configuration cannot work on this worker (an unknown or
+// plain-http webhook target, no record to write); retrying cannot help, the next
+// refresh tries again.
+const ErrTypeSinkRefused = "SinkRefused"
+
+// ErrTypeSinkFailed: a sink failed in a way a retry may cure (a file system or network
+// error).
+const ErrTypeSinkFailed = "SinkFailed"
+
+// SinkSpec is one place a credential's fresh token is delivered to after every
+// committed refresh. It is part of the workflow input, travels in history, and must
+// hold no secret: a webhook is named, its URL is the worker's.
+type SinkSpec struct {
+	// Type is SinkEnv or SinkWebhook.
+	Type string `json:"type"`
+	// Path (env) is the absolute, clean path of the dotenv file.
+	Path string `json:"path,omitempty"`
+	// Key (env) is the variable to set, [A-Za-z_][A-Za-z0-9_]*.
+	Key string `json:"key,omitempty"`
+	// Value (env) is what to write: access_token (default), token_type, expires_at,
+	// or refresh_token.
+	Value string `json:"value,omitempty"`
+	// Target (webhook) names an entry of TOKENWARDEN_NOTIFY_TARGETS.
+	Target string `json:"target,omitempty"`
+}
+
+// value is the spec's Value with the default filled in.
+func (s SinkSpec) value() string {
+	if s.Value == "" {
+		return SinkValueAccessToken
+	}
+	return s.Value
+}
+
+// Check validates one sink; its errors name the field ("path: must be absolute").
+func (s SinkSpec) Check() error {
+	var errs []error
+	switch s.Type {
+	case SinkEnv:
+		switch {
+		case s.Path == "":
+			errs = append(errs, errors.New("path: required"))
+		case strings.ContainsFunc(s.Path, func(r rune) bool { return r < ' ' || r == 0x7f }):
+			errs = append(errs, errors.New("path: contains a control character"))
+		case !filepath.IsAbs(s.Path):
+			errs = append(errs, fmt.Errorf("path: must be absolute, got %q", s.Path))
+		case filepath.Clean(s.Path) != s.Path:
+			errs = append(errs, fmt.Errorf("path: must be clean (no '..', '.', '//' or trailing '/'): %q is %q", s.Path, filepath.Clean(s.Path)))
+		case len(s.Path) > 4096:
+			errs = append(errs, errors.New("path: longer than 4096 bytes"))
+		case s.Path == "/":
+			errs = append(errs, errors.New("path: must name a file"))
+		}
+		if !envfile.ValidKey(s.Key) {
+			errs = append(errs, fmt.Errorf("key: must be a variable name ([A-Za-z_][A-Za-z0-9_]*, at most %d), got %q", envfile.MaxKeyLen, s.Key))
+		}
+		switch s.value() {
+		case SinkValueAccessToken, SinkValueTokenType, SinkValueExpiresAt, SinkValueRefreshToken:
+		default:
+			errs = append(errs, fmt.Errorf("value: must be %s (default), %s, %s or %s, got %q",
+				SinkValueAccessToken, SinkValueTokenType, SinkValueExpiresAt, SinkValueRefreshToken, s.Value))
+		}
+		if s.Target != "" {
+			errs = append(errs, errors.New("target: only for webhook sinks"))
+		}
+	case SinkWebhook:
+		if !config.ValidNotifyTargetName(s.Target) {
+			errs = append(errs, fmt.Errorf("target: must name a target of %s_NOTIFY_TARGETS (1-%d letters, digits, '.', '_', '-'), got %q",
+				config.Prefix, config.MaxNotifyTargetName, s.Target))
+		}
+		if s.Path != "" || s.Key != "" || s.Value != "" {
+			errs = append(errs, errors.New("path, key, value: only for env sinks (a webhook receives the access token, its type and expiry)"))
+		}
+	case "":
+		errs = append(errs, fmt.Errorf("type: required (%s or %s)", SinkEnv, SinkWebhook))
+	default:
+		errs = append(errs, fmt.Errorf("type: must be %s or %s, got %q", SinkEnv, SinkWebhook, s.Type))
+	}
+	return errors.Join(errs...)
+}
+
+// CheckSinks validates a credential's sinks; every error names the field
+// ("sinks[0].path: must be absolute ...").
+func CheckSinks(sinks []SinkSpec) error {
+	var errs []error
+	if len(sinks) > MaxSinks {
+		errs = append(errs, fmt.Errorf("sinks: at most %d, got %d", MaxSinks, len(sinks)))
+	}
+	seen := map[string]int{}
+	for i, s := range sinks {
+		if err := s.Check(); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				errs = append(errs, fmt.Errorf("sinks[%d].%s", i, line))
+			}
+			continue
+		}
+		id := s.Type + "\x00" + s.Target
+		if s.Type == SinkEnv {
+			id = s.Type + "\x00" + s.Path + "\x00" + s.Key
+		}
+		if j, dup := seen[id]; dup {
+			errs = append(errs, fmt.Errorf("sinks[%d]: the same destination as sinks[%d]", i, j))
+			continue
+		}
+		seen[id] = i
+	}
+	return errors.Join(errs...)
+}
+
+// SinkRequest asks for a credential's sinks to be brought up to date.
+type SinkRequest struct {
+	CredentialID string
+	Provider     string
+	// Version is the store version the workflow committed. The activity writes the
+	// record as it is now, which may be newer.
+	Version int64
+	Sinks   []SinkSpec
+}
+
+// SinkResult is what was delivered. It never carries a token.
+type SinkResult struct {
+	// Version is the store version written to every sink.
+	Version int64
+	// FilesChanged counts the .env files rewritten (a file already up to date is not).
+	FilesChanged int
+	Webhooks     int
+	At           time.Time
+}
+
+// SinkPayload is the JSON body a webhook sink receives. It is secret: it carries the
+// access token (never the refresh token).
+type SinkPayload struct {
+	Event           string    `json:"event"` // "token_refreshed"
+	CredentialID    string    `json:"credential_id"`
+	Provider        string    `json:"provider"`
+	Version         int64     `json:"version"`
+	AccessToken     string    `json:"access_token"`
+	TokenType       string    `json:"token_type,omitempty"`
+	AccessExpiresAt time.Time `json:"access_expires_at,omitzero"`
+	UpdatedAt       time.Time `json:"updated_at,omitzero"`
+}
+
+// SinkDeliverer posts a payload to a named worker-configured target.
+type SinkDeliverer interface {
+	DeliverSink(ctx context.Context, target string, p SinkPayload) error
+}
+
+// Sink brings the credential's sinks up to date with the token store. It runs after a
+// refresh has committed and never touches the record: it reads the CURRENT record
+// (never a token from history), so a sink that runs late, or is retried after a newer
+// refresh, writes the newest token, never an older one. Every sink is tried; the
+// failures are reported together (retryable unless all of them are refusals).
+func (a *Activities) Sink(ctx context.Context, req SinkRequest) (SinkResult, error) {
+	log := a.logger().With("credential", req.CredentialID, "provider", req.Provider)
+	if req.CredentialID == "" {
+		return SinkResult{}, temporal.NewNonRetryableApplicationError("sink: credential id is empty", ErrTypeInvalidInput, nil)
+	}
+	if err := CheckSinks(req.Sinks); err != nil {
+		return SinkResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
+	}
+	rec, err := a.Store.Get(ctx, req.CredentialID)
+	if errors.Is(err, store.ErrNotFound) {
+		return SinkResult{}, temporal.NewNonRetryableApplicationError("sink: the token store has no record of this credential (retired?)",
+			ErrTypeSinkRefused, nil)
+	}
+	if err != nil {
+		return SinkResult{}, storeError("read credential for its sinks", err)
+	}
+	if rec.Version > req.Version {
+		log.Info("sink: a newer refresh has committed since; writing the newest", "committed", req.Version, "current", rec.Version)
+	} else if rec.Version < req.Version {
+		log.Warn("sink: the token store is older than the refresh that asked for this sink; writing what it holds",
+			"committed", req.Version, "current", rec.Version)
+	}
+	// Secrets to keep out of every error and log line.
+	hide := func(s string) string {
+		for _, secret := range []string{rec.Secrets.AccessToken, rec.Secrets.RefreshToken, rec.Secrets.ClientSecret, rec.Secrets.Password} {
+			if len(secret) >= 4 {
+				s = strings.ReplaceAll(s, secret, scrub.Redacted)
+			}
+		}
+		return s
+	}
+	values := map[string]string{
+		SinkValueAccessToken:  rec.Secrets.AccessToken,
+		SinkValueTokenType:    rec.TokenType,
+		SinkValueRefreshToken: rec.Secrets.RefreshToken,
+	}
+	if !rec.AccessExpiresAt.IsZero() {
+		values[SinkValueExpiresAt] = rec.AccessExpiresAt.UTC().Format(time.RFC3339)
+	}
+
+	res := SinkResult{Version: rec.Version}
+	var failures []string
+	refusals := 0
+	refuse := func(msg string) { failures = append(failures, msg); refusals++ }
+
+	// One update per file, its keys in the order given, so each file is replaced once.
+	type fileUpdate struct {
+		entries []envfile.Entry
+		sinks   []string
+	}
+	files := map[string]*fileUpdate{}
+	var paths []string
+	for i, s := range req.Sinks {
+		if s.Type != SinkEnv {
+			continue
+		}
+		v := values[s.value()]
+		if v == "" && (s.value() == SinkValueAccessToken || s.value() == SinkValueRefreshToken) {
+			refuse(fmt.Sprintf("sinks[%d]: the token store holds no %s to write", i, s.value()))
+			continue
+		}
+		fu := files[s.Path]
+		if fu == nil {
+			fu = &fileUpdate{}
+			files[s.Path] = fu
+			paths = append(paths, s.Path)
+		}
+		fu.entries = append(fu.entries, envfile.Entry{Key: s.Key, Value: v})
+		fu.sinks = append(fu.sinks, fmt.Sprint(i))
+	}
+	for _, p := range paths {
+		fu := files[p]
+		changed, err := envfile.Update(ctx, p, fu.entries)
+		if err != nil {
+			failures = append(failures, fmt.Sprintf("sinks[%s]: %s", strings.Join(fu.sinks, ","), hide(err.Error())))
+			continue
+		}
+		if changed {
+			res.FilesChanged++
+		}
+	}
+
+	for i, s := range req.Sinks {
+		if s.Type != SinkWebhook {
+			continue
+		}
+		if a.SinkWebhooks == nil {
+			refuse(fmt.Sprintf("sinks[%d]: webhook target %q: no webhook targets are configured on this worker (%s_NOTIFY_TARGETS)",
+				i, s.Target, config.Prefix))
+			continue
+		}
+		if rec.Secrets.AccessToken == "" {
+			refuse(fmt.Sprintf("sinks[%d]: the token store holds no access_token to send", i))
+			continue
+		}
+		err := a.SinkWebhooks.DeliverSink(ctx, s.Target, SinkPayload{
+			Event:           "token_refreshed",
+			CredentialID:    rec.ID,
+			Provider:        rec.Provider,
+			Version:         rec.Version,
+			AccessToken:     rec.Secrets.AccessToken,
+			TokenType:       rec.TokenType,
+			AccessExpiresAt: rec.AccessExpiresAt,
+			UpdatedAt:       rec.UpdatedAt,
+		})
+		var refused *SinkRefusedError
+		switch {
+		case errors.As(err, &refused):
+			refuse(fmt.Sprintf("sinks[%d]: %s", i, hide(err.Error())))
+		case err != nil:
+			failures = append(failures, fmt.Sprintf("sinks[%d]: %s", i, hide(err.Error())))
+		default:
+			res.Webhooks++
+		}
+	}
+
+	res.At = a.now()
+	if len(failures) > 0 {
+		msg := "sink: " + strings.Join(failures, "; ")
+		log.Warn("sink failed", "version", rec.Version, "error", msg)
+		if refusals == len(failures) {
+			return SinkResult{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeSinkRefused, nil)
+		}
+		return SinkResult{}, temporal.NewApplicationError(msg, ErrTypeSinkFailed)
+	}
+	log.Info("sinks updated", "version", rec.Version, "files_changed", res.FilesChanged, "webhooks", res.Webhooks)
+	return res, nil
+}
+
+// SinkRefusedError is a webhook delivery that cannot work with this worker's
+// configuration: retrying will not help.
+type SinkRefusedError struct{ msg string }
+
+func (e *SinkRefusedError) Error() string { return e.msg }
+
+// SinkTarget is a worker-configured webhook (an entry of TOKENWARDEN_NOTIFY_TARGETS).
+// URL is a secret.
+type SinkTarget struct {
+	Name   string
+	Format string
+	URL    string
+}
+
+// WebhookSinks delivers SinkPayloads to the worker's named targets. Because the body
+// carries an access token, it posts only to json-format targets over https (or plain
+// http to a loopback address, for tests and same-host receivers), follows no
+// redirects, and never puts a URL, the bearer token or the access token into an error.
+type WebhookSinks struct {
+	targets map[string]SinkTarget
+	bearer  string
+	timeout time.Duration
+	client  *http.Client
+}
+
+var _ SinkDeliverer = (*WebhookSinks)(nil)
+
+// NewWebhookSinks returns a deliverer for targets. bearer, if set, is sent as
+// "Authorization: Bearer ..."; timeout bounds one delivery (default 10 s); client may
+// be nil.
+func NewWebhookSinks(targets []SinkTarget, bearer string, timeout time.Duration, client *http.Client) *WebhookSinks {
+	w := &WebhookSinks{targets: map[string]SinkTarget{}, bearer: bearer, timeout: timeout}
+	for _, t := range targets {
+		w.targets[t.Name] = t
+	}
+	if w.timeout <= 0 {
+		w.timeout = 10 * time.Second
+	}
+	c := &http.Client{}
+	if client != nil {
+		cc := *client
+		c = &cc
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	w.client = c
+	return w
+}
+
+// DeliverSink posts p as JSON to the target named target.
+func (w *WebhookSinks) DeliverSink(ctx context.Context, target string, p SinkPayload) error {
+	t, ok := w.targets[target]
+	if !ok {
+		return &SinkRefusedError{fmt.Sprintf("webhook target %q is not configured on this worker (%s_NOTIFY_TARGETS)", target, config.Prefix)}
+	}
+	if t.Format == config.NotifyFormatSlack {
+		return &SinkRefusedError{fmt.Sprintf("webhook target %q is a slack target: a chat channel must never receive a token", target)}
+	}
+	u, err := url.Parse(t.URL)
+	if err != nil {
+		return &SinkRefusedError{fmt.Sprintf("webhook target %q: not a valid URL (not shown)", target)}
+	}
+	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
+		return &SinkRefusedError{fmt.Sprintf("webhook target %q: a token-carrying sink needs an https URL (plain http only to a loopback address)", target)}
+	}
+	body, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("webhook target %q: encode the body", target)
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
+	if err != nil {
+		return &SinkRefusedError{fmt.Sprintf("webhook target %q: cannot build the request (the URL is not shown)", target)}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "tokenwarden-sink")
+	req.Header.Set("Cache-Control", "no-store")
+	// The same on every retry and for every worker: the token set's identity.
+	req.Header.Set("Idempotency-Key", fmt.Sprintf("%s/v%d", p.CredentialID, p.Version))
+	if w.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+w.bearer)
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		// Go's *url.Error quotes the URL: keep only a scrubbed description, no chain.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("webhook target %q: no answer within %s", target, w.timeout)
+		}
+		return fmt.Errorf("webhook target %q: post: %s", target, w.scrubber(t.URL, p.AccessToken).Scrub(err.Error(), 200))
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return nil
+	}
+	msg := fmt.Sprintf("webhook target %q answered %s", target, resp.Status)
+	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
+		msg += " (redirects are not followed for token-carrying sinks)"
+	}
+	return errors.New(msg)
+}
+
+func (w *WebhookSinks) scrubber(rawURL, token string) scrub.Scrubber {
+	secrets := []string{rawURL, w.bearer, token}
+	if u, err := url.Parse(rawURL); err == nil {
+		for _, part := range []string{u.Path, u.EscapedPath(), u.RawQuery, u.Fragment, u.User.String()} {
+			if len(part) >= 8 {
+				secrets = append(secrets, part)
+			}
+		}
+	}
+	return scrub.New(secrets...)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

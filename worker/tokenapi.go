@@ -1,0 +1,302 @@
+package main
+
+// The token API: GET /v1/credentials/{id}/token on the worker's HTTP endpoint gives an
+// application the credential's current access token, read from the token store.
+//
+// Callers authenticate with Authorization: Bearer <API key> (apikeys.go). Every request
+// looks its key up in the store, so a revocation by any process applies to the next
+// request. Answers, in the order they are decided:
+//
+//	401 no key, a malformed or unknown key, a wrong secret, a revoked key
+//	429 the key's token bucket is empty (Retry-After)
+//	403 the key is not scoped to the credential (whether or not it exists)
+//	404 the key is scoped to the credential but the store has no such record
+//	503 the record has no access token yet, or it has expired (Retry-After)
+//	200 {"access_token", "token_type", "expires_at"}
+//
+// Errors are {"error": code, "message": text}. Every answer carries Cache-Control:
+// no-store. No log line or error carries a token or an API key: requests are logged by
+// key ID (public) and credential ID.
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/config"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+)
+
+// TokenAPIPattern is the token API's route on the worker's HTTP endpoint. It takes
+// every method, so that others get the API's own 405 rather than the next handler's
+// answer.
+const TokenAPIPattern = "/v1/credentials/{id}/token"
+
+const (
+	// touchInterval is how often a credential's (and a key's) last-used time is
+	// written at most, per worker: reads are frequent, the time is for humans.
+	touchInterval = time.Minute
+	// touchTimeout bounds the last-used write on the request path.
+	touchTimeout = 2 * time.Second
+	// retryUnavailable is the Retry-After of a 503: a refresh is under way or due.
+	retryUnavailable = 5 * time.Second
+)
+
+// tokenStore is the part of the token store the token API uses.
+type tokenStore interface {
+	Get(ctx context.Context, id string) (store.Record, error)
+	TouchLastUsed(ctx context.Context, id string, at time.Time) error
+	LookupAPIKey(ctx context.Context, id string) (store.APIKey, error)
+	TouchAPIKey(ctx context.Context, id string, at time.Time) error
+}
+
+// tokenAPI serves TokenAPIPattern.
+type tokenAPI struct {
+	store         tokenStore
+	logger        *slog.Logger
+	now           func() time.Time
+	limiter       *keyLimiter
+	touchInterval time.Duration
+
+	mu          sync.Mutex
+	credTouched map[string]time.Time // credential ID -> last write of last_used_at
+	keyTouched  map[string]time.Time // key ID -> last write of its last_used_at
+}
+
+func newTokenAPI(st tokenStore, rate float64, burst int, logger *slog.Logger) *tokenAPI {
+	return &tokenAPI{
+		store:         st,
+		logger:        logger,
+		now:           time.Now,
+		limiter:       newKeyLimiter(rate, burst),
+		touchInterval: touchInterval,
+		credTouched:   map[string]time.Time{},
+		keyTouched:    map[string]time.Time{},
+	}
+}
+
+// handler routes TokenAPIPattern to a and everything else to next.
+func (a *tokenAPI) handler(next http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(TokenAPIPattern, a)
+	if next != nil {
+		mux.Handle("/", next)
+	}
+	return mux
+}
+
+// mountTokenAPI adds the token API to the worker's HTTP endpoint before it serves.
+func mountTokenAPI(srv *codecServer, st tokenStore, cfg config.Worker, logger *slog.Logger) {
+	if srv == nil {
+		return
+	}
+	srv.srv.Handler = newTokenAPI(st, cfg.TokenAPIRate, cfg.TokenAPIBurst, logger).handler(srv.srv.Handler)
+}
+
+type tokenResponse struct {
+	AccessToken string     `json:"access_token"`
+	TokenType   string     `json:"token_type"`
+	ExpiresAt   *time.Time `json:"expires_at"` // null when the provider did not say
+}
+
+type errorResponse struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// dummyHash is compared against when the presented key's ID is unknown, so that an
+// unknown ID costs about what a wrong secret does.
+var dummyHash = hashAPIKey("twk_0000000000000000_unknown")
+
+func (a *tokenAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "method_not_allowed", Message: "use GET"})
+		return
+	}
+	credID := r.PathValue("id")
+	log := a.logger.With("credential", credID, "remote", r.RemoteAddr)
+
+	key, status, code, msg := a.authenticate(r)
+	if status != 0 {
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tokenwarden"`)
+		}
+		a.refuse(w, log, status, code, msg, 0)
+		return
+	}
+	log = log.With("key_id", key.ID, "key_name", key.Name)
+	now := a.now()
+	if ok, wait := a.limiter.allow(key.ID, now); !ok {
+		a.refuse(w, log, http.StatusTooManyRequests, "rate_limited", "too many requests for this API key; retry after the number of seconds in Retry-After", wait)
+		return
+	}
+	if !key.Allows(credID) {
+		a.refuse(w, log, http.StatusForbidden, "forbidden", "this API key may not read this credential's token", 0)
+		return
+	}
+	rec, err := a.store.Get(r.Context(), credID)
+	if errors.Is(err, store.ErrNotFound) {
+		a.refuse(w, log, http.StatusNotFound, "not_found", "no such credential in the token store", 0)
+		return
+	}
+	if err != nil {
+		// Store errors name credentials and keys IDs, never secrets.
+		log.Error("token API: read the token store", "error", err)
+		a.refuse(w, nil, http.StatusInternalServerError, "internal_error", "the token store could not be read; see the worker's log", 0)
+		return
+	}
+	if rec.Secrets.AccessToken == "" || (!rec.AccessExpiresAt.IsZero() && !now.Before(rec.AccessExpiresAt)) {
+		msg := "the credential has no access token yet"
+		if rec.Secrets.AccessToken != "" {
+			msg = "the credential's access token has expired and no fresh one is stored yet"
+		}
+		a.refuse(w, log, http.StatusServiceUnavailable, "token_unavailable", msg+"; check the credential's state (starter status)", retryUnavailable)
+		return
+	}
+
+	a.touch(r.Context(), log, a.credTouched, credID, now, a.store.TouchLastUsed)
+	a.touch(r.Context(), log, a.keyTouched, key.ID, now, a.store.TouchAPIKey)
+
+	resp := tokenResponse{AccessToken: rec.Secrets.AccessToken, TokenType: rec.TokenType}
+	if !rec.AccessExpiresAt.IsZero() {
+		exp := rec.AccessExpiresAt.UTC()
+		resp.ExpiresAt = &exp
+	}
+	writeJSON(w, http.StatusOK, resp)
+	log.Debug("token API: served", "version", rec.Version)
+}
+
+// authenticate finds the request's API key. On refusal status is 401 (500 if the store
+// failed) with an error code and message for the caller; they never quote what the
+// caller sent.
+func (a *tokenAPI) authenticate(r *http.Request) (key store.APIKey, status int, code, msg string) {
+	const unauthorized = http.StatusUnauthorized
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return key, unauthorized, "missing_api_key", "send the API key as Authorization: Bearer <key>"
+	}
+	scheme, presented, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return key, unauthorized, "invalid_api_key", "the Authorization header is not Bearer <key>"
+	}
+	presented = strings.TrimSpace(presented)
+	id, wellFormed := parseAPIKey(presented)
+	if !wellFormed {
+		subtle.ConstantTimeCompare(hashAPIKey(presented), dummyHash)
+		return key, unauthorized, "invalid_api_key", "the API key is not valid"
+	}
+	k, err := a.store.LookupAPIKey(r.Context(), id)
+	if err != nil && !errors.Is(err, store.ErrAPIKeyNotFound) {
+		a.logger.Error("token API: look up API key", "key_id", id, "error", err)
+		return key, http.StatusInternalServerError, "internal_error", "the token store could not be read; see the worker's log"
+	}
+	stored := dummyHash
+	if err == nil {
+		stored = k.Hash
+	}
+	if subtle.ConstantTimeCompare(hashAPIKey(presented), stored) != 1 || err != nil {
+		return key, unauthorized, "invalid_api_key", "the API key is not valid"
+	}
+	if k.Revoked() {
+		return key, unauthorized, "revoked_api_key", "the API key has been revoked"
+	}
+	return k, 0, "", ""
+}
+
+// refuse answers with a JSON error, logging it unless log is nil.
+func (a *tokenAPI) refuse(w http.ResponseWriter, log *slog.Logger, status int, code, msg string, retryAfter time.Duration) {
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
+	}
+	writeJSON(w, status, errorResponse{Error: code, Message: msg})
+	if log != nil {
+		level := slog.LevelInfo
+		if status == http.StatusTooManyRequests {
+			level = slog.LevelDebug // one line per refused request would flood the log
+		}
+		log.Log(context.Background(), level, "token API: refused", "status", status, "error", code)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// touch writes a last-used time through write unless this worker wrote one for id less
+// than touchInterval ago. The slot is claimed before the write, so concurrent requests
+// do not all write; a failed write gives it back, and is logged, not fatal.
+func (a *tokenAPI) touch(ctx context.Context, log *slog.Logger, last map[string]time.Time, id string, now time.Time,
+	write func(ctx context.Context, id string, at time.Time) error) {
+	a.mu.Lock()
+	if t, ok := last[id]; ok && now.Sub(t) < a.touchInterval && !now.Before(t) {
+		a.mu.Unlock()
+		return
+	}
+	last[id] = now
+	a.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), touchTimeout)
+	defer cancel()
+	if err := write(ctx, id, now); err != nil {
+		a.mu.Lock()
+		if last[id].Equal(now) {
+			delete(last, id)
+		}
+		a.mu.Unlock()
+		log.Warn("token API: record last use", "error", err)
+	}
+}
+
+// keyLimiter is a token bucket per API key ID: up to burst requests at once, refilled
+// at rate per second.
+type keyLimiter struct {
+	rate, burst float64
+
+	mu      sync.Mutex
+	buckets map[string]*bucket // one per key that authenticated; bounded by the keys
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newKeyLimiter(rate float64, burst int) *keyLimiter {
+	return &keyLimiter{rate: rate, burst: float64(burst), buckets: map[string]*bucket{}}
+}
+
+// allow takes a token from key's bucket, or says how long until one is there.
+func (l *keyLimiter) allow(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[key]
+	if !ok {
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets[key] = b
+	}
+	if elapsed := now.Sub(b.last); elapsed > 0 {
+		b.tokens = math.Min(l.burst, b.tokens+elapsed.Seconds()*l.rate)
+		b.last = now
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	wait := time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
+	return false, max(wait, time.Second)
+}

@@ -1,0 +1,468 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/store"
+)
+
+// apiFixture is a token API over a real SQLite store, with a settable clock.
+type apiFixture struct {
+	t     *testing.T
+	store *store.SQLite
+	api   *tokenAPI
+	srv   *httptest.Server
+	logs  *syncBuffer
+	mu    sync.Mutex
+	clock time.Time
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+var apiEpoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func newAPIFixture(t *testing.T, rate float64, burst int) *apiFixture {
+	t.Helper()
+	dir := t.TempDir()
+	keyPath := filepath.Join(dir, "keys.json")
+	if _, err := keyring.GenerateFile(keyPath); err != nil {
+		t.Fatal(err)
+	}
+	ring, err := keyring.LoadFile(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenSQLite(t.Context(), filepath.Join(dir, "tokens.db"), ring, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	f := &apiFixture{t: t, store: st, logs: &syncBuffer{}, clock: apiEpoch}
+	logger := slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	f.api = newTokenAPI(st, rate, burst, logger)
+	f.api.now = f.now
+	f.srv = httptest.NewServer(f.api.handler(http.NotFoundHandler()))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *apiFixture) now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.clock
+}
+
+func (f *apiFixture) advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.clock = f.clock.Add(d)
+}
+
+// seed stores a credential whose access token expires an hour after apiEpoch.
+func (f *apiFixture) seed(id, access string) store.Record {
+	f.t.Helper()
+	rec, err := f.store.Put(f.t.Context(), store.Record{
+		ID: id, Provider: "oauth2", TokenType: "Bearer",
+		Secrets:         store.Secrets{AccessToken: access, RefreshToken: "refresh-" + access},
+		AccessExpiresAt: apiEpoch.Add(time.Hour),
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return rec
+}
+
+// newKey creates an API key in the store and returns it.
+func (f *apiFixture) newKey(name string, creds ...string) (key, id string) {
+	f.t.Helper()
+	key, id, hash, err := generateAPIKey()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := f.store.CreateAPIKey(f.t.Context(), store.APIKey{ID: id, Name: name, CredentialIDs: creds, Hash: hash}); err != nil {
+		f.t.Fatal(err)
+	}
+	return key, id
+}
+
+type apiAnswer struct {
+	status int
+	header http.Header
+	body   string
+	token  tokenResponse
+	err    errorResponse
+}
+
+func (f *apiFixture) get(credID, authorization string) apiAnswer {
+	f.t.Helper()
+	return f.do(http.MethodGet, credID, authorization)
+}
+
+func (f *apiFixture) do(method, credID, authorization string) apiAnswer {
+	f.t.Helper()
+	req, err := http.NewRequestWithContext(f.t.Context(), method, f.srv.URL+"/v1/credentials/"+credID+"/token", nil)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a := apiAnswer{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(b, &a.token); err != nil {
+			f.t.Fatalf("200 body is not a token response: %v", err)
+		}
+	} else if method != http.MethodHead {
+		if err := json.Unmarshal(b, &a.err); err != nil || a.err.Error == "" || a.err.Message == "" {
+			f.t.Fatalf("%d body is not {\"error\", \"message\"}: %q (%v)", resp.StatusCode, b, err)
+		}
+	}
+	return a
+}
+
+func bearer(key string) string { return "Bearer " + key }
+
+func TestTokenAPIAuthMatrix(t *testing.T) {
+	f := newAPIFixture(t, 1000, 1000)
+	f.seed("crm", "access-crm-SECRET")
+	f.seed("other", "access-other-SECRET")
+	valid, _ := f.newKey("app", "crm", "ghost")
+	forOther, _ := f.newKey("app-other", "other")
+	revoked, revokedID := f.newKey("app-old", "crm")
+	if _, err := f.store.RevokeAPIKey(t.Context(), revokedID, apiEpoch); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := parseAPIKey(valid)
+	wrongSecret := apiKeyPrefix + id + "_" + strings.Repeat("a", apiKeySecretLen)
+	unknownID := apiKeyPrefix + "0123456789abcdef" + valid[len(apiKeyPrefix)+apiKeyIDLen:]
+
+	for _, tc := range []struct {
+		name, cred, auth string
+		status           int
+		code             string
+	}{
+		{"no key", "crm", "", 401, "missing_api_key"},
+		{"basic auth", "crm", "Basic dXNlcjpwYXNz", 401, "invalid_api_key"},
+		{"bearer without key", "crm", "Bearer", 401, "invalid_api_key"},
+		{"malformed key", "crm", bearer("not-a-key"), 401, "invalid_api_key"},
+		{"wrong secret", "crm", bearer(wrongSecret), 401, "invalid_api_key"},
+		{"unknown key ID", "crm", bearer(unknownID), 401, "invalid_api_key"},
+		{"revoked key", "crm", bearer(revoked), 401, "revoked_api_key"},
+		{"key for another credential", "crm", bearer(forOther), 403, "forbidden"},
+		{"unscoped and unknown credential", "nope", bearer(valid), 403, "forbidden"},
+		{"scoped but unknown credential", "ghost", bearer(valid), 404, "not_found"},
+		{"valid key", "crm", bearer(valid), 200, ""},
+		{"valid key, scheme in lower case", "crm", "bearer " + valid, 200, ""},
+		{"other valid key", "other", bearer(forOther), 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := f.get(tc.cred, tc.auth)
+			if a.status != tc.status || a.err.Error != tc.code {
+				t.Fatalf("status %d error %q, want %d %q; body %s", a.status, a.err.Error, tc.status, tc.code, a.body)
+			}
+			if got := a.header.Get("Cache-Control"); got != "no-store" {
+				t.Errorf("Cache-Control = %q, want no-store", got)
+			}
+			if got := a.header.Get("Content-Type"); got != "application/json" {
+				t.Errorf("Content-Type = %q, want application/json", got)
+			}
+			if (tc.status == 401) != (a.header.Get("WWW-Authenticate") != "") {
+				t.Errorf("WWW-Authenticate = %q on a %d", a.header.Get("WWW-Authenticate"), tc.status)
+			}
+			if tc.status != 200 && strings.Contains(a.body, "SECRET") {
+				t.Errorf("refusal carries a token: %s", a.body)
+			}
+			if tc.status == 200 {
+				want := "access-" + tc.cred + "-SECRET"
+				if a.token.AccessToken != want || a.token.TokenType != "Bearer" {
+					t.Errorf("token response %+v, want access token of %s, type Bearer", a.token, tc.cred)
+				}
+				if a.token.ExpiresAt == nil || !a.token.ExpiresAt.Equal(apiEpoch.Add(time.Hour)) {
+					t.Errorf("expires_at = %v, want %v", a.token.ExpiresAt, apiEpoch.Add(time.Hour))
+				}
+				if !strings.Contains(a.body, `"expires_at":"2026-03-01T13:00:00Z"`) {
+					t.Errorf("expires_at not in RFC 3339 UTC: %s", a.body)
+				}
+			}
+		})
+	}
+
+	// Only GET (and HEAD) are routed.
+	if a := f.do(http.MethodPost, "crm", bearer(valid)); a.status != http.StatusMethodNotAllowed || a.header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST: status %d Allow %q, want 405, GET, HEAD", a.status, a.header.Get("Allow"))
+	}
+	// Other paths reach the endpoint's other handlers.
+	resp, err := http.Get(f.srv.URL + "/codec/encode")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("other path: status %d, want the next handler's 404", resp.StatusCode)
+	}
+}
+
+func TestTokenAPIUnavailableToken(t *testing.T) {
+	f := newAPIFixture(t, 1000, 1000)
+	key, _ := f.newKey("app", "seeding", "crm")
+	if _, err := f.store.Put(t.Context(), store.Record{ID: "seeding", Secrets: store.Secrets{RefreshToken: "r"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.seed("crm", "access-crm-SECRET")
+	if a := f.get("seeding", bearer(key)); a.status != 503 || a.err.Error != "token_unavailable" || a.header.Get("Retry-After") == "" {
+		t.Errorf("no access token: %d %q Retry-After %q, want 503 token_unavailable with Retry-After", a.status, a.err.Error, a.header.Get("Retry-After"))
+	}
+	f.advance(time.Hour) // the access token expires exactly now
+	if a := f.get("crm", bearer(key)); a.status != 503 || strings.Contains(a.body, "SECRET") {
+		t.Errorf("expired access token: %d %s, want 503 without the token", a.status, a.body)
+	}
+}
+
+// countingStore counts last-used writes.
+type countingStore struct {
+	*store.SQLite
+	credTouches, keyTouches atomic.Int32
+}
+
+func (c *countingStore) TouchLastUsed(ctx context.Context, id string, at time.Time) error {
+	c.credTouches.Add(1)
+	return c.SQLite.TouchLastUsed(ctx, id, at)
+}
+
+func (c *countingStore) TouchAPIKey(ctx context.Context, id string, at time.Time) error {
+	c.keyTouches.Add(1)
+	return c.SQLite.TouchAPIKey(ctx, id, at)
+}
+
+func TestTokenAPIRecordsLastUse(t *testing.T) {
+	f := newAPIFixture(t, 1000, 1000)
+	counting := &countingStore{SQLite: f.store}
+	f.api.store = counting
+	seeded := f.seed("crm", "access-crm-SECRET")
+	key, keyID := f.newKey("app", "crm")
+
+	lastUsed := func() (cred, key time.Time) {
+		t.Helper()
+		rec, err := f.store.Get(t.Context(), "crm")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := f.store.LookupAPIKey(t.Context(), keyID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Version != seeded.Version || !rec.UpdatedAt.Equal(seeded.UpdatedAt) {
+			t.Errorf("recording last use changed the record: version %d updated %v, want %d %v", rec.Version, rec.UpdatedAt, seeded.Version, seeded.UpdatedAt)
+		}
+		return rec.LastUsedAt, k.LastUsedAt
+	}
+	if c, k := lastUsed(); !c.IsZero() || !k.IsZero() {
+		t.Fatalf("last used before any read: %v, %v", c, k)
+	}
+	// Refused reads record nothing.
+	f.get("crm", "")
+	f.get("crm", bearer(otherSecret(key)))
+	if c, k := lastUsed(); !c.IsZero() || !k.IsZero() {
+		t.Fatalf("last used after refused reads: %v, %v", c, k)
+	}
+
+	if a := f.get("crm", bearer(key)); a.status != 200 {
+		t.Fatalf("read: %d %s", a.status, a.body)
+	}
+	first := f.now()
+	if c, k := lastUsed(); !c.Equal(first) || !k.Equal(first) {
+		t.Fatalf("last used after a read = %v (credential), %v (key); want %v", c, k, first)
+	}
+
+	// Within the minute: no write, however many reads, also concurrent ones.
+	f.advance(59 * time.Second)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if a := f.get("crm", bearer(key)); a.status != 200 {
+				t.Errorf("read: %d %s", a.status, a.body)
+			}
+		})
+	}
+	wg.Wait()
+	if n := counting.credTouches.Load(); n != 1 {
+		t.Errorf("%d credential last-used writes after 21 reads within a minute, want 1", n)
+	}
+	if c, _ := lastUsed(); !c.Equal(first) {
+		t.Errorf("last used = %v within the throttle interval, want still %v", c, first)
+	}
+
+	// A minute after the last write: one more.
+	f.advance(time.Second)
+	f.get("crm", bearer(key))
+	if c, k := lastUsed(); !c.Equal(f.now()) || !k.Equal(f.now()) {
+		t.Errorf("last used a minute later = %v, %v; want %v", c, k, f.now())
+	}
+	if n, m := counting.credTouches.Load(), counting.keyTouches.Load(); n != 2 || m != 2 {
+		t.Errorf("%d credential and %d key last-used writes, want 2 and 2", n, m)
+	}
+}
+
+func TestTokenAPIRateLimit(t *testing.T) {
+	f := newAPIFixture(t, 2, 3)
+	f.seed("crm", "access-crm-SECRET")
+	key, _ := f.newKey("app", "crm")
+	other, _ := f.newKey("app2", "crm")
+
+	for i := range 3 {
+		if a := f.get("crm", bearer(key)); a.status != 200 {
+			t.Fatalf("request %d of the burst: %d %s", i+1, a.status, a.body)
+		}
+	}
+	a := f.get("crm", bearer(key))
+	if a.status != http.StatusTooManyRequests || a.err.Error != "rate_limited" || a.header.Get("Retry-After") != "1" {
+		t.Fatalf("request past the burst: %d %q Retry-After %q, want 429 rate_limited Retry-After 1", a.status, a.err.Error, a.header.Get("Retry-After"))
+	}
+	// Refused requests spend nothing; other keys have their own bucket.
+	if a := f.get("crm", bearer(other)); a.status != 200 {
+		t.Errorf("another key: %d, want 200", a.status)
+	}
+	// Unauthenticated requests do not drain a key's bucket.
+	f.advance(500 * time.Millisecond) // one token at 2/s
+	for range 5 {
+		f.get("crm", "Bearer twk_bogus")
+	}
+	if a := f.get("crm", bearer(key)); a.status != 200 {
+		t.Errorf("after refilling one token: %d, want 200", a.status)
+	}
+	if a := f.get("crm", bearer(key)); a.status != 429 {
+		t.Errorf("after spending it: %d, want 429", a.status)
+	}
+	f.advance(30 * time.Minute) // refills to the burst, not beyond
+	for i := range 4 {
+		want := 200
+		if i == 3 {
+			want = 429
+		}
+		if a := f.get("crm", bearer(key)); a.status != want {
+			t.Errorf("after half an hour, request %d: %d, want %d", i+1, a.status, want)
+		}
+	}
+}
+
+func TestKeyLimiterRetryAfter(t *testing.T) {
+	l := newKeyLimiter(0.1, 1) // one request per 10 s
+	if ok, _ := l.allow("k", apiEpoch); !ok {
+		t.Fatal("first request refused")
+	}
+	ok, wait := l.allow("k", apiEpoch.Add(time.Second))
+	if ok || wait != 9*time.Second {
+		t.Fatalf("allow = %v, wait %v; want refused, 9s", ok, wait)
+	}
+}
+
+// No log line and no answer carries a token or an API key (the secret part, nor the
+// whole key), whatever the outcome.
+func TestTokenAPILogsNoSecrets(t *testing.T) {
+	f := newAPIFixture(t, 1, 1)
+	const access = "access-crm-SECRET-xyz"
+	f.seed("crm", access)
+	key, _ := f.newKey("app", "crm")
+	revoked, revokedID := f.newKey("old", "crm")
+	if _, err := f.store.RevokeAPIKey(t.Context(), revokedID, apiEpoch); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := f.newKey("other", "nope")
+	wrong := otherSecret(key)
+	var bodies []string
+	for _, auth := range []string{"", bearer(key), bearer(key), bearer(revoked), bearer(other), bearer(wrong), bearer("garbage-" + key)} {
+		for _, cred := range []string{"crm", "nope"} {
+			bodies = append(bodies, f.get(cred, auth).body)
+		}
+	}
+	f.store.Close() // store errors are logged too
+	bodies = append(bodies, f.get("crm", bearer(key)).body)
+
+	logs := f.logs.String()
+	if !strings.Contains(logs, "token API") {
+		t.Fatalf("nothing logged:\n%s", logs)
+	}
+	for _, secret := range []string{access, key, revoked, other, wrong, secretPart(key), secretPart(revoked), secretPart(wrong)} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("the log contains a secret:\n%s", logs)
+		}
+		for _, b := range bodies {
+			if strings.Contains(b, secretPart(key)) || strings.Contains(b, secretPart(revoked)) {
+				t.Errorf("an answer contains an API key: %s", b)
+			}
+		}
+	}
+	if n := strings.Count(strings.Join(bodies, "\n"), access); n != 1 {
+		t.Errorf("the access token appears in %d answers, want exactly the one 200", n)
+	}
+}
+
+func secretPart(key string) string { return key[len(apiKeyPrefix)+apiKeyIDLen+1:] }
+
+// otherSecret is key with the same ID and a different, well-formed secret.
+func otherSecret(key string) string {
+	last := "a"
+	if strings.HasSuffix(key, "a") {
+		last = "b"
+	}
+	return key[:len(key)-1] + last
+}
+
+func TestAPIKeyFormat(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		key, id, hash, err := generateAPIKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := parseAPIKey(key)
+		if !ok || got != id || len(key) != apiKeyLen || !bytes.Equal(hash, hashAPIKey(key)) || len(hash) != store.APIKeyHashSize {
+			t.Fatalf("generated key does not parse back: ok %v id %q want %q", ok, got, id)
+		}
+		if seen[key] || seen[id] {
+			t.Fatal("generated the same key twice")
+		}
+		seen[key], seen[id] = true, true
+	}
+	key, _, _, _ := generateAPIKey()
+	for _, bad := range []string{"", key[:len(key)-1], key + "a", strings.ToUpper(key), "twx" + key[3:],
+		key[:len(apiKeyPrefix)+apiKeyIDLen] + "-" + secretPart(key), key[:len(key)-1] + "1", key[:5] + "g" + key[6:]} {
+		if _, ok := parseAPIKey(bad); ok {
+			t.Errorf("parseAPIKey accepted a malformed key (variant %d chars)", len(bad))
+		}
+	}
+}
