@@ -70,6 +70,7 @@ commands:
   retire ID -yes                         delete the credential's secrets and complete its workflow
   setup                                  register the search attributes TokenState, TokenProvider,
                                          TokenExpiresAt on the namespace (idempotent)
+  cleanup -dry-run [-within D] [-json]   list the credentials retire_after_unused will retire, and why
   token ID [-json]                       print the credential's current access token, from the
                                          worker's token API (TOKENWARDEN_TOKEN_API, default
                                          http://127.0.0.1:8234) with the key in TOKENWARDEN_API_KEY
@@ -132,6 +133,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		cmdErr = a.setup(ctx, args[1:])
 	case "token":
 		cmdErr = a.token(ctx, args[1:]) // starter/token.go
+	case "cleanup":
+		cmdErr = a.cleanup(ctx, args[1:]) // starter/cleanup.go
 	default:
 		fmt.Fprintf(stderr, "starter: unknown command %q\n\n%s", args[0], usage)
 		return exitBadInput

@@ -146,6 +146,12 @@ func (c *credential) loop(ctx workflow.Context) (Status, error) {
 			c.remind(ctx)
 			continue
 		}
+		if action == ActionUsageCheck && !at.After(now) {
+			if c.unused(ctx) {
+				return c.retireNow(ctx)
+			}
+			continue
+		}
 		if !at.After(now) {
 			if action == ActionProbe || (action == ActionRetry && c.st.ProbeOnly) {
 				c.probe(ctx)
@@ -197,6 +203,7 @@ func (c *credential) applySeed(ctx workflow.Context, seed Seed) error {
 	c.st.RetryNotBefore = time.Time{}
 	c.st.LastError, c.st.LastErrorCode = "", ""
 	c.st.RefreshRequested = c.st.RefreshRequested || seed.AccessToken == ""
+	c.st.SeededAt = res.SeededAt
 	c.setState(ctx, StateActive)
 	c.reviewIncident(ctx)
 	return nil

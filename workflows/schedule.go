@@ -10,7 +10,8 @@ import (
 // as a table (schedule_test.go) without a workflow in sight.
 //
 // The rules, in order:
-//   - A reminder of an open incident, when it is due before anything else.
+//   - Retirement of an unused credential, and a reminder of an open incident, when
+//     due before anything else.
 //   - NEEDS_REAUTH waits for a human: ActionAwaitReseed at the zero time.
 //   - A requested refresh (refresh-now) is due now.
 //   - After failures, retry at LastAttemptAt + backoff(ConsecutiveFailures), but not
@@ -23,6 +24,11 @@ import (
 // A time in the past is returned as now: past-due work happens at once.
 func NextWakeup(st Status, t Timing, now time.Time) (Action, time.Time) {
 	action, at := nextLifecycleStep(st, t, now)
+	// Retirement of an unused credential comes when it is due before anything else, and
+	// wakes even a credential that waits for a human.
+	if deadline, ok := UnusedDeadline(st, t); ok && (action == ActionAwaitReseed || deadline.Before(at)) {
+		action, at = ActionUsageCheck, notBefore(deadline, now)
+	}
 	// A reminder of an open incident comes first when it is due first, and wakes even a
 	// credential that otherwise waits for a human.
 	if inc := st.Incident; inc != nil && !inc.NextReminderAt.IsZero() &&
@@ -30,6 +36,22 @@ func NextWakeup(st Status, t Timing, now time.Time) (Action, time.Time) {
 		return ActionRemind, notBefore(inc.NextReminderAt, now)
 	}
 	return action, at
+}
+
+// UnusedDeadline is when a credential nobody uses is retired: the latest of its seeding,
+// its last token API read and its last sink delivery, plus retire_after_unused. ok is
+// false when retirement is off or the credential was never seeded in this version.
+func UnusedDeadline(st Status, t Timing) (deadline time.Time, ok bool) {
+	if t.RetireAfterUnused <= 0 || st.SeededAt.IsZero() {
+		return time.Time{}, false
+	}
+	last := st.SeededAt
+	for _, u := range []time.Time{st.LastUsedAt, st.LastDeliveredAt} {
+		if u.After(last) {
+			last = u
+		}
+	}
+	return last.Add(t.RetireAfterUnused.D()), true
 }
 
 func nextLifecycleStep(st Status, t Timing, now time.Time) (Action, time.Time) {

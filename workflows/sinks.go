@@ -56,5 +56,7 @@ func (c *credential) runSinks(ctx workflow.Context) {
 			c.st.LastSinkAt = workflow.Now(gctx)
 			c.st.LastSinkError = ""
 		}
+		// A delivered token is a used token: it keeps the credential from retirement.
+		c.st.LastDeliveredAt = workflow.Now(gctx)
 	})
 }

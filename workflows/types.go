@@ -70,6 +70,10 @@ type Policy struct {
 	// (TOKENWARDEN_NOTIFY_TARGETS); empty means the worker's default target. Targets are
 	// named rather than given here because a webhook URL is itself a secret.
 	NotifyTarget string `json:"notify_target,omitempty"`
+	// RetireAfterUnused: retire a credential nobody has used for this long — no token API
+	// read, no sink delivery — since it was seeded (default 720h = 30 days; "0s" = never).
+	// Retiring deletes its secrets and completes its workflow.
+	RetireAfterUnused *Duration `json:"retire_after_unused,omitempty"`
 	// ProbeInterval: how often to ask the provider whether the access token still works
 	// (default 1h for providers that cannot refresh, such as baoming; off otherwise).
 	ProbeInterval *Duration `json:"probe_interval,omitempty"`
@@ -85,6 +89,8 @@ type Timing struct {
 	NotifyAfterFailures int      `json:"notify_after_failures"`
 	ReminderInterval    Duration `json:"reminder_interval"`
 	NotifyTarget        string   `json:"notify_target,omitempty"`
+	// RetireAfterUnused 0 means never.
+	RetireAfterUnused Duration `json:"retire_after_unused"`
 	// ProbeInterval 0 means no probes.
 	ProbeInterval Duration `json:"probe_interval,omitempty"`
 }
@@ -103,6 +109,8 @@ const (
 	DefaultNotifyAfterFailures = 3
 	// DefaultReminderInterval: how often an open incident is brought up again.
 	DefaultReminderInterval = 24 * time.Hour
+	// DefaultRetireAfterUnused: the seed users' cleanup of tokens unused for 30 days.
+	DefaultRetireAfterUnused = 30 * 24 * time.Hour
 )
 
 // Resolve fills in defaults for a credential that can refresh, or only be probed. Call
@@ -127,6 +135,7 @@ func (p Policy) Resolve(probeOnly bool) Timing {
 	}
 	t.ReminderInterval = pick(p.ReminderInterval, DefaultReminderInterval)
 	t.NotifyTarget = p.NotifyTarget
+	t.RetireAfterUnused = pick(p.RetireAfterUnused, DefaultRetireAfterUnused)
 	switch {
 	case p.ProbeInterval != nil:
 		t.ProbeInterval = *p.ProbeInterval
@@ -185,6 +194,7 @@ const (
 	ActionRetry       Action = "retry"        // a failed refresh is retried
 	ActionProbe       Action = "probe"        // ask the provider whether the access token works
 	ActionRemind      Action = "remind"       // remind the owners of an incident that still lasts
+	ActionUsageCheck  Action = "usage-check"  // retire the credential if nobody used it lately
 	ActionAwaitReseed Action = "await-reseed" // nothing until a human reseeds
 )
 
@@ -223,6 +233,14 @@ type Status struct {
 	SinkVersion   int64     `json:"sink_version,omitempty"`
 	LastSinkAt    time.Time `json:"last_sink_at,omitzero"`
 	LastSinkError string    `json:"last_sink_error,omitempty"`
+
+	// SeededAt is when grant material was last handed in; LastUsedAt when a consumer last
+	// read the token through the token API (as the store recorded it at the last usage
+	// check); LastDeliveredAt when a sink last delivered it. The latest of the three
+	// starts the retire_after_unused clock.
+	SeededAt        time.Time `json:"seeded_at,omitzero"`
+	LastUsedAt      time.Time `json:"last_used_at,omitzero"`
+	LastDeliveredAt time.Time `json:"last_delivered_at,omitzero"`
 
 	// Incident is set while the credential needs attention and its owners were told.
 	Incident *Incident `json:"incident,omitempty"`

@@ -102,6 +102,9 @@ func (p Policy) Validate() error {
 	check("retry_max", p.RetryMax)
 	check("probe_interval", p.ProbeInterval)
 	check("reminder_interval", p.ReminderInterval)
+	if p.RetireAfterUnused != nil && *p.RetireAfterUnused < 0 {
+		errs = append(errs, fmt.Errorf("policy.retire_after_unused: must not be negative, got %s (0s: never)", p.RetireAfterUnused.D()))
+	}
 	if p.NotifyAfterFailures != nil && *p.NotifyAfterFailures < 1 {
 		errs = append(errs, fmt.Errorf("policy.notify_after_failures: must be at least 1, got %d", *p.NotifyAfterFailures))
 	}
