@@ -25,6 +25,9 @@ type ProbeResult struct {
 	CheckedAt time.Time
 	// Code says why an invalid token was judged so, when the provider said.
 	Code string
+	// LastUsedAt is when a consumer last read the token through the token API, as the
+	// store says; it sets the probe cadence (recently used tokens are probed more often).
+	LastUsedAt time.Time
 }
 
 // Probe asks the provider whether the stored access token is accepted. It never
@@ -56,7 +59,7 @@ func (a *Activities) probe(ctx context.Context, req ProbeRequest) (ProbeResult, 
 	}
 	if rec.Secrets.AccessToken == "" {
 		// Nothing to probe is not a dead token: a refresh will produce one.
-		return ProbeResult{Valid: false, CheckedAt: a.now(), Code: "no_access_token"}, nil
+		return ProbeResult{Valid: false, CheckedAt: a.now(), Code: "no_access_token", LastUsedAt: rec.LastUsedAt}, nil
 	}
 	parentToken, err := a.parentToken(ctx, req.Config)
 	if err != nil {
@@ -87,7 +90,7 @@ func (a *Activities) probe(ctx context.Context, req ProbeRequest) (ProbeResult, 
 			temporal.ApplicationErrorOptions{NextRetryDelay: pe.RetryAfter, Details: []interface{}{detail}})
 	}
 	a.logger().Info("probed", "credential", req.CredentialID, "provider", req.Provider, "valid", valid)
-	res := ProbeResult{Valid: valid, CheckedAt: a.now()}
+	res := ProbeResult{Valid: valid, CheckedAt: a.now(), LastUsedAt: rec.LastUsedAt}
 	if !valid {
 		res.Code = "token_rejected"
 	}

@@ -354,6 +354,9 @@ func (c *credential) probe(ctx workflow.Context) {
 	}
 	c.st.LastProbeAt = res.CheckedAt
 	c.st.Probes++
+	if res.LastUsedAt.After(c.st.LastUsedAt) {
+		c.st.LastUsedAt = res.LastUsedAt
+	}
 	if res.Valid {
 		r.succeed()
 		return
@@ -362,6 +365,12 @@ func (c *credential) probe(ctx workflow.Context) {
 		r.succeed()
 		c.st.RefreshRequested = true
 		c.log.Warn("probe: the provider rejected the access token; refreshing", "code", res.Code)
+		return
+	}
+	if c.st.Timing.OnInvalid == OnInvalidRetire {
+		r.succeed()
+		c.st.LastError, c.st.LastErrorCode = "retired: the provider no longer accepts the access token", res.Code
+		c.retireRequested = true
 		return
 	}
 	r.park("probe: the provider no longer accepts the access token", res.Code)

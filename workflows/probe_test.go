@@ -83,3 +83,29 @@ func (s *credentialSuite) TestProbesNeedAProviderThatCanProbe() {
 	s.Require().Error(s.env.GetWorkflowError())
 	s.Contains(s.env.GetWorkflowError().Error(), "policy.probe_interval:")
 }
+
+func (s *credentialSuite) TestDeadTokenRetiredWhenPolicySaysSo() {
+	s.env.SetStartTime(t0)
+	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(
+		activities.SeedResult{Version: 1, SeededAt: t0}, nil)
+	s.env.OnActivity(s.a.Probe, mock.Anything, mock.Anything).Return(
+		activities.ProbeResult{Valid: false, CheckedAt: t0.Add(time.Hour), Code: "token_rejected"}, nil)
+	retired := 0
+	s.env.OnActivity(s.a.Retire, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, req activities.RetireRequest) (activities.RetireResult, error) {
+			retired++
+			return activities.RetireResult{DeletedAt: s.env.Now()}, nil
+		})
+	s.env.ExecuteWorkflow(WorkflowType, CredentialInput{
+		Provider: "baoming",
+		Policy:   Policy{OnInvalid: OnInvalidRetire},
+		Seed:     &Seed{AccessToken: "bm-token"},
+	})
+	s.Require().True(s.env.IsWorkflowCompleted())
+	var final Status
+	s.Require().NoError(s.env.GetWorkflowResult(&final))
+	s.Equal(StateRetired, final.State)
+	s.Equal(1, retired)
+	s.Equal([]string{"retired:RETIRED"}, s.events())
+	s.Equal("token_rejected", s.notes[0].Code)
+}

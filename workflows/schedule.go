@@ -78,7 +78,11 @@ func nextLifecycleStep(st Status, t Timing, now time.Time) (Action, time.Time) {
 		if last.IsZero() {
 			last = st.LastRefreshAt // the seed or last refresh vouched for the token then
 		}
-		return last.Add(t.ProbeInterval.D())
+		every := t.ProbeInterval
+		if t.ProbeIntervalIdle > 0 && !usedSince(st, now.Add(-RecentUse)) {
+			every = t.ProbeIntervalIdle
+		}
+		return last.Add(every.D())
 	}
 	if st.ProbeOnly {
 		if t.ProbeInterval <= 0 {
@@ -171,4 +175,9 @@ func notBefore(at, now time.Time) time.Time {
 		return now
 	}
 	return at
+}
+
+// usedSince reports whether the token was handed in, read or delivered after t.
+func usedSince(st Status, t time.Time) bool {
+	return st.SeededAt.After(t) || st.LastUsedAt.After(t) || st.LastDeliveredAt.After(t)
 }

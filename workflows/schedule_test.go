@@ -199,6 +199,24 @@ func TestNextWakeup(t *testing.T) {
 			wantAt:     t0,
 		},
 		{
+			name: "probe-only credential nobody used for a week is probed on the idle interval",
+			st: Status{ID: "c1", State: StateActive, ProbeOnly: true, SeededAt: t0, LastRefreshAt: t0,
+				LastProbeAt: t0.Add(10 * 24 * time.Hour)},
+			timing:     withIdleProbes(noJitter, time.Hour, 24*time.Hour),
+			now:        t0.Add(10 * 24 * time.Hour),
+			wantAction: ActionProbe,
+			wantAt:     t0.Add(11 * 24 * time.Hour),
+		},
+		{
+			name: "a recent token API read brings the busy interval back",
+			st: Status{ID: "c1", State: StateActive, ProbeOnly: true, SeededAt: t0, LastRefreshAt: t0,
+				LastProbeAt: t0.Add(10 * 24 * time.Hour), LastUsedAt: t0.Add(9 * 24 * time.Hour)},
+			timing:     withIdleProbes(noJitter, time.Hour, 24*time.Hour),
+			now:        t0.Add(10 * 24 * time.Hour),
+			wantAction: ActionProbe,
+			wantAt:     t0.Add(10*24*time.Hour + time.Hour),
+		},
+		{
 			name:       "probe-only credential with probes off waits for a human",
 			st:         Status{ID: "c1", State: StateActive, ProbeOnly: true},
 			timing:     noJitter,
@@ -276,5 +294,10 @@ func TestBackoff(t *testing.T) {
 
 func withProbes(t Timing, every time.Duration) Timing {
 	t.ProbeInterval = Duration(every)
+	return t
+}
+
+func withIdleProbes(t Timing, busy, idle time.Duration) Timing {
+	t.ProbeInterval, t.ProbeIntervalIdle = Duration(busy), Duration(idle)
 	return t
 }

@@ -74,6 +74,13 @@ type Policy struct {
 	// read, no sink delivery — since it was seeded (default 720h = 30 days; "0s" = never).
 	// Retiring deletes its secrets and completes its workflow.
 	RetireAfterUnused *Duration `json:"retire_after_unused,omitempty"`
+	// ProbeIntervalIdle: the probe interval for a credential nobody used in the last 7
+	// days (default 24h for providers that cannot refresh; otherwise probe_interval).
+	ProbeIntervalIdle *Duration `json:"probe_interval_idle,omitempty"`
+	// OnInvalid: what a probe that finds the token dead does to a credential that cannot
+	// refresh: "reauth" (default: NEEDS_REAUTH, a human reseeds) or "retire" (delete it,
+	// as the baoming cleanup scripts did).
+	OnInvalid string `json:"on_invalid,omitempty"`
 	// ProbeInterval: how often to ask the provider whether the access token still works
 	// (default 1h for providers that cannot refresh, such as baoming; off otherwise).
 	ProbeInterval *Duration `json:"probe_interval,omitempty"`
@@ -91,6 +98,8 @@ type Timing struct {
 	NotifyTarget        string   `json:"notify_target,omitempty"`
 	// RetireAfterUnused 0 means never.
 	RetireAfterUnused Duration `json:"retire_after_unused"`
+	ProbeIntervalIdle Duration `json:"probe_interval_idle,omitempty"`
+	OnInvalid         string   `json:"on_invalid,omitempty"`
 	// ProbeInterval 0 means no probes.
 	ProbeInterval Duration `json:"probe_interval,omitempty"`
 }
@@ -105,6 +114,10 @@ const (
 	// DefaultProbeInterval applies to credentials that cannot refresh: probing is all
 	// their lifecycle has.
 	DefaultProbeInterval = time.Hour
+	// DefaultProbeIntervalIdle: a probe-only token nobody read for a week is checked daily.
+	DefaultProbeIntervalIdle = 24 * time.Hour
+	// RecentUse is how recent a use must be for the busier probe interval.
+	RecentUse = 7 * 24 * time.Hour
 	// DefaultNotifyAfterFailures: failed rounds before a DEGRADED credential is news.
 	DefaultNotifyAfterFailures = 3
 	// DefaultReminderInterval: how often an open incident is brought up again.
@@ -136,11 +149,20 @@ func (p Policy) Resolve(probeOnly bool) Timing {
 	t.ReminderInterval = pick(p.ReminderInterval, DefaultReminderInterval)
 	t.NotifyTarget = p.NotifyTarget
 	t.RetireAfterUnused = pick(p.RetireAfterUnused, DefaultRetireAfterUnused)
+	t.OnInvalid = p.OnInvalid
 	switch {
 	case p.ProbeInterval != nil:
 		t.ProbeInterval = *p.ProbeInterval
 	case probeOnly:
 		t.ProbeInterval = Duration(DefaultProbeInterval)
+	}
+	switch {
+	case p.ProbeIntervalIdle != nil:
+		t.ProbeIntervalIdle = *p.ProbeIntervalIdle
+	case probeOnly:
+		t.ProbeIntervalIdle = Duration(DefaultProbeIntervalIdle)
+	default:
+		t.ProbeIntervalIdle = t.ProbeInterval
 	}
 	return t
 }
@@ -264,3 +286,9 @@ type Incident struct {
 	Reminders      int       `json:"reminders"`
 	NextReminderAt time.Time `json:"next_reminder_at"`
 }
+
+// What a dead token found by a probe does to a credential that cannot refresh.
+const (
+	OnInvalidReauth = "reauth"
+	OnInvalidRetire = "retire"
+)

@@ -102,6 +102,12 @@ func (p Policy) Validate() error {
 	check("retry_max", p.RetryMax)
 	check("probe_interval", p.ProbeInterval)
 	check("reminder_interval", p.ReminderInterval)
+	check("probe_interval_idle", p.ProbeIntervalIdle)
+	switch p.OnInvalid {
+	case "", OnInvalidReauth, OnInvalidRetire:
+	default:
+		errs = append(errs, fmt.Errorf("policy.on_invalid: %q is not %q or %q", p.OnInvalid, OnInvalidReauth, OnInvalidRetire))
+	}
 	if p.RetireAfterUnused != nil && *p.RetireAfterUnused < 0 {
 		errs = append(errs, fmt.Errorf("policy.retire_after_unused: must not be negative, got %s (0s: never)", p.RetireAfterUnused.D()))
 	}
