@@ -263,6 +263,18 @@ func (a *app) list(ctx context.Context, args []string) error {
 	for _, s := range states {
 		fmt.Fprintf(a.stdout, ", %d %s", counts[s], s)
 	}
+	// Retired credentials have completed, so the running list cannot show them; count
+	// them apart, like the seed scripts' "deleted" total.
+	if *state == "" {
+		q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Completed' AND TokenState = '%s'",
+			workflows.WorkflowType, workflows.StateRetired)
+		if *prov != "" {
+			q += fmt.Sprintf(" AND TokenProvider = '%s'", *prov)
+		}
+		if resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q}); err == nil {
+			fmt.Fprintf(a.stdout, "; %d RETIRED (completed)", resp.GetCount())
+		}
+	}
 	fmt.Fprintln(a.stdout)
 	return nil
 }
