@@ -117,7 +117,7 @@ func (c *credential) retireNow(ctx workflow.Context) (Status, error) {
 	var a *activities.Activities
 	var res activities.RetireResult
 	if err := workflow.ExecuteActivity(actx, a.Retire, activities.RetireRequest{
-		CredentialID: c.st.ID, Provider: c.st.Provider,
+		CredentialID: c.st.ID, Provider: c.st.Provider, Config: c.st.Config,
 	}).Get(ctx, &res); err != nil {
 		return c.st, err
 	}

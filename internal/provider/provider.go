@@ -36,6 +36,9 @@ type Config struct {
 	// 401 for a dead one (OpenID Connect UserInfo); probes use it when there is no
 	// introspection endpoint.
 	UserinfoURL string `json:"userinfo_url,omitempty"`
+	// RevocationURL, when set, is the provider's RFC 7009 revocation endpoint: a retired
+	// credential's refresh token is revoked there before its secrets are deleted.
+	RevocationURL string `json:"revocation_url,omitempty"`
 	// BaseURL overrides the API base of providers with a fixed host (Zalo, Feishu/Lark,
 	// Zogo sandbox or production, SMSBAT ChatHub, baoming), so tests point at loopback.
 	BaseURL string `json:"base_url,omitempty"`
@@ -97,6 +100,13 @@ type RefreshTokenChecker interface {
 	// supported is false when cfg gives no way to ask; then active means nothing.
 	// Errors are *Error values classified like Refresh errors.
 	RefreshTokenActive(ctx context.Context, cfg Config, grant Grant) (active, supported bool, err error)
+}
+
+// Revoker is implemented by adapters that can revoke a grant at the provider (RFC 7009),
+// so that a retired credential's refresh token stops working everywhere, not only here.
+type Revoker interface {
+	// Revoke revokes grant.RefreshToken. supported is false when cfg gives no way to.
+	Revoke(ctx context.Context, cfg Config, grant Grant) (supported bool, err error)
 }
 
 // Prober is implemented by adapters that can tell whether an access token still works

@@ -65,6 +65,12 @@ func (p *Provider) ValidateConfig(cfg provider.Config) error {
 			return err
 		}
 	}
+	// revocation_url receives the refresh token and client secret: the same rules.
+	if cfg.RevocationURL != "" {
+		if err := wire.ValidateEndpointURL("revocation_url", cfg.RevocationURL); err != nil {
+			return err
+		}
+	}
 	// userinfo_url receives the access token: the same rules.
 	if cfg.UserinfoURL != "" {
 		if err := wire.ValidateEndpointURL("userinfo_url", cfg.UserinfoURL); err != nil {

@@ -1,0 +1,60 @@
+package oauth2provider
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"golang.org/x/oauth2"
+
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
+)
+
+var _ provider.Revoker = (*Provider)(nil)
+
+// Revoke asks cfg.RevocationURL (RFC 7009) to revoke grant.RefreshToken, authenticating
+// the client as at the token endpoint. RFC 7009 section 2.2 answers 200 for a token that
+// was already invalid, so a retried revocation is harmless. Without a RevocationURL it
+// returns (false, nil).
+func (p *Provider) Revoke(ctx context.Context, cfg provider.Config, grant provider.Grant) (bool, error) {
+	if cfg.RevocationURL == "" || grant.RefreshToken == "" {
+		return cfg.RevocationURL != "", nil
+	}
+	if err := p.ValidateConfig(cfg); err != nil {
+		return true, &provider.Error{Kind: provider.Permanent, Code: "invalid_config", Err: fmt.Errorf("oauth2 revocation: %w", err)}
+	}
+	style, _ := authStyle(cfg.AuthStyle) // validated above
+	form := url.Values{"token": {grant.RefreshToken}, "token_type_hint": {"refresh_token"}}
+	basicUser, basicPass := url.QueryEscape(cfg.ClientID), url.QueryEscape(grant.ClientSecret)
+	if style != oauth2.AuthStyleInHeader {
+		form.Set("client_id", cfg.ClientID)
+		form.Set("client_secret", grant.ClientSecret)
+	}
+	sc := newScrubber(grant.RefreshToken, grant.ClientSecret,
+		base64.StdEncoding.EncodeToString([]byte(basicUser+":"+basicPass)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.RevocationURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return true, &provider.Error{Kind: provider.Permanent, Code: "invalid_config", Err: wire.ScrubbedError(err, sc)}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if style == oauth2.AuthStyleInHeader {
+		req.SetBasicAuth(basicUser, basicPass)
+	}
+	resp, err := p.callClient(&exchange{}).Do(req)
+	if err != nil {
+		return true, &provider.Error{Kind: provider.Transient, Code: CodeNetwork,
+			Description: "no response from revocation endpoint", Err: wire.ScrubbedError(err, sc)}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxIntrospectionBody))
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		return true, nil
+	}
+	code, desc := parseErrorBody(resp.Header.Get("Content-Type"), body)
+	return true, p.classifyResponse(resp.StatusCode, resp.Header, code, desc, body, sc)
+}
