@@ -41,6 +41,7 @@ package fakefeishu
 
 import (
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,6 +154,7 @@ func New(opts Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+UserTokenPath, s.serveUser)
 	mux.HandleFunc("POST "+TenantTokenPath, s.serveTenant)
+	mux.HandleFunc("GET "+UserInfoPath, s.serveUserInfo)
 	s.handler = mux
 	return s
 }
@@ -201,3 +203,19 @@ func (s *Server) ValidTenantToken(token string) bool {
 
 // Fingerprint is a short, non-reversible, loggable name for a token.
 func Fingerprint(token string) string { return fakeledger.Fingerprint(token) }
+
+// UserInfoPath answers who a user_access_token belongs to, as Feishu's does.
+const UserInfoPath = "/open-apis/authen/v1/user_info"
+
+// serveUserInfo answers code 0 for a live user access token and Feishu's 99991668
+// ("Invalid access token", HTTP 401) otherwise. It never touches refresh tokens.
+func (s *Server) serveUserInfo(w http.ResponseWriter, r *http.Request) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	if !ok || !s.ValidUserAccessToken(tok) {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"code":99991668,"msg":"Invalid access token for authorization."}` + "\n"))
+		return
+	}
+	_, _ = w.Write([]byte(`{"code":0,"msg":"success","data":{"name":"fake user","open_id":"ou_fake"}}` + "\n"))
+}

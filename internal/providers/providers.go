@@ -84,7 +84,7 @@ func CanRefresh(name string) bool {
 // token's liveness (policy.probe_interval needs it). Deterministic, no I/O.
 func CanProbe(name string, cfg provider.Config) bool {
 	switch name {
-	case Baoming, ChatHubOperator:
+	case Baoming, ChatHubOperator, FeishuUser:
 		return true
 	case OAuth2:
 		return oauth2provider.CanProbe(cfg)
