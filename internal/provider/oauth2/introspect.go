@@ -48,32 +48,13 @@ func (p *Provider) introspect(ctx context.Context, cfg provider.Config, grant pr
 	if err := p.ValidateConfig(cfg); err != nil {
 		return false, &provider.Error{Kind: provider.Permanent, Code: "invalid_config", Err: fmt.Errorf("oauth2 introspection: %w", err)}
 	}
-	style, _ := authStyle(cfg.AuthStyle) // validated above
-
-	// RFC 7662 section 2.1: the token and its type hint, form-encoded, with the client
-	// authenticating as it does at the token endpoint (RFC 6749 section 2.3.1).
-	form := url.Values{"token": {token}, "token_type_hint": {hint}}
-	basicUser, basicPass := url.QueryEscape(cfg.ClientID), url.QueryEscape(grant.ClientSecret)
-	if style != oauth2.AuthStyleInHeader {
-		form.Set("client_id", cfg.ClientID)
-		form.Set("client_secret", grant.ClientSecret)
-	}
-	// The scrubber also knows the Basic credential as it appears on the wire, in case a
-	// debug page echoes the Authorization header.
-	sc := newScrubber(token, grant.RefreshToken, grant.ClientSecret,
-		base64.StdEncoding.EncodeToString([]byte(basicUser+":"+basicPass)))
-
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.IntrospectionURL, strings.NewReader(form.Encode()))
+	req, sc, err := tokenRequest(ctx, cfg.IntrospectionURL, cfg, grant, token, hint)
 	if err != nil {
 		// Unreachable after ValidateConfig; the error text holds only the URL.
 		return false, &provider.Error{Kind: provider.Permanent, Code: "invalid_config",
-			Err: fmt.Errorf("oauth2 introspection: building request: %w", wire.ScrubbedError(err, sc))}
+			Err: fmt.Errorf("oauth2 introspection: building request: %w", err)}
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	if style == oauth2.AuthStyleInHeader {
-		req.SetBasicAuth(basicUser, basicPass)
-	}
 
 	// The same per-call client as Refresh: one request at most, redirects not followed.
 	// A followed 307/308 would hand the refresh token and client secret to whatever host
@@ -118,6 +99,32 @@ func (p *Provider) introspect(ctx context.Context, cfg provider.Config, grant pr
 	default:
 		return false, malformedIntrospection(resp.StatusCode)
 	}
+}
+
+// tokenRequest builds the POST that RFC 7662 (introspection) and RFC 7009 (revocation)
+// share: the token and its type hint, form-encoded, with the client authenticating as it
+// does at the token endpoint (RFC 6749 section 2.3.1). The scrubber it returns also knows
+// the Basic credential as it appears on the wire, in case a debug page echoes the
+// Authorization header. cfg must have been validated.
+func tokenRequest(ctx context.Context, target string, cfg provider.Config, grant provider.Grant, token, hint string) (*http.Request, scrubber, error) {
+	style, _ := authStyle(cfg.AuthStyle)
+	form := url.Values{"token": {token}, "token_type_hint": {hint}}
+	basicUser, basicPass := url.QueryEscape(cfg.ClientID), url.QueryEscape(grant.ClientSecret)
+	if style != oauth2.AuthStyleInHeader {
+		form.Set("client_id", cfg.ClientID)
+		form.Set("client_secret", grant.ClientSecret)
+	}
+	sc := newScrubber(token, grant.RefreshToken, grant.ClientSecret,
+		base64.StdEncoding.EncodeToString([]byte(basicUser+":"+basicPass)))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, sc, wire.ScrubbedError(err, sc)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if style == oauth2.AuthStyleInHeader {
+		req.SetBasicAuth(basicUser, basicPass)
+	}
+	return req, sc, nil
 }
 
 // malformedIntrospection is the error for a 2xx without a usable "active" member. The

@@ -2,14 +2,8 @@ package oauth2provider
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
-	"strings"
-
-	"golang.org/x/oauth2"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
@@ -28,22 +22,9 @@ func (p *Provider) Revoke(ctx context.Context, cfg provider.Config, grant provid
 	if err := p.ValidateConfig(cfg); err != nil {
 		return true, &provider.Error{Kind: provider.Permanent, Code: "invalid_config", Err: fmt.Errorf("oauth2 revocation: %w", err)}
 	}
-	style, _ := authStyle(cfg.AuthStyle) // validated above
-	form := url.Values{"token": {grant.RefreshToken}, "token_type_hint": {"refresh_token"}}
-	basicUser, basicPass := url.QueryEscape(cfg.ClientID), url.QueryEscape(grant.ClientSecret)
-	if style != oauth2.AuthStyleInHeader {
-		form.Set("client_id", cfg.ClientID)
-		form.Set("client_secret", grant.ClientSecret)
-	}
-	sc := newScrubber(grant.RefreshToken, grant.ClientSecret,
-		base64.StdEncoding.EncodeToString([]byte(basicUser+":"+basicPass)))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.RevocationURL, strings.NewReader(form.Encode()))
+	req, sc, err := tokenRequest(ctx, cfg.RevocationURL, cfg, grant, grant.RefreshToken, "refresh_token")
 	if err != nil {
-		return true, &provider.Error{Kind: provider.Permanent, Code: "invalid_config", Err: wire.ScrubbedError(err, sc)}
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if style == oauth2.AuthStyleInHeader {
-		req.SetBasicAuth(basicUser, basicPass)
+		return true, &provider.Error{Kind: provider.Permanent, Code: "invalid_config", Err: err}
 	}
 	resp, err := p.callClient(&exchange{}).Do(req)
 	if err != nil {
