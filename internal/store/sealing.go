@@ -162,6 +162,27 @@ func scanKeyCounts(rows keyCountRows) (map[string]int, error) {
 }
 
 // rowTimes holds a record's time columns as stored: Unix nanoseconds, 0 for zero.
+// rowScanner is what database/sql and pgx rows have in common.
+type rowScanner interface {
+	Scan(dest ...any) error
+}
+
+// scanListed reads one row of List's query (the non-secret columns, in the order both
+// stores select them) into a Record without secrets.
+func scanListed(row rowScanner) (Record, error) {
+	var (
+		rec Record
+		t   rowTimes
+	)
+	if err := row.Scan(&rec.ID, &rec.Provider, &rec.Version, &rec.TokenType,
+		&t.accessExpires, &t.refreshExpires, &t.updated, &t.lastUsed,
+		&rec.Lease.Owner, &t.leaseTaken, &t.leaseExpires); err != nil {
+		return Record{}, err
+	}
+	t.apply(&rec)
+	return rec, nil
+}
+
 type rowTimes struct {
 	accessExpires, refreshExpires, updated, lastUsed int64
 	leaseTaken, leaseExpires                         int64

@@ -261,16 +261,10 @@ func (s *SQLite) List(ctx context.Context) ([]Record, error) {
 	defer rows.Close()
 	var out []Record
 	for rows.Next() {
-		var (
-			rec Record
-			t   rowTimes
-		)
-		if err := rows.Scan(&rec.ID, &rec.Provider, &rec.Version, &rec.TokenType,
-			&t.accessExpires, &t.refreshExpires, &t.updated, &t.lastUsed,
-			&rec.Lease.Owner, &t.leaseTaken, &t.leaseExpires); err != nil {
+		rec, err := scanListed(rows)
+		if err != nil {
 			return nil, fmt.Errorf("sqlite store: list credentials: %w", err)
 		}
-		t.apply(&rec)
 		out = append(out, rec)
 	}
 	if err := rows.Err(); err != nil {
