@@ -8,11 +8,19 @@
 //	starter retire ID -yes                           delete the secrets and end the workflow
 //	starter setup                                    register the search attributes on the namespace
 //	starter token ID                                 print the current access token (token API, TOKENWARDEN_API_KEY)
+//	starter apikey create NAME -credential ID[,ID]   create a token API key; prints it alone on stdout, once
+//	starter apikey revoke NAME|ID                    revoke a token API key
+//	starter apikey list [-json]                      list the token API keys (never a key or its hash)
 //
 // Secrets (refresh token, client secret) are read from a file or standard input,
 // never from the command line, where other users could see them in the process list.
+// The apikey commands work on the worker's token store with its key file, never on
+// Temporal (starter/apikey.go), from the worker's settings: TOKENWARDEN_DATA_DIR,
+// TOKENWARDEN_KEY_FILE, TOKENWARDEN_STORE, TOKENWARDEN_SQLITE_PATH or
+// TOKENWARDEN_POSTGRES_DSN.
 // Exit codes: 0 ok, 1 other failure, 2 bad input, 3 Temporal unreachable,
-// 4 unknown credential, 5 credential already exists, 6 update rejected by the workflow.
+// 4 unknown credential (apikey revoke: unknown key), 5 credential already exists
+// (apikey create: name taken), 6 update rejected by the workflow.
 package main
 
 import (
@@ -74,10 +82,16 @@ commands:
   token ID [-json]                       print the credential's current access token, from the
                                          worker's token API (TOKENWARDEN_TOKEN_API, default
                                          http://127.0.0.1:8234) with the key in TOKENWARDEN_API_KEY
+  apikey create NAME -credential ID[,ID...]
+                                         create a token API key that may read these credentials;
+                                         prints the key alone on stdout, once
+  apikey revoke NAME|ID                  revoke a token API key (revoking twice is not an error)
+  apikey list [-json]                    list the token API keys (never a key or its hash)
 
 Exit codes: 0 ok, 1 failure, 2 bad input, 3 Temporal (token: the token API) unreachable,
-4 unknown credential, 5 credential already exists, 6 update rejected by the workflow
-(token: API key unauthorized or not scoped to the credential).
+4 unknown credential (apikey: unknown key), 5 credential already exists (apikey: name
+taken), 6 update rejected by the workflow (token: API key unauthorized or not scoped to
+the credential).
 
 Connection settings come from TOKENWARDEN_TEMPORAL_ADDRESS (default localhost:7233),
 TOKENWARDEN_TEMPORAL_NAMESPACE (default "default") and TOKENWARDEN_TASK_QUEUE.
@@ -86,6 +100,9 @@ TOKENWARDEN_DATA_DIR/keys.json, i.e. data/keys.json) when it is readable, otherw
 through the worker's codec endpoint (TOKENWARDEN_CODEC_ENDPOINT, default
 http://127.0.0.1:8234/codec, with TOKENWARDEN_CODEC_BEARER_TOKEN); with neither the
 starter refuses to run (exit 2) rather than send secrets in plaintext.
+The apikey commands need no Temporal: they open the worker's token store with its key
+file, from the worker's settings (TOKENWARDEN_DATA_DIR, TOKENWARDEN_KEY_FILE,
+TOKENWARDEN_STORE, TOKENWARDEN_SQLITE_PATH, TOKENWARDEN_POSTGRES_DSN).
 Run "starter <command> -h" for a command's flags.
 `
 
@@ -135,6 +152,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		cmdErr = a.token(ctx, args[1:]) // starter/token.go
 	case "cleanup":
 		cmdErr = a.cleanup(ctx, args[1:]) // starter/cleanup.go
+	case "apikey":
+		cmdErr = a.apikey(ctx, args[1:]) // starter/apikey.go
 	default:
 		fmt.Fprintf(stderr, "starter: unknown command %q\n\n%s", args[0], usage)
 		return exitBadInput

@@ -58,7 +58,7 @@ func (a *app) token(ctx context.Context, args []string) error {
 		return fail(exitBadInput, "%v", err)
 	}
 	if cfg.APIKey == "" {
-		return fail(exitBadInput, "set %s_API_KEY to an API key scoped to %q (worker -apikey-create NAME -credential %s); it is read from the environment only, never from the command line",
+		return fail(exitBadInput, "set %s_API_KEY to an API key scoped to %q (starter apikey create NAME -credential %s); it is read from the environment only, never from the command line",
 			config.Prefix, id, id)
 	}
 
@@ -102,10 +102,10 @@ func (a *app) token(ctx context.Context, args []string) error {
 		}
 		return nil
 	case http.StatusUnauthorized:
-		return fail(exitForbidden, "unauthorized (%s): %s_API_KEY is not a valid API key: missing, mistyped, unknown to this worker's token store, or revoked (worker -apikey-list shows the keys)",
+		return fail(exitForbidden, "unauthorized (%s): %s_API_KEY is not a valid API key: missing, mistyped, unknown to this worker's token store, or revoked (starter apikey list shows the keys)",
 			ans.Message, config.Prefix)
 	case http.StatusForbidden:
-		return fail(exitForbidden, "forbidden: the API key is not scoped to credential %q (worker -apikey-list shows each key's credentials)", id)
+		return fail(exitForbidden, "forbidden: the API key is not scoped to credential %q (starter apikey list shows each key's credentials)", id)
 	case http.StatusNotFound:
 		return fail(exitUnknown, "credential %q is not in the token store", id)
 	case http.StatusTooManyRequests:

@@ -8,11 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokenwarden/tokenwarden/internal/apikeys"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
-// The API key commands, in-process against the SQLite store of the worker's
-// configuration; the key they print then works against the real handler.
+// The worker's API key flags, kept for existing scripts: in-process against the SQLite
+// store of the worker's configuration; the key they print then works against the real
+// handler. The operations themselves are tested in internal/apikeys.
 func TestAPIKeyCommands(t *testing.T) {
 	k := setupSQLite(t)
 	st, _ := k.open(t)
@@ -23,7 +25,7 @@ func TestAPIKeyCommands(t *testing.T) {
 	r := runWorker(t, "-apikey-create", "billing", "-credential", "crm, later")
 	r.check(t, 0, `created API key "billing"`, "crm, later", `credential "later" is not in the token store`)
 	key := strings.TrimSpace(r.stdout)
-	id, ok := parseAPIKey(key)
+	id, ok := apikeys.Parse(key)
 	if !ok || strings.Count(r.stdout, "\n") != 1 {
 		t.Fatalf("stdout is not one API key line: %q", r.stdout)
 	}

@@ -63,9 +63,9 @@ func runKeyCommand(k keyCommands, cfg config.Worker, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return 2
 	}
-	tokens, desc, err := openStore(ctx, cfg, ring)
+	tokens, desc, err := store.Open(ctx, cfg.Store, cfg.SqlitePath, cfg.PostgresDSN, ring)
 	if err != nil {
-		fmt.Fprintf(stderr, "worker: open token store: %v\n", err)
+		fmt.Fprintf(stderr, "worker: open token store %s: %v\n", desc, err)
 		return 1
 	}
 	defer tokens.Close()

@@ -5,25 +5,22 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"maps"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/store/storetest"
 )
 
 // keyTestStore is a configured store for the key commands: the key file and the
-// environment are set up, openStore opens the configured store with the key file as it
+// environment are set up, store.Open opens the configured store with the key file as it
 // is now.
 type keyTestStore struct {
 	keyPath string
@@ -38,44 +35,10 @@ func setupSQLite(t *testing.T) keyTestStore {
 }
 
 // setupPostgres prepares a worker environment with a PostgreSQL store in a fresh
-// schema of the test server (see internal/store/postgres_test.go for the variables).
+// schema of the test server (see storetest.PostgresSchema for the variables).
 func setupPostgres(t *testing.T) keyTestStore {
 	t.Helper()
-	if os.Getenv("TOKENWARDEN_TEST_POSTGRES") == "skip" {
-		t.Skip("TOKENWARDEN_TEST_POSTGRES=skip")
-	}
-	dsn := os.Getenv("TOKENWARDEN_TEST_POSTGRES_DSN")
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	conn, err := pgx.Connect(t.Context(), dsn)
-	if err != nil {
-		t.Fatalf("cannot reach the test PostgreSQL (set TOKENWARDEN_TEST_POSTGRES=skip to skip): %v", err)
-	}
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	schema := "tw_test_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(t.Context(), "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-		conn.Close(context.Background())
-	})
-	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
-		dsn += " search_path=" + schema
-	} else {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatal("the test DSN is not a valid URL")
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		dsn = u.String()
-	}
+	_, dsn := storetest.PostgresSchema(t)
 	dataDir, _ := workerEnv(t, map[string]string{"TOKENWARDEN_STORE": "postgres", "TOKENWARDEN_POSTGRES_DSN": dsn})
 	return newKeyTestStore(t, dataDir)
 }
@@ -101,7 +64,7 @@ func (k keyTestStore) open(t *testing.T) (store.Store, *keyring.Keyring) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, _, err := openStore(t.Context(), cfg, ring)
+	s, _, err := store.Open(t.Context(), cfg.Store, cfg.SqlitePath, cfg.PostgresDSN, ring)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +296,7 @@ func (k keyTestStore) openWith(t *testing.T, ring *keyring.Keyring) (store.Store
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, _, err := openStore(t.Context(), cfg, ring)
+	s, _, err := store.Open(t.Context(), cfg.Store, cfg.SqlitePath, cfg.PostgresDSN, ring)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var apiKeyCmd apiKeyCommands // worker/apikeys.go
 	apiKeyCmd.register(flags)
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n       worker -new-key | -rotate-keys | -remove-key ID\n       worker -apikey-create NAME -credential ID[,ID...] | -apikey-revoke NAME|ID | -apikey-list\n\nRuns the tokenwarden worker, or one key maintenance or API key command. Settings come from the environment:")
+		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n       worker -new-key | -rotate-keys | -remove-key ID\n       worker -apikey-create NAME -credential ID[,ID...] | -apikey-revoke NAME|ID | -apikey-list\n\nRuns the tokenwarden worker, or one key maintenance or API key command (the API key\nflags do what starter apikey create, revoke and list do). Settings come from the environment:")
 		flags.PrintDefaults()
 		fmt.Fprintln(stderr)
 		_ = config.Usage(stderr, &config.Worker{})
@@ -106,9 +106,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	tokens, storeDesc, err := openStore(ctx, cfg, ring)
+	tokens, storeDesc, err := store.Open(ctx, cfg.Store, cfg.SqlitePath, cfg.PostgresDSN, ring)
 	if err != nil {
-		fmt.Fprintf(stderr, "worker: open token store: %v\n", err)
+		fmt.Fprintf(stderr, "worker: open token store %s: %v\n", storeDesc, err)
 		return 1
 	}
 	defer tokens.Close()
@@ -230,23 +230,4 @@ type parentSignaller struct {
 
 func (p parentSignaller) RefreshNow(ctx context.Context, credentialID string) error {
 	return p.client.SignalWorkflow(ctx, credentialID, "", workflows.SignalRefreshNow, nil)
-}
-
-// openStore opens the token store TOKENWARDEN_STORE names and describes it for the log:
-// the SQLite file, or the PostgreSQL host and database (never the DSN, which may hold a
-// password).
-func openStore(ctx context.Context, cfg config.Worker, ring *keyring.Keyring) (store.Store, string, error) {
-	if cfg.Store == config.StorePostgres {
-		desc := store.DescribePostgresDSN(cfg.PostgresDSN)
-		s, err := store.OpenPostgres(ctx, cfg.PostgresDSN, ring, nil)
-		if err != nil {
-			return nil, desc, err
-		}
-		return s, desc, nil // not (s, desc, err): a nil *Postgres in a Store is not nil
-	}
-	s, err := store.OpenSQLite(ctx, cfg.SqlitePath, ring, nil)
-	if err != nil {
-		return nil, cfg.SqlitePath, err
-	}
-	return s, cfg.SqlitePath, nil
 }

@@ -3,7 +3,7 @@ package main
 // The token API: GET /v1/credentials/{id}/token on the worker's HTTP endpoint gives an
 // application the credential's current access token, read from the token store.
 //
-// Callers authenticate with Authorization: Bearer <API key> (apikeys.go). Every request
+// Callers authenticate with Authorization: Bearer <API key> (internal/apikeys). Every request
 // looks its key up in the store, so a revocation by any process applies to the next
 // request. Answers, in the order they are decided:
 //
@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/apikeys"
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
@@ -114,7 +115,7 @@ type errorResponse struct {
 
 // dummyHash is compared against when the presented key's ID is unknown, so that an
 // unknown ID costs about what a wrong secret does.
-var dummyHash = hashAPIKey("twk_0000000000000000_unknown")
+var dummyHash = apikeys.Hash("twk_0000000000000000_unknown")
 
 func (a *tokenAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -189,9 +190,9 @@ func (a *tokenAPI) authenticate(r *http.Request) (key store.APIKey, status int, 
 		return key, unauthorized, "invalid_api_key", "the Authorization header is not Bearer <key>"
 	}
 	presented = strings.TrimSpace(presented)
-	id, wellFormed := parseAPIKey(presented)
+	id, wellFormed := apikeys.Parse(presented)
 	if !wellFormed {
-		subtle.ConstantTimeCompare(hashAPIKey(presented), dummyHash)
+		subtle.ConstantTimeCompare(apikeys.Hash(presented), dummyHash)
 		return key, unauthorized, "invalid_api_key", "the API key is not valid"
 	}
 	k, err := a.store.LookupAPIKey(r.Context(), id)
@@ -203,7 +204,7 @@ func (a *tokenAPI) authenticate(r *http.Request) (key store.APIKey, status int, 
 	if err == nil {
 		stored = k.Hash
 	}
-	if subtle.ConstantTimeCompare(hashAPIKey(presented), stored) != 1 || err != nil {
+	if subtle.ConstantTimeCompare(apikeys.Hash(presented), stored) != 1 || err != nil {
 		return key, unauthorized, "invalid_api_key", "the API key is not valid"
 	}
 	if k.Revoked() {

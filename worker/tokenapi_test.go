@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/apikeys"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
@@ -103,7 +104,7 @@ func (f *apiFixture) seed(id, access string) store.Record {
 // newKey creates an API key in the store and returns it.
 func (f *apiFixture) newKey(name string, creds ...string) (key, id string) {
 	f.t.Helper()
-	key, id, hash, err := generateAPIKey()
+	key, id, hash, err := apikeys.Generate()
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -166,9 +167,9 @@ func TestTokenAPIAuthMatrix(t *testing.T) {
 	if _, err := f.store.RevokeAPIKey(t.Context(), revokedID, apiEpoch); err != nil {
 		t.Fatal(err)
 	}
-	id, _ := parseAPIKey(valid)
-	wrongSecret := apiKeyPrefix + id + "_" + strings.Repeat("a", apiKeySecretLen)
-	unknownID := apiKeyPrefix + "0123456789abcdef" + valid[len(apiKeyPrefix)+apiKeyIDLen:]
+	id, _ := apikeys.Parse(valid)
+	wrongSecret := apikeys.Prefix + id + "_" + strings.Repeat("a", apikeys.SecretLen)
+	unknownID := apikeys.Prefix + "0123456789abcdef" + valid[len(apikeys.Prefix)+apikeys.IDLen:]
 
 	for _, tc := range []struct {
 		name, cred, auth string
@@ -431,7 +432,7 @@ func TestTokenAPILogsNoSecrets(t *testing.T) {
 	}
 }
 
-func secretPart(key string) string { return key[len(apiKeyPrefix)+apiKeyIDLen+1:] }
+func secretPart(key string) string { return key[len(apikeys.Prefix)+apikeys.IDLen+1:] }
 
 // otherSecret is key with the same ID and a different, well-formed secret.
 func otherSecret(key string) string {
@@ -440,29 +441,4 @@ func otherSecret(key string) string {
 		last = "b"
 	}
 	return key[:len(key)-1] + last
-}
-
-func TestAPIKeyFormat(t *testing.T) {
-	seen := map[string]bool{}
-	for range 100 {
-		key, id, hash, err := generateAPIKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, ok := parseAPIKey(key)
-		if !ok || got != id || len(key) != apiKeyLen || !bytes.Equal(hash, hashAPIKey(key)) || len(hash) != store.APIKeyHashSize {
-			t.Fatalf("generated key does not parse back: ok %v id %q want %q", ok, got, id)
-		}
-		if seen[key] || seen[id] {
-			t.Fatal("generated the same key twice")
-		}
-		seen[key], seen[id] = true, true
-	}
-	key, _, _, _ := generateAPIKey()
-	for _, bad := range []string{"", key[:len(key)-1], key + "a", strings.ToUpper(key), "twx" + key[3:],
-		key[:len(apiKeyPrefix)+apiKeyIDLen] + "-" + secretPart(key), key[:len(key)-1] + "1", key[:5] + "g" + key[6:]} {
-		if _, ok := parseAPIKey(bad); ok {
-			t.Errorf("parseAPIKey accepted a malformed key (variant %d chars)", len(bad))
-		}
-	}
 }

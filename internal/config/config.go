@@ -32,14 +32,46 @@ type Temporal struct {
 	TaskQueue         string `split_words:"true" default:"tokenwarden" desc:"task queue the worker polls and the starter starts on"`
 }
 
+// TokenStore is where the token store lives and the key file that seals it. The worker
+// and the starter embed it, so that `starter apikey` opens the very store the worker
+// uses, from the same variables with the same defaults.
+type TokenStore struct {
+	DataDir     string `split_words:"true" default:"data" desc:"directory for the SQLite token store and the key file (created 0700)"`
+	KeyFile     string `split_words:"true" desc:"AES-256 key file for secrets at rest (default DATA_DIR/keys.json; must be mode 0600); the starter also encrypts payloads with it when readable"`
+	SqlitePath  string `split_words:"true" desc:"SQLite token store file (default DATA_DIR/tokens.db)"`
+	Store       string `split_words:"true" default:"sqlite" desc:"token store: sqlite (one host) or postgres (workers on several hosts share POSTGRES_DSN)"`
+	PostgresDSN string `split_words:"true" desc:"PostgreSQL connection string (postgres://... or key=value) when STORE=postgres; a secret, never logged"`
+}
+
+// applyDefaults fills in the paths that default to files in DataDir.
+func (s *TokenStore) applyDefaults() {
+	if s.KeyFile == "" {
+		s.KeyFile = filepath.Join(s.DataDir, "keys.json")
+	}
+	if s.SqlitePath == "" {
+		s.SqlitePath = filepath.Join(s.DataDir, "tokens.db")
+	}
+}
+
+// LoadTokenStore reads and checks only the token store settings: what a command that
+// works on the store and nothing else (`starter apikey`) needs, so that a setting it
+// does not use (a codec endpoint, say) cannot stop it.
+func LoadTokenStore() (TokenStore, error) {
+	var s TokenStore
+	if err := envconfig.Process(Prefix, &s); err != nil {
+		return TokenStore{}, fmt.Errorf("read %s_* environment: %w", Prefix, err)
+	}
+	s.applyDefaults()
+	if err := s.CheckStore(); err != nil {
+		return TokenStore{}, err
+	}
+	return s, nil
+}
+
 // Worker is the worker process's configuration.
 type Worker struct {
 	Temporal
-	DataDir         string        `split_words:"true" default:"data" desc:"directory for the SQLite token store and the key file (created 0700)"`
-	KeyFile         string        `split_words:"true" desc:"AES-256 key file for secrets at rest (default DATA_DIR/keys.json; must be mode 0600)"`
-	SqlitePath      string        `split_words:"true" desc:"SQLite token store file (default DATA_DIR/tokens.db)"`
-	Store           string        `split_words:"true" default:"sqlite" desc:"token store: sqlite (one host) or postgres (workers on several hosts share POSTGRES_DSN)"`
-	PostgresDSN     string        `split_words:"true" desc:"PostgreSQL connection string (postgres://... or key=value) when STORE=postgres; a secret, never logged"`
+	TokenStore
 	ProviderTimeout time.Duration `split_words:"true" default:"30s" desc:"deadline of one call to a provider's token endpoint"`
 	LeaseDuration   time.Duration `split_words:"true" default:"90s" desc:"refresh lease lifetime; must exceed PROVIDER_TIMEOUT"`
 	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
@@ -71,7 +103,7 @@ const DefaultTokenAPI = "http://127.0.0.1:8234"
 
 // TokenClient is the configuration of `starter token`, a client of the token API.
 type TokenClient struct {
-	APIKey   string `split_words:"true" desc:"API key for the token API (worker -apikey-create); a secret, read from the environment only"`
+	APIKey   string `split_words:"true" desc:"API key for the token API (starter apikey create); a secret, read from the environment only"`
 	TokenAPI string `split_words:"true" default:"http://127.0.0.1:8234" desc:"base URL of the worker's token API (its HTTP_ADDR)"`
 }
 
@@ -96,24 +128,27 @@ func LoadTokenClient() (TokenClient, error) {
 // TOKENWARDEN_CODEC_ENDPOINT says otherwise: the worker's default HTTP_ADDR.
 const DefaultCodecEndpoint = "http://127.0.0.1:8234/codec"
 
-// Starter is the starter's configuration: Temporal, plus how it encrypts payloads.
+// Starter is the starter's configuration: Temporal, how it encrypts payloads, and the
+// worker's token store (for `starter apikey`).
 type Starter struct {
 	Temporal
-	DataDir          string `split_words:"true" default:"data" desc:"the worker's data directory; the key file is looked for there"`
-	KeyFile          string `split_words:"true" desc:"key file to encrypt payloads locally (default DATA_DIR/keys.json); used when readable"`
+	// TokenStore's KeyFile encrypts payloads when this user can read it; the other
+	// fields are used by `starter apikey` only (see LoadTokenStore).
+	TokenStore
 	CodecEndpoint    string `split_words:"true" default:"http://127.0.0.1:8234/codec" desc:"the worker's codec endpoint, used when the key file is not readable (empty: never)"`
 	CodecBearerToken string `split_words:"true" desc:"bearer token for CODEC_ENDPOINT; a secret"`
 }
 
-// LoadStarter reads and checks the starter's configuration.
+// LoadStarter reads and checks the starter's configuration for the commands that talk
+// to Temporal. It does not check the token store settings: those commands never open
+// the store, and a starter that ran with a half-set store configuration before must
+// keep running.
 func LoadStarter() (Starter, error) {
 	var s Starter
 	if err := envconfig.Process(Prefix, &s); err != nil {
 		return Starter{}, fmt.Errorf("read %s_* environment: %w", Prefix, err)
 	}
-	if s.KeyFile == "" {
-		s.KeyFile = filepath.Join(s.DataDir, "keys.json")
-	}
+	s.applyDefaults()
 	if s.CodecEndpoint != "" {
 		u, err := url.Parse(s.CodecEndpoint)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
@@ -188,12 +223,7 @@ func LoadWorker() (Worker, error) {
 	if err := envconfig.Process(Prefix, &w); err != nil {
 		return Worker{}, fmt.Errorf("read %s_* environment: %w", Prefix, err)
 	}
-	if w.KeyFile == "" {
-		w.KeyFile = filepath.Join(w.DataDir, "keys.json")
-	}
-	if w.SqlitePath == "" {
-		w.SqlitePath = filepath.Join(w.DataDir, "tokens.db")
-	}
+	w.applyDefaults()
 	return w, w.Check()
 }
 
@@ -219,33 +249,33 @@ func (w Worker) Check() error {
 	if err := w.checkHTTP(); err != nil {
 		return err
 	}
-	if err := w.checkStore(); err != nil {
+	if err := w.CheckStore(); err != nil {
 		return err
 	}
 	return w.checkNotify()
 }
 
-// Token stores (TOKENWARDEN_STORE).
+// Token stores (TOKENWARDEN_STORE), as store.Open names its backends.
 const (
 	StoreSQLite   = "sqlite"
 	StorePostgres = "postgres"
 )
 
-// checkStore never quotes the DSN: it may hold a password.
-func (w Worker) checkStore() error {
-	switch w.Store {
+// CheckStore checks the store settings. It never quotes the DSN: it may hold a password.
+func (s TokenStore) CheckStore() error {
+	switch s.Store {
 	case StoreSQLite:
-		if w.PostgresDSN != "" {
-			// A worker meant for the shared database must not quietly keep its own
-			// tokens in a local file: the two copies would drift apart.
+		if s.PostgresDSN != "" {
+			// A worker (or an API key command) meant for the shared database must not
+			// quietly use a local file instead: the two stores would drift apart.
 			return fmt.Errorf("%s_POSTGRES_DSN is set but %s_STORE is %s; set %s_STORE=%s, or unset the DSN", Prefix, Prefix, StoreSQLite, Prefix, StorePostgres)
 		}
 	case StorePostgres:
-		if strings.TrimSpace(w.PostgresDSN) == "" {
+		if strings.TrimSpace(s.PostgresDSN) == "" {
 			return fmt.Errorf("%s_STORE=%s needs %s_POSTGRES_DSN (e.g. postgres://user@host:5432/db?sslmode=verify-full)", Prefix, StorePostgres, Prefix)
 		}
 	default:
-		return fmt.Errorf("%s_STORE: %q is not %s or %s", Prefix, w.Store, StoreSQLite, StorePostgres)
+		return fmt.Errorf("%s_STORE: %q is not %s or %s", Prefix, s.Store, StoreSQLite, StorePostgres)
 	}
 	return nil
 }

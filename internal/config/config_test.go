@@ -2,9 +2,12 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
 func TestVariableNamesArePrefixedAndComplete(t *testing.T) {
@@ -59,7 +62,7 @@ func TestTokenAPIVariables(t *testing.T) {
 		t.Errorf("TokenClient variables = %v, want TOKENWARDEN_API_KEY, TOKENWARDEN_TOKEN_API", names)
 	}
 
-	w := Worker{ProviderTimeout: 1, LeaseDuration: 2, LogLevel: "info", LogFormat: "text", Store: StoreSQLite, NotifyFormat: "json", NotifyTimeout: 1, TokenAPIRate: 10, TokenAPIBurst: 20}
+	w := Worker{ProviderTimeout: 1, LeaseDuration: 2, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite}, NotifyFormat: "json", NotifyTimeout: 1, TokenAPIRate: 10, TokenAPIBurst: 20}
 	if err := w.Check(); err != nil {
 		t.Fatalf("valid config refused: %v", err)
 	}
@@ -91,5 +94,111 @@ func TestTokenAPIVariables(t *testing.T) {
 	t.Setenv("TOKENWARDEN_API_KEY", "twk_a b")
 	if _, err := LoadTokenClient(); err == nil || strings.Contains(err.Error(), "twk_a") {
 		t.Errorf("LoadTokenClient with a key holding a space: error %v (must refuse without quoting it)", err)
+	}
+}
+
+// unsetAll clears every variable of specs and envconfig's unprefixed fallbacks of
+// them, so that the developer's environment cannot change the outcome.
+func unsetAll(t *testing.T, specs ...any) {
+	t.Helper()
+	for _, spec := range specs {
+		names, err := VariableNames(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			for _, k := range []string{n, strings.TrimPrefix(n, Prefix+"_")} {
+				t.Setenv(k, "") // restored after the test
+				os.Unsetenv(k)
+			}
+		}
+	}
+}
+
+// The worker and the starter read the token store from the same variables, so that
+// `starter apikey` opens the worker's store.
+func TestTokenStoreShared(t *testing.T) {
+	storeVars, err := VariableNames(&TokenStore{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"TOKENWARDEN_DATA_DIR", "TOKENWARDEN_KEY_FILE", "TOKENWARDEN_SQLITE_PATH", "TOKENWARDEN_STORE", "TOKENWARDEN_POSTGRES_DSN"}
+	if !slices.Equal(storeVars, want) {
+		t.Errorf("TokenStore variables = %v, want %v", storeVars, want)
+	}
+	for _, spec := range []any{&Worker{}, &Starter{}} {
+		names, err := VariableNames(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range want {
+			if !slices.Contains(names, n) {
+				t.Errorf("%T does not read %s", spec, n)
+			}
+		}
+	}
+	// store.Open takes the values TOKENWARDEN_STORE accepts.
+	if StoreSQLite != store.BackendSQLite || StorePostgres != store.BackendPostgres {
+		t.Errorf("TOKENWARDEN_STORE values %q, %q differ from store.Open's %q, %q", StoreSQLite, StorePostgres, store.BackendSQLite, store.BackendPostgres)
+	}
+
+	unsetAll(t, &Worker{}, &Starter{})
+	dir := t.TempDir()
+	t.Setenv("TOKENWARDEN_DATA_DIR", dir)
+	ts, err := LoadTokenStore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := LoadWorker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadStarter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStore := TokenStore{DataDir: dir, KeyFile: filepath.Join(dir, "keys.json"), SqlitePath: filepath.Join(dir, "tokens.db"), Store: StoreSQLite}
+	if ts != wantStore || w.TokenStore != wantStore || s.TokenStore != wantStore {
+		t.Errorf("defaults differ:\nLoadTokenStore %+v\nLoadWorker     %+v\nLoadStarter    %+v\nwant           %+v", ts, w.TokenStore, s.TokenStore, wantStore)
+	}
+
+	const password = "pw-S3CRET-5e1f"
+	t.Setenv("TOKENWARDEN_STORE", "postgres")
+	t.Setenv("TOKENWARDEN_POSTGRES_DSN", "postgres://tw:"+password+"@db.example:5432/tokens")
+	t.Setenv("TOKENWARDEN_KEY_FILE", "/etc/tokenwarden/keys.json")
+	if ts, err = LoadTokenStore(); err != nil || ts.Store != StorePostgres || ts.KeyFile != "/etc/tokenwarden/keys.json" {
+		t.Errorf("LoadTokenStore with postgres = %v (store %q, key file %q)", err, ts.Store, ts.KeyFile)
+	}
+}
+
+// LoadTokenStore refuses what LoadWorker refuses, without quoting the DSN; LoadStarter,
+// for the commands that never open the store, does not refuse it.
+func TestTokenStoreChecks(t *testing.T) {
+	const password = "pw-S3CRET-5e1f"
+	for _, tc := range []struct {
+		name      string
+		env       map[string]string
+		wantError string
+	}{
+		{"unknown store", map[string]string{"TOKENWARDEN_STORE": "mysql"}, `"mysql" is not sqlite or postgres`},
+		{"postgres without DSN", map[string]string{"TOKENWARDEN_STORE": "postgres"}, "needs TOKENWARDEN_POSTGRES_DSN"},
+		{"DSN without postgres", map[string]string{"TOKENWARDEN_POSTGRES_DSN": "postgres://tw:" + password + "@db.example/tokens"}, "TOKENWARDEN_POSTGRES_DSN is set but TOKENWARDEN_STORE is sqlite"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			unsetAll(t, &Worker{}, &Starter{})
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, tsErr := LoadTokenStore()
+			_, wErr := LoadWorker()
+			for what, err := range map[string]error{"LoadTokenStore": tsErr, "LoadWorker": wErr} {
+				if err == nil || !strings.Contains(err.Error(), tc.wantError) || strings.Contains(err.Error(), password) {
+					t.Errorf("%s = %v, want an error mentioning %q and not the password", what, err, tc.wantError)
+				}
+			}
+			if _, err := LoadStarter(); err != nil {
+				t.Errorf("LoadStarter = %v; the Temporal commands must not refuse store settings they do not use", err)
+			}
+		})
 	}
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -11,7 +13,7 @@ import (
 
 // runWorkerCommand runs one of the worker's store commands (-apikey-create, ...) as its
 // own process against the test's data directory, while the test's worker holds the same
-// SQLite file open.
+// SQLite file open. It returns stdout and stderr apart.
 func (e *env) runWorkerCommand(args ...string) (code int, stdout, stderr string) {
 	e.t.Helper()
 	cmd := exec.Command(stack.workerBin, args...)
@@ -27,10 +29,50 @@ func (e *env) runWorkerCommand(args ...string) (code int, stdout, stderr string)
 	return 0, out.String(), errOut.String()
 }
 
-// TestTokenAPI: a key created with the worker command reads, through `starter token`
-// and the worker's token API, the access token the store holds, refresh after refresh;
-// a revocation by another process applies to the next request; neither the key nor a
-// token reaches the worker's log.
+// runStarterSplit runs the starter binary with the test's environment and returns its
+// exit code, stdout and stderr apart: `starter apikey create` prints the key alone on
+// stdout, and that is what a script captures.
+func (e *env) runStarterSplit(args ...string) (code int, stdout, stderr string) {
+	e.t.Helper()
+	cmd := exec.Command(stack.starterBin, args...)
+	cmd.Env = e.vars()
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode(), out.String(), errOut.String()
+	} else if err != nil {
+		e.t.Fatalf("run starter %v: %v", args, err)
+	}
+	return 0, out.String(), errOut.String()
+}
+
+// tokenAPIStatus asks the worker's token API for id's token with key and returns the
+// HTTP status and the error code of a refusal.
+func (e *env) tokenAPIStatus(id, key string) (status int, errorCode string) {
+	e.t.Helper()
+	req, err := http.NewRequestWithContext(e.t.Context(), http.MethodGet, "http://"+e.httpAddr+"/v1/credentials/"+id+"/token", nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("token API: %v", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Error string `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body.Error
+}
+
+// TestTokenAPI: a key created with `starter apikey create`, a separate process working
+// on the store the running worker holds open, reads, through `starter token` and the
+// worker's token API, the access token the store holds, refresh after refresh; a
+// revocation by `starter apikey revoke` applies to the next request; neither the key
+// nor a token reaches the worker's log.
 func TestTokenAPI(t *testing.T) {
 	e := newEnv(t)
 	fake, _ := startProvider(t, 3*time.Second)
@@ -39,10 +81,19 @@ func TestTokenAPI(t *testing.T) {
 	e.startCredential(stack.client, credential{id: id, fake: fake})
 	waitForStatus(t, id, 60*time.Second, "a first refresh", func(s workflows.Status) bool { return s.Refreshes >= 1 })
 
-	code, key, stderr := e.runWorkerCommand("-apikey-create", "e2e-app", "-credential", id)
-	key = strings.TrimSpace(key)
-	if code != 0 || !strings.HasPrefix(key, "twk_") {
-		t.Fatalf("worker -apikey-create exited %d: %s", code, stderr)
+	code, key, stderr := e.runStarterSplit("apikey", "create", "e2e-app", "--credential", id)
+	if code != 0 || !strings.HasSuffix(key, "\n") || strings.Count(key, "\n") != 1 {
+		t.Fatalf("starter apikey create exited %d with stdout of %d lines: %s", code, strings.Count(key, "\n"), stderr)
+	}
+	key = strings.TrimSuffix(key, "\n")
+	if !strings.HasPrefix(key, "twk_") || len(key) != len("twk_0123456789abcdef_")+52 {
+		t.Fatalf("starter apikey create printed something other than a key (%d characters)", len(key))
+	}
+	if !strings.Contains(stderr, `created API key "e2e-app"`) || strings.Contains(stderr, key) || strings.Contains(stderr, "is not in the token store") {
+		t.Errorf("starter apikey create's stderr:\n%s", stderr)
+	}
+	if status, code := e.tokenAPIStatus(id, key); status != http.StatusOK {
+		t.Fatalf("the token API answered the new key with %d %s, want 200", status, code)
 	}
 	api := []string{"TOKENWARDEN_API_KEY=" + key, "TOKENWARDEN_TOKEN_API=http://" + e.httpAddr}
 
@@ -91,15 +142,44 @@ func TestTokenAPI(t *testing.T) {
 	if code, out := e.runStarterEnv([]string{"TOKENWARDEN_API_KEY=", "TOKENWARDEN_TOKEN_API=http://" + e.httpAddr}, "", "token", id); code != 2 {
 		t.Errorf("starter token without a key exited %d, want 2: %s", code, out)
 	}
-	if code, _, stderr := e.runWorkerCommand("-apikey-revoke", "e2e-app"); code != 0 {
-		t.Fatalf("worker -apikey-revoke exited %d: %s", code, stderr)
+	// A second key, from the worker's flags (kept for existing scripts): the same store.
+	code, other, stderr := e.runWorkerCommand("-apikey-create", "e2e-other", "-credential", id)
+	other = strings.TrimSpace(other)
+	if code != 0 {
+		t.Fatalf("worker -apikey-create exited %d: %s", code, stderr)
+	}
+	if code, out, stderr := e.runStarterSplit("apikey", "revoke", "e2e-app"); code != 0 || !strings.Contains(out, `revoked API key "e2e-app"`) {
+		t.Fatalf("starter apikey revoke exited %d: %s%s", code, out, stderr)
+	}
+	if status, code := e.tokenAPIStatus(id, key); status != http.StatusUnauthorized || code != "revoked_api_key" {
+		t.Errorf("the token API answered the revoked key with %d %s, want 401 revoked_api_key", status, code)
 	}
 	if code, out := e.runStarterEnv(api, "", "token", id); code != 6 || !strings.Contains(out, "unauthorized") {
 		t.Errorf("starter token with the revoked key exited %d, want 6: %s", code, out)
 	}
-	code, list, _ := e.runWorkerCommand("-apikey-list")
-	if code != 0 || !strings.Contains(list, "e2e-app") || strings.Contains(list, key[len("twk_0123456789abcdef_"):]) {
-		t.Errorf("worker -apikey-list exited %d:\n%s", code, list)
+	if status, code := e.tokenAPIStatus(id, other); status != http.StatusOK {
+		t.Errorf("the token API answered the other key with %d %s after revoking one, want 200", status, code)
+	}
+	if code, out, _ := e.runStarterSplit("apikey", "revoke", "e2e-app"); code != 0 || !strings.Contains(out, "already revoked") {
+		t.Errorf("a second starter apikey revoke exited %d: %s", code, out)
+	}
+	if code, _, stderr := e.runStarterSplit("apikey", "revoke", "e2e-nobody"); code != 4 {
+		t.Errorf("starter apikey revoke of an unknown key exited %d, want 4: %s", code, stderr)
+	}
+	if code, _, stderr := e.runStarterSplit("apikey", "create", "e2e-app", "-credential", id); code != 5 {
+		t.Errorf("starter apikey create of a taken name exited %d, want 5: %s", code, stderr)
+	}
+	code, list, _ := e.runStarterSplit("apikey", "list")
+	secret := key[len("twk_0123456789abcdef_"):]
+	if code != 0 || !strings.Contains(list, "e2e-app") || !strings.Contains(list, "e2e-other") || strings.Contains(list, secret) {
+		t.Errorf("starter apikey list exited %d:\n%s", code, list)
+	}
+	if line := list[strings.Index(list, "e2e-app"):]; strings.Contains(line[:strings.Index(line, "\n")], "never") {
+		t.Errorf("starter apikey list shows e2e-app as never used after reads:\n%s", list)
+	}
+	code, wlist, _ := e.runWorkerCommand("-apikey-list")
+	if code != 0 || wlist != list {
+		t.Errorf("worker -apikey-list exited %d and differs from starter apikey list:\n%s", code, wlist)
 	}
 	w.stop(t)
 	if e.httpAddr != "" {
@@ -109,8 +189,7 @@ func TestTokenAPI(t *testing.T) {
 	}
 
 	logs := w.output.String()
-	secret := key[len("twk_0123456789abcdef_"):]
-	if strings.Contains(logs, secret) || strings.Contains(logs, first) {
+	if strings.Contains(logs, secret) || strings.Contains(logs, other[len("twk_0123456789abcdef_"):]) || strings.Contains(logs, first) {
 		t.Errorf("the worker's log holds the API key or an access token:\n%s", logs)
 	}
 	if !strings.Contains(logs, "token API: refused") {

@@ -16,6 +16,9 @@
 // Run closes every store it opens (via t.Cleanup), so open need not. The tests only use
 // ASCII credential IDs whose byte order and usual collation order agree; a SQL
 // implementation must still order by bytes (COLLATE "C" in PostgreSQL).
+//
+// PostgresSchema gives a test a private schema on the test PostgreSQL server, for tests
+// outside package store that run a program against a PostgreSQL store.
 package storetest
 
 import (
