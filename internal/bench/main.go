@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,6 +28,8 @@ import (
 	"syscall"
 	"time"
 
+	enums "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -73,6 +76,9 @@ type options struct {
 	worker        string
 	keep          bool
 	skipCeiling   bool
+	load          float64
+	stagger       bool
+	startRate     float64
 }
 
 func main() {
@@ -86,11 +92,14 @@ func parseFlags() (options, error) {
 	fs.IntVar(&o.credentials, "credentials", 2000, "number of credentials (workflows bench-00001...)")
 	fs.DurationVar(&o.lifetime, "lifetime", time.Minute, "access token lifetime at the fake provider (refresh_margin is a third of it)")
 	fs.DurationVar(&o.jitter, "jitter", 5*time.Second, "policy.jitter of every credential (at most a tenth of -lifetime takes effect)")
-	fs.DurationVar(&o.duration, "duration", 3*time.Minute, "measurement window, after every credential has been started")
+	fs.DurationVar(&o.duration, "duration", 0, "measurement window, once every credential has committed its first refresh (0: one refresh period of the slowest credential plus 30s, at least 3m)")
+	fs.Float64Var(&o.load, "load", 0, "pick the access token lifetime so that the credentials ask for this fraction of the engine ceiling measured first (e.g. 0.85; 0: use -lifetime)")
+	fs.Float64Var(&o.startRate, "start-rate", 0, "credentials started per second (0: 0.6 of the engine ceiling, or unpaced with -skip-ceiling; negative: unpaced)")
+	fs.BoolVar(&o.stagger, "stagger", true, "seed every credential with an access token whose expiry spreads the first refreshes evenly over one refresh period, as in a fleet running for a while (false: every seed asks for a refresh at once)")
 	fs.DurationVar(&o.warmup, "warmup", 0, "wait this long after the first refreshes before the window opens (0: open it at once)")
 	fs.IntVar(&o.parallel, "parallel", 16, "credentials (and ceiling workflows) started at once")
 	fs.IntVar(&o.historySample, "history-sample", 20, "workflows whose history length is sampled")
-	fs.IntVar(&o.ceilingN, "ceiling-workflows", 0, "bare workflows of the engine ceiling (0: as many as -credentials)")
+	fs.IntVar(&o.ceilingN, "ceiling-workflows", 0, "bare workflows of the engine ceiling (0: as many as -credentials, at most 2000, which saturate the engine already)")
 	fs.DurationVar(&o.ceilingTimer, "ceiling-timer", 200*time.Millisecond, "the ceiling workflow's timer per cycle")
 	fs.DurationVar(&o.ceilingWarmup, "ceiling-warmup", 10*time.Second, "ceiling: run this long after the last start before measuring")
 	fs.DurationVar(&o.ceilingWindow, "ceiling-window", 30*time.Second, "ceiling: measurement window")
@@ -110,8 +119,12 @@ func parseFlags() (options, error) {
 		return o, errors.New("-lifetime: must be at least 6s")
 	case o.jitter < 0:
 		return o, errors.New("-jitter: must not be negative")
-	case o.duration <= 0 || o.ceilingWindow <= 0:
-		return o, errors.New("-duration, -ceiling-window: must be positive")
+	case o.duration < 0 || o.ceilingWindow <= 0:
+		return o, errors.New("-duration: must not be negative; -ceiling-window: must be positive")
+	case o.load < 0 || o.load > 2:
+		return o, errors.New("-load: must be between 0 and 2")
+	case o.load > 0 && o.skipCeiling:
+		return o, errors.New("-load needs the engine ceiling: drop -skip-ceiling")
 	case o.warmup < 0:
 		return o, errors.New("-warmup: must not be negative")
 	case o.parallel < 1:
@@ -120,19 +133,22 @@ func parseFlags() (options, error) {
 		return o, errors.New("-ceiling-timer: must be positive")
 	}
 	if o.ceilingN <= 0 {
-		o.ceilingN = o.credentials
+		o.ceilingN = min(o.credentials, 2000)
 	}
 	o.historySample = min(max(o.historySample, 1), o.credentials)
 	return o, nil
 }
 
 type bench struct {
-	opts   options
-	stack  *harness.Stack
-	ids    []string
-	policy workflows.Policy
-	timing workflows.Timing
-	trk    *tracker
+	opts  options
+	stack *harness.Stack
+	ids   []string
+	// lifetime is the access tokens' lifetime: -lifetime, or what -load picked.
+	lifetime time.Duration
+	window   time.Duration // -duration, or what it defaults to
+	policy   workflows.Policy
+	timing   workflows.Timing
+	trk      *tracker
 }
 
 func run() int {
@@ -171,16 +187,14 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	dur := func(d time.Duration) *workflows.Duration { v := workflows.Duration(d); return &v }
-	b := &bench{opts: opts, policy: workflows.Policy{
-		RefreshMargin: dur(opts.lifetime / 3),
-		Jitter:        dur(opts.jitter),
-		RetryInitial:  dur(time.Second),
-		RetryMax:      dur(10 * time.Second),
-	}}
-	b.timing = b.policy.Resolve(false)
-	fmt.Printf("bench: %d credentials, access tokens live %s (refresh_margin %s, jitter %s), measured for %s once every credential has made its first refresh; ceiling: %d bare workflows, timer %s\n",
-		opts.credentials, opts.lifetime, b.timing.RefreshMargin.D(), b.timing.Jitter.D(), opts.duration, opts.ceilingN, opts.ceilingTimer)
+	b := &bench{opts: opts}
+	b.setLifetime(opts.lifetime)
+	lifetime := opts.lifetime.String()
+	if opts.load > 0 {
+		lifetime = fmt.Sprintf("picked for %.0f%% of the ceiling", 100*opts.load)
+	}
+	fmt.Printf("bench: %d credentials, access tokens live %s (refresh_margin a third, jitter %s), staggered %t; ceiling: %d bare workflows, timer %s\n",
+		opts.credentials, lifetime, opts.jitter, opts.stagger, opts.ceilingN, opts.ceilingTimer)
 	b.stack, err = harness.StartStack(ctx, harness.StackOptions{
 		Name:         "bench",
 		Temporal:     opts.temporal,
@@ -190,7 +204,9 @@ func run() int {
 		ClientID:     clientID,
 		ClientSecret: clientSecret,
 		Lifetime:     opts.lifetime,
-		Proxy:        harness.ProxyOptions{Margin: opts.lifetime / 3, Jitter: opts.jitter, Seed: 1},
+		// Margin 0: the policy's margin is a third of the lifetime, which is the proxy's
+		// floor anyway, taken from each answer's expires_in (so -load may change it).
+		Proxy: harness.ProxyOptions{Margin: 0, Jitter: opts.jitter, Seed: 1},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -263,6 +279,22 @@ func (b *bench) main(ctx context.Context) (*result, error) {
 		}
 	}
 
+	for i := 1; i <= b.opts.credentials; i++ {
+		b.ids = append(b.ids, fmt.Sprintf("bench-%05d", i))
+	}
+	if b.opts.load > 0 {
+		want := b.opts.load * res.ceiling.rate
+		b.setLifetime(lifetimeFor(b.ids, want, b.opts.jitter))
+		b.stack.Fake.SetAccessLifetime(b.lifetime)
+		fmt.Printf("bench: -load %.2f: access tokens live %s, so that the credentials ask for %.2f refreshes/s (ceiling %.2f/s)\n",
+			b.opts.load, b.lifetime, offeredRate(b.ids, b.lifetime, b.timing), res.ceiling.rate)
+	}
+	b.window = b.opts.duration
+	if b.window == 0 {
+		lead := min(max(b.timing.RefreshMargin.D(), b.lifetime/3), b.lifetime/2)
+		b.window = max(3*time.Minute, b.lifetime-lead+30*time.Second)
+	}
+
 	st, err := b.stack.OpenStore(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open the token store: %w", err)
@@ -276,16 +308,39 @@ func (b *bench) main(ctx context.Context) (*result, error) {
 		ClientID:         clientID,
 		AuthStyle:        "header",
 	}
-	for i := 1; i <= b.opts.credentials; i++ {
-		b.ids = append(b.ids, fmt.Sprintf("bench-%05d", i))
+	// Starting a credential costs the engine about what a refresh does (a seed activity
+	// between two workflow tasks, plus creating the execution). Unpaced, the starts would
+	// outrun the engine, and the workflow tasks it cannot hand out at once wait in the
+	// task queue's backlog, some of them for minutes. Paced, with every seed's first
+	// refresh due after the last start, the engine carries the starts alone and then
+	// the refreshes alone, evenly phased.
+	startRate := b.opts.startRate
+	if startRate == 0 && !b.opts.skipCeiling {
+		startRate = 0.6 * res.ceiling.rate
 	}
 	t0 := time.Now()
-	res.started, res.startErrors = startAll(ctx, "credentials", b.ids, b.opts.parallel, func(ctx context.Context, id string) error {
+	origin := t0 // the first refreshes are phased over one period from here
+	if startRate > 0 {
+		origin = t0.Add(time.Duration(float64(len(b.ids))/startRate*float64(time.Second)) + 10*time.Second)
+		fmt.Printf("bench: starting %d credentials at %.1f/s; their first refreshes fall evenly between %s and one period later\n",
+			len(b.ids), startRate, origin.Format(time.TimeOnly))
+	}
+	phase := map[string]float64{}
+	for i, id := range b.ids {
+		phase[id] = goldenPhase(i)
+	}
+	res.started, res.startErrors = startAll(ctx, "credentials", b.ids, b.opts.parallel, startRate, func(ctx context.Context, id string) error {
 		seed := b.stack.Fake.Seed(id)
 		b.stack.Proxy.Own(seed, id)
 		in := workflows.CredentialInput{
 			Provider: "oauth2", Config: cfg, Policy: b.policy,
 			Seed: &workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret},
+		}
+		if b.opts.stagger {
+			// The workflow wakes NextWakeup before this expiry: at now + phase of one
+			// period. The access token itself is never used (no probe, no token API).
+			in.Seed.AccessToken = "bench-seeded-" + id
+			in.Seed.AccessExpiresAt = b.staggeredExpiry(id, time.Now(), origin, phase[id])
 		}
 		_, err := b.stack.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: taskQueue}, workflows.WorkflowType, in)
 		return err
@@ -294,11 +349,12 @@ func (b *bench) main(ctx context.Context) (*result, error) {
 	if res.started == 0 {
 		return nil, errors.New("no credential could be started")
 	}
-	res.offered = offeredRate(b.ids[:res.started], b.opts.lifetime, b.timing)
+	res.offered = offeredRate(b.ids[:res.started], b.lifetime, b.timing)
 
-	// The seed asks for a refresh at once; the window starts when every credential has
-	// committed it (store version 2), so that it holds scheduled refreshes only.
-	if err := b.awaitFirstRefreshes(ctx, res.started); err != nil {
+	// The window starts when every credential has committed its first refresh (store
+	// version 2), so that it holds scheduled refreshes only. A staggered seed's is due
+	// within one period of the origin; an unstaggered seed asks for it at once.
+	if err := b.awaitFirstRefreshes(ctx, res.started, latest(origin, time.Now()).Add(2*b.lifetime)); err != nil {
 		return nil, err
 	}
 
@@ -312,7 +368,6 @@ func (b *bench) main(ctx context.Context) (*result, error) {
 
 	// The measurement window.
 	sample := sampleIDs(b.ids[:res.started], b.opts.historySample)
-	hist0 := b.describe(ctx, st, sample)
 	_ = b.stack.Proxy.Window() // drop the samples of the start phase
 	w0, _ := harness.ReadProcStats(b.stack.Worker.Pid())
 	if err := b.trk.poll(ctx, false); err != nil {
@@ -322,9 +377,9 @@ func (b *bench) main(ctx context.Context) (*result, error) {
 	pres0, refr0 := fake.TotalPresentations(), fake.Refreshes()
 	v0 := b.trk.versions()
 	winStart := time.Now()
-	fmt.Printf("bench: every credential has committed its first refresh; measuring for %s\n", b.opts.duration)
+	fmt.Printf("bench: every credential has committed its first refresh; measuring for %s\n", b.window)
 
-	wctx, cancel := context.WithTimeout(ctx, b.opts.duration)
+	wctx, cancel := context.WithTimeout(ctx, b.window)
 	poll := time.NewTicker(pollEvery)
 	prog := time.NewTicker(progressEvery)
 	var presentLate []time.Duration
@@ -373,21 +428,7 @@ loop:
 			res.refreshedAll++
 		}
 	}
-	hist1 := b.describe(pollCtx, st, sample)
-	for _, id := range sample {
-		h0, ok0 := hist0[id]
-		h1, ok1 := hist1[id]
-		if !ok0 || !ok1 {
-			continue
-		}
-		if h0.run != h1.run {
-			res.histRuns++
-			continue
-		}
-		res.histUsed++
-		res.histEvents += h1.length - h0.length
-		res.histCycles += h1.version - h0.version
-	}
+	b.historyCycles(pollCtx, sample, winStart, winStart.Add(res.window), res)
 	if ps, err := harness.ReadProcStats(b.stack.Worker.Pid()); err == nil {
 		res.worker = ps
 		res.workerCPU = ps.CPU - w0.CPU
@@ -404,9 +445,16 @@ loop:
 
 func v0Of(first map[string]int64, id string) int64 { return first[id] }
 
-// awaitFirstRefreshes waits (at most two lifetimes) until n credentials have store
-// version 2 or more.
-func (b *bench) awaitFirstRefreshes(ctx context.Context, n int) error {
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// awaitFirstRefreshes waits, until the deadline at most, for n credentials to have
+// store version 2 or more.
+func (b *bench) awaitFirstRefreshes(ctx context.Context, n int, deadline time.Time) error {
 	t0 := time.Now()
 	last := time.Now()
 	for {
@@ -425,7 +473,7 @@ func (b *bench) awaitFirstRefreshes(ctx context.Context, n int) error {
 			fmt.Printf("bench: first refreshes committed %s after the last start\n", time.Since(t0).Round(100*time.Millisecond))
 			return nil
 		}
-		if time.Since(t0) > 2*b.opts.lifetime || ctx.Err() != nil {
+		if time.Now().After(deadline) || ctx.Err() != nil {
 			fmt.Printf("bench: only %d/%d first refreshes committed after %s; measuring anyway\n", done, n, time.Since(t0).Round(time.Second))
 			return nil
 		}
@@ -517,9 +565,8 @@ func (t *tracker) overdue(now time.Time) (n int, worst time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, r := range t.last {
-		if r.Version < 2 {
-			continue
-		}
+		// Version 1 (the seed) counts too: a credential whose first refresh never came
+		// is the most overdue of all.
 		if d := now.Sub(t.scheduled(r)); d > overdueThreshold+pollEvery {
 			// pollEvery: the commit may have landed since the last poll.
 			n++
@@ -527,6 +574,69 @@ func (t *tracker) overdue(now time.Time) (n int, worst time.Duration) {
 		}
 	}
 	return n, worst
+}
+
+// setLifetime sets the access tokens' lifetime and the policy that goes with it: a
+// refresh_margin of a third of it (the workflow's floor, so the margin is exact).
+func (b *bench) setLifetime(d time.Duration) {
+	dur := func(d time.Duration) *workflows.Duration { v := workflows.Duration(d); return &v }
+	b.lifetime = d
+	b.policy = workflows.Policy{
+		RefreshMargin: dur(d / 3),
+		Jitter:        dur(b.opts.jitter),
+		RetryInitial:  dur(time.Second),
+		RetryMax:      dur(10 * time.Second),
+	}
+	b.timing = b.policy.Resolve(false)
+}
+
+// lifetimeFor is the access token lifetime, in whole seconds (expires_in is in
+// seconds), at which the credentials ask for about rate refreshes a second.
+func lifetimeFor(ids []string, rate float64, jitter time.Duration) time.Duration {
+	asked := func(lifetime time.Duration) float64 {
+		b := &bench{opts: options{jitter: jitter}}
+		b.setLifetime(lifetime)
+		return offeredRate(ids, lifetime, b.timing)
+	}
+	// offeredRate falls as the lifetime grows: bisect between 6 s and a week.
+	lo, hi := 6*time.Second, 7*24*time.Hour
+	for hi-lo > time.Second {
+		mid := (lo + hi) / 2
+		if asked(mid) > rate {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return hi.Round(time.Second)
+}
+
+// goldenPhase is the i-th point of the golden-ratio sequence in [0, 1): every prefix of
+// it is spread evenly, so credentials started in ID order are evenly phased too.
+func goldenPhase(i int) float64 {
+	const phi = 0.6180339887498949
+	_, f := math.Modf(float64(i) * phi)
+	return f
+}
+
+// staggeredExpiry is the expiry of the access token a credential seeded at seededAt
+// carries, such that its workflow wakes for its first refresh at origin plus phase of one
+// refresh period. The workflow takes the token's lifetime to be expiry minus the seed
+// time, and its renewal lead is the larger of the margin (a third of the real lifetime)
+// and a third of that, capped at half of it; inverting that gives the expiry.
+func (b *bench) staggeredExpiry(id string, seededAt, origin time.Time, phase float64) time.Time {
+	margin := b.timing.RefreshMargin.D()
+	jitter := time.Duration(workflows.JitterFraction(id) * float64(min(b.timing.Jitter.D(), b.lifetime/10)))
+	period := b.lifetime - max(margin, b.lifetime/3) - jitter
+	wake := max(origin.Sub(seededAt)+time.Duration(phase*float64(period)), 0)
+	lifetime := wake + margin + jitter // lead = margin, while lifetime/3 <= margin <= lifetime/2
+	switch {
+	case lifetime > 3*margin:
+		lifetime = 3 * (wake + jitter) / 2 // lead = a third of the lifetime
+	case lifetime < 2*margin:
+		lifetime = 2 * (wake + jitter) // lead = half the lifetime
+	}
+	return seededAt.Add(lifetime)
 }
 
 // offeredRate is the refresh rate the credentials ask for in steady state: each one
@@ -545,12 +655,6 @@ func offeredRate(ids []string, lifetime time.Duration, t workflows.Timing) float
 // ---------------------------------------------------------------------------------------
 // History length and cross-checks.
 
-type histSample struct {
-	run     string
-	length  int64
-	version int64 // the store version read right after
-}
-
 func sampleIDs(ids []string, n int) []string {
 	var out []string
 	for i := 0; i < n; i++ {
@@ -559,24 +663,52 @@ func sampleIDs(ids []string, n int) []string {
 	return out
 }
 
-// describe reads the sampled workflows' history lengths, each with its store version.
-func (b *bench) describe(ctx context.Context, st *store.SQLite, ids []string) map[string]histSample {
-	out := map[string]histSample{}
+// refreshActivity is the activity type of a refresh: the method name the worker
+// registers (activities.Activities.Refresh).
+const refreshActivity = "Refresh"
+
+// historyCycles measures history events per refresh cycle exactly, on the sampled
+// workflows' current runs: it walks each history and takes the refresh activities
+// scheduled in the window; from the first to the last of them lie (count - 1) whole
+// cycles and (last event ID - first event ID) events. Cycle boundaries, not the window's
+// edges, delimit the count, so a cycle half inside the window does not skew it. A
+// workflow with fewer than two refreshes in its current run's part of the window (it
+// continued as new in the window) is skipped.
+func (b *bench) historyCycles(ctx context.Context, ids []string, from, to time.Time, res *result) {
 	for _, id := range ids {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		d, err := b.stack.Client.DescribeWorkflow(cctx, id, "")
+		var first, last int64
+		n := 0
+		hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		it := b.stack.Client.GetWorkflowHistory(hctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		var err error
+		for it.HasNext() {
+			var ev *historypb.HistoryEvent
+			if ev, err = it.Next(); err != nil {
+				break
+			}
+			at := ev.GetEventTime().AsTime()
+			attrs := ev.GetActivityTaskScheduledEventAttributes()
+			if attrs == nil || attrs.GetActivityType().GetName() != refreshActivity || at.Before(from) || at.After(to) {
+				continue
+			}
+			if n == 0 {
+				first = ev.GetEventId()
+			}
+			last = ev.GetEventId()
+			n++
+		}
 		cancel()
-		if err != nil || d.RawResponse == nil {
-			continue
+		switch {
+		case err != nil:
+			fmt.Printf("bench: history of %s: %v\n", id, err)
+		case n < 2:
+			res.histRuns++
+		default:
+			res.histUsed++
+			res.histEvents += last - first
+			res.histCycles += int64(n - 1)
 		}
-		info := d.RawResponse.GetWorkflowExecutionInfo()
-		rec, err := st.Get(ctx, id)
-		if err != nil {
-			continue
-		}
-		out[id] = histSample{run: info.GetExecution().GetRunId(), length: info.GetHistoryLength(), version: rec.Version}
 	}
-	return out
 }
 
 // crossCheck compares the scheduled times the lateness is computed from with the
@@ -613,7 +745,7 @@ func (b *bench) crossCheck(ctx context.Context, sample []string, res *result) {
 			continue
 		}
 		d := absDur(due.Sub(b.trk.scheduled(r)))
-		if d > b.opts.lifetime/4 {
+		if d > b.lifetime/4 {
 			continue // the proxy has seen a newer answer than the last poll
 		}
 		res.proxyChecked++
@@ -636,7 +768,9 @@ func absDur(d time.Duration) time.Duration {
 // startAll calls start for every id with at most parallel calls at once, printing
 // progress every 5 s; it returns how many succeeded and failed. The first failures are
 // printed. It stops starting when ctx ends.
-func startAll(ctx context.Context, what string, ids []string, parallel int, start func(context.Context, string) error) (ok, failed int) {
+// startAll calls start for every ID, parallel at a time and, when rate > 0, at most
+// rate a second.
+func startAll(ctx context.Context, what string, ids []string, parallel int, rate float64, start func(context.Context, string) error) (ok, failed int) {
 	var done, bad atomic.Int64
 	t0 := time.Now()
 	stop := make(chan struct{})
@@ -680,8 +814,21 @@ func startAll(ctx context.Context, what string, ids []string, parallel int, star
 			}
 		}()
 	}
+	var pace <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / rate))
+		defer t.Stop()
+		pace = t.C
+	}
 feed:
 	for _, id := range ids {
+		if pace != nil {
+			select {
+			case <-pace:
+			case <-ctx.Done():
+				break feed
+			}
+		}
 		select {
 		case work <- id:
 		case <-ctx.Done():
@@ -734,13 +881,18 @@ func benchCeilingWorkflow(ctx workflow.Context, in ceilingInput) (int, error) {
 // any credential is started; it counts activity executions in the window.
 func (b *bench) runCeiling(ctx context.Context) (ceilingResult, error) {
 	var cycles atomic.Int64
-	w := worker.New(b.stack.Client, ceilingQueue, worker.Options{})
+	// The worker's poller behaviour (worker/main.go), so that the two compare.
+	w := worker.New(b.stack.Client, ceilingQueue, worker.Options{
+		WorkflowTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
+		ActivityTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
+	})
 	w.RegisterWorkflowWithOptions(benchCeilingWorkflow, workflow.RegisterOptions{Name: ceilingWorkflow})
 	w.RegisterActivityWithOptions(func(context.Context) error { cycles.Add(1); return nil }, activity.RegisterOptions{Name: ceilingActivity})
 	if err := w.Start(); err != nil {
 		return ceilingResult{}, err
 	}
-	defer w.Stop()
+	stopWorker := sync.OnceFunc(w.Stop)
+	defer stopWorker()
 	ids := make([]string, b.opts.ceilingN)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("ceiling-%05d", i+1)
@@ -749,7 +901,7 @@ func (b *bench) runCeiling(ctx context.Context) (ceilingResult, error) {
 	// itself at the deadline, or sooner once measured (below).
 	until := time.Now().Add(time.Duration(len(ids))*50*time.Millisecond + b.opts.ceilingWarmup + b.opts.ceilingWindow + time.Minute)
 	fmt.Printf("bench: engine ceiling: starting %d bare workflows (activity + %s timer) on task queue %s\n", len(ids), b.opts.ceilingTimer, ceilingQueue)
-	started, _ := startAll(ctx, "ceiling workflows", ids, b.opts.parallel, func(ctx context.Context, id string) error {
+	started, _ := startAll(ctx, "ceiling workflows", ids, b.opts.parallel, 0, func(ctx context.Context, id string) error {
 		_, err := b.stack.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: ceilingQueue},
 			ceilingWorkflow, ceilingInput{Until: until, Timer: b.opts.ceilingTimer})
 		return err
@@ -770,8 +922,11 @@ func (b *bench) runCeiling(ctx context.Context) (ceilingResult, error) {
 	res.rate = float64(res.cycles) / res.window.Seconds()
 	res.demand = float64(started) / b.opts.ceilingTimer.Seconds()
 	fmt.Printf("bench: engine ceiling: %.1f cycles/s over %s; terminating the bare workflows\n", res.rate, res.window.Round(time.Second))
-	// Terminate them so they add nothing to the credentials' measurement.
-	_, _ = startAll(context.Background(), "ceiling terminations", ids[:started], b.opts.parallel, func(ctx context.Context, id string) error {
+	// Terminate them so they add nothing to the credentials' measurement. Stop their
+	// worker first: terminations of workflows still cycling contend with the cycles
+	// and run at a few a second.
+	stopWorker()
+	_, _ = startAll(context.Background(), "ceiling terminations", ids[:started], b.opts.parallel, 0, func(ctx context.Context, id string) error {
 		err := b.stack.Client.TerminateWorkflow(ctx, id, "", "bench: ceiling measured")
 		if err != nil && strings.Contains(err.Error(), "already completed") {
 			return nil
@@ -792,7 +947,7 @@ func verdict(pass bool, target string) string {
 }
 
 func (res *result) print(b *bench) {
-	title := fmt.Sprintf("\nbench summary: %d credentials, access tokens live %s, window %s", res.started, b.opts.lifetime, res.window.Round(time.Second))
+	title := fmt.Sprintf("\nbench summary: %d credentials, access tokens live %s, window %s", res.started, b.lifetime, res.window.Round(time.Second))
 	if res.partial {
 		title += " (PARTIAL: interrupted)"
 	}
@@ -828,7 +983,7 @@ func (res *result) print(b *bench) {
 	}
 	t.Row("history events per refresh cycle", fmt.Sprintf("%.1f", epc),
 		verdict(res.histCycles > 0 && epc <= targetEvents, "<= 12")+
-			fmt.Sprintf("; %d sampled workflows: history length added / store versions added in the window (%d events, %d cycles; %d skipped: continued as new)", res.histUsed, res.histEvents, res.histCycles, res.histRuns))
+			fmt.Sprintf("; %d sampled workflows: events from the first to the last refresh scheduled in the window / the cycles between them (%d events, %d cycles; %d skipped: fewer than two refreshes in the run)", res.histUsed, res.histEvents, res.histCycles, res.histRuns))
 	t.Row("worker peak RSS", fmt.Sprintf("%.1f MiB", float64(res.worker.PeakRSS)/(1<<20)),
 		verdict(res.worker.PeakRSS > 0 && res.worker.PeakRSS <= targetRSS, "<= 200 MiB")+fmt.Sprintf("; VmHWM of the worker process (RSS at the end %.1f MiB)", float64(res.worker.RSS)/(1<<20)))
 	cpr := 0.0

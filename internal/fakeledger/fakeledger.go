@@ -443,6 +443,14 @@ func (l *Ledger) mintRefreshLocked(f *family) string {
 	return t
 }
 
+// SetAccessLifetime changes the lifetime of access tokens minted from now on (a load
+// program picks it after measuring the engine it loads).
+func (l *Ledger) SetAccessLifetime(d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.opts.AccessLifetime = d
+}
+
 func (l *Ledger) mintAccessLocked(f *family) string {
 	if l.opts.RetireAccess {
 		for _, old := range f.access {

@@ -86,6 +86,7 @@ package fakeoauth
 import (
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/fakefault"
@@ -140,6 +141,9 @@ type Server struct {
 	handler http.Handler
 	faults  fakefault.Schedule[Fault]
 	ledger  *fakeledger.Ledger
+	// accessLifetime is expires_in, in nanoseconds: Options.AccessLifetime until
+	// SetAccessLifetime changes it while requests are served.
+	accessLifetime atomic.Int64
 }
 
 // New returns a Server with the given options. It does not listen; use Start, Serve, or
@@ -162,6 +166,7 @@ func New(opts Options) *Server {
 		}),
 	}
 	s.Counters = s.ledger.Counters
+	s.accessLifetime.Store(int64(opts.AccessLifetime))
 	s.Name, s.Handler = "fakeoauth", s
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+TokenPath, s.serveToken)
@@ -169,6 +174,19 @@ func New(opts Options) *Server {
 	s.handler = mux
 	return s
 }
+
+// SetAccessLifetime changes expires_in, and the expiry introspection reports, of the
+// access tokens issued from now on. The benchmark picks the lifetime that loads the
+// engine as much as it asks, after measuring the engine on the running server.
+func (s *Server) SetAccessLifetime(d time.Duration) {
+	if d <= 0 {
+		d = DefaultAccessLifetime
+	}
+	s.ledger.SetAccessLifetime(d)
+	s.accessLifetime.Store(int64(d))
+}
+
+func (s *Server) currentAccessLifetime() time.Duration { return time.Duration(s.accessLifetime.Load()) }
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }

@@ -149,7 +149,7 @@ func (s *Server) faultAnswer(endpoint string, f Fault, after bool, decided token
 			// The introspection analogue: a 200 without the required "active" member.
 			return tokenResponse{status: http.StatusOK, body: map[string]any{"token_type": "refresh_token"}}.answer(), true
 		}
-		body := map[string]any{"token_type": "Bearer", "expires_in": fakefault.CeilSeconds(s.opts.AccessLifetime)}
+		body := map[string]any{"token_type": "Bearer", "expires_in": fakefault.CeilSeconds(s.currentAccessLifetime())}
 		if after && decided.status == http.StatusOK {
 			for _, k := range []string{"refresh_token", "refresh_token_expires_in"} {
 				if v, ok := decided.body[k]; ok {
@@ -200,7 +200,7 @@ func (s *Server) grant(r *http.Request, rec *requestRecord) tokenResponse {
 	body := map[string]any{
 		"access_token": red.Access,
 		"token_type":   "Bearer",
-		"expires_in":   fakefault.CeilSeconds(s.opts.AccessLifetime),
+		"expires_in":   fakefault.CeilSeconds(s.currentAccessLifetime()),
 	}
 	if s.opts.NoRotation {
 		if !red.ExpiresAt.IsZero() {

@@ -295,3 +295,27 @@ func TestIntrospectionLogNeverContainsTokens(t *testing.T) {
 		t.Fatalf("log lacks message, fingerprint or outcome: %s", log)
 	}
 }
+
+// SetAccessLifetime applies to the tokens issued after it, both in expires_in and in
+// what introspection says about the new access token; earlier tokens keep their expiry.
+func TestSetAccessLifetime(t *testing.T) {
+	clk := newClock()
+	s, u := startServer(t, Options{AccessLifetime: 10 * time.Minute, Now: clk.Now})
+	r := post(t, u, s.Seed("fam"))
+	if r.status != http.StatusOK || r.body["expires_in"] != float64(600) {
+		t.Fatalf("before: %d %s", r.status, r.raw)
+	}
+	at1 := r.str("access_token")
+
+	s.SetAccessLifetime(5*time.Minute + 28*time.Second)
+	r = post(t, u, r.str("refresh_token"))
+	if r.status != http.StatusOK || r.body["expires_in"] != float64(328) {
+		t.Fatalf("after: %d %s, want expires_in 328", r.status, r.raw)
+	}
+	if a := ask(t, s, r.str("access_token")); a.body["exp"] != float64(clk.Now().Add(328*time.Second).Unix()) {
+		t.Fatalf("new access token introspects as %s, want exp in 328s", a.raw)
+	}
+	if a := ask(t, s, at1); a.body["exp"] != float64(clk.Now().Add(10*time.Minute).Unix()) {
+		t.Fatalf("earlier access token introspects as %s, want its 10 minutes", a.raw)
+	}
+}
