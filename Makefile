@@ -20,7 +20,7 @@ help:
 	@echo "make lint   gofmt, go vet, staticcheck, workflowcheck"
 	@echo "make build  build bin/worker, bin/starter, bin/fakeoauth"
 	@echo "make soak   bounded soak: 100 credentials, 5 minutes, worker kill -9s and provider faults (SOAK_FLAGS=...)"
-	@echo "make bench  benchmark: 2000 credentials, 60 s tokens, 3 minutes, and the engine's ceiling (BENCH_FLAGS=...)"
+	@echo "make bench  benchmark: the engine's ceiling, then 2000 credentials asking for 35% of it (BENCH_FLAGS=...)"
 
 # The pinned temporal CLI, built from its Go module (about 3 minutes the first time).
 $(TEMPORAL):

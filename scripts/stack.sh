@@ -52,12 +52,16 @@ trap 'exit 130' INT TERM
 
 # WAL with synchronous=normal: a commit does not wait for the disk (it is synced at
 # checkpoints) and still survives the server being killed; SQLite's defaults wait for
-# several fsyncs per transaction and cap the engine at a fifth of the throughput.
+# several fsyncs per transaction and cap the engine at a fifth of the throughput. One
+# partition per task queue: on one node more partitions only add (rate-limited)
+# forwarding between them.
 bin/temporal server start-dev \
   --ip 127.0.0.1 --port "$frontend_port" --ui-port "$ui_port" \
   --ui-codec-endpoint "$codec_endpoint" \
   --db-filename "$data_dir/temporal.db" \
   --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
+  --dynamic-config-value matching.numTaskqueueReadPartitions=1 \
+  --dynamic-config-value matching.numTaskqueueWritePartitions=1 \
   --search-attribute TokenState=Keyword \
   --search-attribute TokenProvider=Keyword \
   --search-attribute TokenExpiresAt=Datetime \

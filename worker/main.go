@@ -157,11 +157,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}()
 	}
 
+	// The SDK's cache is per process; set before the worker exists (see config.Worker).
+	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCacheSize)
 	w := worker.New(c, cfg.TaskQueue, worker.Options{
 		// On SIGTERM, let a running refresh finish: the provider may already have rotated
 		// the token, and cancelling the call would drop the answer (the SDK's default of 0
 		// cancels running activities at once).
 		WorkerStopTimeout: activities.StartToCloseTimeout,
+		// Autoscaling pollers: separate, growing sets for the sticky queue (cached
+		// workflows) and the normal one (new workflows, and those evicted from the cache,
+		// which most are in a large fleet). With the SDK's default, two workflow pollers
+		// shared between both queues, the benchmark's normal queue drained at about ten
+		// tasks a second and a few thousand starts waited there for minutes.
+		WorkflowTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
+		ActivityTaskPollerBehavior: worker.NewPollerBehaviorAutoscaling(worker.PollerBehaviorAutoscalingOptions{}),
 	})
 	w.RegisterWorkflowWithOptions(workflows.CredentialWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	acts := &activities.Activities{

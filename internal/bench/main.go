@@ -79,6 +79,7 @@ type options struct {
 	load          float64
 	stagger       bool
 	startRate     float64
+	workerCache   int
 }
 
 func main() {
@@ -90,11 +91,12 @@ func parseFlags() (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.IntVar(&o.credentials, "credentials", 2000, "number of credentials (workflows bench-00001...)")
-	fs.DurationVar(&o.lifetime, "lifetime", time.Minute, "access token lifetime at the fake provider (refresh_margin is a third of it)")
+	fs.DurationVar(&o.lifetime, "lifetime", time.Minute, "access token lifetime at the fake provider, with -load 0 (refresh_margin is a third of it)")
 	fs.DurationVar(&o.jitter, "jitter", 5*time.Second, "policy.jitter of every credential (at most a tenth of -lifetime takes effect)")
 	fs.DurationVar(&o.duration, "duration", 0, "measurement window, once every credential has committed its first refresh (0: one refresh period of the slowest credential plus 30s, at least 3m)")
-	fs.Float64Var(&o.load, "load", 0, "pick the access token lifetime so that the credentials ask for this fraction of the engine ceiling measured first (e.g. 0.85; 0: use -lifetime)")
-	fs.Float64Var(&o.startRate, "start-rate", 0, "credentials started per second (0: 0.6 of the engine ceiling, or unpaced with -skip-ceiling; negative: unpaced)")
+	fs.Float64Var(&o.load, "load", 0.35, "pick the access token lifetime so that the credentials ask for this fraction of the engine ceiling measured first (0: use -lifetime)")
+	fs.Float64Var(&o.startRate, "start-rate", 0, "credentials started per second (0: 0.35 of the engine ceiling, or unpaced with -skip-ceiling; negative: unpaced)")
+	fs.IntVar(&o.workerCache, "worker-cache", 0, "the worker's TOKENWARDEN_WORKFLOW_CACHE_SIZE (0: its default)")
 	fs.BoolVar(&o.stagger, "stagger", true, "seed every credential with an access token whose expiry spreads the first refreshes evenly over one refresh period, as in a fleet running for a while (false: every seed asks for a refresh at once)")
 	fs.DurationVar(&o.warmup, "warmup", 0, "wait this long after the first refreshes before the window opens (0: open it at once)")
 	fs.IntVar(&o.parallel, "parallel", 16, "credentials (and ceiling workflows) started at once")
@@ -110,6 +112,14 @@ func parseFlags() (options, error) {
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return o, err
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.skipCeiling && !set["load"] {
+		o.load = 0 // the default -load needs the ceiling; without it, -lifetime applies
+	}
+	if set["lifetime"] && !set["load"] {
+		o.load = 0 // a lifetime given is a lifetime meant
+	}
 	switch {
 	case fs.NArg() > 0:
 		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -121,6 +131,8 @@ func parseFlags() (options, error) {
 		return o, errors.New("-jitter: must not be negative")
 	case o.duration < 0 || o.ceilingWindow <= 0:
 		return o, errors.New("-duration: must not be negative; -ceiling-window: must be positive")
+	case o.workerCache < 0:
+		return o, errors.New("-worker-cache: must not be negative")
 	case o.load < 0 || o.load > 2:
 		return o, errors.New("-load: must be between 0 and 2")
 	case o.load > 0 && o.skipCeiling:
@@ -189,6 +201,10 @@ func run() int {
 	}
 	b := &bench{opts: opts}
 	b.setLifetime(opts.lifetime)
+	var workerEnv []string
+	if opts.workerCache > 0 {
+		workerEnv = append(workerEnv, fmt.Sprintf("TOKENWARDEN_WORKFLOW_CACHE_SIZE=%d", opts.workerCache))
+	}
 	lifetime := opts.lifetime.String()
 	if opts.load > 0 {
 		lifetime = fmt.Sprintf("picked for %.0f%% of the ceiling", 100*opts.load)
@@ -206,7 +222,8 @@ func run() int {
 		Lifetime:     opts.lifetime,
 		// Margin 0: the policy's margin is a third of the lifetime, which is the proxy's
 		// floor anyway, taken from each answer's expires_in (so -load may change it).
-		Proxy: harness.ProxyOptions{Margin: 0, Jitter: opts.jitter, Seed: 1},
+		Proxy:     harness.ProxyOptions{Margin: 0, Jitter: opts.jitter, Seed: 1},
+		WorkerEnv: workerEnv,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -308,15 +325,16 @@ func (b *bench) main(ctx context.Context) (*result, error) {
 		ClientID:         clientID,
 		AuthStyle:        "header",
 	}
-	// Starting a credential costs the engine about what a refresh does (a seed activity
-	// between two workflow tasks, plus creating the execution). Unpaced, the starts would
+	// Starting a credential costs the engine about three bare cycles (a seed activity
+	// between two workflow tasks, plus creating the execution and its visibility record:
+	// 24 starts a second against a ceiling of 70 cycles). Unpaced, the starts would
 	// outrun the engine, and the workflow tasks it cannot hand out at once wait in the
 	// task queue's backlog, some of them for minutes. Paced, with every seed's first
 	// refresh due after the last start, the engine carries the starts alone and then
 	// the refreshes alone, evenly phased.
 	startRate := b.opts.startRate
 	if startRate == 0 && !b.opts.skipCeiling {
-		startRate = 0.6 * res.ceiling.rate
+		startRate = 0.35 * res.ceiling.rate
 	}
 	t0 := time.Now()
 	origin := t0 // the first refreshes are phased over one period from here
@@ -428,7 +446,7 @@ loop:
 			res.refreshedAll++
 		}
 	}
-	b.historyCycles(pollCtx, sample, winStart, winStart.Add(res.window), res)
+	b.historyCycles(pollCtx, sample, winStart.Add(res.window), res)
 	if ps, err := harness.ReadProcStats(b.stack.Worker.Pid()); err == nil {
 		res.worker = ps
 		res.workerCPU = ps.CPU - w0.CPU
@@ -669,12 +687,12 @@ const refreshActivity = "Refresh"
 
 // historyCycles measures history events per refresh cycle exactly, on the sampled
 // workflows' current runs: it walks each history and takes the refresh activities
-// scheduled in the window; from the first to the last of them lie (count - 1) whole
-// cycles and (last event ID - first event ID) events. Cycle boundaries, not the window's
-// edges, delimit the count, so a cycle half inside the window does not skew it. A
-// workflow with fewer than two refreshes in its current run's part of the window (it
-// continued as new in the window) is skipped.
-func (b *bench) historyCycles(ctx context.Context, ids []string, from, to time.Time, res *result) {
+// scheduled until the window closed; from the first to the last of them lie (count - 1)
+// whole cycles and (last event ID - first event ID) events. Cycle boundaries, not the
+// window's edges, delimit the count, so a cycle cut by an edge does not skew it; cycles
+// before the window count too, since with long lifetimes a window holds about one
+// refresh per credential. A run with fewer than two refreshes is skipped.
+func (b *bench) historyCycles(ctx context.Context, ids []string, to time.Time, res *result) {
 	for _, id := range ids {
 		var first, last int64
 		n := 0
@@ -688,7 +706,7 @@ func (b *bench) historyCycles(ctx context.Context, ids []string, from, to time.T
 			}
 			at := ev.GetEventTime().AsTime()
 			attrs := ev.GetActivityTaskScheduledEventAttributes()
-			if attrs == nil || attrs.GetActivityType().GetName() != refreshActivity || at.Before(from) || at.After(to) {
+			if attrs == nil || attrs.GetActivityType().GetName() != refreshActivity || at.After(to) {
 				continue
 			}
 			if n == 0 {
@@ -983,7 +1001,7 @@ func (res *result) print(b *bench) {
 	}
 	t.Row("history events per refresh cycle", fmt.Sprintf("%.1f", epc),
 		verdict(res.histCycles > 0 && epc <= targetEvents, "<= 12")+
-			fmt.Sprintf("; %d sampled workflows: events from the first to the last refresh scheduled in the window / the cycles between them (%d events, %d cycles; %d skipped: fewer than two refreshes in the run)", res.histUsed, res.histEvents, res.histCycles, res.histRuns))
+			fmt.Sprintf("; %d sampled workflows: events from the first to the last refresh scheduled in the run / the cycles between them (%d events, %d cycles; %d skipped: fewer than two refreshes in the run)", res.histUsed, res.histEvents, res.histCycles, res.histRuns))
 	t.Row("worker peak RSS", fmt.Sprintf("%.1f MiB", float64(res.worker.PeakRSS)/(1<<20)),
 		verdict(res.worker.PeakRSS > 0 && res.worker.PeakRSS <= targetRSS, "<= 200 MiB")+fmt.Sprintf("; VmHWM of the worker process (RSS at the end %.1f MiB)", float64(res.worker.RSS)/(1<<20)))
 	cpr := 0.0

@@ -118,16 +118,33 @@ func (c *Codec) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error
 	return out, nil
 }
 
-// Codecs is the codec chain, outermost first: encryption, then zlib compression, which
-// compresses a payload only when that makes it smaller. Encoding runs the chain from the
-// end (compress, then encrypt), decoding from the start. The worker's data converter
-// and its HTTP codec endpoint use this same chain.
+// Codecs is the codec chain, outermost first: encryption, then a reader of the zlib
+// compression earlier versions applied before encrypting. Encoding runs the chain from
+// the end, decoding from the start. The worker's data converter and its HTTP codec
+// endpoint use this same chain.
 func Codecs(ring *keyring.Keyring) []converter.PayloadCodec {
-	return []converter.PayloadCodec{New(ring), converter.NewZlibCodec(converter.ZlibCodecOptions{AlwaysEncode: false})}
+	return []converter.PayloadCodec{New(ring), zlibReader{converter.NewZlibCodec(converter.ZlibCodecOptions{})}}
 }
 
-// DataConverter is the SDK's default data converter with every payload compressed
-// (when that helps) and encrypted with ring.
+// zlibReader decompresses payloads that were compressed with zlib (histories written
+// before tokenwarden stopped compressing) and compresses nothing. The SDK's zlib codec
+// allocates a new compressor of about 600 KB for every payload it encodes: at a few
+// hundred payloads a second that was most of the worker's garbage and a good part of
+// its CPU, to save a few hundred bytes on payloads of a few hundred bytes. And
+// compressing before encrypting would make the ciphertext's length depend on what the
+// plaintext repeats.
+type zlibReader struct{ zlib converter.PayloadCodec }
+
+func (z zlibReader) Encode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	return payloads, nil
+}
+
+func (z zlibReader) Decode(payloads []*commonpb.Payload) ([]*commonpb.Payload, error) {
+	return z.zlib.Decode(payloads)
+}
+
+// DataConverter is the SDK's default data converter with every payload encrypted with
+// ring.
 func DataConverter(ring *keyring.Keyring) converter.DataConverter {
 	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), Codecs(ring)...)
 }

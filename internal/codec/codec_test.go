@@ -42,7 +42,6 @@ type seed struct {
 
 func TestRoundTripHidesPlaintext(t *testing.T) {
 	dc := DataConverter(ring(t, "k1", "k1"))
-	// Long enough for zlib to pay off, short enough not to.
 	for _, v := range []seed{{secret}, {strings.Repeat(secret, 50)}} {
 		p, err := dc.ToPayload(v)
 		if err != nil {
@@ -58,6 +57,36 @@ func TestRoundTripHidesPlaintext(t *testing.T) {
 		if err := dc.FromPayload(p, &got); err != nil || got != v {
 			t.Fatalf("round trip: %v, %+v", err, got)
 		}
+	}
+}
+
+// Histories written while payloads were compressed before encryption still decode, and
+// nothing new is compressed.
+func TestReadsCompressedPayloadsWritesPlain(t *testing.T) {
+	r := ring(t, "k1", "k1")
+	old := converter.NewCodecDataConverter(converter.GetDefaultDataConverter(),
+		New(r), converter.NewZlibCodec(converter.ZlibCodecOptions{AlwaysEncode: true}))
+	v := seed{strings.Repeat(secret, 20)}
+	p, err := old.ToPayload(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err := New(r).Decode([]*commonpb.Payload{p})
+	if err != nil || string(inner[0].Metadata["encoding"]) != "binary/zlib" {
+		t.Fatalf("the old chain did not compress: %v, %v", err, inner)
+	}
+	var got seed
+	if err := DataConverter(r).FromPayload(p, &got); err != nil || got != v {
+		t.Fatalf("compressed payload: %v, %+v", err, got)
+	}
+
+	q, err := DataConverter(r).ToPayload(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inner, err = New(r).Decode([]*commonpb.Payload{q})
+	if err != nil || string(inner[0].Metadata["encoding"]) != "json/plain" {
+		t.Fatalf("new payload's inner encoding: %v, %v, want json/plain", err, inner)
 	}
 }
 

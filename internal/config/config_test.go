@@ -62,7 +62,7 @@ func TestTokenAPIVariables(t *testing.T) {
 		t.Errorf("TokenClient variables = %v, want TOKENWARDEN_API_KEY, TOKENWARDEN_TOKEN_API", names)
 	}
 
-	w := Worker{ProviderTimeout: 1, LeaseDuration: 2, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite}, NotifyFormat: "json", NotifyTimeout: 1, TokenAPIRate: 10, TokenAPIBurst: 20}
+	w := Worker{ProviderTimeout: 1, LeaseDuration: 2, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite}, NotifyFormat: "json", NotifyTimeout: 1, TokenAPIRate: 10, TokenAPIBurst: 20, WorkflowCacheSize: 2000}
 	if err := w.Check(); err != nil {
 		t.Fatalf("valid config refused: %v", err)
 	}
@@ -70,11 +70,12 @@ func TestTokenAPIVariables(t *testing.T) {
 		func(w *Worker) { w.TokenAPIRate = 0 },
 		func(w *Worker) { w.TokenAPIRate = -1 },
 		func(w *Worker) { w.TokenAPIBurst = 0 },
+		func(w *Worker) { w.WorkflowCacheSize = 0 },
 	} {
 		c := w
 		bad(&c)
 		if err := c.Check(); err == nil {
-			t.Errorf("Check accepted rate %v burst %d", c.TokenAPIRate, c.TokenAPIBurst)
+			t.Errorf("Check accepted rate %v burst %d cache %d", c.TokenAPIRate, c.TokenAPIBurst, c.WorkflowCacheSize)
 		}
 	}
 

@@ -50,15 +50,28 @@ func Trampoline(prog string) {
 	os.Exit(127)
 }
 
-// devServerSQLiteArgs put the dev server's SQLite file in write-ahead-log mode with
-// synchronous=NORMAL (scripts/stack.sh, behind `make run`, does the same). A commit then
-// appends to the log without waiting for the disk, which is synced at checkpoints;
-// committed transactions still survive the server process being killed, which is what
-// the soak does to it. With SQLite's defaults (a rollback journal, synchronous=FULL)
-// every transaction waits for several fsyncs, and on a 2-core development machine the
-// engine then tops out at about 15 workflow cycles a second instead of about 70.
-func devServerSQLiteArgs() []string {
-	return []string{"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"}
+// devServerArgs tune the dev server for a fleet of thousands of workflows on one
+// machine (scripts/stack.sh, behind `make run`, does the same but for the cache):
+//
+//   - SQLite in write-ahead-log mode with synchronous=NORMAL: a commit appends to the
+//     log without waiting for the disk, which is synced at checkpoints; committed
+//     transactions still survive the server process being killed, which is what the
+//     soak does to it. With SQLite's defaults (a rollback journal, synchronous=FULL)
+//     every transaction waits for several fsyncs, and on a 2-core machine the engine
+//     then tops out at about 15 workflow cycles a second instead of 55-70.
+//   - One partition per task queue instead of four: on a single node partitions only
+//     add forwarding, which is rate limited, so tasks that land in a partition without
+//     a waiting poller queued there for tens of seconds.
+//   - A mutable-state cache of 16384 workflows instead of the dev server's 8096: a
+//     workflow that is not cached is read back from SQLite on every task, and the
+//     benchmark runs 10,000 credentials.
+func devServerArgs() []string {
+	return []string{
+		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+		"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+		"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+		"--dynamic-config-value", "history.hostLevelCacheMaxSize=16384",
+	}
 }
 
 // StackOptions configures StartStack.
@@ -72,6 +85,8 @@ type StackOptions struct {
 	ClientID, ClientSecret string
 	Lifetime               time.Duration
 	Proxy                  ProxyOptions
+	// WorkerEnv adds NAME=value settings to the worker's environment (WorkerEnv).
+	WorkerEnv []string
 }
 
 // Stack is a running dev server, fake provider behind its proxy, and worker. Fields
@@ -131,7 +146,7 @@ func StartStack(ctx context.Context, o StackOptions) (*Stack, error) {
 			"--search-attribute", "TokenState=Keyword",
 			"--search-attribute", "TokenProvider=Keyword",
 			"--search-attribute", "TokenExpiresAt=Datetime",
-		}, devServerSQLiteArgs()...),
+		}, devServerArgs()...),
 		Stdout: serverLog,
 		Stderr: serverLog,
 	})
@@ -159,7 +174,7 @@ func StartStack(ctx context.Context, o StackOptions) (*Stack, error) {
 	if err != nil {
 		return s, err
 	}
-	s.Worker = NewWorker(o.Name, o.Worker, s.workerLog, WorkerEnv(s.Server.FrontendHostPort(), s.DataDir, o.TaskQueue))
+	s.Worker = NewWorker(o.Name, o.Worker, s.workerLog, append(WorkerEnv(s.Server.FrontendHostPort(), s.DataDir, o.TaskQueue), o.WorkerEnv...))
 	if err := s.Worker.Start(); err != nil {
 		return s, err
 	}
