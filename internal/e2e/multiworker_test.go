@@ -8,18 +8,13 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
@@ -27,79 +22,9 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/store/storetest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
-
-// The PostgreSQL server the e2e tests use, as in internal/store's tests: 127.0.0.1:5432
-// with trust authentication on CI, TOKENWARDEN_TEST_POSTGRES_DSN elsewhere, or
-// TOKENWARDEN_TEST_POSTGRES=skip to skip deliberately. Unreachable is a failure.
-const (
-	e2ePostgresDSNEnv     = "TOKENWARDEN_TEST_POSTGRES_DSN"
-	e2ePostgresSkipEnv    = "TOKENWARDEN_TEST_POSTGRES"
-	e2eDefaultPostgresDSN = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-)
-
-// postgresSchema creates a private, randomly named schema on the test PostgreSQL,
-// dropped with everything in it when t ends, and returns a DSN whose search_path
-// points at it (the worker creates its tables in the first schema of search_path).
-func postgresSchema(t *testing.T) (schema, dsn string) {
-	t.Helper()
-	if os.Getenv(e2ePostgresSkipEnv) == "skip" {
-		t.Skipf("%s=skip: PostgreSQL tests skipped", e2ePostgresSkipEnv)
-	}
-	base := os.Getenv(e2ePostgresDSNEnv)
-	if base == "" {
-		base = e2eDefaultPostgresDSN
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, base)
-	if err == nil {
-		err = conn.Ping(ctx)
-	}
-	if err != nil {
-		t.Fatalf("cannot reach the test PostgreSQL at %s: %v\n"+
-			"This test needs a PostgreSQL server. Start one (on the CI machine: "+
-			"pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start), or set %s "+
-			"to the DSN of a database where the tests may create and drop schemas "+
-			"(default %q), or set %s=skip to skip it explicitly.",
-			store.DescribePostgresDSN(base), err, e2ePostgresDSNEnv, e2eDefaultPostgresDSN, e2ePostgresSkipEnv)
-	}
-	b := make([]byte, 8)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	schema = "tw_e2e_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
-		conn.Close(ctx)
-		t.Fatalf("create schema %s: %v", schema, err)
-	}
-	conn.Close(ctx)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop test schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("drop test schema %s: %v", schema, err)
-		}
-	})
-	if strings.HasPrefix(base, "postgres://") || strings.HasPrefix(base, "postgresql://") {
-		u, err := url.Parse(base)
-		if err != nil {
-			t.Fatalf("%s is not a valid URL", e2ePostgresDSNEnv)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return schema, u.String()
-	}
-	return schema, base + " search_path=" + schema
-}
 
 // startMultiCredential is startCredential with the policy of the many-workers test
 // (retry_max 3s) and introspection on.
@@ -205,7 +130,7 @@ func pendingRefreshWorkerPID(t *testing.T, id string) (int, string) {
 func TestMultiWorkerPostgresKill9(t *testing.T) {
 	t.Parallel()
 	const numCreds = 12
-	schema, dsn := postgresSchema(t)
+	schema, dsn := storetest.PostgresSchema(t)
 	e := newEnv(t)
 	fake := startFake(t, fakeoauth.Options{AccessLifetime: 3 * time.Second})
 	pgEnv := []string{"TOKENWARDEN_STORE=postgres", "TOKENWARDEN_POSTGRES_DSN=" + dsn}
