@@ -80,6 +80,7 @@ type options struct {
 	stagger       bool
 	startRate     float64
 	workerCache   int
+	ceilingUpsert bool
 }
 
 func main() {
@@ -106,6 +107,7 @@ func parseFlags() (options, error) {
 	fs.DurationVar(&o.ceilingWarmup, "ceiling-warmup", 10*time.Second, "ceiling: run this long after the last start before measuring")
 	fs.DurationVar(&o.ceilingWindow, "ceiling-window", 30*time.Second, "ceiling: measurement window")
 	fs.BoolVar(&o.skipCeiling, "skip-ceiling", false, "do not measure the engine ceiling")
+	fs.BoolVar(&o.ceilingUpsert, "ceiling-upsert", false, "the bare cycle also upserts one search attribute (TokenExpiresAt), as a credential's cycle does: what that costs the engine")
 	fs.StringVar(&o.temporal, "temporal", "bin/temporal", "path of the temporal CLI (dev server)")
 	fs.StringVar(&o.worker, "worker", "bin/worker", "path of the worker binary")
 	fs.BoolVar(&o.keep, "keep", false, "keep the run's directory (server.log, worker.log, data/)")
@@ -681,6 +683,13 @@ func sampleIDs(ids []string, n int) []string {
 	return out
 }
 
+func upsertNote(upsert bool) string {
+	if upsert {
+		return " + search-attribute upsert"
+	}
+	return ""
+}
+
 // refreshActivity is the activity type of a refresh: the method name the worker
 // registers (activities.Activities.Refresh).
 const refreshActivity = "Refresh"
@@ -873,8 +882,9 @@ type ceilingResult struct {
 
 // ceilingInput tells a ceiling workflow how long to loop.
 type ceilingInput struct {
-	Until time.Time     `json:"until"`
-	Timer time.Duration `json:"timer"`
+	Until  time.Time     `json:"until"`
+	Timer  time.Duration `json:"timer"`
+	Upsert bool          `json:"upsert,omitempty"`
 }
 
 // benchCeilingWorkflow is the engine's bare cycle: one no-op activity, one short timer,
@@ -885,6 +895,12 @@ func benchCeilingWorkflow(ctx workflow.Context, in ceilingInput) (int, error) {
 	for workflow.Now(ctx).Before(in.Until) {
 		if err := workflow.ExecuteActivity(actx, ceilingActivity).Get(ctx, nil); err != nil {
 			return n, err
+		}
+		if in.Upsert {
+			// What a credential's cycle adds: TokenExpiresAt moves with every refresh.
+			if err := workflow.UpsertTypedSearchAttributes(ctx, workflows.SearchExpiresAt.ValueSet(workflow.Now(ctx))); err != nil {
+				return n, err
+			}
 		}
 		if err := workflow.Sleep(ctx, in.Timer); err != nil {
 			return n, err
@@ -921,7 +937,7 @@ func (b *bench) runCeiling(ctx context.Context) (ceilingResult, error) {
 	fmt.Printf("bench: engine ceiling: starting %d bare workflows (activity + %s timer) on task queue %s\n", len(ids), b.opts.ceilingTimer, ceilingQueue)
 	started, _ := startAll(ctx, "ceiling workflows", ids, b.opts.parallel, 0, func(ctx context.Context, id string) error {
 		_, err := b.stack.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: ceilingQueue},
-			ceilingWorkflow, ceilingInput{Until: until, Timer: b.opts.ceilingTimer})
+			ceilingWorkflow, ceilingInput{Until: until, Timer: b.opts.ceilingTimer, Upsert: b.opts.ceilingUpsert})
 		return err
 	})
 	if started == 0 {
@@ -1022,7 +1038,7 @@ func (res *result) print(b *bench) {
 			sat = "NOT saturated: the workflows asked for no more; the ceiling is higher"
 		}
 		t.Row("engine ceiling", fmt.Sprintf("%.2f cycles/s", c.rate),
-			fmt.Sprintf("%d bare workflows (no-op activity + %s timer), %d cycles in %s, before the credentials started; %s (at most %.0f/s)", c.workflows, b.opts.ceilingTimer, c.cycles, c.window.Round(time.Second), sat, c.demand))
+			fmt.Sprintf("%d bare workflows (no-op activity + %s timer%s), %d cycles in %s, before the credentials started; %s (at most %.0f/s)", c.workflows, b.opts.ceilingTimer, upsertNote(b.opts.ceilingUpsert), c.cycles, c.window.Round(time.Second), sat, c.demand))
 		ratio := 0.0
 		if c.rate > 0 {
 			ratio = rate / c.rate
