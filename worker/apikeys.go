@@ -19,8 +19,6 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/internal/apikeys"
 	"github.com/tokenwarden/tokenwarden/internal/config"
-	"github.com/tokenwarden/tokenwarden/internal/keyring"
-	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
 // apiKeyCommands are the API key flags; at most one command may be given.
@@ -70,19 +68,14 @@ func runAPIKeyCommand(c apiKeyCommands, cfg config.Worker, stdout, stderr io.Wri
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ring, err := keyring.LoadFile(cfg.KeyFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "worker: %v\n", err)
-		return 2
-	}
-	tokens, desc, err := store.Open(ctx, cfg.Store, cfg.SqlitePath, cfg.PostgresDSN, ring)
-	if err != nil {
-		fmt.Fprintf(stderr, "worker: open token store %s: %v\n", desc, err)
-		return 1
+	tokens, _, desc, code := openCommandStore(ctx, cfg, stderr)
+	if tokens == nil {
+		return code
 	}
 	defer tokens.Close()
 
 	var what string
+	var err error
 	switch {
 	case c.create != "":
 		what = "-apikey-create"

@@ -58,15 +58,9 @@ func runKeyCommand(k keyCommands, cfg config.Worker, stdout, stderr io.Writer) i
 		return 0
 	}
 
-	ring, err := keyring.LoadFile(cfg.KeyFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "worker: %v\n", err)
-		return 2
-	}
-	tokens, desc, err := store.Open(ctx, cfg.Store, cfg.SqlitePath, cfg.PostgresDSN, ring)
-	if err != nil {
-		fmt.Fprintf(stderr, "worker: open token store %s: %v\n", desc, err)
-		return 1
+	tokens, ring, desc, code := openCommandStore(ctx, cfg, stderr)
+	if tokens == nil {
+		return code
 	}
 	defer tokens.Close()
 
@@ -86,6 +80,23 @@ func runKeyCommand(k keyCommands, cfg config.Worker, stdout, stderr io.Writer) i
 // returns an error if it was interrupted, if a record could not be resealed, or if
 // records under other keys remain at the end (written meanwhile by a worker still
 // sealing with an old primary key).
+// openCommandStore loads the key file and opens the token store for one of the worker's
+// store commands (keys and API keys). On failure it says why on stderr and returns a nil
+// store with the exit code: 2 for the key file, 1 for the store.
+func openCommandStore(ctx context.Context, cfg config.Worker, stderr io.Writer) (store.Store, *keyring.Keyring, string, int) {
+	ring, err := keyring.LoadFile(cfg.KeyFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return nil, nil, "", 2
+	}
+	tokens, desc, err := store.Open(ctx, cfg.Store, cfg.SqlitePath, cfg.PostgresDSN, ring)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: open token store %s: %v\n", desc, err)
+		return nil, nil, desc, 1
+	}
+	return tokens, ring, desc, 0
+}
+
 func rotateKeys(ctx context.Context, st store.Store, ring *keyring.Keyring, desc string, every int, out io.Writer) error {
 	primary := ring.PrimaryID()
 	counts, err := st.KeyIDs(ctx)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,17 +17,7 @@ import (
 // SQLite file open. It returns stdout and stderr apart.
 func (e *env) runWorkerCommand(args ...string) (code int, stdout, stderr string) {
 	e.t.Helper()
-	cmd := exec.Command(stack.workerBin, args...)
-	cmd.Env = e.vars()
-	var out, errOut strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode(), out.String(), errOut.String()
-	} else if err != nil {
-		e.t.Fatalf("run worker %v: %v", args, err)
-	}
-	return 0, out.String(), errOut.String()
+	return e.runSplit(stack.workerBin, args...)
 }
 
 // runStarterSplit runs the starter binary with the test's environment and returns its
@@ -34,7 +25,13 @@ func (e *env) runWorkerCommand(args ...string) (code int, stdout, stderr string)
 // stdout, and that is what a script captures.
 func (e *env) runStarterSplit(args ...string) (code int, stdout, stderr string) {
 	e.t.Helper()
-	cmd := exec.Command(stack.starterBin, args...)
+	return e.runSplit(stack.starterBin, args...)
+}
+
+// runSplit runs bin with the test's environment; stdout and stderr come back apart.
+func (e *env) runSplit(bin string, args ...string) (code int, stdout, stderr string) {
+	e.t.Helper()
+	cmd := exec.Command(bin, args...)
 	cmd.Env = e.vars()
 	var out, errOut strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -42,7 +39,7 @@ func (e *env) runStarterSplit(args ...string) (code int, stdout, stderr string) 
 	if ee, ok := err.(*exec.ExitError); ok {
 		return ee.ExitCode(), out.String(), errOut.String()
 	} else if err != nil {
-		e.t.Fatalf("run starter %v: %v", args, err)
+		e.t.Fatalf("run %s %v: %v", filepath.Base(bin), args, err)
 	}
 	return 0, out.String(), errOut.String()
 }
