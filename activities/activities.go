@@ -6,7 +6,6 @@ package activities
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
@@ -72,6 +72,11 @@ type Activities struct {
 	Metrics *metrics.Activity
 	// SinkWebhooks delivers webhook sinks (sink.go); nil refuses them.
 	SinkWebhooks SinkDeliverer
+	// Seeds opens sealed seeds (seed.go); nil refuses them.
+	Seeds *seal.Sealer
+	// AllowPlaintextSeeds accepts seeds sent in plaintext: for local development only,
+	// since such a seed is readable in the workflow's history.
+	AllowPlaintextSeeds bool
 }
 
 // ParentRefresher asks another credential's workflow to refresh now. The worker
@@ -106,79 +111,6 @@ type FailureDetail struct {
 	RetryAfter  time.Duration `json:"retry_after,omitempty"`
 	// InterruptedAt is set when the failure follows an attempt that died mid-refresh.
 	InterruptedAt time.Time `json:"interrupted_at,omitempty"`
-}
-
-// SeedRequest stores human-supplied grant material as the credential's next version.
-type SeedRequest struct {
-	CredentialID    string
-	Provider        string
-	RefreshToken    string
-	ClientSecret    string
-	Username        string
-	Password        string
-	AccessToken     string
-	AccessExpiresAt time.Time
-}
-
-// SeedResult is the stored version.
-type SeedResult struct {
-	Version         int64
-	AccessExpiresAt time.Time
-	SeededAt        time.Time
-}
-
-// Seed writes the material as the next version of the record, whatever was there: a
-// human's reseed always wins. A retried Seed writes the same material again, which is
-// harmless: nothing was presented to the provider.
-func (a *Activities) Seed(ctx context.Context, req SeedRequest) (SeedResult, error) {
-	if req.CredentialID == "" {
-		return SeedResult{}, temporal.NewNonRetryableApplicationError("seed: credential id is empty", ErrTypeInvalidInput, nil)
-	}
-	p, err := a.Providers.Lookup(req.Provider)
-	if err != nil {
-		return SeedResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
-	}
-	if err := p.ValidateGrant(provider.Grant{RefreshToken: req.RefreshToken, ClientSecret: req.ClientSecret,
-		Username: req.Username, Password: req.Password, AccessToken: req.AccessToken}); err != nil {
-		return SeedResult{}, temporal.NewNonRetryableApplicationError("seed."+err.Error(), ErrTypeInvalidInput, nil)
-	}
-	rec := store.Record{
-		ID:       req.CredentialID,
-		Provider: req.Provider,
-		Secrets: store.Secrets{
-			RefreshToken: req.RefreshToken,
-			ClientSecret: req.ClientSecret,
-			Username:     req.Username,
-			Password:     req.Password,
-			AccessToken:  req.AccessToken,
-		},
-		AccessExpiresAt: req.AccessExpiresAt.UTC(),
-	}
-	if req.ClientSecret == "" || req.Username == "" || req.Password == "" {
-		// A reseed that brings only a new refresh token keeps the client secret and the
-		// login already stored.
-		if old, err := a.Store.Get(ctx, req.CredentialID); err == nil {
-			keep := func(field *string, old string) {
-				if *field == "" {
-					*field = old
-				}
-			}
-			keep(&rec.Secrets.ClientSecret, old.Secrets.ClientSecret)
-			keep(&rec.Secrets.Username, old.Secrets.Username)
-			keep(&rec.Secrets.Password, old.Secrets.Password)
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return SeedResult{}, storeError("read credential before seeding", err)
-		}
-	}
-	if req.AccessToken == "" {
-		rec.AccessExpiresAt = time.Time{}
-	}
-	saved, err := a.Store.Put(ctx, rec)
-	if err != nil {
-		return SeedResult{}, storeError("store seed", err)
-	}
-	a.logger().Info("credential seeded", "credential", req.CredentialID, "provider", req.Provider, "version", saved.Version)
-	return SeedResult{Version: saved.Version, AccessExpiresAt: saved.AccessExpiresAt, SeededAt: saved.UpdatedAt}, nil
 }
 
 func storeError(what string, err error) error {

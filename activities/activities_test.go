@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
@@ -18,8 +19,9 @@ func TestSeedRejectsIncompleteMaterial(t *testing.T) {
 		req  activities.SeedRequest
 		want string
 	}{
-		{"no credential id", activities.SeedRequest{Provider: providers.OAuth2, RefreshToken: "rt_Abc0123456789abcdefXYZ"}, "credential id"},
-		{"no refresh token", activities.SeedRequest{CredentialID: credID, Provider: providers.OAuth2, ClientSecret: testClientSecret}, "refresh_token"},
+		{"no credential id", activities.SeedRequest{Provider: providers.OAuth2, Config: h.config(),
+			Seed: h.sealedSeed(credID, seal.Seed{RefreshToken: "rt_Abc0123456789abcdefXYZ"}).Seed}, "credential id"},
+		{"no refresh token", h.sealedSeed(credID, seal.Seed{ClientSecret: testClientSecret}), "refresh_token"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -28,7 +30,7 @@ func TestSeedRejectsIncompleteMaterial(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not mention %q", err, tc.want)
 			}
-			h.assertNoSecrets(err, tc.req.RefreshToken, tc.req.ClientSecret)
+			h.assertNoSecrets(err, "rt_Abc0123456789abcdefXYZ", testClientSecret)
 		})
 	}
 	if recs, err := h.sqlite.List(context.Background()); err != nil || len(recs) != 0 {
@@ -39,17 +41,16 @@ func TestSeedRejectsIncompleteMaterial(t *testing.T) {
 func TestSeedStoresMaterial(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	expires := h.clock.Now().Add(20 * time.Minute)
-	res := h.seedMaterial(activities.SeedRequest{
-		CredentialID: credID, Provider: providers.OAuth2,
+	res := h.seedMaterial(h.sealedSeed(credID, seal.Seed{
 		RefreshToken: "rt_First0123456789abcdefXYZ", ClientSecret: testClientSecret,
 		AccessToken: "at_First0123456789abcdefXYZ", AccessExpiresAt: expires,
-	})
+	}))
 	if res.Version != 1 || !res.AccessExpiresAt.Equal(expires) || !res.SeededAt.Equal(h.clock.Now()) {
 		t.Fatalf("result %+v", res)
 	}
 	rec := h.get(credID)
 	want := store.Secrets{RefreshToken: "rt_First0123456789abcdefXYZ", ClientSecret: testClientSecret, AccessToken: "at_First0123456789abcdefXYZ"}
-	if rec.Secrets != want || rec.Provider != providers.OAuth2 || !rec.AccessExpiresAt.Equal(expires) {
+	if secretsOf(rec.Secrets) != want || rec.Provider != providers.OAuth2 || !rec.AccessExpiresAt.Equal(expires) {
 		t.Fatalf("stored %+v", rec)
 	}
 	if strings.Contains(h.logs.String(), "First0123456789") || strings.Contains(h.logs.String(), testClientSecret) {
@@ -72,12 +73,12 @@ func TestReseed(t *testing.T) {
 	}
 
 	rt2 := h.fake.Seed("fam") // re-authorisation at the provider revokes rt and its successors
-	seeded := h.seedMaterial(activities.SeedRequest{CredentialID: credID, Provider: providers.OAuth2, RefreshToken: rt2})
+	seeded := h.seedMaterial(h.sealedSeed(credID, seal.Seed{RefreshToken: rt2}))
 	if seeded.Version != 3 || !seeded.AccessExpiresAt.IsZero() {
 		t.Fatalf("reseed result %+v", seeded)
 	}
 	rec := h.get(credID)
-	if rec.Secrets != (store.Secrets{RefreshToken: rt2, ClientSecret: testClientSecret}) {
+	if secretsOf(rec.Secrets) != (store.Secrets{RefreshToken: rt2, ClientSecret: testClientSecret}) {
 		t.Fatalf("reseed stored wrong secrets (refresh token new: %v, client secret kept: %v, access token dropped: %v)",
 			rec.Secrets.RefreshToken == rt2, rec.Secrets.ClientSecret == testClientSecret, rec.Secrets.AccessToken == "")
 	}

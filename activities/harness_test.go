@@ -23,6 +23,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
@@ -82,6 +83,8 @@ type harnessOptions struct {
 	// wrapStore, if set, wraps the real SQLite store (to inject store failures).
 	wrapStore       func(store.Store) store.Store
 	providerTimeout time.Duration
+	// introspect configures the fake's introspection endpoint (see introspecting).
+	introspect bool
 }
 
 // harness is one tokenwarden worker's worth of real parts: a SQLite store in a temp dir,
@@ -93,6 +96,8 @@ type harness struct {
 	fake     *fakeoauth.Server
 	tokenURL string
 	sqlite   *store.SQLite // the real store, also reachable when wrapped
+	sealer   *seal.Sealer  // seals seeds as the starter does
+	opts     harnessOptions
 	acts     *activities.Activities
 	env      *testsuite.TestActivityEnvironment
 	logs     *syncBuffer
@@ -132,8 +137,13 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if opts.wrapStore != nil {
 		st = opts.wrapStore(db)
 	}
+	sealer, err := seal.NewSealer(ring, clk.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := &syncBuffer{}
 	acts := &activities.Activities{
+		Seeds:           sealer,
 		Store:           st,
 		Providers:       providers.Registry(&http.Client{Timeout: 10 * time.Second}, clk.Now),
 		Now:             clk.Now,
@@ -141,7 +151,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		ProviderTimeout: opts.providerTimeout,
 	}
 	env := newActivityEnv(acts)
-	return &harness{t: t, clock: clk, fake: fake, tokenURL: tokenURL, sqlite: db, acts: acts, env: env, logs: logs}
+	return &harness{t: t, clock: clk, fake: fake, tokenURL: tokenURL, sqlite: db, sealer: sealer, opts: opts, acts: acts, env: env, logs: logs}
 }
 
 // newActivityEnv returns an activity test environment for acts whose SDK logger is quiet:
@@ -155,7 +165,11 @@ func newActivityEnv(acts *activities.Activities) *testsuite.TestActivityEnvironm
 }
 
 func (h *harness) config() provider.Config {
-	return provider.Config{TokenURL: h.tokenURL, ClientID: testClientID}
+	cfg := provider.Config{TokenURL: h.tokenURL, ClientID: testClientID}
+	if h.opts.introspect {
+		cfg.IntrospectionURL = h.fake.IntrospectionURL()
+	}
+	return cfg
 }
 
 func (h *harness) request(id string, expected int64) activities.RefreshRequest {
@@ -168,8 +182,32 @@ func (h *harness) request(id string, expected int64) activities.RefreshRequest {
 func (h *harness) seed(id, family, clientSecret string) (string, int64) {
 	h.t.Helper()
 	rt := h.fake.Seed(family)
-	res := h.seedMaterial(activities.SeedRequest{CredentialID: id, Provider: providers.OAuth2, RefreshToken: rt, ClientSecret: clientSecret})
+	res := h.seedMaterial(h.sealedSeed(id, seal.Seed{RefreshToken: rt, ClientSecret: clientSecret}))
 	return rt, res.Version
+}
+
+// sealedSeed is the Seed activity's request for seed, sealed for the credential id with
+// the harness's oauth2 configuration, as the starter seals it.
+func (h *harness) sealedSeed(id string, seed seal.Seed) activities.SeedRequest {
+	h.t.Helper()
+	return h.sealedFor(seal.Request{ID: id, Provider: providers.OAuth2, Config: h.config(), Seed: seed})
+}
+
+// sealedFor is the Seed activity's request for a sealing request of any provider.
+func (h *harness) sealedFor(req seal.Request) activities.SeedRequest {
+	h.t.Helper()
+	env, err := h.sealer.SealFor(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return activities.SeedRequest{CredentialID: req.ID, Provider: req.Provider, Config: req.Config, Seed: env}
+}
+
+// secretsOf is the grant material of stored secrets, without the binding and the seed's
+// identity that the Seed activity records beside it.
+func secretsOf(s store.Secrets) store.Secrets {
+	s.Binding, s.SeedID, s.SeedSealedAt = "", "", time.Time{}
+	return s
 }
 
 func (h *harness) seedMaterial(req activities.SeedRequest) activities.SeedResult {

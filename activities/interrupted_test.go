@@ -25,7 +25,9 @@ import (
 const staleLeaseOwner = "dead-run/3#2"
 
 // introspecting returns the request with the fake's RFC 7662 endpoint configured, so the
-// activity can ask instead of presenting after an interrupted attempt.
+// activity can ask instead of presenting after an interrupted attempt. The credential
+// must have been seeded with it too (harnessOptions.introspect): the stored secrets are
+// bound to the configuration they were seeded for.
 func (h *harness) introspecting(req activities.RefreshRequest) activities.RefreshRequest {
 	req.Config.IntrospectionURL = h.fake.IntrospectionURL()
 	return req
@@ -62,7 +64,7 @@ func (h *harness) assertLeaseNotTakeable(id string) {
 // and the credential is parked without presenting the token a second time, so reuse
 // detection never fires and the family (with the successor nobody stored) survives.
 func TestInterruptedConsumedTokenIsNotPresentedAgain(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t, harnessOptions{introspect: true})
 	rt, v := h.seed(credID, "fam", testClientSecret)
 	stale := h.takeStaleLease(credID)
 	spend(t, h, rt) // the dead attempt's presentation; its answer was never stored
@@ -105,7 +107,7 @@ func TestInterruptedConsumedTokenIsNotPresentedAgain(t *testing.T) {
 // The dead attempt never got through: introspection says the token is live and the
 // refresh goes ahead, presenting it exactly once.
 func TestInterruptedLiveTokenRefreshes(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t, harnessOptions{introspect: true})
 	rt, v := h.seed(credID, "fam", testClientSecret)
 	h.takeStaleLease(credID)
 
@@ -145,7 +147,7 @@ func TestInterruptedIntrospectionTransientKeepsLease(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, harnessOptions{})
+			h := newHarness(t, harnessOptions{introspect: true})
 			rt, v := h.seed(credID, "fam", testClientSecret)
 			h.takeStaleLease(credID)
 			f := tc.fault
@@ -203,7 +205,7 @@ func TestInterruptedIntrospectionTransientKeepsLease(t *testing.T) {
 // The introspection endpoint rejects the client: permanent, nothing presented, lease
 // released for the human who fixes the secret.
 func TestInterruptedIntrospectionRejectsClient(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t, harnessOptions{introspect: true})
 	const wrongSecret = "cs_WrongClientSecretValue_0123456789"
 	rt, v := h.seed(credID, "fam", wrongSecret)
 	stale := h.takeStaleLease(credID)
@@ -229,7 +231,7 @@ func TestInterruptedIntrospectionRejectsClient(t *testing.T) {
 // activity presents straight away, even when it could ask.
 func TestNoStaleLeaseNoIntrospection(t *testing.T) {
 	t.Run("live token", func(t *testing.T) {
-		h := newHarness(t, harnessOptions{})
+		h := newHarness(t, harnessOptions{introspect: true})
 		rt, v := h.seed(credID, "fam", testClientSecret)
 		res := h.mustRefresh(h.introspecting(h.request(credID, v)))
 		if res.Version != v+1 || h.fake.Introspections() != 0 || h.fake.Presentations(rt) != 1 {
@@ -237,7 +239,7 @@ func TestNoStaleLeaseNoIntrospection(t *testing.T) {
 		}
 	})
 	t.Run("spent token", func(t *testing.T) {
-		h := newHarness(t, harnessOptions{})
+		h := newHarness(t, harnessOptions{introspect: true})
 		rt, v := h.seed(credID, "fam", testClientSecret)
 		spend(t, h, rt)
 		_, err := h.refresh(h.introspecting(h.request(credID, v)))
@@ -307,7 +309,7 @@ func TestInterruptedTransientAnswerKeepsLease(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, harnessOptions{})
+			h := newHarness(t, harnessOptions{introspect: tc.introspect})
 			rt, v := h.seed(credID, "fam", testClientSecret)
 			if tc.staleLease {
 				h.takeStaleLease(credID)
@@ -408,7 +410,7 @@ func TestRefreshHeartbeatsWhileProviderIsSlow(t *testing.T) {
 		{"slow introspection", fakeoauth.Fault{Kind: fakeoauth.FaultLatency, Path: fakeoauth.IntrospectionPath, Count: 1, Delay: delay}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, harnessOptions{})
+			h := newHarness(t, harnessOptions{introspect: true})
 			_, v := h.seed(credID, "fam", testClientSecret)
 			if tc.stale {
 				h.takeStaleLease(credID)

@@ -104,11 +104,10 @@ func TestMetricsRefreshOutcomes(t *testing.T) {
 }
 
 func TestMetricsProbe(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
+	h := newHarness(t, harnessOptions{introspect: true})
 	r := withMetrics(h)
 	_, v := h.seed(credID, "fam", testClientSecret)
 	cfg := h.config()
-	cfg.IntrospectionURL = h.fake.IntrospectionURL()
 	probe := func() {
 		t.Helper()
 		if _, err := h.env.ExecuteActivity(h.acts.Probe, activities.ProbeRequest{CredentialID: credID, Provider: "oauth2", Config: cfg}); err != nil {

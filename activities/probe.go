@@ -57,11 +57,14 @@ func (a *Activities) probe(ctx context.Context, req ProbeRequest) (ProbeResult, 
 	if err != nil {
 		return ProbeResult{}, storeError("read credential", err)
 	}
+	if err := checkBinding(rec, req.Provider, req.Config); err != nil {
+		return ProbeResult{}, err
+	}
 	if rec.Secrets.AccessToken == "" {
 		// Nothing to probe is not a dead token: a refresh will produce one.
 		return ProbeResult{Valid: false, CheckedAt: a.now(), Code: "no_access_token", LastUsedAt: rec.LastUsedAt}, nil
 	}
-	parentToken, err := a.parentToken(ctx, req.Config)
+	parentToken, err := a.parentToken(ctx, p, req.Config)
 	if err != nil {
 		return ProbeResult{}, err
 	}

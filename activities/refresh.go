@@ -77,6 +77,9 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 		log.Info("refresh already committed by an earlier attempt", "version", rec.Version)
 		return resultOf(rec, true, false), nil
 	}
+	if err := checkBinding(rec, req.Provider, req.Config); err != nil {
+		return RefreshResult{}, err
+	}
 	// A login-based provider (Zogo with a stored password, SMSBAT ChatHub) needs no refresh
 	// token: its ValidateGrant accepts the stored login instead.
 	if rec.Secrets.RefreshToken == "" && p.ValidateGrant(provider.Grant{ClientSecret: rec.Secrets.ClientSecret,
@@ -111,7 +114,7 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 		Password:     rec.Secrets.Password,
 		AccessToken:  rec.Secrets.AccessToken,
 	}
-	if grant.ParentAccessToken, err = a.parentToken(ctx, req.Config); err != nil {
+	if grant.ParentAccessToken, err = a.parentToken(ctx, p, req.Config); err != nil {
 		a.releaseLease(ctx, req.CredentialID, owner)
 		return RefreshResult{}, err
 	}
@@ -136,6 +139,11 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	faultPoint(FaultAfterProviderBeforeCommit)
 
 	next := rec
+	if next.Secrets.Binding == "" {
+		// Seeded before bindings were recorded: bind it to the configuration it has
+		// been refreshed with (checkBinding).
+		next.Secrets.Binding = string(provider.BindingOf(req.Provider, req.Config))
+	}
 	next.Secrets.AccessToken = tokens.AccessToken
 	next.TokenType = tokens.TokenType
 	next.AccessExpiresAt = tokens.AccessExpiresAt.UTC()
@@ -177,12 +185,18 @@ func (a *Activities) parentRejected(ctx context.Context, id, parent, owner strin
 
 // parentToken reads the parent credential's current access token from the store, for
 // a credential that is minted with it (config.parent); "" when there is no parent. The
-// token is read at this moment and never carried through workflow history.
-func (a *Activities) parentToken(ctx context.Context, cfg provider.Config) (string, error) {
+// token is read at this moment and never carried through workflow history, and only
+// for a parent the child's adapter accepts (checkParent).
+func (a *Activities) parentToken(ctx context.Context, p provider.Provider, cfg provider.Config) (string, error) {
 	if cfg.Parent == "" {
 		return "", nil
 	}
 	prec, err := a.Store.Get(ctx, cfg.Parent)
+	if err == nil {
+		if err := checkParent(p, cfg, prec); err != nil {
+			return "", err
+		}
+	}
 	if err != nil || prec.Secrets.AccessToken == "" {
 		return "", temporal.NewApplicationErrorWithOptions(
 			fmt.Sprintf("parent credential %q has no access token in the store yet", cfg.Parent), ErrTypeTransient,

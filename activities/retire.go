@@ -46,6 +46,11 @@ func (a *Activities) revoke(ctx context.Context, req RetireRequest) {
 	if err != nil {
 		return // already gone, or unreadable: nothing to revoke with
 	}
+	if err := checkBinding(rec, req.Provider, req.Config); err != nil {
+		a.logger().Warn("not revoking at the provider: the configuration differs from the one the credential was seeded for",
+			"credential", req.CredentialID)
+		return
+	}
 	callCtx, cancel := context.WithTimeout(ctx, a.providerTimeout())
 	defer cancel()
 	supported, err := r.Revoke(callCtx, req.Config, provider.Grant{

@@ -37,28 +37,13 @@ func (a *app) start(ctx context.Context, args []string) error {
 		fs.Usage()
 		return fail(exitBadInput, "expected exactly one credential file, got %d arguments", len(pos))
 	}
-	if *secretsPath == "" {
-		return fail(exitBadInput, "-secrets is required: a JSON file with at least refresh_token, or - for standard input")
+	in, err := a.readCredential(pos[0], *secretsPath)
+	if err != nil {
+		return err
 	}
-
-	var in workflows.CredentialInput
-	if err := readJSON(pos[0], a.stdin, &in); err != nil {
-		return fail(exitBadInput, "credential file %s: %v", pos[0], err)
-	}
-	if in.Seed != nil || in.Carried != nil {
-		return fail(exitBadInput, "credential file %s: secrets belong in the -secrets file, not under \"seed\"; \"carried\" is internal", pos[0])
-	}
-	var seed workflows.Seed
-	if err := readJSON(*secretsPath, a.stdin, &seed); err != nil {
-		// Never echo the content: it is secret.
-		return fail(exitBadInput, "secrets %s: %v", displayPath(*secretsPath), err)
-	}
-	in.Seed = &seed
-	if in.ID == "" {
-		return fail(exitBadInput, "credential file %s: id: required", pos[0])
-	}
-	if err := in.Validate(in.ID); err != nil {
-		return fail(exitBadInput, "invalid credential:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	// Sealed before anything is dialled: the seed never reaches Temporal in plaintext.
+	if err := sealInput(ctx, &in); err != nil {
+		return err
 	}
 
 	c, err := a.dial(ctx)

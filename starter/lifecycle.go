@@ -102,10 +102,15 @@ func (a *app) reseed(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := seed.Validate(cur.Provider); err != nil {
+	if err := workflows.ValidateSeed(cur.Provider, seed); err != nil {
 		return fail(exitBadInput, "invalid seed for provider %s:\n  %s", cur.Provider, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
-	st, err := executeUpdate(ctx, c, id, workflows.UpdateReseed, *timeout, seed)
+	// Sealed for the configuration the credential runs with: the reseed confirms it.
+	env, err := sealSeed(ctx, id, cur.Provider, cur.Config, seed)
+	if err != nil {
+		return err
+	}
+	st, err := executeUpdate(ctx, c, id, workflows.UpdateReseed, *timeout, env)
 	if err != nil {
 		return err
 	}

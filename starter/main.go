@@ -5,6 +5,7 @@
 //	starter list [-state S] [-provider P]            list credentials, with counts per state
 //	starter refresh ID                               refresh now (the "refresh" update) and wait
 //	starter reseed ID -secrets FILE|-                hand in new grant material (the "reseed" update)
+//	starter seal CREDENTIAL.json -secrets FILE|-     print the workflow input with the seed sealed, for the temporal CLI
 //	starter retire ID -yes                           delete the secrets and end the workflow
 //	starter setup                                    register the search attributes on the namespace
 //	starter token ID                                 print the current access token (token API, TOKENWARDEN_API_KEY)
@@ -75,6 +76,9 @@ commands:
   list [-state S] [-provider P] [-json]  list credentials and count them per state
   refresh ID                             refresh now and wait; prints the new expiry
   reseed ID -secrets FILE|-              store new grant material (secrets JSON from FILE or stdin)
+  seal CREDENTIAL.json -secrets FILE|- [-seed-only]
+                                         print the workflow input with its seed sealed (or, with
+                                         -seed-only, the sealed seed alone) for the temporal CLI
   retire ID -yes                         delete the credential's secrets and complete its workflow
   setup                                  register the search attributes TokenState, TokenProvider,
                                          TokenExpiresAt on the namespace (idempotent)
@@ -99,7 +103,10 @@ Payloads are encrypted with the worker's key file (TOKENWARDEN_KEY_FILE, default
 TOKENWARDEN_DATA_DIR/keys.json, i.e. data/keys.json) when it is readable, otherwise
 through the worker's codec endpoint (TOKENWARDEN_CODEC_ENDPOINT, default
 http://127.0.0.1:8234/codec, with TOKENWARDEN_CODEC_BEARER_TOKEN); with neither the
-starter refuses to run (exit 2) rather than send secrets in plaintext.
+starter refuses to run (exit 2) rather than send secrets in plaintext. Seeds are
+sealed besides (internal/seal): with the key file, or through the worker's sealing
+endpoint (TOKENWARDEN_SEAL_ENDPOINT, default http://127.0.0.1:8234/seal, with
+TOKENWARDEN_SEAL_BEARER_TOKEN), so that not even the codec endpoint can open them.
 The apikey commands need no Temporal: they open the worker's token store with its key
 file, from the worker's settings (TOKENWARDEN_DATA_DIR, TOKENWARDEN_KEY_FILE,
 TOKENWARDEN_STORE, TOKENWARDEN_SQLITE_PATH, TOKENWARDEN_POSTGRES_DSN).
@@ -144,6 +151,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		cmdErr = a.refresh(ctx, args[1:])
 	case "reseed":
 		cmdErr = a.reseed(ctx, args[1:])
+	case "seal":
+		cmdErr = a.seal(ctx, args[1:]) // starter/seal.go
 	case "retire":
 		cmdErr = a.retire(ctx, args[1:])
 	case "setup":

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
 )
 
 // Secret values used in the secrets inputs below. No failure message may contain them:
@@ -394,6 +396,12 @@ func TestUnreachableServer(t *testing.T) {
 		t.Skip("each case waits for a dial to fail")
 	}
 	addr := setTemporalEnv(t)
+	// start seals the seed before it dials: give it a key to seal with.
+	keyFile := filepath.Join(t.TempDir(), "keys.json")
+	if _, err := keyring.GenerateFile(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TOKENWARDEN_KEY_FILE", keyFile)
 	tests := []struct {
 		name  string
 		args  []string

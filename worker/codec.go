@@ -13,6 +13,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/seal"
 )
 
 // codecServer is the worker's HTTP endpoint: the payload codec for the Web UI, the
@@ -85,4 +86,16 @@ func (s *codecServer) shutdown(logger *slog.Logger) {
 		_ = s.srv.Close()
 	}
 	_ = s.ln.Close()
+}
+
+// mountSeal adds POST /seal (internal/seal) to the worker's HTTP endpoint before it
+// serves: sealing for starters that cannot read the key file, with its own bearer token.
+func mountSeal(srv *codecServer, sealer *seal.Sealer, token string) {
+	if srv == nil {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle(seal.Path, seal.Handler(sealer, token))
+	mux.Handle("/", srv.srv.Handler)
+	srv.srv.Handler = mux
 }

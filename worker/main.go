@@ -30,6 +30,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/notify"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -103,6 +104,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
+	// Seeds are sealed under keys derived for them alone (internal/seal): the codec
+	// endpoint, which holds the payload keys, can never open one.
+	sealer, err := seal.NewSealer(ring, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: refusing to start: %v\n", err)
+		return 2
+	}
+	if cfg.AllowPlaintextSeeds {
+		logger.Warn("TOKENWARDEN_ALLOW_PLAINTEXT_SEEDS is on: seeds sent in plaintext are accepted and readable in workflow history; for local development only")
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -140,6 +152,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	mountTokenAPI(codecSrv, tokens, cfg, logger) // GET /v1/credentials/{id}/token (worker/tokenapi.go)
+	mountSeal(codecSrv, sealer, cfg.SealBearerToken)
 	stopMetrics := wm.serve(ctx, codecSrv, tokens, c, logger)
 	defer stopMetrics()
 	// A codec endpoint that dies takes the worker down with it: the Web UI and the
@@ -181,6 +194,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		LeaseDuration:   cfg.LeaseDuration,
 		Parents:         parentSignaller{client: c},
 		Metrics:         wm.activity,
+		Seeds:           sealer,
+		// Plaintext seeds are refused unless a developer allows them (activities/seed.go).
+		AllowPlaintextSeeds: cfg.AllowPlaintextSeeds,
 	}
 	if notifier != nil { // a nil *Webhook in the interface would not read as "none"
 		acts.Notifier = notifier

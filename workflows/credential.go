@@ -37,6 +37,9 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 	if err := in.Validate(info.WorkflowExecution.ID); err != nil {
 		return Status{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
 	}
+	if err := checkCarried(info, in); err != nil {
+		return Status{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
+	}
 	c := &credential{
 		in:           in,
 		log:          workflow.GetLogger(ctx),
@@ -77,6 +80,27 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 	return c.loop(ctx)
 }
 
+// checkCarried accepts carried state only in a run that a continue-as-new of this very
+// credential started: the server sets ContinuedExecutionRunID, and no client can. Any
+// other input that carries state (a workflow started by hand to take over a
+// credential's stored secrets with its own configuration) is refused.
+func checkCarried(info *workflow.Info, in CredentialInput) error {
+	if in.Carried == nil {
+		return nil
+	}
+	if info.ContinuedExecutionRunID == "" || info.Attempt > 1 || info.CronSchedule != "" {
+		return errors.New("carried: accepted only from a continue-as-new of this credential's own workflow; " +
+			"start a credential with a sealed seed instead (starter start, or starter seal for the temporal CLI)")
+	}
+	if in.Carried.ID != info.WorkflowExecution.ID {
+		return fmt.Errorf("carried.id: %q is not this workflow's ID %q", in.Carried.ID, info.WorkflowExecution.ID)
+	}
+	if in.Carried.Provider != in.Provider {
+		return fmt.Errorf("carried.provider: %q differs from provider %q", in.Carried.Provider, in.Provider)
+	}
+	return nil
+}
+
 // credential is the workflow's in-memory state between events.
 type credential struct {
 	in           CredentialInput
@@ -97,7 +121,7 @@ type credential struct {
 	rescheduled bool
 	// pendingSeeds are validated reseeds waiting for the main loop, which alone runs
 	// activities, so a reseed never races a refresh in the store.
-	pendingSeeds []Seed
+	pendingSeeds []SeedEnvelope
 	// refreshing is true while a refresh round runs; rounds counts finished rounds.
 	// Requests that arrive during a round are coalesced into it.
 	refreshing bool
@@ -169,7 +193,7 @@ func (c *credential) loop(ctx workflow.Context) (Status, error) {
 
 // applySeed stores human-supplied grant material and makes the credential ACTIVE again.
 // Without an access token in the seed, a refresh follows at once.
-func (c *credential) applySeed(ctx workflow.Context, seed Seed) error {
+func (c *credential) applySeed(ctx workflow.Context, seed SeedEnvelope) error {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -182,14 +206,10 @@ func (c *credential) applySeed(ctx workflow.Context, seed Seed) error {
 	var a *activities.Activities
 	var res activities.SeedResult
 	err := workflow.ExecuteActivity(actx, a.Seed, activities.SeedRequest{
-		CredentialID:    c.st.ID,
-		Provider:        c.st.Provider,
-		RefreshToken:    seed.RefreshToken,
-		ClientSecret:    seed.ClientSecret,
-		Username:        seed.Username,
-		Password:        seed.Password,
-		AccessToken:     seed.AccessToken,
-		AccessExpiresAt: seed.AccessExpiresAt,
+		CredentialID: c.st.ID,
+		Provider:     c.st.Provider,
+		Config:       c.st.Config,
+		Seed:         seed,
 	}).Get(ctx, &res)
 	if err != nil {
 		c.st.LastError = "seed failed: " + errorMessage(err)
@@ -202,7 +222,9 @@ func (c *credential) applySeed(ctx workflow.Context, seed Seed) error {
 	c.st.ConsecutiveFailures = 0
 	c.st.RetryNotBefore = time.Time{}
 	c.st.LastError, c.st.LastErrorCode = "", ""
-	c.st.RefreshRequested = c.st.RefreshRequested || seed.AccessToken == ""
+	// Without an access token in the seed, refresh at once. A sealed seed's content only
+	// the activity sees; a plaintext one (histories from before sealing) says it here.
+	c.st.RefreshRequested = c.st.RefreshRequested || (seed.AccessToken == "" && !res.AccessToken)
 	c.st.SeededAt = res.SeededAt
 	c.setState(ctx, StateActive)
 	c.reviewIncident(ctx)

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"github.com/stretchr/testify/suite"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -54,7 +55,7 @@ func input() CredentialInput {
 		Provider: "oauth2",
 		Config:   provider.Config{TokenURL: "https://idp.example/token", ClientID: "app"},
 		Policy:   Policy{Jitter: zero()},
-		Seed:     &Seed{RefreshToken: "rt-seed"},
+		Seed:     &SeedEnvelope{Seed: Seed{RefreshToken: "rt-seed"}},
 	}
 }
 
@@ -384,6 +385,7 @@ func (s *credentialSuite) TestCarriedStatusResumes() {
 		LastRefreshAt: t0.Add(-time.Hour), AccessExpiresAt: t0.Add(10 * time.Minute), RefreshRequested: true}
 	var st Status
 	s.env.RegisterDelayedCallback(func() { st = s.status() }, 30*time.Second)
+	s.env.SetContinuedExecutionRunID("previous-run")
 	s.env.ExecuteWorkflow(WorkflowType, in)
 	s.Require().Len(log.times, 1, "the carried refresh request is served at once")
 	s.Equal(int64(8), st.Version)
@@ -411,7 +413,9 @@ func (s *credentialSuite) TestInvalidInputFailsFastNamingTheField() {
 		field string
 	}{
 		{"unknown provider", func(in *CredentialInput) { in.Provider = "myspace" }, "provider"},
-		{"missing refresh token", func(in *CredentialInput) { in.Seed.RefreshToken = "" }, "seed.refresh_token"},
+		{"missing refresh token", func(in *CredentialInput) { in.Seed.RefreshToken, in.Seed.ClientSecret = "", "cs" }, "seed.refresh_token"},
+		{"malformed sealed seed", func(in *CredentialInput) { in.Seed = &SeedEnvelope{Sealed: "tw2:k:AAAA"} }, "seed.sealed"},
+		{"sealed and plaintext", func(in *CredentialInput) { in.Seed.Sealed = "tw1:k:AAAA" }, "seed"},
 		{"missing seed", func(in *CredentialInput) { in.Seed = nil }, "seed"},
 		{"zero margin", func(in *CredentialInput) { in.Policy.RefreshMargin = zero() }, "policy.refresh_margin"},
 		{"negative retry", func(in *CredentialInput) { in.Policy.RetryInitial = dur(-time.Second) }, "policy.retry_initial"},
@@ -437,8 +441,71 @@ func (s *credentialSuite) TestInvalidInputFailsFastNamingTheField() {
 	}
 }
 
+// Carried state taken from a workflow input that no continue-as-new of this credential
+// produced is how a namespace writer would hijack a credential's stored secrets (its
+// ID is what the store is read by): refused, whatever else the input says.
+func (s *credentialSuite) TestCarriedStatusRefusedOutsideContinueAsNew() {
+	carried := func(id string) *Status { return &Status{ID: id, Provider: "oauth2", State: StateActive, Version: 1000000} }
+	for _, tc := range []struct {
+		name, continuedFrom string
+		carried             *Status
+		field               string
+	}{
+		{"started by hand", "", carried("cred-1"), "carried:"},
+		{"started by hand with another credential's ID", "", carried("victim"), "carried:"},
+		{"continued, but carrying another credential", "previous-run", carried("victim"), "carried.id:"},
+	} {
+		s.Run(tc.name, func() {
+			env := s.NewTestWorkflowEnvironment()
+			env.RegisterWorkflowWithOptions(CredentialWorkflow, workflow.RegisterOptions{Name: WorkflowType})
+			var a *activities.Activities
+			env.RegisterActivity(a)
+			env.SetStartWorkflowOptions(testStartOptions("cred-1"))
+			if tc.continuedFrom != "" {
+				env.SetContinuedExecutionRunID(tc.continuedFrom)
+			}
+			called := false
+			env.SetOnActivityStartedListener(func(*activity.Info, context.Context, converter.EncodedValues) { called = true })
+			in := input()
+			in.Seed = nil
+			in.Config.TokenURL = "http://127.0.0.1:9600/token"
+			in.Carried = tc.carried
+			env.ExecuteWorkflow(WorkflowType, in)
+			s.Require().True(env.IsWorkflowCompleted())
+			var appErr *temporal.ApplicationError
+			s.Require().ErrorAs(env.GetWorkflowError(), &appErr)
+			s.Equal(ErrTypeInvalidInput, appErr.Type())
+			s.True(appErr.NonRetryable())
+			s.Contains(appErr.Error(), tc.field)
+			s.False(called, "no activity may run for a refused input")
+		})
+	}
+}
+
+// A sealed seed passes the workflow untouched: only the Seed activity can open it.
+func (s *credentialSuite) TestSealedSeedGoesToTheActivityAsIs() {
+	s.env.SetStartTime(t0)
+	sealed := SeedEnvelope{Sealed: "tw1:key-1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"}
+	var got activities.SeedRequest
+	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, req activities.SeedRequest) (activities.SeedResult, error) {
+			got = req
+			return activities.SeedResult{Version: 1, SeededAt: s.env.Now(), AccessToken: true, AccessExpiresAt: s.env.Now().Add(time.Hour)}, nil
+		}).Once()
+	var st Status
+	s.env.RegisterDelayedCallback(func() { st = s.status() }, 30*time.Second)
+	s.stopAt(time.Minute)
+	in := input()
+	in.Seed = &sealed
+	s.env.ExecuteWorkflow(WorkflowType, in)
+	s.Equal(sealed, got.Seed)
+	s.Equal(in.Config, got.Config)
+	s.Equal(StateActive, st.State)
+	s.False(st.RefreshRequested, "a seed that brought an access token needs no refresh at once")
+}
+
 func TestSeedValidateNeverEchoesTheSecret(t *testing.T) {
-	err := Seed{RefreshToken: " secret-value "}.Validate("oauth2")
+	err := ValidateSeed("oauth2", Seed{RefreshToken: " secret-value "})
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "secret-value")
 }

@@ -58,7 +58,7 @@ func (s *credentialSuite) TestIncidentEscalatesThenRecoversAfterReseed() {
 	s.env.SetStartTime(t0)
 	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.SeedRequest) (activities.SeedResult, error) {
-			return activities.SeedResult{Version: 10, SeededAt: s.env.Now(), AccessExpiresAt: req.AccessExpiresAt}, nil
+			return activities.SeedResult{Version: 10, SeededAt: s.env.Now(), AccessExpiresAt: req.Seed.AccessExpiresAt}, nil
 		})
 	rounds := 0
 	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(

@@ -63,18 +63,31 @@ func (c *credential) onRefreshUpdate(ctx workflow.Context) (Status, error) {
 	return c.st, nil
 }
 
-// validateReseedUpdate rejects malformed grant material synchronously, before it
-// enters history: the caller learns at once what is wrong.
-func (c *credential) validateReseedUpdate(seed Seed) error {
+// validateReseedUpdate rejects a malformed seed envelope synchronously, before it
+// enters history: the caller learns at once what is wrong. What is inside a sealed
+// seed only the Seed activity can see.
+func (c *credential) validateReseedUpdate(seed SeedEnvelope) error {
 	if c.retireRequested || c.st.State == StateRetired {
 		return errors.New("credential is retired")
 	}
-	return seed.Validate(c.st.Provider)
+	return checkSeed(c.st.Provider, seed)
+}
+
+// checkSeed checks a reseed's envelope, and a plaintext seed's content (which the Seed
+// activity refuses anyway unless the worker allows plaintext seeds).
+func checkSeed(providerName string, seed SeedEnvelope) error {
+	if err := seed.Check(); err != nil {
+		return err
+	}
+	if seed.Plaintext() {
+		return ValidateSeed(providerName, seed.Seed)
+	}
+	return nil
 }
 
 // onReseedUpdate queues the seed for the main loop and returns the status once it is
 // stored (and, without an access token in the seed, once the refresh that follows ran).
-func (c *credential) onReseedUpdate(ctx workflow.Context, seed Seed) (Status, error) {
+func (c *credential) onReseedUpdate(ctx workflow.Context, seed SeedEnvelope) (Status, error) {
 	c.pendingSeeds = append(c.pendingSeeds, seed)
 	target := c.seedsQueued + 1
 	c.seedsQueued++
@@ -121,12 +134,12 @@ func (c *credential) onRefreshNow() {
 }
 
 func (c *credential) onReseed(raw json.RawMessage) {
-	var seed Seed
+	var seed SeedEnvelope
 	if err := json.Unmarshal(raw, &seed); err != nil {
 		c.rejectSignal(SignalReseed, "payload is not a seed object")
 		return
 	}
-	if err := seed.Validate(c.st.Provider); err != nil {
+	if err := checkSeed(c.st.Provider, seed); err != nil {
 		c.rejectSignal(SignalReseed, err.Error())
 		return
 	}

@@ -26,7 +26,7 @@ func (s *credentialSuite) TestProbeOnlyCredentialParksWhenTheTokenDies() {
 	s.stopAt(6 * time.Hour)
 	s.env.ExecuteWorkflow(WorkflowType, CredentialInput{
 		Provider: "baoming",
-		Seed:     &Seed{AccessToken: "bm-token"},
+		Seed:     &SeedEnvelope{Seed: Seed{AccessToken: "bm-token"}},
 	})
 	// The default probe interval for a probe-only provider is one hour; no refresh ever.
 	s.Require().Len(probes, 3)
@@ -68,7 +68,7 @@ func (s *credentialSuite) TestProbeOnlySeedNeedsAnAccessToken() {
 	s.env.ExecuteWorkflow(WorkflowType, CredentialInput{
 		Provider: "baoming",
 		Config:   provider.Config{BaseURL: "https://api.example"},
-		Seed:     &Seed{RefreshToken: "not-what-baoming-uses"},
+		Seed:     &SeedEnvelope{Seed: Seed{RefreshToken: "not-what-baoming-uses"}},
 	})
 	s.Require().True(s.env.IsWorkflowCompleted())
 	s.Require().Error(s.env.GetWorkflowError())
@@ -99,7 +99,7 @@ func (s *credentialSuite) TestDeadTokenRetiredWhenPolicySaysSo() {
 	s.env.ExecuteWorkflow(WorkflowType, CredentialInput{
 		Provider: "baoming",
 		Policy:   Policy{OnInvalid: OnInvalidRetire},
-		Seed:     &Seed{AccessToken: "bm-token"},
+		Seed:     &SeedEnvelope{Seed: Seed{AccessToken: "bm-token"}},
 	})
 	s.Require().True(s.env.IsWorkflowCompleted())
 	var final Status

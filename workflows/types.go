@@ -5,6 +5,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/seal"
 )
 
 // TaskQueue is the one task queue every tokenwarden worker polls.
@@ -168,18 +169,15 @@ func (p Policy) Resolve(probeOnly bool) Timing {
 }
 
 // Seed is grant material a human hands in: at start, or later with the reseed signal.
-// It is secret. The workflow passes it straight to the store and never keeps it.
-type Seed struct {
-	RefreshToken string `json:"refresh_token,omitempty"`
-	ClientSecret string `json:"client_secret,omitempty"`
-	// Username and Password are for providers that log in (Zogo, SMSBAT ChatHub).
-	Username string `json:"username,omitempty"`
-	Password string `json:"password,omitempty"`
-	// AccessToken and AccessExpiresAt may be given when a fresh token is at hand, so
-	// the first refresh waits for the normal time instead of happening at once.
-	AccessToken     string    `json:"access_token,omitempty"`
-	AccessExpiresAt time.Time `json:"access_expires_at,omitzero"`
-}
+// It is secret, and never travels through Temporal in this form: the starter seals it
+// (SeedEnvelope) and only the Seed activity opens it.
+type Seed = seal.Seed
+
+// SeedEnvelope is a seed as the workflow input, the reseed signal and update carry it:
+// {"sealed":"tw1:..."}, which the codec endpoint (and so the Web UI and the temporal
+// CLI) can never open. The workflow passes it straight to the Seed activity, which
+// refuses a plaintext one unless the worker allows it for local development.
+type SeedEnvelope = seal.Envelope
 
 // CredentialInput starts a credential workflow. The workflow ID is the credential ID.
 type CredentialInput struct {
@@ -189,8 +187,9 @@ type CredentialInput struct {
 	Config   provider.Config `json:"config"`
 	Policy   Policy          `json:"policy,omitempty"`
 	// Seed is required on a fresh start and absent after continue-as-new.
-	Seed *Seed `json:"seed,omitempty"`
-	// Carried is the status handed over by continue-as-new; never set it by hand.
+	Seed *SeedEnvelope `json:"seed,omitempty"`
+	// Carried is the status handed over by continue-as-new; never set it by hand: a run
+	// that was not started by a continue-as-new of the same credential refuses it.
 	Carried *Status `json:"carried,omitempty"`
 	// HistoryEventLimit: continue-as-new once the history is this long (default 1000),
 	// even if the server has not suggested it yet. Keeps replays short.

@@ -43,10 +43,15 @@ func (in CredentialInput) Validate(workflowID string) error {
 			"(for oauth2 set config.introspection_url or config.userinfo_url)", in.Provider))
 	}
 	if in.Carried == nil {
-		if in.Seed == nil {
-			errs = append(errs, errors.New("seed: required to start a credential (e.g. seed.refresh_token)"))
-		} else {
-			errs = append(errs, in.Seed.Validate(in.Provider))
+		switch {
+		case in.Seed == nil:
+			errs = append(errs, errors.New(`seed: required to start a credential (a sealed seed, {"sealed":"tw1:..."}, made by "starter seal")`))
+		case in.Seed.Plaintext():
+			// Refused by the Seed activity unless the worker allows it; checked here so
+			// that the starter and a development worker report bad material early.
+			errs = append(errs, in.Seed.Check(), ValidateSeed(in.Provider, in.Seed.Seed))
+		default:
+			errs = append(errs, in.Seed.Check())
 		}
 	}
 	errs = append(errs, activities.CheckSinks(in.Sinks))
@@ -77,16 +82,6 @@ func ValidateID(id string) error {
 	return nil
 }
 
-// Grant is the seed as the provider adapters see it.
-func (s Seed) Grant() provider.Grant {
-	return provider.Grant{
-		RefreshToken: s.RefreshToken,
-		ClientSecret: s.ClientSecret,
-		Username:     s.Username,
-		Password:     s.Password,
-		AccessToken:  s.AccessToken,
-	}
-}
 
 // Validate checks that set durations are positive and that the backoff bounds agree.
 func (p Policy) Validate() error {
@@ -131,10 +126,13 @@ func (p Policy) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Validate checks grant material from a start or a reseed for the named provider: what
-// that provider needs must be there. It never echoes a secret.
-func (s Seed) Validate(providerName string) error {
-	if err := providers.ValidateGrant(providerName, s.Grant()); err != nil {
+// ValidateSeed checks plaintext grant material from a start or a reseed for the named
+// provider, before it is sealed: what that provider needs must be there. It never
+// echoes a secret.
+func ValidateSeed(providerName string, s Seed) error {
+	grant := provider.Grant{RefreshToken: s.RefreshToken, ClientSecret: s.ClientSecret,
+		Username: s.Username, Password: s.Password, AccessToken: s.AccessToken}
+	if err := providers.ValidateGrant(providerName, grant); err != nil {
 		return err
 	}
 	if strings.TrimSpace(s.RefreshToken) != s.RefreshToken {

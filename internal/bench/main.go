@@ -38,6 +38,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/harness"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -352,17 +353,19 @@ func (b *bench) main(ctx context.Context) (*result, error) {
 	res.started, res.startErrors = startAll(ctx, "credentials", b.ids, b.opts.parallel, startRate, func(ctx context.Context, id string) error {
 		seed := b.stack.Fake.Seed(id)
 		b.stack.Proxy.Own(seed, id)
-		in := workflows.CredentialInput{
-			Provider: "oauth2", Config: cfg, Policy: b.policy,
-			Seed: &workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret},
-		}
+		plain := workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret}
 		if b.opts.stagger {
 			// The workflow wakes NextWakeup before this expiry: at now + phase of one
 			// period. The access token itself is never used (no probe, no token API).
-			in.Seed.AccessToken = "bench-seeded-" + id
-			in.Seed.AccessExpiresAt = b.staggeredExpiry(id, time.Now(), origin, phase[id])
+			plain.AccessToken = "bench-seeded-" + id
+			plain.AccessExpiresAt = b.staggeredExpiry(id, time.Now(), origin, phase[id])
 		}
-		_, err := b.stack.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: taskQueue}, workflows.WorkflowType, in)
+		sealed, err := b.stack.Sealer.SealFor(seal.Request{ID: id, Provider: "oauth2", Config: cfg, Seed: plain})
+		if err != nil {
+			return err
+		}
+		in := workflows.CredentialInput{Provider: "oauth2", Config: cfg, Policy: b.policy, Seed: &sealed}
+		_, err = b.stack.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: taskQueue}, workflows.WorkflowType, in)
 		return err
 	})
 	res.startTook = time.Since(t0)

@@ -97,6 +97,12 @@ type Worker struct {
 	CodecCORSOrigins string `split_words:"true" default:"http://localhost:8233,http://127.0.0.1:8233" desc:"browser origins (the Temporal Web UI) allowed to call /codec, comma-separated"`
 	CodecBearerToken string `split_words:"true" desc:"optional token callers of /codec must send as Authorization: Bearer; a secret"`
 
+	// Seeds (internal/seal). Sealing through the worker lets a starter without the key
+	// file seal a seed; whoever may seal may replace any credential's grant, so it needs
+	// its own token and is off without one.
+	SealBearerToken     string `split_words:"true" desc:"token callers of /seal must send as Authorization: Bearer (empty: /seal is off); a secret"`
+	AllowPlaintextSeeds bool   `split_words:"true" default:"false" desc:"accept seeds sent in plaintext; they are then readable in workflow history: local development only"`
+
 	// The token API (GET /v1/credentials/{id}/token on HTTP_ADDR): a token bucket per
 	// API key.
 	TokenAPIRate  float64 `split_words:"true" default:"10" desc:"token API: requests per second each API key may make on average"`
@@ -143,6 +149,8 @@ type Starter struct {
 	TokenStore
 	CodecEndpoint    string `split_words:"true" default:"http://127.0.0.1:8234/codec" desc:"the worker's codec endpoint, used when the key file is not readable (empty: never)"`
 	CodecBearerToken string `split_words:"true" desc:"bearer token for CODEC_ENDPOINT; a secret"`
+	SealEndpoint     string `split_words:"true" default:"http://127.0.0.1:8234/seal" desc:"the worker's sealing endpoint, used when the key file is not readable (empty: never)"`
+	SealBearerToken  string `split_words:"true" desc:"bearer token for SEAL_ENDPOINT; a secret"`
 }
 
 // LoadStarter reads and checks the starter's configuration for the commands that talk
@@ -163,6 +171,15 @@ func LoadStarter() (Starter, error) {
 	}
 	if err := checkToken(s.CodecBearerToken); err != nil {
 		return Starter{}, fmt.Errorf("%s_CODEC_BEARER_TOKEN: %w", Prefix, err)
+	}
+	if s.SealEndpoint != "" {
+		u, err := url.Parse(s.SealEndpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+			return Starter{}, fmt.Errorf("%s_SEAL_ENDPOINT: %q is not an absolute http(s) URL without user info, such as http://127.0.0.1:8234/seal", Prefix, s.SealEndpoint)
+		}
+	}
+	if err := checkToken(s.SealBearerToken); err != nil {
+		return Starter{}, fmt.Errorf("%s_SEAL_BEARER_TOKEN: %w", Prefix, err)
 	}
 	return s, nil
 }
@@ -213,6 +230,9 @@ func (w Worker) checkHTTP() error {
 	}
 	if err := checkToken(w.CodecBearerToken); err != nil {
 		return fmt.Errorf("%s_CODEC_BEARER_TOKEN: %w", Prefix, err)
+	}
+	if err := checkToken(w.SealBearerToken); err != nil {
+		return fmt.Errorf("%s_SEAL_BEARER_TOKEN: %w", Prefix, err)
 	}
 	if !(w.TokenAPIRate > 0) || math.IsInf(w.TokenAPIRate, 0) { // also refuses NaN
 		return fmt.Errorf("%s_TOKEN_API_RATE: must be a positive number of requests per second, got %v", Prefix, w.TokenAPIRate)

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -285,11 +287,18 @@ func cliWaitForStatus(t *testing.T, id, what string, cond func(workflows.Status)
 	return st
 }
 
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestTemporalCLIRecipes runs the README's "With the temporal CLI" recipes as written
 // (with the placeholders filled in) against the real bin/temporal, every command with
 // --codec-endpoint pointing at the test worker's codec endpoint (runTemporal and
-// cliTemporal add it), so the seed in --input and the reseed signal and update reach
-// history encrypted.
+// cliTemporal add it); the seeds are sealed by `starter seal`, so not even that
+// endpoint can open them.
 func TestTemporalCLIRecipes(t *testing.T) {
 	e := newEnv(t)
 	fake, tokenURL := startProvider(t, cliAccessLifetime)
@@ -297,14 +306,17 @@ func TestTemporalCLIRecipes(t *testing.T) {
 	const id = "e2e-cli-temporal"
 	cliTerminateAtEnd(t, id)
 
-	// temporal workflow start --type CredentialWorkflow ... --input '{...seed...}'
-	input := fmt.Sprintf(`{"provider":"oauth2",
-            "config":{"token_url":%q,"client_id":%q},
-            "policy":{"refresh_margin":"1s","jitter":"200ms"},
-            "seed":{"refresh_token":%q,"client_secret":%q}}`, tokenURL, clientID, fake.Seed(id), clientSecret)
+	// starter seal cred.json -secrets secrets.json > input.json
+	// temporal workflow start --type CredentialWorkflow ... --input-file input.json
+	cred := e.writeJSON("cred.json", map[string]any{"id": id, "provider": "oauth2",
+		"config": map[string]any{"token_url": tokenURL, "client_id": clientID},
+		"policy": map[string]any{"refresh_margin": "1s", "jitter": "200ms"}})
+	secrets := e.writeJSON("secrets.json", map[string]any{"refresh_token": fake.Seed(id), "client_secret": clientSecret})
+	inputFile := filepath.Join(t.TempDir(), "input.json")
+	writeFile(t, inputFile, e.cliStarterOK("", "seal", cred, "-secrets", secrets))
 	runTemporal(t, "workflow", "start",
 		"--type", "CredentialWorkflow", "--task-queue", e.taskQueue, "--workflow-id", id,
-		"--input", input)
+		"--input-file", inputFile)
 	st0 := cliWaitForStatus(t, id, "ACTIVE after the first refresh", func(s workflows.Status) bool {
 		return s.State == workflows.StateActive && s.Refreshes >= 1
 	})
@@ -354,10 +366,25 @@ func TestTemporalCLIRecipes(t *testing.T) {
 		return strings.Contains(out, id), out
 	})
 
-	// temporal workflow signal --name reseed --input '{"refresh_token":"..."}': the client
-	// secret is kept from the first seed.
+	// A plaintext reseed signal is refused, saying what happened and what to do.
+	plainSeed := fake.Seed(id)
 	runTemporal(t, "workflow", "signal", "--workflow-id", id, "--name", "reseed",
-		"--input", fmt.Sprintf(`{"refresh_token":%q}`, fake.Seed(id)))
+		"--input", fmt.Sprintf(`{"refresh_token":%q}`, plainSeed))
+	refused := cliWaitForStatus(t, id, "the plaintext reseed refused", func(s workflows.Status) bool {
+		return strings.Contains(s.LastError, "plaintext")
+	})
+	if refused.State != workflows.StateNeedsReauth || !strings.Contains(refused.LastError, "rotate it at the provider") ||
+		fake.Presentations(plainSeed) != 0 {
+		t.Errorf("after a plaintext reseed: state %s, last error %q, presentations %d; want still NEEDS_REAUTH, the refusal, none",
+			refused.State, refused.LastError, fake.Presentations(plainSeed))
+	}
+
+	// starter seal cred.json -secrets - -seed-only > reseed.json
+	// temporal workflow signal --name reseed --input-file reseed.json: the client secret
+	// is kept from the first seed.
+	reseedFile := filepath.Join(t.TempDir(), "reseed.json")
+	writeFile(t, reseedFile, e.cliStarterOK(fmt.Sprintf(`{"refresh_token":%q}`, fake.Seed(id)), "seal", cred, "-secrets", "-", "-seed-only"))
+	runTemporal(t, "workflow", "signal", "--workflow-id", id, "--name", "reseed", "--input-file", reseedFile)
 	st2 := cliWaitForStatus(t, id, "ACTIVE after the reseed signal", func(s workflows.Status) bool {
 		return s.State == workflows.StateActive && s.Refreshes > st1.Refreshes
 	})
@@ -367,12 +394,12 @@ func TestTemporalCLIRecipes(t *testing.T) {
 
 	// temporal workflow update execute --name reseed: validated synchronously.
 	out, err = cliTemporal(t, "workflow", "update", "execute", "--workflow-id", id, "--name", "reseed",
-		"--input", `{"refresh_token":" has-whitespace "}`)
-	if err == nil || !strings.Contains(out, "seed.refresh_token: has leading or trailing whitespace") {
+		"--input", `{"sealed":"not-a-seal"}`)
+	if err == nil || !strings.Contains(out, "seed.sealed: not a sealed seed") {
 		t.Errorf("malformed reseed update: err %v, want the validator's rejection:\n%s", err, out)
 	}
-	out = runTemporal(t, "workflow", "update", "execute", "--workflow-id", id, "--name", "reseed",
-		"--input", fmt.Sprintf(`{"refresh_token":%q}`, fake.Seed(id)))
+	writeFile(t, reseedFile, e.cliStarterOK(fmt.Sprintf(`{"refresh_token":%q}`, fake.Seed(id)), "seal", cred, "-secrets", "-", "-seed-only"))
+	out = runTemporal(t, "workflow", "update", "execute", "--workflow-id", id, "--name", "reseed", "--input-file", reseedFile)
 	t.Logf("temporal workflow update execute --name reseed:\n%s", out)
 	st3, _, ok := cliStatus(t, id)
 	if !ok || st3.State != workflows.StateActive || st3.Version <= st2.Version {

@@ -23,6 +23,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store" // also registers the "sqlite" driver lockStore uses
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -62,8 +63,12 @@ func (e *env) vars() []string {
 		"TOKENWARDEN_KEY_FILE="+stack.keyFile,
 		"TOKENWARDEN_PROVIDER_TIMEOUT=3s",
 		"TOKENWARDEN_LEASE_DURATION=6s",
+		"TOKENWARDEN_SEAL_BEARER_TOKEN="+sealToken,
 	)
 }
+
+// sealToken lets a starter without the key file seal through the worker (POST /seal).
+const sealToken = "e2e-seal-token-7f3a91"
 
 // lockedBuffer collects a child process's output for the test log.
 type lockedBuffer struct {
@@ -197,7 +202,8 @@ func (e *env) runStarterEnv(extra []string, stdin string, args ...string) (int, 
 	cmd := exec.Command(stack.starterBin, args...)
 	cmd.Env = e.vars()
 	if e.httpAddr != "" {
-		cmd.Env = append(cmd.Env, "TOKENWARDEN_CODEC_ENDPOINT=http://"+e.httpAddr+"/codec")
+		cmd.Env = append(cmd.Env, "TOKENWARDEN_CODEC_ENDPOINT=http://"+e.httpAddr+"/codec",
+			"TOKENWARDEN_SEAL_ENDPOINT=http://"+e.httpAddr+"/seal")
 	}
 	cmd.Env = append(cmd.Env, extra...)
 	cmd.Stdin = strings.NewReader(stdin)
@@ -404,6 +410,21 @@ type credential struct {
 	introspect bool
 }
 
+// sealedSeed seals seed for the credential id with in's provider and configuration, as
+// the starter does with the key file.
+func sealedSeed(t *testing.T, id string, in workflows.CredentialInput, seed workflows.Seed) *workflows.SeedEnvelope {
+	t.Helper()
+	s, err := seal.NewSealer(stack.ring, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := s.SealFor(seal.Request{ID: id, Provider: in.Provider, Config: in.Config, Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env
+}
+
 // startCredential seeds a token family named after the credential at the fake and
 // starts its workflow on the test's task queue through c, without an access token, so
 // the first refresh runs at once. It returns the seed refresh token. The workflow is
@@ -425,8 +446,8 @@ func (e *env) startCredential(c client.Client, cred credential) (seed string) {
 			RetryInitial:  dur(time.Second),
 			RetryMax:      dur(5 * time.Second),
 		},
-		Seed: &workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret},
 	}
+	in.Seed = sealedSeed(e.t, cred.id, in, workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: cred.id, TaskQueue: e.taskQueue},

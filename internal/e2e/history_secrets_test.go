@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -30,6 +31,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -63,17 +65,22 @@ func TestHistoryHoldsNoSecrets(t *testing.T) {
 	e.cliStarterOK(fmt.Sprintf(`{"refresh_token":%q,"client_secret":%q}`, seed0, clientSecret), "start", credPath, "-secrets", "-")
 	st := waitForStatus(t, id, 60*time.Second, "three refreshes", func(s workflows.Status) bool { return s.Refreshes >= 3 })
 
-	// The reseed signal, as the README's recipe has it.
+	// The reseed signal, as the README's recipe has it: sealed by the starter, sent by
+	// the temporal CLI from a file.
 	seed1 := fake.Seed(id)
 	rec.add(seed1)
-	runTemporal(t, "workflow", "signal", "--workflow-id", id, "--name", workflows.SignalReseed,
-		"--input", fmt.Sprintf(`{"refresh_token":%q}`, seed1))
+	sealedPath := filepath.Join(t.TempDir(), "reseed.json")
+	sealedSeed := e.cliStarterOK(fmt.Sprintf(`{"refresh_token":%q}`, seed1), "seal", credPath, "-secrets", "-", "-seed-only")
+	if err := os.WriteFile(sealedPath, []byte(sealedSeed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	runTemporal(t, "workflow", "signal", "--workflow-id", id, "--name", workflows.SignalReseed, "--input-file", sealedPath)
 	st = waitForStatus(t, id, 30*time.Second, "a refresh after the reseed signal", func(s workflows.Status) bool {
 		return s.Refreshes > st.Refreshes && s.State == workflows.StateActive
 	})
 
-	// The reseed update, from a starter that cannot read the key file: it encrypts
-	// through the worker's codec endpoint.
+	// The reseed update, from a starter that cannot read the key file: it seals through
+	// the worker's sealing endpoint and encrypts through its codec endpoint.
 	seed2 := fake.Seed(id)
 	rec.add(seed2)
 	noKey := "TOKENWARDEN_KEY_FILE=" + filepath.Join(t.TempDir(), "absent", "keys.json")
@@ -95,9 +102,9 @@ func TestHistoryHoldsNoSecrets(t *testing.T) {
 	secrets := rec.secrets()
 	secrets = appendUnique(secrets, clientSecret)
 	runs := runsOf(t, id)
-	scan := scanHistories(t, id, runs, secrets)
-	t.Logf("%d refreshes, state %s; %d runs, %d history events, %d payloads (%d encrypted) checked against %d secrets (%d refresh tokens and access tokens seen at the provider, the client secret) in %d forms each",
-		st.Refreshes, st.State, len(runs), scan.events, scan.payloads, scan.encrypted, len(secrets), len(secrets)-1, len(needles(clientSecret)))
+	scan := scanHistories(t, id, runs, secrets, "http://"+e.httpAddr+codec.PathPrefix)
+	t.Logf("%d refreshes, state %s; %d runs, %d history events, %d payloads (%d encrypted, %d decoded through the codec endpoint, %d sealed seeds among them) checked against %d secrets (%d refresh tokens and access tokens seen at the provider, the client secret) in %d forms each",
+		st.Refreshes, st.State, len(runs), scan.events, scan.payloads, scan.encrypted, scan.decoded, scan.sealed, len(secrets), len(secrets)-1, len(needles(clientSecret)))
 	for _, f := range scan.findings {
 		t.Errorf("secret in history: %s", f)
 	}
@@ -107,22 +114,38 @@ func TestHistoryHoldsNoSecrets(t *testing.T) {
 	if scan.plaintext > 0 {
 		t.Errorf("%d payloads in history are not encrypted: %v", scan.plaintext, scan.plainKinds)
 	}
-	if scan.encrypted == 0 || len(secrets) < 10 {
-		t.Errorf("the check saw %d encrypted payloads and %d secrets: too few to mean anything", scan.encrypted, len(secrets))
+	if scan.encrypted == 0 || scan.decoded != scan.encrypted || len(secrets) < 10 {
+		t.Errorf("the check saw %d encrypted payloads (%d decoded) and %d secrets: too few to mean anything", scan.encrypted, scan.decoded, len(secrets))
+	}
+	// The start input, the reseed signal, the reseed update and their Seed activities.
+	if scan.sealed < 6 {
+		t.Errorf("%d payloads decoded to a sealed seed, want at least 6", scan.sealed)
 	}
 
-	// Not vacuous: the encrypted start input decodes, with the test's key, to the seed.
+	// Not vacuous: the start input decodes to a sealed seed that the worker's seed key
+	// (and only it) opens to the seed.
 	var in workflows.CredentialInput
 	first := runs[len(runs)-1]
-	if err := codec.DataConverter(stack.ring).FromPayloads(first.started.GetInput(), &in); err != nil || in.Seed == nil || in.Seed.RefreshToken != seed0 {
-		t.Errorf("the first run's input does not decrypt to the seed (err %v)", err)
+	if err := codec.DataConverter(stack.ring).FromPayloads(first.started.GetInput(), &in); err != nil || in.Seed == nil || in.Seed.Plaintext() {
+		t.Fatalf("the first run's input does not decrypt to a sealed seed (err %v)", err)
+	}
+	sealer, err := seal.NewSealer(stack.ring, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := sealer.Open(*in.Seed, id, string(provider.BindingOf(in.Provider, in.Config)))
+	if err != nil || opened.Seed.RefreshToken != seed0 {
+		t.Errorf("the sealed seed of the first run does not open to the seed (err %v)", err)
 	}
 }
 
-// TestHistoryCheckFindsPlaintextSeed runs the same check against a credential started
-// by a client without the codec (the temporal CLI without --codec-endpoint behaves the
-// same): the seed sits in the start event in plaintext, and the check must say so.
-func TestHistoryCheckFindsPlaintextSeed(t *testing.T) {
+// TestPlaintextSeedRefused: a credential started by a client without the starter and
+// without the codec (the temporal CLI without --codec-endpoint behaves the same) carries
+// its seed in plaintext in the start event. The worker refuses to store it, saying what
+// happened and what to do; the history check finds the seed where the client put it,
+// which shows the check is not vacuous; and everything the worker wrote itself is
+// still encrypted.
+func TestPlaintextSeedRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	rec := &tokenRecorder{seen: map[string]bool{}}
@@ -144,21 +167,30 @@ func TestHistoryCheckFindsPlaintextSeed(t *testing.T) {
 	in := workflows.CredentialInput{
 		Provider: "oauth2",
 		Config:   provider.Config{TokenURL: tokenURL, ClientID: clientID},
-		Seed:     &workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret},
+		Seed:     &workflows.SeedEnvelope{Seed: workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret}},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := plain.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: e.taskQueue}, workflows.WorkflowType, in); err != nil {
+	wr, err := plain.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: e.taskQueue}, workflows.WorkflowType, in)
+	if err != nil {
 		t.Fatal(err)
 	}
 	cliTerminateAtEnd(t, id)
-	// The worker decodes the plaintext input (Decode passes it through) and works as usual.
-	waitForStatus(t, id, 30*time.Second, "ACTIVE after the first refresh", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.Refreshes >= 1
-	})
+	runErr := wr.Get(ctx, nil)
+	if runErr == nil || !strings.Contains(runErr.Error(), "plaintext") || !strings.Contains(runErr.Error(), "rotate it at the provider") {
+		t.Fatalf("the workflow's outcome %v does not refuse the plaintext seed", runErr)
+	}
+	tokens := e.openStore()
+	defer tokens.Close()
+	if _, err := tokens.Get(ctx, id); err == nil {
+		t.Error("the refused plaintext seed was stored")
+	}
+	if got := fake.Presentations(seed); got != 0 {
+		t.Errorf("the refused seed was presented %d times", got)
+	}
 
 	secrets := appendUnique(rec.secrets(), clientSecret)
-	scan := scanHistories(t, id, runsOf(t, id), secrets)
+	scan := scanHistories(t, id, runsOf(t, id), secrets, "")
 	t.Logf("without the codec: %d events, %d payloads (%d encrypted, %d not); %d findings:\n%s",
 		scan.events, scan.payloads, scan.encrypted, scan.plaintext, len(scan.findings), strings.Join(scan.findings, "\n"))
 	var seedFound, secretFound bool
@@ -172,7 +204,6 @@ func TestHistoryCheckFindsPlaintextSeed(t *testing.T) {
 	if scan.plaintext == 0 {
 		t.Error("no plaintext payload counted, though the start input was sent without the codec")
 	}
-	// Everything the worker wrote itself is still encrypted: only the input leaked.
 	for _, f := range scan.findings {
 		if !strings.Contains(f, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED.String()) {
 			t.Errorf("leak outside the client-written start event: %s", f)
@@ -349,8 +380,11 @@ func runsOf(t *testing.T, id string) []run {
 
 type scanResult struct {
 	events, payloads, encrypted, plaintext int
-	plainKinds                             map[string]int
-	findings                               []string
+	// decoded counts encrypted payloads decoded through the codec endpoint, sealed
+	// those that decoded to a sealed seed.
+	decoded, sealed int
+	plainKinds      map[string]int
+	findings        []string
 }
 
 // scanHistories reads every event of every run through the raw WorkflowService and
@@ -358,8 +392,14 @@ type scanResult struct {
 // messages, memo, search attributes, identities, raw payload bytes), its protojson
 // encoding (byte fields in base64) and each payload's data and metadata, visited one by
 // one, search attributes included; each in raw and base64 (standard and URL) forms.
-func scanHistories(t *testing.T, id string, runs []run, secrets []string) scanResult {
+// With codecURL, every encrypted payload is also decoded through that codec endpoint,
+// as the Web UI and the temporal CLI decode it, and what it answers is checked too.
+func scanHistories(t *testing.T, id string, runs []run, secrets []string, codecURL string) scanResult {
 	t.Helper()
+	var remote converter.PayloadCodec
+	if codecURL != "" {
+		remote = converter.NewRemotePayloadCodec(converter.RemotePayloadCodecOptions{Endpoint: codecURL})
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res := scanResult{plainKinds: map[string]int{}}
@@ -410,6 +450,17 @@ func scanHistories(t *testing.T, id string, runs []run, secrets []string) scanRe
 							switch {
 							case codec.IsEncrypted(p):
 								res.encrypted++
+								if remote != nil {
+									decoded, err := remote.Decode([]*commonpb.Payload{p})
+									if err != nil {
+										t.Fatalf("%s: decode through the codec endpoint: %v", where, err)
+									}
+									res.decoded++
+									if bytes.Contains(decoded[0].GetData(), []byte(`"sealed":"`+seal.Prefix)) {
+										res.sealed++
+									}
+									check(where+" payload decoded by the codec endpoint", decoded[0].GetData())
+								}
 							case isSearchAttributes(vpc.Parent):
 								// Indexed by the server, so never encrypted; checked for secrets below.
 							default:

@@ -42,8 +42,8 @@ func (e *env) startMultiCredential(fake *fakeoauth.Server, id string) (seed stri
 			RetryInitial:  dur(time.Second),
 			RetryMax:      dur(3 * time.Second),
 		},
-		Seed: &workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret},
 	}
+	in.Seed = sealedSeed(e.t, id, in, workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := stack.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: e.taskQueue},

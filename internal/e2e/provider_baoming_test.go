@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/fakebaoming"
+	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -47,8 +48,9 @@ func TestBaomingLivenessLifecycle(t *testing.T) {
 	parkedProbes := fake.Probes(first)
 
 	second := fake.Issue()
-	if err := stack.client.SignalWorkflow(context.Background(), id, "", workflows.SignalReseed,
-		workflows.Seed{AccessToken: second}); err != nil {
+	reseed := sealedSeed(t, id, workflows.CredentialInput{Provider: "baoming", Config: provider.Config{BaseURL: base}},
+		workflows.Seed{AccessToken: second})
+	if err := stack.client.SignalWorkflow(context.Background(), id, "", workflows.SignalReseed, *reseed); err != nil {
 		t.Fatal(err)
 	}
 	waitForStatus(t, id, 30*time.Second, "ACTIVE again with the new token probed", func(s workflows.Status) bool {

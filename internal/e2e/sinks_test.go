@@ -45,12 +45,12 @@ func TestEnvSinkFollowsRefreshes(t *testing.T) {
 		Config:   provider.Config{TokenURL: tokenURL, ClientID: clientID},
 		Policy: workflows.Policy{RefreshMargin: dur(time.Second), Jitter: dur(200 * time.Millisecond),
 			RetryInitial: dur(time.Second), RetryMax: dur(5 * time.Second)},
-		Seed: &workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret},
 		Sinks: []workflows.Sink{
 			{Type: activities.SinkEnv, Path: envPath, Key: "ZALO_ACCESS_TOKEN"},
 			{Type: activities.SinkEnv, Path: envPath, Key: "ZALO_TOKEN_EXPIRES_AT", Value: activities.SinkValueExpiresAt},
 		},
 	}
+	in.Seed = sealedSeed(t, id, in, workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := stack.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: e.taskQueue},

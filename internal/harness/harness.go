@@ -25,6 +25,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
@@ -99,6 +100,8 @@ type Stack struct {
 	Server *testsuite.DevServer
 	Client client.Client // encrypts and decrypts with the worker's key
 	DC     converter.DataConverter
+	// Sealer seals seeds with the worker's key, as the starter does.
+	Sealer *seal.Sealer
 	Fake   *fakeoauth.Server
 	Proxy  *Proxy
 	Worker *Worker
@@ -135,6 +138,9 @@ func StartStack(ctx context.Context, o StackOptions) (*Stack, error) {
 		return s, err
 	}
 	s.DC = codec.DataConverter(ring)
+	if s.Sealer, err = seal.NewSealer(ring, nil); err != nil {
+		return s, err
+	}
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	s.Server, err = testsuite.StartDevServer(startCtx, testsuite.DevServerOptions{
 		ExistingPath: self,

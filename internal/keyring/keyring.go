@@ -18,6 +18,8 @@ package keyring
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -34,7 +36,13 @@ type Keyring struct {
 	primary string
 	ids     []string               // sorted, for error messages
 	aeads   map[string]cipher.AEAD // key ID -> GCM with random nonces
+	// raw holds copies of the keys, for Derive only, behind a pointer so that printing
+	// a Keyring value (not only *Keyring, whose String hides everything) shows an
+	// address rather than key bytes.
+	raw *rawKeys
 }
+
+type rawKeys struct{ keys map[string][]byte }
 
 // New builds a Keyring from raw keys. Every key must be exactly KeySize bytes, every key
 // ID must be non-empty and free of whitespace and control characters (IDs end up in key
@@ -49,6 +57,7 @@ func New(primaryID string, keys map[string][]byte) (*Keyring, error) {
 	k := &Keyring{
 		primary: primaryID,
 		aeads:   make(map[string]cipher.AEAD, len(keys)),
+		raw:     &rawKeys{keys: make(map[string][]byte, len(keys))},
 	}
 	for id, key := range keys {
 		if err := validateID(id); err != nil {
@@ -71,6 +80,7 @@ func New(primaryID string, keys map[string][]byte) (*Keyring, error) {
 			return nil, fmt.Errorf("keyring: key %q: %w", id, err)
 		}
 		k.aeads[id] = aead
+		k.raw.keys[id] = slices.Clone(key)
 		k.ids = append(k.ids, id)
 	}
 	slices.Sort(k.ids)
@@ -94,6 +104,32 @@ func validateID(id string) error {
 		}
 	}
 	return nil
+}
+
+// Derive returns a keyring with the same key IDs and primary whose every key is derived
+// from this ring's key of that ID by HKDF-SHA256 with label as its info. A ciphertext
+// sealed by one ring never opens with the other, so one key file can serve uses that
+// must not be able to read each other's data: the payload codec, which the codec
+// endpoint opens for anyone it lets in, and sealed seeds, which only the worker's
+// seed-storing activity opens (internal/seal).
+func (k *Keyring) Derive(label string) (*Keyring, error) {
+	if label == "" {
+		return nil, errors.New("keyring: derive: empty label")
+	}
+	derived := make(map[string][]byte, len(k.raw.keys))
+	defer func() {
+		for _, key := range derived {
+			clear(key)
+		}
+	}()
+	for id, key := range k.raw.keys {
+		d, err := hkdf.Key(sha256.New, key, nil, label, KeySize)
+		if err != nil {
+			return nil, fmt.Errorf("keyring: derive key %q: %w", id, err)
+		}
+		derived[id] = d
+	}
+	return New(k.primary, derived)
 }
 
 // PrimaryID returns the ID of the key Seal uses.

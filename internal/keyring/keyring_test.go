@@ -388,3 +388,29 @@ func TestGenerateFileKeepsExistingDirMode(t *testing.T) {
 		t.Errorf("key file mode = %#o, want 0600", info.Mode().Perm())
 	}
 }
+
+func TestDerive(t *testing.T) {
+	k := mustNew(t, "a", map[string][]byte{"a": randomKey(t), "b": randomKey(t)})
+	d, err := k.Derive("tokenwarden/test/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.PrimaryID() != "a" || len(d.IDs()) != 2 {
+		t.Fatalf("derived ring %s", d)
+	}
+	again, _ := k.Derive("tokenwarden/test/v1")
+	other, _ := k.Derive("tokenwarden/other/v1")
+	id, sealed, _ := d.Seal([]byte("x"), nil)
+	if _, err := again.Open(id, sealed, nil); err != nil {
+		t.Fatalf("the same label derives the same keys: %v", err)
+	}
+	if _, err := k.Open(id, sealed, nil); err == nil {
+		t.Fatal("the parent ring opened what the derived ring sealed")
+	}
+	if _, err := other.Open(id, sealed, nil); err == nil {
+		t.Fatal("another label opened it")
+	}
+	if _, err := k.Derive(""); err == nil {
+		t.Fatal("an empty label was accepted")
+	}
+}

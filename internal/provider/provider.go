@@ -9,8 +9,10 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -196,4 +198,74 @@ func (r Registry) Lookup(name string) (Provider, error) {
 		return p, nil
 	}
 	return nil, fmt.Errorf("unknown provider %q", name)
+}
+
+// Binding is the part of a credential's configuration that decides where its secrets
+// are sent: the provider, every endpoint, the client ID, the auth style, the parent and
+// the operator, as JSON with sorted keys (so equal configurations give equal strings).
+// It is recorded with the sealed secrets when the credential is seeded, and a run whose
+// configuration binds differently gets no secret: pointing a stored token at a new URL
+// takes a reseed by someone who holds the secrets. Scopes and the requested token
+// lifetime are left out: they change what is asked for, not who is asked. Empty fields
+// are left out, so that adding a field here does not unbind credentials that never set
+// it.
+type Binding string
+
+// BindingOf is the binding of a credential of the named provider with cfg.
+func BindingOf(providerName string, cfg Config) Binding {
+	fields := map[string]string{"provider": providerName}
+	for k, v := range map[string]string{
+		"token_url":         cfg.TokenURL,
+		"client_id":         cfg.ClientID,
+		"auth_style":        cfg.AuthStyle,
+		"introspection_url": cfg.IntrospectionURL,
+		"userinfo_url":      cfg.UserinfoURL,
+		"revocation_url":    cfg.RevocationURL,
+		"base_url":          cfg.BaseURL,
+		"operator_id":       cfg.OperatorID,
+		"parent":            cfg.Parent,
+	} {
+		if v != "" {
+			fields[k] = v
+		}
+	}
+	b, _ := json.Marshal(fields) // a map of strings always encodes, with sorted keys
+	return Binding(b)
+}
+
+func (b Binding) fields() map[string]string {
+	var m map[string]string
+	if json.Unmarshal([]byte(b), &m) != nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// Field returns one field of the binding ("base_url"), "" when absent.
+func (b Binding) Field(name string) string { return b.fields()[name] }
+
+// Diff names the fields whose values differ between b and other, sorted.
+func (b Binding) Diff(other Binding) []string {
+	x, y := b.fields(), other.fields()
+	var diff []string
+	for k, v := range x {
+		if y[k] != v {
+			diff = append(diff, k)
+		}
+	}
+	for k := range y {
+		if _, ok := x[k]; !ok {
+			diff = append(diff, k)
+		}
+	}
+	slices.Sort(diff)
+	return diff
+}
+
+// Child is implemented by adapters whose tokens are minted with another credential's
+// access token (Config.Parent, Grant.ParentAccessToken): a ChatHub operator token with
+// its company's.
+type Child interface {
+	// ParentProvider names the provider the parent credential must have.
+	ParentProvider() string
 }

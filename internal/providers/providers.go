@@ -37,7 +37,7 @@ const Baoming = "baoming"
 const Zogo = "zogo"
 
 // ChatHubCompany is the SMSBAT ChatHub company token (login with login/password).
-const ChatHubCompany = "chathub-company"
+const ChatHubCompany = chathub.NameCompany
 
 // ChatHubOperator is an SMSBAT ChatHub operator token, minted with its parent
 // chathub-company credential's token.

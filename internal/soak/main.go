@@ -40,6 +40,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/harness"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -287,14 +288,14 @@ func (s *soak) startCredentials(ctx context.Context) error {
 		id := fmt.Sprintf("soak-%04d", i)
 		seed := s.stack.Fake.Seed(id)
 		s.stack.Proxy.Own(seed, id)
-		in := workflows.CredentialInput{
-			Provider: "oauth2",
-			Config:   cfg,
-			Policy:   policy,
-			Seed:     &workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret},
+		sealed, err := s.stack.Sealer.SealFor(seal.Request{ID: id, Provider: "oauth2", Config: cfg,
+			Seed: workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret}})
+		if err != nil {
+			return fmt.Errorf("seal the seed of %s: %w", id, err)
 		}
+		in := workflows.CredentialInput{Provider: "oauth2", Config: cfg, Policy: policy, Seed: &sealed}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := s.stack.Client.ExecuteWorkflow(cctx, client.StartWorkflowOptions{ID: id, TaskQueue: taskQueue}, workflows.WorkflowType, in)
+		_, err = s.stack.Client.ExecuteWorkflow(cctx, client.StartWorkflowOptions{ID: id, TaskQueue: taskQueue}, workflows.WorkflowType, in)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("start credential %s: %w", id, err)

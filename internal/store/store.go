@@ -29,6 +29,16 @@ type Secrets struct {
 	ClientSecret string `json:"client_secret,omitempty"`
 	Username     string `json:"username,omitempty"`
 	Password     string `json:"password,omitempty"`
+
+	// Binding is the configuration the secrets were seeded for (provider.Binding):
+	// sealed with them, so that a database writer cannot point them elsewhere either.
+	// Empty in records seeded before bindings were recorded; the next refresh records it.
+	Binding string `json:"binding,omitempty"`
+	// SeedID and SeedSealedAt identify the sealed seed these secrets came from
+	// (internal/seal), so that the seed activity recognises a seed it already applied
+	// and refuses an older one replayed from a workflow's history.
+	SeedID       string    `json:"seed_id,omitempty"`
+	SeedSealedAt time.Time `json:"seed_sealed_at,omitzero"`
 }
 
 // Lease records who may currently present the refresh token to the provider.

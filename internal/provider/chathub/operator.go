@@ -158,3 +158,12 @@ func (o *Operator) failure(res *wire.Response, sc scrub.Scrubber) error {
 	}
 	return e
 }
+
+// NameCompany is the provider name of the company credential an operator token is
+// minted with.
+const NameCompany = "chathub-company"
+
+// ParentProvider: an operator token is minted with a company token (provider.Child).
+func (o *Operator) ParentProvider() string { return NameCompany }
+
+var _ provider.Child = (*Operator)(nil)
