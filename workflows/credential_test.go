@@ -445,7 +445,9 @@ func (s *credentialSuite) TestInvalidInputFailsFastNamingTheField() {
 // produced is how a namespace writer would hijack a credential's stored secrets (its
 // ID is what the store is read by): refused, whatever else the input says.
 func (s *credentialSuite) TestCarriedStatusRefusedOutsideContinueAsNew() {
-	carried := func(id string) *Status { return &Status{ID: id, Provider: "oauth2", State: StateActive, Version: 1000000} }
+	carried := func(id string) *Status {
+		return &Status{ID: id, Provider: "oauth2", State: StateActive, Version: 1000000}
+	}
 	for _, tc := range []struct {
 		name, continuedFrom string
 		carried             *Status

@@ -82,7 +82,6 @@ func ValidateID(id string) error {
 	return nil
 }
 
-
 // Validate checks that set durations are positive and that the backoff bounds agree.
 func (p Policy) Validate() error {
 	var errs []error
