@@ -232,8 +232,8 @@ func TestNeedleEncodings(t *testing.T) {
 	}
 }
 
-// TestStarterRefusesWithoutCodec: no readable key file and no usable codec endpoint:
-// the starter exits 2 and starts nothing.
+// TestStarterRefusesWithoutCodec: no readable key file and no usable sealing endpoint:
+// the starter cannot seal the seed, exits 2 and starts nothing.
 func TestStarterRefusesWithoutCodec(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -242,13 +242,16 @@ func TestStarterRefusesWithoutCodec(t *testing.T) {
 	secrets := `{"refresh_token":"rt_never-sent","client_secret":"never-sent"}`
 	noKey := "TOKENWARDEN_KEY_FILE=" + filepath.Join(t.TempDir(), "absent.json")
 
-	code, out := e.runStarterEnv([]string{noKey, "TOKENWARDEN_CODEC_ENDPOINT="}, secrets, "start", cred, "-secrets", "-")
-	if code != 2 || !strings.Contains(out, "refusing to send secrets in plaintext") {
-		t.Errorf("starter without key file and endpoint exited %d, want 2 refusing:\n%s", code, out)
+	code, out := e.runStarterEnv([]string{noKey, "TOKENWARDEN_SEAL_ENDPOINT="}, secrets, "start", cred, "-secrets", "-")
+	if code != 2 || !strings.Contains(out, "refusing to send it in plaintext") {
+		t.Errorf("starter without key file and sealing endpoint exited %d, want 2 refusing:\n%s", code, out)
 	}
-	code, out = e.runStarterEnv([]string{noKey, "TOKENWARDEN_CODEC_ENDPOINT=http://" + freeHostPort(t) + "/codec"}, secrets, "start", cred, "-secrets", "-")
-	if code != 2 || !strings.Contains(out, "cannot encrypt payloads") {
-		t.Errorf("starter with a dead codec endpoint exited %d, want 2:\n%s", code, out)
+	code, out = e.runStarterEnv([]string{noKey, "TOKENWARDEN_SEAL_ENDPOINT=http://" + freeHostPort(t) + "/seal"}, secrets, "start", cred, "-secrets", "-")
+	if code != 2 || !strings.Contains(out, "cannot seal the seed") {
+		t.Errorf("starter with a dead sealing endpoint exited %d, want 2:\n%s", code, out)
+	}
+	if strings.Contains(out, "never-sent") {
+		t.Errorf("the starter's refusal shows the secret:\n%s", out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
