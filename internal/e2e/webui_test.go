@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tokenwarden/tokenwarden/internal/codec"
+	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -92,7 +93,10 @@ type webuiPage struct {
 }
 
 // controlPage is the page that must show a secret (see TestWebUI).
-const controlPage = "control-first-run-shows-seed"
+const controlPage = "control-plaintext-seed-shows"
+
+// plaintextID is the control credential, seeded in plaintext (development mode).
+const plaintextID = "webui-plaintext-control"
 
 // firstRunID is the run ID of the workflow's first run (the one started with the seed).
 func firstRunID(t *testing.T, c client.Client, id string) string {
@@ -171,15 +175,16 @@ func TestWebUI(t *testing.T) {
 	e.address = srv.FrontendHostPort()
 	origins := fmt.Sprintf("http://127.0.0.1:%s,http://localhost:%s", uiPort, uiPort)
 	// startWorkerBin picks a codec port of its own; the later TOKENWARDEN_HTTP_ADDR wins.
-	e.startWorkerBin(stack.workerBin, "TOKENWARDEN_HTTP_ADDR="+codecAddr, "TOKENWARDEN_CODEC_CORS_ORIGINS="+origins)
+	// The development-only plaintext mode is on for the control credential below.
+	e.startWorkerBin(stack.workerBin, "TOKENWARDEN_HTTP_ADDR="+codecAddr, "TOKENWARDEN_CODEC_CORS_ORIGINS="+origins,
+		"TOKENWARDEN_ALLOW_PLAINTEXT_SEEDS=true")
 	e.httpAddr = codecAddr
 
 	// The fake provider, recording every token it sees or issues and the client secret.
 	// Access tokens live 3 s: the ACTIVE credential refreshes every 2 s or so and, with a
-	// short history_event_limit, continues as new within seconds. Its newest run's input
-	// then carries the status instead of the seed: that is the page checked for secrets
-	// (the first run's start input holds the seed, which the UI shows decrypted, as
-	// README's Security section says).
+	// short history_event_limit, continues as new within seconds. Its first run's input
+	// carries the sealed seed, its newest run's the status: both pages are checked for
+	// secrets.
 	rec := &tokenRecorder{seen: map[string]bool{}}
 	fake, tokenURL := startRecordedFake(t, rec, 3*time.Second)
 	rec.add(clientSecret)
@@ -201,6 +206,24 @@ func TestWebUI(t *testing.T) {
 	}
 	start(activeID, historyEventLimit)
 	start(reauthID, 0)
+
+	// The control: a credential seeded in plaintext, as only the development mode
+	// accepts. Its start input shows the seed decoded, and finding the client secret in
+	// that page's DOM proves that the secret scan sees what the UI renders.
+	plainSeed := fake.Seed(plaintextID)
+	rec.add(plainSeed)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = c.TerminateWorkflow(ctx, plaintextID, "", "test finished")
+	})
+	plainIn := workflows.CredentialInput{Provider: "oauth2", Config: provider.Config{TokenURL: tokenURL, ClientID: clientID},
+		Seed: &workflows.SeedEnvelope{Seed: workflows.Seed{RefreshToken: plainSeed, ClientSecret: clientSecret}}}
+	plainRun, err := c.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: plaintextID, TaskQueue: e.taskQueue},
+		workflows.WorkflowType, plainIn)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	waitForStatusOn(t, c, reauthID, 30*time.Second, "a first refresh of "+reauthID, func(s workflows.Status) bool {
 		return s.State == workflows.StateActive && s.Refreshes >= 1
@@ -239,11 +262,11 @@ func TestWebUI(t *testing.T) {
 		// status) decoded by the codec endpoint in the browser.
 		{Name: "credential-active", Path: "/namespaces/default/workflows/" + url.PathEscape(activeID) + "/" + activeRun + "/history",
 			Expect: []string{activeID, `"oauth2"`, "token_url", "client_id", `"carried"`, "ACTIVE"}},
-		// The control: the first run's start input holds the seed, and the browser shows it
-		// decrypted (README, Security). Finding the client secret in this page's DOM proves
-		// that the secret scan below sees what the UI renders.
-		{Name: controlPage, Path: "/namespaces/default/workflows/" + url.PathEscape(activeID) + "/" + firstRun + "/history",
-			Expect: []string{activeID, "refresh_token", "client_secret"}},
+		// The first run: its start input decoded in the browser shows the sealed seed.
+		{Name: "credential-first-run", Path: "/namespaces/default/workflows/" + url.PathEscape(activeID) + "/" + firstRun + "/history",
+			Expect: []string{activeID, `"sealed"`, "tw1:"}},
+		{Name: controlPage, Path: "/namespaces/default/workflows/" + url.PathEscape(plaintextID) + "/" + plainRun.GetRunID() + "/history",
+			Expect: []string{plaintextID, "refresh_token", "client_secret"}},
 	}
 	shots := webuiArtifactsDir(t)
 	texts := t.TempDir()
@@ -292,7 +315,7 @@ func TestWebUI(t *testing.T) {
 		}
 		if p.Name == controlPage {
 			if !strings.Contains(html, clientSecret) {
-				t.Errorf("%s: the first run's decoded start input should show the client secret, and the page lacks it: the secret scan would miss a leak", p.Name)
+				t.Errorf("%s: the plaintext-seeded credential's decoded start input should show the client secret, and the page lacks it: the secret scan would miss a leak", p.Name)
 			}
 			continue
 		}
