@@ -475,3 +475,69 @@ func TestHandlerCORS(t *testing.T) {
 	}
 }
 
+// The endpoint refuses a body over maxBodyBytes and a request of more than maxPayloads
+// payloads with 413, before parsing; a payload as large as Temporal stores still fits.
+func TestHandlerLimits(t *testing.T) {
+	r := ring(t, "k1", "k1")
+	h := Handler(r, HandlerOptions{Namespace: "default", Logger: slog.New(slog.DiscardHandler)})
+
+	// The largest payload Temporal accepts (2 MiB) encodes and decodes.
+	big := &commonpb.Payload{Metadata: map[string][]byte{"encoding": []byte("binary/plain")}, Data: bytes.Repeat([]byte{'x'}, 2<<20)}
+	in, _ := json.Marshal(commonpb.Payloads{Payloads: []*commonpb.Payload{big}})
+	enc := postJSON(t, h, EncodePath, nil, string(in))
+	if enc.Code != http.StatusOK {
+		t.Fatalf("encode of a 2 MiB payload: %d %.200s", enc.Code, enc.Body)
+	}
+	dec := postJSON(t, h, DecodePath, nil, enc.Body.String())
+	var out commonpb.Payloads
+	if dec.Code != http.StatusOK || protojson.Unmarshal(dec.Body.Bytes(), &out) != nil || len(out.Payloads) != 1 || !proto.Equal(out.Payloads[0], big) {
+		t.Fatalf("decode of a 2 MiB payload: %d %.200s", dec.Code, dec.Body)
+	}
+
+	// One byte over the body limit.
+	over := `{"payloads":[{"data":"` + strings.Repeat("A", maxBodyBytes) + `"}]}`
+	over = over[:maxBodyBytes+1]
+	for _, path := range []string{EncodePath, DecodePath} {
+		if rec := postJSON(t, h, path, nil, over); rec.Code != http.StatusRequestEntityTooLarge || !strings.Contains(rec.Body.String(), "4 MiB") {
+			t.Errorf("POST %s of %d bytes: %d %q, want 413 naming 4 MiB", path, len(over), rec.Code, rec.Body)
+		}
+	}
+
+	payloads := func(n int) string {
+		return `{"payloads":[` + strings.TrimSuffix(strings.Repeat(`{"metadata":{"encoding":"YmluYXJ5L251bGw="}},`, n), ",") + `]}`
+	}
+	if rec := postJSON(t, h, EncodePath, nil, payloads(maxPayloads)); rec.Code != http.StatusOK {
+		t.Errorf("%d payloads: %d %q, want 200", maxPayloads, rec.Code, rec.Body)
+	}
+	for _, path := range []string{EncodePath, DecodePath} {
+		if rec := postJSON(t, h, path, nil, payloads(maxPayloads+1)); rec.Code != http.StatusRequestEntityTooLarge || !strings.Contains(rec.Body.String(), "257 payloads") {
+			t.Errorf("POST %s of %d payloads: %d %q, want 413", path, maxPayloads+1, rec.Code, rec.Body)
+		}
+	}
+	// Empty objects, the cheapest payloads to send, are counted too.
+	if rec := postJSON(t, h, DecodePath, nil, `{"payloads":[`+strings.Repeat(`{},`, 100000)+`{}]}`); rec.Code != http.StatusRequestEntityTooLarge {
+		t.Errorf("100,001 empty payloads: %d, want 413", rec.Code)
+	}
+}
+
+func TestCountPayloads(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want int
+	}{
+		{`{"payloads":[]}`, 0},
+		{`{}`, 0},
+		{`{"payloads":[{}]}`, 1},
+		{` { "payloads" : [ {} , { "metadata" : { "encoding" : "anNvbi9wbGFpbg==" } , "data" : "e30=" } ] } `, 2},
+		// Braces, brackets and escaped quotes inside strings are not structure.
+		{`{"payloads":[{"metadata":{"k":"{[\"}]{"}},{"data":"\\"}]}`, 2},
+		// Nested objects and arrays inside a payload are not payloads.
+		{`{"payloads":[{"metadata":{"a":"b"},"externalPayloads":[{"sizeBytes":"1"},{}]}]}`, 1},
+		// Invalid JSON: counted as far as it goes.
+		{`{"payloads":[{},{},{`, 3},
+	} {
+		if got := countPayloads([]byte(tc.body)); got != tc.want {
+			t.Errorf("countPayloads(%s) = %d, want %d", tc.body, got, tc.want)
+		}
+	}
+}
