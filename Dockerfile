@@ -57,7 +57,9 @@ VOLUME ["/data"]
 WORKDIR /data
 
 # The codec endpoint (/codec) and /healthz. It decrypts payloads for whoever can reach
-# it: publish it on the host's loopback only (docker run -p 127.0.0.1:8234:8234).
+# it: publish it on the host's loopback only (docker run -p 127.0.0.1:8234:8234). On
+# 0.0.0.0 it is beyond loopback, so the worker needs TOKENWARDEN_CODEC_BEARER_TOKEN to
+# start.
 EXPOSE 8234
 
 USER ${UID}:${GID}

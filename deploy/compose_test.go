@@ -446,6 +446,11 @@ func TestComposeWorkerVariables(t *testing.T) {
 			t.Errorf("services.%s.environment.%s = %q, want %q", svcWorker, k, w[k], v)
 		}
 	}
+	// On 0.0.0.0 the codec endpoint is beyond loopback, where the worker refuses to start
+	// without a bearer token: required here, so that compose itself names what is missing.
+	if tok := w["TOKENWARDEN_CODEC_BEARER_TOKEN"]; !strings.HasPrefix(tok, "${TOKENWARDEN_CODEC_BEARER_TOKEN:?") {
+		t.Errorf("services.%s.environment.TOKENWARDEN_CODEC_BEARER_TOKEN = %q, want ${TOKENWARDEN_CODEC_BEARER_TOKEN:?message}", svcWorker, tok)
+	}
 	if !strings.HasPrefix(w["TOKENWARDEN_POSTGRES_DSN"], "postgres://tokenwarden:") ||
 		!strings.Contains(w["TOKENWARDEN_POSTGRES_DSN"], "@postgresql:5432/tokenwarden") {
 		t.Errorf("services.%s.environment.TOKENWARDEN_POSTGRES_DSN = %q, want the tokenwarden role and database on postgresql:5432",

@@ -182,6 +182,12 @@ func TestBadConfig(t *testing.T) {
 			wantStderr: []string{`TOKENWARDEN_HTTP_ADDR: "127.0.0.1" is not host:port`},
 		},
 		{
+			// Anyone who reaches the address could decrypt every payload.
+			name:       "codec endpoint on every interface without a bearer token",
+			env:        map[string]string{"TOKENWARDEN_HTTP_ADDR": "0.0.0.0:8234"},
+			wantStderr: []string{`TOKENWARDEN_HTTP_ADDR "0.0.0.0:8234" listens beyond loopback`, "set TOKENWARDEN_CODEC_BEARER_TOKEN"},
+		},
+		{
 			// "*" would let every web page read the decrypted payloads.
 			name:       "wildcard CORS origin",
 			env:        map[string]string{"TOKENWARDEN_CODEC_CORS_ORIGINS": "*"},

@@ -1,7 +1,11 @@
 package codec
 
 import (
+	"bytes"
 	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -27,9 +31,21 @@ const (
 // send it; the temporal CLI does not).
 const NamespaceHeader = "X-Namespace"
 
-// maxBodyBytes bounds a codec request. The Web UI decodes a page of history at a time;
-// Temporal refuses single payloads above 2 MiB.
-const maxBodyBytes = 16 << 20
+// Limits of one codec request, checked before the request is parsed: parsing allocates
+// for every payload, and the answer holds every payload decoded.
+const (
+	// maxBodyBytes bounds the request body. A request carries one Payloads message (the
+	// Web UI and the SDK's remote codec send the payloads of one event field or call at a
+	// time), and Temporal refuses a payload above 2 MiB, its default blob size limit: in
+	// JSON, base64 makes that about 2.7 MiB, so 4 MiB admits the largest payload Temporal
+	// would have stored, with room for its metadata.
+	maxBodyBytes = 4 << 20
+	// maxPayloads bounds the payloads of one request. tokenwarden's workflows, signals,
+	// updates, queries and activities take and return one or two arguments; without a
+	// bound a 4 MiB body of empty objects ("{},") is 1.4 million payloads, which take
+	// about 200 MiB to parse.
+	maxPayloads = 256
+)
 
 // HandlerOptions configure Handler.
 type HandlerOptions struct {
@@ -127,8 +143,56 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusForbidden, "this endpoint serves namespace "+h.opts.Namespace+" only")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			h.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d MiB", maxBodyBytes>>20))
+			return
+		}
+		h.refuse(w, r, http.StatusBadRequest, "cannot read the request body")
+		return
+	}
+	if n := countPayloads(body); n > maxPayloads {
+		h.refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("%d payloads in one request, more than %d", n, maxPayloads))
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	h.codec.ServeHTTP(w, r)
+}
+
+// countPayloads counts the objects directly inside an array directly inside the top-level
+// object, without parsing: in the only valid request, {"payloads":[{...},...]}, those are
+// the payloads (Payloads has no other field, so no other array can be there). It skips
+// strings, so a brace inside one is not counted. For invalid JSON the count may be too
+// high (and the request refused for it), never lower than the payloads protojson reads
+// before it stops at the first error: up to there the input is valid.
+func countPayloads(body []byte) int {
+	depth, n := 0, 0
+	inString, escaped := false, false
+	for _, c := range body {
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			if c == '{' && depth == 2 {
+				n++
+			}
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return n
 }
 
 // refuse answers with status and a short reason, and logs it without any header value

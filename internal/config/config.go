@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -95,7 +96,7 @@ type Worker struct {
 	// starters without the key file. The bearer token is a secret.
 	HTTPAddr         string `split_words:"true" default:"127.0.0.1:8234" desc:"host:port of the worker's HTTP endpoint: /codec/encode, /codec/decode, /healthz, /metrics, /v1 (the token API) (empty: none)"`
 	CodecCORSOrigins string `split_words:"true" default:"http://localhost:8233,http://127.0.0.1:8233" desc:"browser origins (the Temporal Web UI) allowed to call /codec, comma-separated"`
-	CodecBearerToken string `split_words:"true" desc:"optional token callers of /codec must send as Authorization: Bearer; a secret"`
+	CodecBearerToken string `split_words:"true" desc:"token callers of /codec must send as Authorization: Bearer, required when HTTP_ADDR is not on loopback; a secret"`
 
 	// Seeds (internal/seal). Sealing through the worker lets a starter without the key
 	// file seal a seed; whoever may seal may replace any credential's grant, so it needs
@@ -223,7 +224,13 @@ func (w Worker) checkHTTP() error {
 		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 			return fmt.Errorf("%s_HTTP_ADDR: %q has no valid port", Prefix, w.HTTPAddr)
 		}
-		_ = host // empty means every interface: allowed, but not the default
+		// /codec/decode opens every payload ever written, seeds included; on loopback
+		// only this host's users reach it, beyond it anyone who can reach the address.
+		if !isLoopbackHost(host) && w.CodecBearerToken == "" {
+			return fmt.Errorf("%s_HTTP_ADDR %q listens beyond loopback, where anyone who reaches it could decrypt every payload: "+
+				"set %s_CODEC_BEARER_TOKEN (callers of /codec then send Authorization: Bearer <token>), or listen on 127.0.0.1",
+				Prefix, w.HTTPAddr, Prefix)
+		}
 	}
 	if _, err := parseOrigins(w.CodecCORSOrigins); err != nil {
 		return fmt.Errorf("%s_CODEC_CORS_ORIGINS: %w", Prefix, err)
@@ -244,6 +251,18 @@ func (w Worker) checkHTTP() error {
 		return fmt.Errorf("%s_WORKFLOW_CACHE_SIZE: must be at least 1, got %d", Prefix, w.WorkflowCacheSize)
 	}
 	return nil
+}
+
+// isLoopbackHost reports whether a listener on host is reachable from this machine
+// only: "localhost", or an address in 127.0.0.0/8 or ::1. An empty host and the
+// unspecified addresses (0.0.0.0, ::) listen on every interface; any other name may
+// resolve to anything.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // LoadWorker reads and checks the worker's configuration.

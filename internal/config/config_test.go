@@ -203,3 +203,63 @@ func TestTokenStoreChecks(t *testing.T) {
 		})
 	}
 }
+
+// Beyond loopback the codec endpoint needs a bearer token: the worker refuses to start
+// without one, naming the variable to set.
+func TestCodecBearerTokenRequiredBeyondLoopback(t *testing.T) {
+	const token = "tok-S3CRET"
+	for _, tc := range []struct {
+		addr      string
+		wantError string // without a token; "" when that is fine
+	}{
+		{"", ""}, // no HTTP endpoint at all
+		{"127.0.0.1:8234", ""},
+		{"127.0.0.1:0", ""},
+		{"127.10.20.30:8234", ""},
+		{"[::1]:8234", ""},
+		{"[::ffff:127.0.0.1]:8234", ""},
+		{"localhost:8234", ""},
+		{"LocalHost:8234", ""},
+		{":8234", `TOKENWARDEN_HTTP_ADDR ":8234" listens beyond loopback`},
+		{"0.0.0.0:8234", `TOKENWARDEN_HTTP_ADDR "0.0.0.0:8234" listens beyond loopback`},
+		{"[::]:8234", "beyond loopback"},
+		{"192.168.1.20:8234", "beyond loopback"},
+		{"[fe80::1]:8234", "beyond loopback"},
+		{"128.0.0.1:8234", "beyond loopback"},
+		{"worker.internal:8234", "beyond loopback"},
+		{"localhost.:8234", "beyond loopback"}, // a name that is not exactly localhost
+	} {
+		t.Run(tc.addr, func(t *testing.T) {
+			w := Worker{ProviderTimeout: 1, LeaseDuration: 2, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite},
+				NotifyFormat: "json", NotifyTimeout: 1, TokenAPIRate: 10, TokenAPIBurst: 20, WorkflowCacheSize: 1, HTTPAddr: tc.addr}
+			err := w.Check()
+			if tc.wantError == "" {
+				if err != nil {
+					t.Fatalf("without a token: %v, want accepted", err)
+				}
+			} else if err == nil || !strings.Contains(err.Error(), tc.wantError) || !strings.Contains(err.Error(), "set TOKENWARDEN_CODEC_BEARER_TOKEN") {
+				t.Fatalf("without a token: %v, want an error with %q naming TOKENWARDEN_CODEC_BEARER_TOKEN", err, tc.wantError)
+			}
+			w.CodecBearerToken = token
+			if err := w.Check(); err != nil {
+				t.Fatalf("with a token: %v", err)
+			}
+		})
+	}
+
+	// The same through the environment, as the worker loads it.
+	unsetAll(t, &Worker{})
+	t.Setenv("TOKENWARDEN_HTTP_ADDR", "0.0.0.0:8234")
+	if _, err := LoadWorker(); err == nil || !strings.Contains(err.Error(), "TOKENWARDEN_CODEC_BEARER_TOKEN") {
+		t.Fatalf("LoadWorker on 0.0.0.0 without a token = %v, want a refusal naming TOKENWARDEN_CODEC_BEARER_TOKEN", err)
+	}
+	t.Setenv("TOKENWARDEN_CODEC_BEARER_TOKEN", token)
+	if w, err := LoadWorker(); err != nil || w.CodecBearerToken != token {
+		t.Fatalf("LoadWorker on 0.0.0.0 with a token = %v", err)
+	}
+	t.Setenv("TOKENWARDEN_CODEC_BEARER_TOKEN", "")
+	t.Setenv("TOKENWARDEN_HTTP_ADDR", "127.0.0.1:8234")
+	if _, err := LoadWorker(); err != nil {
+		t.Fatalf("LoadWorker on loopback without a token = %v", err)
+	}
+}
