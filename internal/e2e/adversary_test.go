@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tokenwarden/tokenwarden/internal/codec"
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/workflows"
+)
+
+// Issue 12, as a namespace writer would try it against a real dev server and worker:
+// every attempt to point a victim credential's stored secrets at an endpoint of the
+// attacker's fails before anything is sent there. The attacker's listener counts every
+// request it receives; it must end at 0.
+func TestHijackAttempts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	fake, _ := startProvider(t, time.Minute)
+	e.startWorker()
+	var hits atomic.Int64
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"evil","token_type":"bearer","expires_in":3600,"active":true}`))
+	}))
+	t.Cleanup(evil.Close)
+
+	const victim = "e2e-hijack-victim"
+	e.startCredential(stack.client, credential{id: victim, fake: fake})
+	waitForStatus(t, victim, 30*time.Second, "the victim ACTIVE after its first refresh", func(s workflows.Status) bool {
+		return s.State == workflows.StateActive && s.Refreshes >= 1
+	})
+	victimInput := firstInput(t, victim)
+
+	start := func(id string, in workflows.CredentialInput) error {
+		t.Helper()
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = stack.client.TerminateWorkflow(ctx, id, "", "test finished")
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		run, err := stack.client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: e.taskQueue}, workflows.WorkflowType, in)
+		if err != nil {
+			t.Fatalf("start %s: %v", id, err)
+		}
+		return run.Get(ctx, nil)
+	}
+	refused := func(what string, err error, want string) {
+		t.Helper()
+		var appErr *temporal.ApplicationError
+		if err == nil || !errors.As(err, &appErr) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: outcome %v, want a refusal saying %q", what, err, want)
+		}
+	}
+	evilCfg := provider.Config{TokenURL: evil.URL + "/token", ClientID: "x", AuthStyle: "header"}
+
+	// 1. A new workflow whose input carries the victim's ID in "carried".
+	err := start("evil-1", workflows.CredentialInput{Provider: "oauth2", Config: evilCfg,
+		Carried: &workflows.Status{ID: victim, Provider: "oauth2", State: workflows.StateActive, Version: 1000000}})
+	refused("carried state from a workflow start", err, "carried: accepted only from a continue-as-new")
+
+	// 2. The victim's own sealed seed, copied from its history, in a new workflow.
+	err = start("evil-2", workflows.CredentialInput{Provider: "oauth2", Config: evilCfg, Seed: victimInput.Seed})
+	refused("the victim's sealed seed in another workflow", err, "does not open")
+
+	// 3. The victim terminated and started again under its own ID with the attacker's
+	// token URL, with carried state and with the copied seal.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := stack.client.TerminateWorkflow(ctx, victim, "", "attacker"); err != nil {
+		t.Fatal(err)
+	}
+	err = start(victim, workflows.CredentialInput{Provider: "oauth2", Config: evilCfg,
+		Carried: &workflows.Status{ID: victim, Provider: "oauth2", State: workflows.StateActive, Version: 1000000}})
+	refused("carried state after terminate", err, "carried: accepted only from a continue-as-new")
+	err = start(victim, workflows.CredentialInput{Provider: "oauth2", Config: evilCfg, Seed: victimInput.Seed})
+	refused("the copied seal with a changed token URL", err, "does not open")
+
+	// 4. A chathub-operator whose parent is the victim and whose base URL is the
+	// attacker's, even sealed by a key holder: the parent is not a chathub-company.
+	opIn := workflows.CredentialInput{Provider: "chathub-operator",
+		Config: provider.Config{BaseURL: evil.URL, OperatorID: "7", Parent: victim},
+		Policy: workflows.Policy{RetryInitial: dur(time.Second), RetryMax: dur(2 * time.Second)}}
+	opIn.Seed = sealedSeed(t, "evil-op", opIn, workflows.Seed{})
+	go func() { _ = start("evil-op", opIn) }()
+	st := waitForStatus(t, "evil-op", 30*time.Second, "the operator parked", func(s workflows.Status) bool {
+		return s.State == workflows.StateNeedsReauth
+	})
+	if st.LastErrorCode != "parent_mismatch" {
+		t.Errorf("operator with a foreign parent: code %q (%s), want parent_mismatch", st.LastErrorCode, st.LastError)
+	}
+
+	// 5. The copied seal under the victim's ID and configuration: the store holds that
+	// very seal already, so the new run writes nothing and presents nothing twice.
+	go func() { _ = start(victim, victimInput) }()
+	st = waitForStatus(t, victim, 30*time.Second, "the victim running again on its stored grant", func(s workflows.Status) bool {
+		return s.State == workflows.StateActive && s.Version >= 2
+	})
+	if got := fake.ReuseDetections(); got != 0 {
+		t.Errorf("the provider detected %d reused refresh tokens", got)
+	}
+
+	if n := hits.Load(); n != 0 {
+		t.Errorf("the attacker's endpoint received %d requests", n)
+	}
+}
+
+// firstInput decodes the start input of a credential's current run.
+func firstInput(t *testing.T, id string) workflows.CredentialInput {
+	t.Helper()
+	runs := runsOf(t, id)
+	var in workflows.CredentialInput
+	if err := codec.DataConverter(stack.ring).FromPayloads(runs[len(runs)-1].started.GetInput(), &in); err != nil || in.Seed == nil || in.Seed.Sealed == "" {
+		t.Fatalf("the first run of %s has no sealed seed in its input (%v)", id, err)
+	}
+	return in
+}
+
+func dur(d time.Duration) *workflows.Duration { v := workflows.Duration(d); return &v }
