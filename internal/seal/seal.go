@@ -160,7 +160,7 @@ func (s *Sealer) Open(env Envelope, id string, binding string) (Opened, error) {
 	if c.ID == "" || c.SealedAt.IsZero() {
 		return Opened{}, errors.New("the sealed seed lacks its ID or sealing time")
 	}
-	return Opened{ID: c.ID, SealedAt: c.SealedAt, Seed: c.Seed}, nil
+	return Opened(c), nil
 }
 
 // split parses "tw1:<key ID>:<base64url>".
