@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
+	"compress/zlib"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,8 +13,12 @@ import (
 	"testing"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
@@ -129,3 +136,79 @@ func firstInput(t *testing.T, id string) workflows.CredentialInput {
 }
 
 func dur(d time.Duration) *workflows.Duration { v := workflows.Duration(d); return &v }
+
+// TestCodecDecodeBomb posts a zlib bomb (64 KiB that inflate to 64 MiB) to the real
+// worker's /codec/decode, bare and inside an encrypted payload: the bare one comes back
+// as it went (never inflated), the encrypted one is refused at the 4 MiB cap, both at
+// once, and the worker keeps serving.
+func TestCodecDecodeBomb(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startWorker()
+	var zipped bytes.Buffer
+	zw := zlib.NewWriter(&zipped)
+	zeros := make([]byte, 1<<20)
+	for range 64 {
+		_, _ = zw.Write(zeros)
+	}
+	_ = zw.Close()
+	bomb := &commonpb.Payload{Metadata: map[string][]byte{converter.MetadataEncoding: []byte("binary/zlib")}, Data: zipped.Bytes()}
+	// Older histories compressed the marshalled payload, then encrypted it: the bomb in
+	// that shape is a zlib payload whose data inflates to a 64 MiB payload.
+	huge, err := proto.Marshal(&commonpb.Payload{Metadata: map[string][]byte{converter.MetadataEncoding: []byte("json/plain")},
+		Data: make([]byte, 64<<20)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealedBomb, err := codec.New(stack.ring).Encode([]*commonpb.Payload{{
+		Metadata: map[string][]byte{converter.MetadataEncoding: []byte("binary/zlib")}, Data: zlibOf(t, huge)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(p *commonpb.Payload) (int, []byte, time.Duration) {
+		t.Helper()
+		body, err := protojson.Marshal(&commonpb.Payloads{Payloads: []*commonpb.Payload{p}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, "http://"+e.httpAddr+codec.DecodePath, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+codecToken)
+		began := time.Now()
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		out, _ := io.ReadAll(io.LimitReader(res.Body, 8<<20))
+		return res.StatusCode, out, time.Since(began)
+	}
+	code, out, took := post(bomb)
+	t.Logf("bare bomb (%d bytes compressed): HTTP %d, %d bytes back, %s", zipped.Len(), code, len(out), took)
+	if code != http.StatusOK || len(out) > 1<<20 {
+		t.Errorf("bare bomb: HTTP %d with %d bytes, want 200 with the payload as it was", code, len(out))
+	}
+	code, out, took = post(sealedBomb[0])
+	t.Logf("encrypted bomb: HTTP %d, %s: %s", code, took, bytes.TrimSpace(out))
+	if code == http.StatusOK || !strings.Contains(string(out), "4 MiB") {
+		t.Errorf("encrypted bomb: HTTP %d %s, want a refusal naming the 4 MiB cap", code, out)
+	}
+	res, err := http.Get("http://" + e.httpAddr + codec.HealthPath)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("the worker stopped serving after the bombs: %v", err)
+	}
+	res.Body.Close()
+}
+
+func zlibOf(t *testing.T, data []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw := zlib.NewWriter(&b)
+	if _, err := zw.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}

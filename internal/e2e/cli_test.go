@@ -253,7 +253,7 @@ func cliStartBareServer(t *testing.T, extra ...string) string {
 func cliTemporal(t *testing.T, args ...string) (string, error) {
 	args = append(args, "--address", stack.address)
 	if ep, ok := codecEndpoints.Load(t); ok {
-		args = append(args, "--codec-endpoint", ep.(string))
+		args = append(args, "--codec-endpoint", ep.(string), "--codec-auth", "Bearer "+codecToken)
 	}
 	cmd := exec.Command(stack.temporalBin, args...)
 	out, err := cmd.CombinedOutput()

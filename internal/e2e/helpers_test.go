@@ -64,11 +64,18 @@ func (e *env) vars() []string {
 		"TOKENWARDEN_PROVIDER_TIMEOUT=3s",
 		"TOKENWARDEN_LEASE_DURATION=6s",
 		"TOKENWARDEN_SEAL_BEARER_TOKEN="+sealToken,
+		"TOKENWARDEN_CODEC_BEARER_TOKEN="+codecToken,
 	)
 }
 
 // sealToken lets a starter without the key file seal through the worker (POST /seal).
 const sealToken = "e2e-seal-token-7f3a91"
+
+// codecToken is the bearer token of every test worker's codec endpoint (the starter
+// sends it from the same variable, runTemporal with --codec-auth), so that the tests
+// decode as a deployment beyond loopback must: TestWebUI's worker alone has none,
+// since the Web UI cannot send one.
+const codecToken = "e2e-codec-token-20c4d8"
 
 // lockedBuffer collects a child process's output for the test log.
 type lockedBuffer struct {
@@ -224,7 +231,7 @@ func runTemporal(t *testing.T, args ...string) string {
 	t.Helper()
 	args = append(args, "--address", stack.address)
 	if ep, ok := codecEndpoints.Load(t); ok {
-		args = append(args, "--codec-endpoint", ep.(string))
+		args = append(args, "--codec-endpoint", ep.(string), "--codec-auth", "Bearer "+codecToken)
 	}
 	cmd := exec.Command(stack.temporalBin, args...)
 	out, err := cmd.CombinedOutput()

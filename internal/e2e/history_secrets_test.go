@@ -117,6 +117,12 @@ func TestHistoryHoldsNoSecrets(t *testing.T) {
 	if scan.encrypted == 0 || scan.decoded != scan.encrypted || len(secrets) < 10 {
 		t.Errorf("the check saw %d encrypted payloads (%d decoded) and %d secrets: too few to mean anything", scan.encrypted, scan.decoded, len(secrets))
 	}
+	// Without the bearer token the endpoint decodes nothing.
+	first := runs[len(runs)-1]
+	noToken := converter.NewRemotePayloadCodec(converter.RemotePayloadCodecOptions{Endpoint: "http://" + e.httpAddr + codec.PathPrefix})
+	if _, err := noToken.Decode(first.started.GetInput().GetPayloads()); err == nil || !strings.Contains(err.Error(), "Unauthorized") {
+		t.Errorf("decode without the bearer token: %v, want 401 Unauthorized", err)
+	}
 	// The start input, the reseed signal, the reseed update and their Seed activities.
 	if scan.sealed < 6 {
 		t.Errorf("%d payloads decoded to a sealed seed, want at least 6", scan.sealed)
@@ -125,7 +131,6 @@ func TestHistoryHoldsNoSecrets(t *testing.T) {
 	// Not vacuous: the start input decodes to a sealed seed that the worker's seed key
 	// (and only it) opens to the seed.
 	var in workflows.CredentialInput
-	first := runs[len(runs)-1]
 	if err := codec.DataConverter(stack.ring).FromPayloads(first.started.GetInput(), &in); err != nil || in.Seed == nil || in.Seed.Plaintext() {
 		t.Fatalf("the first run's input does not decrypt to a sealed seed (err %v)", err)
 	}
@@ -401,7 +406,8 @@ func scanHistories(t *testing.T, id string, runs []run, secrets []string, codecU
 	t.Helper()
 	var remote converter.PayloadCodec
 	if codecURL != "" {
-		remote = converter.NewRemotePayloadCodec(converter.RemotePayloadCodecOptions{Endpoint: codecURL})
+		remote = converter.NewRemotePayloadCodec(converter.RemotePayloadCodecOptions{Endpoint: codecURL,
+			ModifyRequest: func(r *http.Request) error { r.Header.Set("Authorization", "Bearer "+codecToken); return nil }})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

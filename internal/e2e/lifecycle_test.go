@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -152,18 +153,16 @@ func TestRefreshCyclesStartedByTemporalCLI(t *testing.T) {
 	w := e.startWorker()
 	const id = "e2e-temporal-cli"
 
-	in := credentialFile(id, tokenURL)
-	delete(in, "id")
-	in["seed"] = map[string]any{"refresh_token": fake.Seed(id), "client_secret": clientSecret}
-	input, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// starter seal, then the temporal CLI with the sealed input from a file.
+	cred := e.writeJSON("cred.json", credentialFile(id, tokenURL))
+	inputFile := filepath.Join(t.TempDir(), "input.json")
+	writeFile(t, inputFile, e.cliStarterOK(fmt.Sprintf(`{"refresh_token":%q,"client_secret":%q}`, fake.Seed(id), clientSecret),
+		"seal", cred, "-secrets", "-"))
 	runTemporal(t, "workflow", "start",
 		"--type", workflows.WorkflowType,
 		"--task-queue", e.taskQueue,
 		"--workflow-id", id,
-		"--input", string(input))
+		"--input-file", inputFile)
 
 	var st workflows.Status
 	waitFor(t, 60*time.Second, fmt.Sprintf("%d refresh cycles via temporal workflow query", cycles), func() (bool, string) {

@@ -177,7 +177,7 @@ func TestWebUI(t *testing.T) {
 	// startWorkerBin picks a codec port of its own; the later TOKENWARDEN_HTTP_ADDR wins.
 	// The development-only plaintext mode is on for the control credential below.
 	e.startWorkerBin(stack.workerBin, "TOKENWARDEN_HTTP_ADDR="+codecAddr, "TOKENWARDEN_CODEC_CORS_ORIGINS="+origins,
-		"TOKENWARDEN_ALLOW_PLAINTEXT_SEEDS=true")
+		"TOKENWARDEN_ALLOW_PLAINTEXT_SEEDS=true", "TOKENWARDEN_CODEC_BEARER_TOKEN=")
 	e.httpAddr = codecAddr
 
 	// The fake provider, recording every token it sees or issues and the client secret.
