@@ -11,7 +11,7 @@ TEMPORAL := $(BIN)/temporal
 # Tests find the dev server binary here.
 export TOKENWARDEN_TEST_TEMPORAL_BIN := $(TEMPORAL)
 
-.PHONY: help run demo test lint build clean soak bench
+.PHONY: help run demo test lint build clean soak bench record-histories
 
 help:
 	@echo "make run    start the Temporal dev server (Web UI :8233) and the worker; Ctrl-C stops"
@@ -21,6 +21,7 @@ help:
 	@echo "make build  build bin/worker, bin/starter, bin/fakeoauth"
 	@echo "make soak   bounded soak: 100 credentials, 5 minutes, worker kill -9s and provider faults (SOAK_FLAGS=...)"
 	@echo "make bench  benchmark: the engine's ceiling, then 2000 credentials asking for 35% of it (BENCH_FLAGS=...)"
+	@echo "make record-histories  re-record the workflow histories make test replays (HISTORY_GEN=v2 adds a generation)"
 
 # The pinned temporal CLI, built from its Go module (about 3 minutes the first time).
 $(TEMPORAL):
@@ -52,6 +53,15 @@ soak: $(TEMPORAL) build
 # E.g. BENCH_FLAGS='-credentials 10000'.
 bench: $(TEMPORAL) build
 	go run ./internal/bench -temporal $(TEMPORAL) -worker $(BIN)/worker $(BENCH_FLAGS)
+
+# Re-record the workflow histories that `make test` replays (workflows/testdata/histories):
+# a private dev server, a worker in the test process with the real activities, the fake
+# providers on loopback; about 20 s. It re-records the newest generation and refuses when
+# the change since then is incompatible or behind workflow.GetVersion; HISTORY_GEN=v2
+# adds a generation instead (README: Versioning policy).
+record-histories: $(TEMPORAL)
+	TOKENWARDEN_RECORD_HISTORIES=1 TOKENWARDEN_RECORD_GENERATION=$(HISTORY_GEN) \
+	  go test -count=1 -parallel 16 -timeout 10m -run '^TestRecordHistories$$' -v ./workflows/
 
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
