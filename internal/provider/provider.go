@@ -17,7 +17,8 @@ import (
 // Config is the non-secret part of a credential's provider configuration. It travels in
 // workflow input and status, so it must never hold a secret.
 type Config struct {
-	// TokenURL is the provider's token endpoint (http or https).
+	// TokenURL is the provider's token endpoint. Every URL here receives secrets, so it
+	// must be https; plain http is accepted only for a loopback host (the fakes in tests).
 	TokenURL string `json:"token_url,omitempty"`
 	// ClientID identifies the OAuth2 client (the app id for most providers).
 	ClientID string `json:"client_id,omitempty"`
