@@ -49,7 +49,9 @@ type Config struct {
 	// (a ChatHub operator credential names its company credential).
 	Parent string `json:"parent,omitempty"`
 	// TokenLifetime is the lifetime to ask for, as a Go duration ("12h"), where the client
-	// chooses it (the ChatHub operator token: at most 24h, which is the default).
+	// chooses it: the ChatHub operator token (at most 24h, which is the default), and the
+	// ChatHub company token, which never expires by itself and lives for its rotation
+	// period (default 180 days).
 	TokenLifetime string `json:"token_lifetime,omitempty"`
 }
 

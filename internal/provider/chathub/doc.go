@@ -18,12 +18,16 @@
 //
 // # Lifetime
 //
-// The documentation says company tokens have no explicit expiry ("rotate every 3-6
-// months"). When the JWT carries an exp claim, AccessExpiresAt is exp; the payload is
-// base64url-decoded WITHOUT verifying the signature (tokenwarden has no key, and only
-// schedules by it), and never logged. Without exp, AccessExpiresAt is zero and the
-// workflow assumes policy.assumed_lifetime: set it to the rotation period you want
-// (e.g. "2160h" = 90 days).
+// The documentation (seed 003) gives company tokens no expiry in the API and asks for
+// them to be rotated every 3 to 6 months. So a company token is reported to live for
+// its rotation period: AccessExpiresAt is the login time plus config.token_lifetime
+// (default DefaultCompanyRotation, 180 days; at most MaxCompanyRotation), and the
+// workflow logs in again ahead of it (at about two thirds: four months after the login
+// by default). When the JWT carries an exp claim that comes sooner, AccessExpiresAt is
+// exp; the payload is base64url-decoded WITHOUT verifying the signature (tokenwarden has
+// no key, and only schedules by it), and never logged. policy.assumed_lifetime never
+// applies: before this rule, a token without exp was assumed to live an hour and the
+// company logged in every 40 minutes.
 //
 // # Classification
 //
