@@ -30,9 +30,14 @@ const DefaultCompanyRotation = 180 * 24 * time.Hour
 // choose: the long end of seed 003's rotation window.
 const MaxCompanyRotation = 183 * 24 * time.Hour
 
+// MinLoginInterval is the least time between two logins of one company: seed 003's
+// rate-limiting advice spaces authentication requests a second apart.
+const MinLoginInterval = time.Second
+
 // Error codes of this package (see the package documentation).
 const (
 	CodeLoginRejected     = "login_rejected"
+	CodeLoginSpacing      = "login_spacing"
 	CodeMissingGrant      = "missing_grant"
 	CodeNetwork           = wire.CodeNetwork
 	CodeMalformedResponse = wire.CodeMalformedResponse
@@ -44,6 +49,7 @@ const (
 type Company struct {
 	client *http.Client
 	now    func() time.Time
+	logins spacer // one login a MinLoginInterval per company
 }
 
 var _ provider.Provider = (*Company)(nil)
@@ -110,6 +116,9 @@ func (c *Company) Refresh(ctx context.Context, cfg provider.Config, grant provid
 	}
 	rotation, _ := companyRotation(cfg) // checked by ValidateConfig above
 	endpoint := wire.JoinURL(baseURL(cfg), CompanyTokenPath)
+	if err := c.logins.wait(ctx, companyKey(endpoint, grant.Username)); err != nil {
+		return provider.TokenSet{}, err
+	}
 	sc := scrub.New(grant.Password, grant.Username, grant.ClientSecret, grant.AccessToken)
 	body := map[string]string{"login": grant.Username, "password": grant.Password}
 	res, perr := wire.PostJSON(ctx, c.client, endpoint, body, nil, sc)

@@ -29,6 +29,15 @@
 // applies: before this rule, a token without exp was assumed to live an hour and the
 // company logged in every 40 minutes.
 //
+// # Login spacing
+//
+// The documentation also asks for authentication requests to be spaced a second apart.
+// One Company adapter (the worker has one) sends the logins of one company (the base
+// URL and login together) at least MinLoginInterval apart: a login that comes sooner
+// waits its turn, or, when its context would end first, fails with a Transient
+// login_spacing error whose RetryAfter is the wait. Logins of different companies do
+// not wait for each other. Nothing is sent while waiting.
+//
 // # Classification
 //
 //	condition                                   kind       Code                 why
@@ -42,6 +51,8 @@
 //	  not three base64url parts, payload not a
 //	  JSON object, exp not a number, exp in
 //	  the past)
+//	another login of the company is too recent  Transient  login_spacing        its turn is after the context's deadline
+//	  (nothing sent)
 //	config invalid                              Permanent  invalid_config
 //	grant lacks username or password            Permanent  missing_grant
 //
