@@ -48,6 +48,10 @@ type Config struct {
 	// Parent is the ID of the credential whose access token this one is minted with
 	// (a ChatHub operator credential names its company credential).
 	Parent string `json:"parent,omitempty"`
+	// EnrollID is the baoming (报名工具) enrollment whose detail the liveness probe reads:
+	// the eid of an enrollment the token's account has joined (24 hex digits). Not a
+	// secret: it names an enrollment, not the account, and opens nothing by itself.
+	EnrollID string `json:"eid,omitempty"`
 	// TokenLifetime is the lifetime to ask for, as a Go duration ("12h"), where the client
 	// chooses it: the ChatHub operator token (at most 24h, which is the default), and the
 	// ChatHub company token, which never expires by itself and lives for its rotation
@@ -119,6 +123,28 @@ type Prober interface {
 	// Probe reports whether the provider accepts grant.AccessToken. A clear "no" is
 	// (false, nil); failing to find out is an *Error.
 	Probe(ctx context.Context, cfg Config, grant Grant) (valid bool, err error)
+}
+
+// ProbeResult is a probe's answer in full: the verdict, why a "no" is a no, and what
+// the provider said about the token's account.
+type ProbeResult struct {
+	Valid bool
+	// Code, when Valid is false, is a short tag of why ("token_rejected", or an adapter's
+	// own such as baoming's "not_enrolled"), so a human knows whether to log in again or
+	// to fix the configuration.
+	Code string
+	// Description is the provider's explanation of a "no", scrubbed and truncated.
+	Description string
+	// Labels are non-secret facts the answer carried about the account (baoming's info_id),
+	// for status pages and logs. Never a token, never a secret.
+	Labels map[string]string
+}
+
+// DetailedProber is implemented by probers that can say more than yes or no. Its
+// verdicts and errors are those of Probe; callers that know it use it instead.
+type DetailedProber interface {
+	Prober
+	ProbeDetail(ctx context.Context, cfg Config, grant Grant) (ProbeResult, error)
 }
 
 // CodeParentRejected is the Code of a Transient error an adapter returns when the

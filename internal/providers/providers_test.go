@@ -18,7 +18,7 @@ func TestEveryURLRefusesPlainHTTPToARemoteHost(t *testing.T) {
 			UserinfoURL: loopback + "/userinfo", RevocationURL: loopback + "/revoke"},
 		FeishuUser:      {ClientID: "cli_app", BaseURL: loopback},
 		FeishuTenant:    {ClientID: "cli_app", BaseURL: loopback},
-		Baoming:         {BaseURL: loopback},
+		Baoming:         {BaseURL: loopback, EnrollID: "698add7c7068f814935d6804"},
 		Zogo:            {ClientID: "app", BaseURL: loopback},
 		ChatHubCompany:  {BaseURL: loopback},
 		ChatHubOperator: {BaseURL: loopback, OperatorID: "123", Parent: "company"},
