@@ -1,6 +1,9 @@
 package providers
 
 import (
+	"context"
+	"errors"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -68,4 +71,39 @@ func used(cfg provider.Config, field string) bool {
 		return cfg.RevocationURL != ""
 	}
 	return false
+}
+
+type refuseAll struct{ t *testing.T }
+
+func (r refuseAll) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.t.Errorf("a request went out to %s", req.URL.Host)
+	return nil, errors.New("no network in this test")
+}
+
+// TestProbesRefusePlainHTTPToARemoteHost: a probe sends the access token (and a
+// ChatHub operator probe the parent's too), so each prober applies the https rule itself
+// rather than trusting that the workflow checked the configuration first.
+func TestProbesRefusePlainHTTPToARemoteHost(t *testing.T) {
+	const remote, loopback = "http://api.example.com", "http://127.0.0.1:8080"
+	reg := Registry(&http.Client{Transport: refuseAll{t}}, nil)
+	for name, cfg := range map[string]provider.Config{
+		OAuth2:          {TokenURL: loopback + "/token", ClientID: "app", UserinfoURL: remote + "/userinfo"},
+		FeishuUser:      {ClientID: "cli_app", BaseURL: remote},
+		Baoming:         {BaseURL: remote, EnrollID: "698add7c7068f814935d6804"},
+		ChatHubOperator: {BaseURL: remote, OperatorID: "123", Parent: "company"},
+	} {
+		p, err := reg.Lookup(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prober, ok := p.(provider.Prober)
+		if !ok || !CanProbe(name, cfg) {
+			t.Errorf("%s cannot probe", name)
+			continue
+		}
+		_, err = prober.Probe(context.Background(), cfg, provider.Grant{AccessToken: "tok", ParentAccessToken: "parent-tok", ClientSecret: "s"})
+		if !provider.IsPermanent(err) || !strings.Contains(err.Error(), "must use https") {
+			t.Errorf("%s: %v, want a permanent configuration error naming the https rule", name, err)
+		}
+	}
 }
