@@ -27,6 +27,12 @@ var (
 	SearchExpiresAt = temporal.NewSearchAttributeKeyTime("TokenExpiresAt")
 )
 
+// changeStrictConfig versions the provider configuration rules a run is checked
+// against at its start (https beyond loopback, baoming's enrollment ID, ...). Runs
+// recorded before it replay with the rules they started under; every new run, a
+// continue-as-new included, is held to the current ones.
+const changeStrictConfig = "strict-provider-config"
+
 // ErrTypeInvalidInput is the failure type of a workflow started with bad input.
 const ErrTypeInvalidInput = "InvalidInput"
 
@@ -34,7 +40,8 @@ const ErrTypeInvalidInput = "InvalidInput"
 // or it continues as new; otherwise it runs forever.
 func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error) {
 	info := workflow.GetInfo(ctx)
-	if err := in.Validate(info.WorkflowExecution.ID); err != nil {
+	strictConfig := workflow.GetVersion(ctx, changeStrictConfig, workflow.DefaultVersion, 1) >= 1
+	if err := in.validate(info.WorkflowExecution.ID, strictConfig); err != nil {
 		return Status{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
 	}
 	if err := checkCarried(info, in); err != nil {

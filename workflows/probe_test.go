@@ -26,6 +26,7 @@ func (s *credentialSuite) TestProbeOnlyCredentialParksWhenTheTokenDies() {
 	s.stopAt(6 * time.Hour)
 	s.env.ExecuteWorkflow(WorkflowType, CredentialInput{
 		Provider: "baoming",
+		Config:   provider.Config{EnrollID: "698add7c7068f814935d6804"},
 		Seed:     &SeedEnvelope{Seed: Seed{AccessToken: "bm-token"}},
 	})
 	// The default probe interval for a probe-only provider is one hour; no refresh ever.
@@ -67,7 +68,7 @@ func (s *credentialSuite) TestRejectedProbeTriggersARefresh() {
 func (s *credentialSuite) TestProbeOnlySeedNeedsAnAccessToken() {
 	s.env.ExecuteWorkflow(WorkflowType, CredentialInput{
 		Provider: "baoming",
-		Config:   provider.Config{BaseURL: "https://api.example"},
+		Config:   provider.Config{BaseURL: "https://api.example", EnrollID: "698add7c7068f814935d6804"},
 		Seed:     &SeedEnvelope{Seed: Seed{RefreshToken: "not-what-baoming-uses"}},
 	})
 	s.Require().True(s.env.IsWorkflowCompleted())
@@ -98,6 +99,7 @@ func (s *credentialSuite) TestDeadTokenRetiredWhenPolicySaysSo() {
 		})
 	s.env.ExecuteWorkflow(WorkflowType, CredentialInput{
 		Provider: "baoming",
+		Config:   provider.Config{EnrollID: "698add7c7068f814935d6804"},
 		Policy:   Policy{OnInvalid: OnInvalidRetire},
 		Seed:     &SeedEnvelope{Seed: Seed{AccessToken: "bm-token"}},
 	})

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -65,6 +67,10 @@ type recorder struct {
 	dc  converter.DataConverter
 	out string // where the histories go before they replace the generation's files
 	gen string
+	// sealer seals seeds as the starter does; inputs holds each started credential's
+	// input (ID -> workflows.CredentialInput), for sealing its reseeds.
+	sealer *seal.Sealer
+	inputs sync.Map
 }
 
 // scene is one scenario being recorded.
@@ -319,10 +325,15 @@ func startRecorder(t *testing.T, ring *keyring.Keyring, gen string) *recorder {
 
 	w := worker.New(srv.Client(), workflows.TaskQueue, worker.Options{Identity: identity})
 	w.RegisterWorkflowWithOptions(workflows.CredentialWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
+	sealer, err := seal.NewSealer(ring, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	w.RegisterActivity(&activities.Activities{
 		Store:     tokens,
 		Providers: providers.Registry(&http.Client{}, nil),
 		Logger:    slog.New(slog.DiscardHandler),
+		Seeds:     sealer,
 	})
 	if err := w.Start(); err != nil {
 		t.Fatalf("start the worker: %v", err)
@@ -333,7 +344,7 @@ func startRecorder(t *testing.T, ring *keyring.Keyring, gen string) *recorder {
 	if err := os.Mkdir(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return &recorder{c: srv.Client(), dc: dc, out: out, gen: gen}
+	return &recorder{c: srv.Client(), dc: dc, out: out, gen: gen, sealer: sealer}
 }
 
 func dur(d time.Duration) *workflows.Duration { v := workflows.Duration(d); return &v }
@@ -366,7 +377,7 @@ func oauth2Input(fake *fakeoauth.Server, cfg provider.Config, id string, p workf
 		Provider: providers.OAuth2,
 		Config:   cfg,
 		Policy:   p,
-		Seed:     &workflows.Seed{RefreshToken: fake.Seed(id), ClientSecret: fakeClientSecret},
+		Seed:     &workflows.SeedEnvelope{Seed: workflows.Seed{RefreshToken: fake.Seed(id), ClientSecret: fakeClientSecret}},
 	}
 }
 
@@ -374,6 +385,11 @@ func oauth2Input(fake *fakeoauth.Server, cfg provider.Config, id string, p workf
 // credential ID, and no execution timeout.
 func (sc *scene) start(id string, in workflows.CredentialInput) client.WorkflowRun {
 	sc.t.Helper()
+	sc.inputs.Store(id, in)
+	if in.Seed != nil && in.Seed.Plaintext() {
+		sealed := sc.sealed(id, in.Seed.Seed)
+		in.Seed = &sealed
+	}
 	run, err := sc.c.ExecuteWorkflow(sc.ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue}, workflows.WorkflowType, in)
 	if err != nil {
 		sc.t.Fatalf("start %s: %v", id, err)
@@ -382,6 +398,21 @@ func (sc *scene) start(id string, in workflows.CredentialInput) client.WorkflowR
 }
 
 // waitFor polls the status query until cond holds.
+// sealed seals seed for the started credential id, as the starter does.
+func (sc *scene) sealed(id string, seed workflows.Seed) workflows.SeedEnvelope {
+	sc.t.Helper()
+	v, ok := sc.inputs.Load(id)
+	if !ok {
+		sc.t.Fatalf("seal a seed for %s: not started", id)
+	}
+	in := v.(workflows.CredentialInput)
+	env, err := sc.sealer.SealFor(seal.Request{ID: id, Provider: in.Provider, Config: in.Config, Seed: seed})
+	if err != nil {
+		sc.t.Fatal(err)
+	}
+	return env
+}
+
 func (sc *scene) waitFor(id, what string, cond func(workflows.Status) bool) workflows.Status {
 	sc.t.Helper()
 	var last workflows.Status
@@ -618,7 +649,7 @@ func recordReauthBySignal(sc *scene) {
 		sc.t.Fatal("the refresh update was accepted while the credential needs a reseed")
 	}
 	sc.signal(id, workflows.SignalRefreshNow, nil)
-	sc.signal(id, workflows.SignalReseed, workflows.Seed{RefreshToken: fake.Seed(id)})
+	sc.signal(id, workflows.SignalReseed, sc.sealed(id, workflows.Seed{RefreshToken: fake.Seed(id)}))
 	sc.waitFor(id, "ACTIVE after the reseed and its refresh", func(s workflows.Status) bool {
 		return s.State == workflows.StateActive && s.Incident == nil && s.Refreshes >= 2
 	})
@@ -632,7 +663,7 @@ func recordReauthByUpdate(sc *scene) {
 	fake, cfg := fakeOAuth2(sc.t, 3*time.Second)
 	run := sc.start(id, oauth2Input(fake, cfg, id, fastPolicy()))
 	parkByRevocation(sc, id, fake)
-	st, err := sc.update(id, workflows.UpdateReseed, workflows.Seed{RefreshToken: fake.Seed(id)})
+	st, err := sc.update(id, workflows.UpdateReseed, sc.sealed(id, workflows.Seed{RefreshToken: fake.Seed(id)}))
 	if err != nil {
 		sc.t.Fatal(err)
 	}
@@ -653,11 +684,13 @@ func recordProbeOnly(sc *scene) {
 	base := fake.Start()
 	sc.t.Cleanup(fake.Close)
 	first := fake.Issue()
+	eid := fakebaoming.NewEnrollID()
+	fake.Enroll(first, eid)
 	run := sc.start(id, workflows.CredentialInput{
 		Provider: providers.Baoming,
-		Config:   provider.Config{BaseURL: base},
+		Config:   provider.Config{BaseURL: base, EnrollID: eid},
 		Policy:   workflows.Policy{ProbeInterval: dur(time.Second), RetryInitial: dur(2 * time.Second), RetryMax: dur(4 * time.Second)},
-		Seed:     &workflows.Seed{AccessToken: first},
+		Seed:     &workflows.SeedEnvelope{Seed: workflows.Seed{AccessToken: first}},
 	})
 	sc.waitFor(id, "two probes", func(s workflows.Status) bool { return s.Probes >= 2 })
 	fake.FailNext(4)
@@ -671,7 +704,7 @@ func recordProbeOnly(sc *scene) {
 	sc.waitFor(id, "NEEDS_REAUTH after the token died", func(s workflows.Status) bool {
 		return s.State == workflows.StateNeedsReauth
 	})
-	sc.signal(id, workflows.SignalReseed, workflows.Seed{AccessToken: fake.Issue()})
+	sc.signal(id, workflows.SignalReseed, sc.sealed(id, workflows.Seed{AccessToken: fake.Reissue(first)}))
 	sc.waitFor(id, "ACTIVE and probing the new token", func(s workflows.Status) bool {
 		return s.State == workflows.StateActive && s.Probes >= st.Probes+2
 	})
@@ -704,11 +737,14 @@ func recordRetireUnused(sc *scene) {
 	fake := fakebaoming.New()
 	base := fake.Start()
 	sc.t.Cleanup(fake.Close)
+	token := fake.Issue()
+	eid := fakebaoming.NewEnrollID()
+	fake.Enroll(token, eid)
 	run := sc.start(id, workflows.CredentialInput{
 		Provider: providers.Baoming,
-		Config:   provider.Config{BaseURL: base},
+		Config:   provider.Config{BaseURL: base, EnrollID: eid},
 		Policy:   workflows.Policy{ProbeInterval: dur(2 * time.Second), RetireAfterUnused: dur(5 * time.Second)},
-		Seed:     &workflows.Seed{AccessToken: fake.Issue()},
+		Seed:     &workflows.SeedEnvelope{Seed: workflows.Seed{AccessToken: token}},
 	})
 	var st workflows.Status
 	if err := run.Get(sc.ctx, &st); err != nil {

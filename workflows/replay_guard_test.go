@@ -83,7 +83,7 @@ func TestReplayGuardVersionedVariantChanges(t *testing.T) {
 	env.ExecuteWorkflow(workflows.WorkflowType, workflows.CredentialInput{
 		Provider: providers.OAuth2,
 		Config:   provider.Config{TokenURL: "https://idp.example/token", ClientID: fakeClientID},
-		Seed:     &workflows.Seed{RefreshToken: "rt_fake-guard-seed"},
+		Seed:     &workflows.SeedEnvelope{Sealed: "tw1:guard:AAAA"},
 	})
 	if !env.IsWorkflowCompleted() {
 		t.Fatal("the run did not end")

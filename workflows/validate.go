@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/tokenwarden/tokenwarden/activities"
@@ -14,6 +15,13 @@ import (
 // runs the same check, so bad input is refused before it reaches the server. Every
 // error names the offending field.
 func (in CredentialInput) Validate(workflowID string) error {
+	return in.validate(workflowID, true)
+}
+
+// validate is Validate; without strictConfig it leaves the provider's own configuration
+// rules out, for runs that started before they grew (see changeStrictConfig): a rule
+// added later must not fail, on replay, an input that a run in flight already accepted.
+func (in CredentialInput) validate(workflowID string, strictConfig bool) error {
 	var errs []error
 	if in.ID != "" && workflowID != "" && in.ID != workflowID {
 		errs = append(errs, fmt.Errorf("id: %q differs from the workflow ID %q", in.ID, workflowID))
@@ -25,10 +33,15 @@ func (in CredentialInput) Validate(workflowID string) error {
 	if err := ValidateID(id); err != nil {
 		errs = append(errs, err)
 	}
-	if in.Provider == "" {
+	switch {
+	case in.Provider == "":
 		errs = append(errs, fmt.Errorf("provider: required (one of %s)", strings.Join(providers.Names(), ", ")))
-	} else if err := providers.ValidateConfig(in.Provider, in.Config); err != nil {
-		errs = append(errs, err)
+	case strictConfig:
+		if err := providers.ValidateConfig(in.Provider, in.Config); err != nil {
+			errs = append(errs, err)
+		}
+	case !slices.Contains(providers.Names(), in.Provider):
+		errs = append(errs, fmt.Errorf("provider: unknown %q (one of %s)", in.Provider, strings.Join(providers.Names(), ", ")))
 	}
 	if in.Config.Parent != "" {
 		if err := ValidateID(in.Config.Parent); err != nil {

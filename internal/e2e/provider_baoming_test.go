@@ -12,8 +12,9 @@ import (
 )
 
 // TestBaomingLivenessLifecycle: a provider without a refresh endpoint lives on probes.
-// The token is probed on its interval, a dead token parks the credential, and a reseed
-// with a fresh login brings it back.
+// The token is probed on its interval (the enrollment-detail call of an enrollment the
+// account has joined), a dead token parks the credential, and a reseed with a fresh
+// login brings it back.
 func TestBaomingLivenessLifecycle(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -23,11 +24,13 @@ func TestBaomingLivenessLifecycle(t *testing.T) {
 	e.startWorker()
 	const id = "e2e-baoming"
 	first := fake.Issue()
+	eid := fakebaoming.NewEnrollID()
+	fake.Enroll(first, eid)
 
 	cred := e.writeJSON("baoming.json", map[string]any{
 		"id":       id,
 		"provider": "baoming",
-		"config":   map[string]any{"base_url": base},
+		"config":   map[string]any{"base_url": base, "eid": eid},
 		"policy":   map[string]any{"probe_interval": "1s", "retry_initial": "1s", "retry_max": "2s"},
 	})
 	if code, out := e.runStarter(fmt.Sprintf(`{"access_token":%q}`, first), "start", cred, "-secrets", "-"); code != 0 {
@@ -47,8 +50,8 @@ func TestBaomingLivenessLifecycle(t *testing.T) {
 	}
 	parkedProbes := fake.Probes(first)
 
-	second := fake.Issue()
-	reseed := sealedSeed(t, id, workflows.CredentialInput{Provider: "baoming", Config: provider.Config{BaseURL: base}},
+	second := fake.Reissue(first) // the same account logs in again: still enrolled
+	reseed := sealedSeed(t, id, workflows.CredentialInput{Provider: "baoming", Config: provider.Config{BaseURL: base, EnrollID: eid}},
 		workflows.Seed{AccessToken: second})
 	if err := stack.client.SignalWorkflow(context.Background(), id, "", workflows.SignalReseed, *reseed); err != nil {
 		t.Fatal(err)

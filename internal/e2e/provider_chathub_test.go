@@ -80,16 +80,22 @@ func TestChatHubCompanyTokenFromExpClaim(t *testing.T) {
 	t.Logf("%s: %d logins, store version %d", id, fake.Logins(), rec.Version)
 }
 
-// TestChatHubCompanyTokenWithoutExp: tokens without exp are rotated on
-// policy.assumed_lifetime; a changed password parks the credential with login_rejected.
+// TestChatHubCompanyTokenWithoutExp: tokens without exp are rotated on their rotation
+// period, config.token_lifetime; a changed password parks the credential with
+// login_rejected.
 func TestChatHubCompanyTokenWithoutExp(t *testing.T) {
 	e := newEnv(t)
 	fake := startChatHub(t, fakechathub.Options{Unsigned: true})
 	e.startWorker()
 	const id = "e2e-chathub-noexp"
-	chathubStart(t, e, id, fake.URL(), map[string]any{"assumed_lifetime": "3s"})
+	file := chathubCredentialFile(id, fake.URL(), nil)
+	file["config"].(map[string]any)["token_lifetime"] = "3s"
+	secrets := fmt.Sprintf(`{"username":%q,"password":%q}`, chathubLogin, chathubPassword)
+	if code, out := e.runStarter(secrets, "start", e.writeJSON("chathub.json", file), "-secrets", "-"); code != 0 {
+		t.Fatalf("starter start exited %d: %s", code, out)
+	}
 
-	waitForStatus(t, id, 60*time.Second, "three company-token cycles on the assumed lifetime", func(s workflows.Status) bool {
+	waitForStatus(t, id, 60*time.Second, "three company-token cycles on the rotation period", func(s workflows.Status) bool {
 		if s.State == workflows.StateNeedsReauth {
 			t.Fatalf("NEEDS_REAUTH: %s %s", s.LastErrorCode, s.LastError)
 		}
@@ -99,8 +105,8 @@ func TestChatHubCompanyTokenWithoutExp(t *testing.T) {
 		t.Errorf("no live company token at the fake")
 	}
 	rec := e.storedRecord(id)
-	if !rec.AccessExpiresAt.IsZero() {
-		t.Errorf("stored expiry %s for a token without exp, want none", rec.AccessExpiresAt)
+	if rec.AccessExpiresAt.IsZero() || time.Until(rec.AccessExpiresAt) > 3*time.Second {
+		t.Errorf("stored expiry %s for a token without exp, want the end of its 3s rotation period", rec.AccessExpiresAt)
 	}
 	if !fake.ValidCompanyToken(rec.Secrets.AccessToken) {
 		t.Errorf("stored company token is not one the fake issued")

@@ -19,8 +19,13 @@
 //
 // # Rules
 //
-// Company login: malformed body 400; unknown login or wrong password 401
-// {"error":"Invalid login or password"}; otherwise a new company token (Logins counts).
+// Company login: with Options.MinLoginInterval, a login request for a login that
+// arrives less than that after the previous one for the same login is answered 429
+// {"error":"Too many requests"} with Retry-After (Throttled counts them): the
+// documentation asks clients to space authentication requests a second apart, and this
+// makes a client that does not fail its tests. Then: malformed body 400; unknown login
+// or wrong password 401 {"error":"Invalid login or password"}; otherwise a new company
+// token (Logins counts). LoginArrivals lists when each login request for a login came.
 // Operator token: missing, unknown, expired or revoked company token 401; unknown
 // operator of that company 404; expiresAt missing, unparseable, not in the future or more
 // than MaxOperatorLifetime (24 h) ahead 400.
@@ -42,6 +47,7 @@ import (
 	"encoding/json"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -88,6 +94,9 @@ type Options struct {
 	Unsigned bool
 	// RevokeOnRotation: a company login revokes the company's earlier tokens.
 	RevokeOnRotation bool
+	// MinLoginInterval, when positive, throttles login requests for one login that come
+	// closer together than this (429); 0 accepts them at any rate.
+	MinLoginInterval time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -114,9 +123,11 @@ type Server struct {
 	operatorT map[string]*operatorToken
 	nextID    int
 
-	loginRequests, logins, loginFailures int
-	operatorRequests, operatorTokens     int
-	validations                          int
+	arrivals map[string][]time.Time // login requests by login, on opts.Now
+
+	loginRequests, logins, loginFailures, throttled int
+	operatorRequests, operatorTokens                int
+	validations                                     int
 }
 
 type company struct {
@@ -153,7 +164,7 @@ func New(opts Options) *Server {
 		opts.Key = make([]byte, 32)
 		rand.Read(opts.Key)
 	}
-	s := &Server{opts: opts, companies: map[string]*company{},
+	s := &Server{opts: opts, companies: map[string]*company{}, arrivals: map[string][]time.Time{},
 		companyTk: map[string]*companyToken{}, operatorT: map[string]*operatorToken{}}
 	s.Name, s.Handler = "fakechathub", s
 	s.mux = http.NewServeMux()
@@ -260,9 +271,17 @@ func (s *Server) ValidOperatorToken(token string) bool {
 func (s *Server) LoginRequests() int    { return s.count(func() int { return s.loginRequests }) }
 func (s *Server) Logins() int           { return s.count(func() int { return s.logins }) }
 func (s *Server) LoginFailures() int    { return s.count(func() int { return s.loginFailures }) }
+func (s *Server) Throttled() int        { return s.count(func() int { return s.throttled }) }
 func (s *Server) OperatorRequests() int { return s.count(func() int { return s.operatorRequests }) }
 func (s *Server) OperatorTokens() int   { return s.count(func() int { return s.operatorTokens }) }
 func (s *Server) Validations() int      { return s.count(func() int { return s.validations }) }
+
+// LoginArrivals returns when each login request naming login arrived, oldest first.
+func (s *Server) LoginArrivals(login string) []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.arrivals[login]...)
+}
 
 // InjectFault schedules f (Path "" = CompanyTokenPath).
 func (s *Server) InjectFault(f Fault) {
@@ -344,9 +363,26 @@ func (s *Server) serveCompany(w http.ResponseWriter, r *http.Request) {
 	ok := decode(r, &body)
 	s.mu.Lock()
 	s.loginRequests++
+	var wait time.Duration // how much sooner than allowed this login came
+	if ok && body.Login != nil {
+		now := s.opts.Now()
+		if prev := s.arrivals[*body.Login]; len(prev) > 0 && s.opts.MinLoginInterval > 0 {
+			wait = prev[len(prev)-1].Add(s.opts.MinLoginInterval).Sub(now)
+		}
+		s.arrivals[*body.Login] = append(s.arrivals[*body.Login], now)
+	}
 	s.mu.Unlock()
 	fault, _ := s.faults.Take(CompanyTokenPath)
 	faultRules.Serve(w, r, fault, s.Done(), func() fakefault.Answer {
+		if wait > 0 {
+			s.mu.Lock()
+			s.throttled++
+			s.mu.Unlock()
+			a := errorAnswer(http.StatusTooManyRequests, "Too many requests")
+			a.Header = http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"},
+				"Retry-After": {strconv.FormatInt(fakefault.CeilSeconds(wait), 10)}}
+			return a
+		}
 		if !ok || body.Login == nil || body.Password == nil {
 			return errorAnswer(http.StatusBadRequest, "login and password are required")
 		}

@@ -12,13 +12,25 @@
 //	body not JSON / grant_type wrong / refresh_token missing   400 code 20001 invalid_request / unsupported_grant_type
 //	client_id or client_secret wrong                           400 code 20002 invalid_client
 //	token unknown                                              400 code 20026 invalid_grant
-//	token already used                                         400 code 20073 invalid_grant (reuse counted;
-//	                                                                family revoked with Options.RevokeOnReuse)
+//	token already used                                         400 code 20064 invalid_grant (Options.ReuseCode;
+//	                                                                reuse counted; family revoked with
+//	                                                                Options.RevokeOnReuse)
 //	token or family revoked                                    400 code 20064 invalid_grant
 //	token expired (RefreshLifetime)                            400 code 20037 invalid_grant
 //	otherwise                                                  200 {"code":0,"access_token","expires_in",
 //	                                                                "refresh_token","refresh_token_expires_in",
 //	                                                                "token_type":"Bearer","scope"}
+//
+// Errors are {"error","error_description","code"}, in that order. A spent refresh token
+// presented again gets what the Feishu bug report (seed 001) shows, word for word:
+//
+//	HTTP 400 {"error":"invalid_grant","error_description":"The refresh token has been revoked.
+//	Please note that a refresh token can only be used once.","code":20064}
+//
+// Feishu has a second code for the same mistake, 20073 ("already used"; package feishu
+// classifies both), and the report does not say when which one comes; with
+// Options.ReuseCode = CodeRefreshTokenUsed the fake answers reuse with 20073 instead, so
+// clients are tested against both.
 //
 // # Tenant tokens (POST /open-apis/auth/v3/tenant_access_token/internal)
 //
@@ -40,6 +52,7 @@
 package fakefeishu
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -100,6 +113,10 @@ type Options struct {
 	ReissueWindow time.Duration
 	// RevokeOnReuse revokes the whole family when a used refresh token is presented.
 	RevokeOnReuse bool
+	// ReuseCode is the code a used refresh token presented again is answered with:
+	// CodeRefreshTokenRevoked (20064, what the seed report saw; the default for 0) or
+	// CodeRefreshTokenUsed (20073). New panics on any other value.
+	ReuseCode int
 	// Now is the clock for every lifetime (nil: time.Now).
 	Now func() time.Time
 }
@@ -137,6 +154,13 @@ func New(opts Options) *Server {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	switch opts.ReuseCode {
+	case 0:
+		opts.ReuseCode = CodeRefreshTokenRevoked
+	case CodeRefreshTokenRevoked, CodeRefreshTokenUsed:
+	default:
+		panic(fmt.Sprintf("fakefeishu: Options.ReuseCode %d: want %d or %d", opts.ReuseCode, CodeRefreshTokenRevoked, CodeRefreshTokenUsed))
 	}
 	s := &Server{
 		opts: opts,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -102,10 +103,11 @@ func TestUserRotationAndReuse(t *testing.T) {
 	if latest, ok := s.Latest("alice"); !ok || latest != rt1 || !s.ValidUserAccessToken(r1.str("access_token")) {
 		t.Fatalf("Latest = %q %v", latest, ok)
 	}
-	// The seed report: presenting the spent token again.
-	r := refresh(t, base, rt0)
-	if r.status != 400 || r.code() != CodeRefreshTokenUsed || r.str("error") != "invalid_grant" {
-		t.Fatalf("reuse: %+v", r)
+	// The seed report: presenting the spent token again gets its answer, word for word.
+	raw := refreshRaw(t, base, rt0)
+	const seedAnswer = `{"error":"invalid_grant","error_description":"The refresh token has been revoked. Please note that a refresh token can only be used once.","code":20064}`
+	if raw.status != http.StatusBadRequest || strings.TrimSpace(raw.body) != seedAnswer {
+		t.Fatalf("reuse: HTTP %d %s, want HTTP 400 %s", raw.status, raw.body, seedAnswer)
 	}
 	if s.ReuseDetections() != 1 || s.MaxPresentations() != 2 || s.MaxProcessed() != 2 || s.Revoked("alice") {
 		t.Fatalf("counters after reuse: reuse %d maxPres %d maxProc %d revoked %v", s.ReuseDetections(), s.MaxPresentations(), s.MaxProcessed(), s.Revoked("alice"))
@@ -120,6 +122,54 @@ func TestUserRotationAndReuse(t *testing.T) {
 	if r := refresh(t, base, "ur-unknown"); r.code() != CodeRefreshTokenInvalid {
 		t.Fatalf("unknown: %+v", r)
 	}
+}
+
+// refreshRaw is refresh with the body as sent, for tests of the exact wire shape.
+func refreshRaw(t *testing.T, base, token string) (r struct {
+	status int
+	body   string
+}) {
+	t.Helper()
+	raw, _ := json.Marshal(map[string]string{
+		"grant_type": "refresh_token", "client_id": testAppID, "client_secret": testAppSecret, "refresh_token": token,
+	})
+	resp, err := http.Post(base+UserTokenPath, "application/json", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.status, r.body = resp.StatusCode, string(data)
+	return r
+}
+
+// TestReuseCodeAlreadyUsed: the second answer Feishu has for a reused refresh token.
+// Everything but the code and its description is as for 20064: the reuse is counted
+// and, with RevokeOnReuse, the family revoked (whose tokens then answer 20064).
+func TestReuseCodeAlreadyUsed(t *testing.T) {
+	s, base := start(t, Options{ReuseCode: CodeRefreshTokenUsed, RevokeOnReuse: true})
+	rt0 := s.Seed("frank")
+	rt1 := refresh(t, base, rt0).str("refresh_token")
+	r := refresh(t, base, rt0)
+	if r.status != http.StatusBadRequest || r.code() != CodeRefreshTokenUsed || r.str("error") != "invalid_grant" ||
+		!strings.Contains(r.str("error_description"), "has been used") {
+		t.Fatalf("reuse with ReuseCode 20073: %+v", r)
+	}
+	if s.ReuseDetections() != 1 || !s.Revoked("frank") {
+		t.Fatalf("reuse %d revoked %v", s.ReuseDetections(), s.Revoked("frank"))
+	}
+	if r := refresh(t, base, rt1); r.code() != CodeRefreshTokenRevoked {
+		t.Fatalf("successor of a reused token: %+v", r)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("New accepted ReuseCode 20026")
+		}
+	}()
+	New(Options{AppID: testAppID, AppSecret: testAppSecret, ReuseCode: CodeRefreshTokenInvalid})
 }
 
 func TestUserRevokeOnReuseAndRevocation(t *testing.T) {

@@ -14,9 +14,23 @@ import (
 
 const maxBodyBytes = 64 << 10
 
-func userError(status, code int, errName, description string) fakefault.Answer {
-	return fakefault.JSON(status, map[string]any{"code": code, "error": errName, "error_description": description})
+// userErrorBody keeps the members in the order Feishu sends them (seed 001's answer).
+type userErrorBody struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+	Code             int    `json:"code"`
 }
+
+func userError(status, code int, errName, description string) fakefault.Answer {
+	return fakefault.JSON(status, userErrorBody{Error: errName, ErrorDescription: description, Code: code})
+}
+
+// Descriptions of the two answers to a reused refresh token. The 20064 one is the
+// seed report's text.
+const (
+	reusedRevokedDescription = "The refresh token has been revoked. Please note that a refresh token can only be used once."
+	reusedUsedDescription    = "The refresh token has been used. Please note that a refresh token can only be used once."
+)
 
 func tenantError(code int, msg string) fakefault.Answer {
 	return fakefault.JSON(http.StatusBadRequest, map[string]any{"code": code, "msg": msg})
@@ -88,7 +102,10 @@ func (s *Server) userGrant(req userRequest) fakefault.Answer {
 	case fakeledger.Unknown:
 		return userError(http.StatusBadRequest, CodeRefreshTokenInvalid, "invalid_grant", "The refresh token passed is invalid. Please check the value.")
 	case fakeledger.Reused:
-		return userError(http.StatusBadRequest, CodeRefreshTokenUsed, "invalid_grant", "The refresh token has been used. Please note that a refresh token can only be used once.")
+		if s.opts.ReuseCode == CodeRefreshTokenUsed {
+			return userError(http.StatusBadRequest, CodeRefreshTokenUsed, "invalid_grant", reusedUsedDescription)
+		}
+		return userError(http.StatusBadRequest, CodeRefreshTokenRevoked, "invalid_grant", reusedRevokedDescription)
 	case fakeledger.Revoked:
 		return userError(http.StatusBadRequest, CodeRefreshTokenRevoked, "invalid_grant", "The refresh token has been revoked.")
 	case fakeledger.Expired:

@@ -19,7 +19,8 @@ import (
 // Config is the non-secret part of a credential's provider configuration. It travels in
 // workflow input and status, so it must never hold a secret.
 type Config struct {
-	// TokenURL is the provider's token endpoint (http or https).
+	// TokenURL is the provider's token endpoint. Every URL here receives secrets, so it
+	// must be https; plain http is accepted only for a loopback host (the fakes in tests).
 	TokenURL string `json:"token_url,omitempty"`
 	// ClientID identifies the OAuth2 client (the app id for most providers).
 	ClientID string `json:"client_id,omitempty"`
@@ -49,8 +50,14 @@ type Config struct {
 	// Parent is the ID of the credential whose access token this one is minted with
 	// (a ChatHub operator credential names its company credential).
 	Parent string `json:"parent,omitempty"`
+	// EnrollID is the baoming (报名工具) enrollment whose detail the liveness probe reads:
+	// the eid of an enrollment the token's account has joined (24 hex digits). Not a
+	// secret: it names an enrollment, not the account, and opens nothing by itself.
+	EnrollID string `json:"eid,omitempty"`
 	// TokenLifetime is the lifetime to ask for, as a Go duration ("12h"), where the client
-	// chooses it (the ChatHub operator token: at most 24h, which is the default).
+	// chooses it: the ChatHub operator token (at most 24h, which is the default), and the
+	// ChatHub company token, which never expires by itself and lives for its rotation
+	// period (default 180 days).
 	TokenLifetime string `json:"token_lifetime,omitempty"`
 }
 
@@ -118,6 +125,28 @@ type Prober interface {
 	// Probe reports whether the provider accepts grant.AccessToken. A clear "no" is
 	// (false, nil); failing to find out is an *Error.
 	Probe(ctx context.Context, cfg Config, grant Grant) (valid bool, err error)
+}
+
+// ProbeResult is a probe's answer in full: the verdict, why a "no" is a no, and what
+// the provider said about the token's account.
+type ProbeResult struct {
+	Valid bool
+	// Code, when Valid is false, is a short tag of why ("token_rejected", or an adapter's
+	// own such as baoming's "not_enrolled"), so a human knows whether to log in again or
+	// to fix the configuration.
+	Code string
+	// Description is the provider's explanation of a "no", scrubbed and truncated.
+	Description string
+	// Labels are non-secret facts the answer carried about the account (baoming's info_id),
+	// for status pages and logs. Never a token, never a secret.
+	Labels map[string]string
+}
+
+// DetailedProber is implemented by probers that can say more than yes or no. Its
+// verdicts and errors are those of Probe; callers that know it use it instead.
+type DetailedProber interface {
+	Prober
+	ProbeDetail(ctx context.Context, cfg Config, grant Grant) (ProbeResult, error)
 }
 
 // CodeParentRejected is the Code of a Transient error an adapter returns when the

@@ -19,9 +19,25 @@ const DefaultBaseURL = "https://chatapi.smsbat.com"
 // CompanyTokenPath is the company login endpoint, relative to the base URL.
 const CompanyTokenPath = "/api/company/get-token"
 
+// DefaultCompanyRotation is the lifetime reported for a company token when
+// config.token_lifetime does not choose one. Seed 003 (the ChatHub authentication
+// documentation) gives company tokens no expiry in the API and asks for them to be
+// rotated every 3 to 6 months; a token said to live 6 months is replaced, by the
+// scheduler's two-thirds rule, about 4 months after its login: inside that window.
+const DefaultCompanyRotation = 180 * 24 * time.Hour
+
+// MaxCompanyRotation is the longest config.token_lifetime a company credential may
+// choose: the long end of seed 003's rotation window.
+const MaxCompanyRotation = 183 * 24 * time.Hour
+
+// MinLoginInterval is the least time between two logins of one company: seed 003's
+// rate-limiting advice spaces authentication requests a second apart.
+const MinLoginInterval = time.Second
+
 // Error codes of this package (see the package documentation).
 const (
 	CodeLoginRejected     = "login_rejected"
+	CodeLoginSpacing      = "login_spacing"
 	CodeMissingGrant      = "missing_grant"
 	CodeNetwork           = wire.CodeNetwork
 	CodeMalformedResponse = wire.CodeMalformedResponse
@@ -33,6 +49,7 @@ const (
 type Company struct {
 	client *http.Client
 	now    func() time.Time
+	logins spacer // one login a MinLoginInterval per company
 }
 
 var _ provider.Provider = (*Company)(nil)
@@ -46,12 +63,28 @@ func NewCompany(client *http.Client, now func() time.Time) *Company {
 	return &Company{client: wire.Client(client), now: now}
 }
 
-// ValidateConfig accepts an optional base_url (DefaultBaseURL when empty).
+// ValidateConfig accepts an optional base_url (DefaultBaseURL when empty) and an
+// optional token_lifetime, the rotation period (see companyRotation).
 func (c *Company) ValidateConfig(cfg provider.Config) error {
 	if cfg.BaseURL != "" {
-		return wire.ValidateBaseURL("base_url", cfg.BaseURL)
+		if err := wire.ValidateBaseURL("base_url", cfg.BaseURL); err != nil {
+			return err
+		}
 	}
-	return nil
+	_, err := companyRotation(cfg)
+	return err
+}
+
+// companyRotation is config.token_lifetime, or DefaultCompanyRotation.
+func companyRotation(cfg provider.Config) (time.Duration, error) {
+	if cfg.TokenLifetime == "" {
+		return DefaultCompanyRotation, nil
+	}
+	d, err := time.ParseDuration(cfg.TokenLifetime)
+	if err != nil || d <= 0 || d > MaxCompanyRotation {
+		return 0, fmt.Errorf("token_lifetime: must be a duration above 0 and at most %s (about six months), such as \"2160h\" for 90 days", MaxCompanyRotation)
+	}
+	return d, nil
 }
 
 // ValidateGrant requires the company login (username) and password.
@@ -81,14 +114,19 @@ func (c *Company) Refresh(ctx context.Context, cfg provider.Config, grant provid
 	if err := c.ValidateGrant(grant); err != nil {
 		return provider.TokenSet{}, &provider.Error{Kind: provider.Permanent, Code: CodeMissingGrant, Description: err.Error()}
 	}
+	rotation, _ := companyRotation(cfg) // checked by ValidateConfig above
+	endpoint := wire.JoinURL(baseURL(cfg), CompanyTokenPath)
+	if err := c.logins.wait(ctx, companyKey(endpoint, grant.Username)); err != nil {
+		return provider.TokenSet{}, err
+	}
 	sc := scrub.New(grant.Password, grant.Username, grant.ClientSecret, grant.AccessToken)
 	body := map[string]string{"login": grant.Username, "password": grant.Password}
-	res, perr := wire.PostJSON(ctx, c.client, wire.JoinURL(baseURL(cfg), CompanyTokenPath), body, nil, sc)
+	res, perr := wire.PostJSON(ctx, c.client, endpoint, body, nil, sc)
 	if perr != nil {
 		return provider.TokenSet{}, perr
 	}
 	if res.Status >= 200 && res.Status < 300 {
-		return c.tokenSet(res)
+		return c.tokenSet(res, rotation)
 	}
 	e := &provider.Error{Kind: provider.Permanent, HTTPStatus: res.Status, Code: fmt.Sprintf("http_%d", res.Status),
 		Description: wire.Message(res.Body, sc, "message", "error", "error_description", "title", "detail")}
@@ -104,9 +142,20 @@ func (c *Company) Refresh(ctx context.Context, cfg provider.Config, grant provid
 	return provider.TokenSet{}, e
 }
 
-// tokenSet reads the bare JSON string (or an unquoted JWT) and its exp claim.
-func (c *Company) tokenSet(res *wire.Response) (provider.TokenSet, error) {
-	return bareJWT(res, c.now(), "company token")
+// tokenSet reads the bare JSON string (or an unquoted JWT) and reports the token as
+// living until the end of its rotation period, or until its exp claim if that comes
+// first: the token may well work for longer, but seed 003 wants it replaced by then, and
+// the workflow replaces a token ahead of the expiry it is given.
+func (c *Company) tokenSet(res *wire.Response, rotation time.Duration) (provider.TokenSet, error) {
+	now := c.now()
+	ts, err := bareJWT(res, now, "company token")
+	if err != nil {
+		return provider.TokenSet{}, err
+	}
+	if rotateBy := now.Add(rotation); ts.AccessExpiresAt.IsZero() || rotateBy.Before(ts.AccessExpiresAt) {
+		ts.AccessExpiresAt = rotateBy
+	}
+	return ts, nil
 }
 
 // bareJWT reads an answer that is a bare JSON string holding a JWT (or the JWT

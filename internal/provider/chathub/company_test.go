@@ -95,13 +95,17 @@ func TestCompanyRequestAndDocumentedAnswer(t *testing.T) {
 	if len(rc.body) != 2 || rc.body["login"] != testLogin || rc.body["password"] != testPassword {
 		t.Errorf("body %v, want exactly login and password", rc.body)
 	}
-	if ts.AccessToken != docJWT || ts.TokenType != "Bearer" || ts.RefreshToken != "" || !ts.AccessExpiresAt.IsZero() {
-		t.Errorf("token set %+v: want the JWT, no refresh token, no expiry (the documented token has no exp)", ts)
+	// The documented token has no exp: it lives for the rotation period, so the workflow
+	// logs in again months from now, not on its one-hour assumed lifetime.
+	if ts.AccessToken != docJWT || ts.TokenType != "Bearer" || ts.RefreshToken != "" ||
+		!ts.AccessExpiresAt.Equal(fixedNow.Add(DefaultCompanyRotation)) {
+		t.Errorf("token set %+v: want the JWT, no refresh token, expiry at the end of the rotation period", ts)
 	}
 }
 
 func TestCompanyExpClaim(t *testing.T) {
 	exp := fixedNow.Add(90 * 24 * time.Hour)
+	rotateBy := fixedNow.Add(DefaultCompanyRotation)
 	for _, tc := range []struct {
 		name, answer string
 		want         time.Time
@@ -110,7 +114,8 @@ func TestCompanyExpClaim(t *testing.T) {
 		{"exp", `"` + jwtWith(t, map[string]any{"sub": 1, "exp": exp.Unix()}) + `"`, exp, false},
 		{"fractional exp", `"` + jwtWith(t, map[string]any{"exp": float64(exp.Unix()) + 0.5}) + `"`, exp.Add(500 * time.Millisecond), false},
 		{"unquoted JWT", jwtWith(t, map[string]any{"exp": exp.Unix()}), exp, false},
-		{"no exp", `"` + jwtWith(t, map[string]any{"sub": 1}) + `"`, time.Time{}, false},
+		{"no exp", `"` + jwtWith(t, map[string]any{"sub": 1}) + `"`, rotateBy, false},
+		{"exp after the rotation period", `"` + jwtWith(t, map[string]any{"exp": rotateBy.Add(time.Hour).Unix()}) + `"`, rotateBy, false},
 		{"exp as string", `"` + jwtWith(t, map[string]any{"exp": "soon"}) + `"`, time.Time{}, true},
 		{"exp in the past", `"` + jwtWith(t, map[string]any{"exp": fixedNow.Add(-time.Minute).Unix()}) + `"`, time.Time{}, true},
 		{"two parts", `"eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjF9"`, time.Time{}, true},
@@ -204,6 +209,18 @@ func TestCompanyValidate(t *testing.T) {
 		t.Errorf("relative base_url: %v", err)
 	}
 	for _, tc := range []struct {
+		lifetime string
+		ok       bool
+	}{
+		{"", true}, {"2160h", true}, {"3s", true}, {"4392h", true},
+		{"4393h", false}, {"0s", false}, {"-1h", false}, {"90d", false}, {"soon", false},
+	} {
+		err := c.ValidateConfig(provider.Config{TokenLifetime: tc.lifetime})
+		if tc.ok != (err == nil) || (err != nil && !strings.HasPrefix(err.Error(), "token_lifetime: ")) {
+			t.Errorf("token_lifetime %q: %v", tc.lifetime, err)
+		}
+	}
+	for _, tc := range []struct {
 		g    provider.Grant
 		want string
 	}{
@@ -220,6 +237,22 @@ func TestCompanyValidate(t *testing.T) {
 	_, err := newC().Refresh(context.Background(), provider.Config{}, provider.Grant{Username: testLogin})
 	if pe := asError(t, err); pe.Kind != provider.Permanent || pe.Code != CodeMissingGrant {
 		t.Errorf("missing password: %v", err)
+	}
+}
+
+// TestCompanyTokenLifetimeChoosesTheRotation: config.token_lifetime replaces the default
+// rotation period, for a token with no exp and for one whose exp is later.
+func TestCompanyTokenLifetimeChoosesTheRotation(t *testing.T) {
+	for _, answer := range []string{`"` + docJWT + `"`, `"` + jwtWith(t, map[string]any{"exp": fixedNow.Add(100 * 24 * time.Hour).Unix()}) + `"`} {
+		_, cfg := serve(t, 200, answer)
+		cfg.TokenLifetime = "2160h"
+		ts, err := newC().Refresh(context.Background(), cfg, grant())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fixedNow.Add(90 * 24 * time.Hour); !ts.AccessExpiresAt.Equal(want) {
+			t.Errorf("AccessExpiresAt %s, want %s (token_lifetime 2160h)", ts.AccessExpiresAt, want)
+		}
 	}
 }
 

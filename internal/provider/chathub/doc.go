@@ -18,12 +18,25 @@
 //
 // # Lifetime
 //
-// The documentation says company tokens have no explicit expiry ("rotate every 3-6
-// months"). When the JWT carries an exp claim, AccessExpiresAt is exp; the payload is
-// base64url-decoded WITHOUT verifying the signature (tokenwarden has no key, and only
-// schedules by it), and never logged. Without exp, AccessExpiresAt is zero and the
-// workflow assumes policy.assumed_lifetime: set it to the rotation period you want
-// (e.g. "2160h" = 90 days).
+// The documentation (seed 003) gives company tokens no expiry in the API and asks for
+// them to be rotated every 3 to 6 months. So a company token is reported to live for
+// its rotation period: AccessExpiresAt is the login time plus config.token_lifetime
+// (default DefaultCompanyRotation, 180 days; at most MaxCompanyRotation), and the
+// workflow logs in again ahead of it (at about two thirds: four months after the login
+// by default). When the JWT carries an exp claim that comes sooner, AccessExpiresAt is
+// exp; the payload is base64url-decoded WITHOUT verifying the signature (tokenwarden has
+// no key, and only schedules by it), and never logged. policy.assumed_lifetime never
+// applies: before this rule, a token without exp was assumed to live an hour and the
+// company logged in every 40 minutes.
+//
+// # Login spacing
+//
+// The documentation also asks for authentication requests to be spaced a second apart.
+// One Company adapter (the worker has one) sends the logins of one company (the base
+// URL and login together) at least MinLoginInterval apart: a login that comes sooner
+// waits its turn, or, when its context would end first, fails with a Transient
+// login_spacing error whose RetryAfter is the wait. Logins of different companies do
+// not wait for each other. Nothing is sent while waiting.
 //
 // # Classification
 //
@@ -38,6 +51,8 @@
 //	  not three base64url parts, payload not a
 //	  JSON object, exp not a number, exp in
 //	  the past)
+//	another login of the company is too recent  Transient  login_spacing        its turn is after the context's deadline
+//	  (nothing sent)
 //	config invalid                              Permanent  invalid_config
 //	grant lacks username or password            Permanent  missing_grant
 //

@@ -119,6 +119,10 @@ func (o *Operator) Refresh(ctx context.Context, cfg provider.Config, grant provi
 
 // Probe asks validate-token whether grant.AccessToken (the operator token) still holds.
 func (o *Operator) Probe(ctx context.Context, cfg provider.Config, grant provider.Grant) (bool, error) {
+	// As Refresh does: neither token may go to a URL the configuration rules refuse.
+	if err := o.ValidateConfig(cfg); err != nil {
+		return false, &provider.Error{Kind: provider.Permanent, Code: CodeInvalidConfig, Err: fmt.Errorf("chathub: config.%w", err)}
+	}
 	if grant.ParentAccessToken == "" {
 		return false, &provider.Error{Kind: provider.Transient, Code: provider.CodeParentRejected,
 			Description: "the parent company credential has no token yet"}

@@ -6,7 +6,8 @@
 //
 // Both adapters talk to https://open.feishu.cn unless Config.BaseURL names another base:
 // https://open.larksuite.com for Lark (the international platform), or a loopback fake in
-// tests. The base is a full http(s) URL; the fixed API paths are appended to it.
+// tests. The base is a full https URL (http only for a loopback host); the fixed API
+// paths are appended to it.
 // Config.ClientID is the app's App ID ("cli_..."), the seed's client_secret its App
 // Secret.
 //

@@ -3,6 +3,7 @@ package feishu_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,10 +47,12 @@ func TestUserAgainstFake(t *testing.T) {
 	if fake.MaxPresentations() != 1 || fake.MaxProcessed() != 1 || fake.Refreshes() != 3 {
 		t.Fatalf("presentations %d processed %d refreshes %d", fake.MaxPresentations(), fake.MaxProcessed(), fake.Refreshes())
 	}
-	// The seed report's mistake, made on purpose: the spent seed presented again.
+	// The seed report's mistake, made on purpose: the spent seed presented again. The
+	// fake answers as Feishu did there (HTTP 400, invalid_grant, 20064).
 	_, err := p.Refresh(context.Background(), cfg, provider.Grant{RefreshToken: seed, ClientSecret: fakeAppSecret})
 	var pe *provider.Error
-	if !errors.As(err, &pe) || pe.Kind != provider.Permanent || pe.Code != "20073" {
+	if !errors.As(err, &pe) || pe.Kind != provider.Permanent || pe.Code != "20064" || pe.HTTPStatus != 400 ||
+		!strings.Contains(pe.Description, "revoked") {
 		t.Fatalf("reused token: %v", err)
 	}
 	// A rate limit in a 200 answer is retried later, and consumed nothing.
@@ -65,6 +68,38 @@ func TestUserAgainstFake(t *testing.T) {
 	_, err = p.Refresh(context.Background(), cfg, provider.Grant{RefreshToken: grant.RefreshToken, ClientSecret: "wrong-secret"})
 	if !errors.As(err, &pe) || pe.Code != "config_20002" {
 		t.Fatalf("wrong secret: %v", err)
+	}
+}
+
+// TestBothReuseAnswersArePermanent: whichever of its two codes Feishu answers a reused
+// refresh token with, the credential goes to NEEDS_REAUTH rather than retrying a token
+// that can never work again.
+func TestBothReuseAnswersArePermanent(t *testing.T) {
+	for _, tc := range []struct {
+		reuseCode int
+		want      string
+	}{
+		{0, "20064"},
+		{fakefeishu.CodeRefreshTokenRevoked, "20064"},
+		{fakefeishu.CodeRefreshTokenUsed, "20073"},
+	} {
+		fake := fakefeishu.New(fakefeishu.Options{AppID: fakeAppID, AppSecret: fakeAppSecret, ReuseCode: tc.reuseCode})
+		base := fake.Start()
+		p := feishu.NewUser(nil, nil)
+		cfg := provider.Config{ClientID: fakeAppID, BaseURL: base}
+		seed := fake.Seed("u")
+		if _, err := p.Refresh(context.Background(), cfg, provider.Grant{RefreshToken: seed, ClientSecret: fakeAppSecret}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := p.Refresh(context.Background(), cfg, provider.Grant{RefreshToken: seed, ClientSecret: fakeAppSecret})
+		fake.Close()
+		var pe *provider.Error
+		if !errors.As(err, &pe) || pe.Kind != provider.Permanent || pe.Code != tc.want || !provider.IsPermanent(err) {
+			t.Errorf("ReuseCode %d: %v, want permanent %s", tc.reuseCode, err, tc.want)
+		}
+		if strings.Contains(err.Error(), seed) || strings.Contains(err.Error(), fakeAppSecret) {
+			t.Errorf("ReuseCode %d: the error leaks a secret: %v", tc.reuseCode, err)
+		}
 	}
 }
 

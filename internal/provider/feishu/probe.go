@@ -32,6 +32,11 @@ func (u *User) Probe(ctx context.Context, cfg provider.Config, grant provider.Gr
 	if grant.AccessToken == "" {
 		return false, nil
 	}
+	// The workflow checked the configuration when it started, but the access token must
+	// not cross plain http even for a caller that did not.
+	if err := validateBaseURL(cfg.BaseURL); err != nil {
+		return false, &provider.Error{Kind: provider.Permanent, Code: CodeInvalidConfig, Err: fmt.Errorf("feishu: config.%w", err)}
+	}
 	sc := scrub.New(grant.AccessToken, grant.RefreshToken, grant.ClientSecret)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint(cfg, UserInfoPath), nil)
 	if err != nil {

@@ -80,8 +80,8 @@
 //
 //   - Only when Config.IntrospectionURL is set; otherwise RefreshTokenActive returns
 //     supported == false and sends nothing. ValidateConfig holds introspection_url to the
-//     token_url rules (absolute http/https with a host, no user info), because it receives
-//     the same secrets.
+//     token_url rules (absolute https with a host, http only to a loopback host, no user
+//     info), because it receives the same secrets.
 //   - One POST per call, form-encoded token=<refresh token>&token_type_hint=refresh_token
 //     (section 2.1), with client authentication in the configured auth style: Basic by
 //     default, client_id/client_secret in the body for "body". No grant_type, no scope,

@@ -13,6 +13,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -183,13 +184,17 @@ func Seconds(v any) int64 {
 // own way can tell them apart with errors.Is.
 var (
 	ErrNotAbsoluteURL  = errors.New("must be an absolute http or https URL")
+	ErrPlainHTTP       = errors.New("must use https; plain http is allowed only for a loopback host (127.0.0.0/8, ::1, localhost)")
 	ErrUserInfo        = errors.New("must not contain user info")
 	ErrQueryOrFragment = errors.New("must not contain a query or fragment")
 )
 
-// ValidateEndpointURL checks a URL that will receive secrets: absolute http or https
-// with a host, and no user info (config travels in workflow input and status; it must
-// not carry credentials). A query is allowed. Errors start with field.
+// ValidateEndpointURL checks a URL that will receive secrets: absolute https with a host,
+// and no user info (config travels in workflow input and status; it must not carry
+// credentials). Plain http is accepted only for a loopback host, where the fakes and a
+// local TLS-terminating proxy listen: to any other host a password, refresh token or app
+// secret would cross the network in the clear (seed 003, SMSBAT ChatHub: never send
+// authentication over HTTP). A query is allowed. Errors start with field.
 func ValidateEndpointURL(field, raw string) error {
 	_, err := parseEndpointURL(field, raw)
 	return err
@@ -218,7 +223,22 @@ func parseEndpointURL(field, raw string) (*url.URL, error) {
 	if u.User != nil {
 		return nil, fmt.Errorf("%s: %w", field, ErrUserInfo)
 	}
+	if u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("%s: %w", field, ErrPlainHTTP)
+	}
 	return u, nil
+}
+
+// IsLoopbackHost reports whether host (a URL's Hostname: no port, no brackets) names
+// this machine: an IPv4 address in 127.0.0.0/8, ::1 (or the IPv4-mapped form of a
+// loopback address), or the name localhost. Other names, "*.localhost" included, are not
+// trusted: what they resolve to is up to the resolver, not to this check.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
 }
 
 // JoinURL appends path to base, keeping any path prefix base has.

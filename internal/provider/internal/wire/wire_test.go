@@ -103,6 +103,26 @@ func TestValidateURLs(t *testing.T) {
 		{"https://api.example.com/token?tenant=1", nil, ErrQueryOrFragment},
 		{"https://api.example.com/#frag", nil, ErrQueryOrFragment},
 		{"https://api.example.com/?", nil, ErrQueryOrFragment},
+		// Plain http only to this machine.
+		{"http://127.0.0.1", nil, nil},
+		{"http://127.10.20.30:9000/token", nil, nil},
+		{"http://[::1]:8080", nil, nil},
+		{"http://[::ffff:127.0.0.1]:8080", nil, nil},
+		{"http://localhost:8080", nil, nil},
+		{"HTTP://LOCALHOST:8080", nil, nil},
+		{"https://127.0.0.1:8443", nil, nil},
+		{"http://api.example.com", ErrPlainHTTP, ErrPlainHTTP},
+		{"http://chatapi.smsbat.com/api", ErrPlainHTTP, ErrPlainHTTP},
+		{"http://10.0.0.5:8080", ErrPlainHTTP, ErrPlainHTTP},
+		{"http://0.0.0.0:8080", ErrPlainHTTP, ErrPlainHTTP},
+		{"http://128.0.0.1", ErrPlainHTTP, ErrPlainHTTP},
+		{"http://[::2]:8080", ErrPlainHTTP, ErrPlainHTTP},
+		{"http://localhost.example.com", ErrPlainHTTP, ErrPlainHTTP},
+		{"http://app.localhost:8080", ErrPlainHTTP, ErrPlainHTTP},
+		{"http://127.0.0.1.example.com", ErrPlainHTTP, ErrPlainHTTP},
+		{"http://2130706433", ErrPlainHTTP, ErrPlainHTTP}, // 127.0.0.1 as one number: a name here
+		{"http://u:p@127.0.0.1", ErrUserInfo, ErrUserInfo},
+		{"http://api.example.com/token?x=1", ErrPlainHTTP, ErrPlainHTTP},
 	} {
 		for _, c := range []struct {
 			name string
