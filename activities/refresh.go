@@ -197,6 +197,13 @@ func (a *Activities) parentToken(ctx context.Context, p provider.Provider, cfg p
 			return "", err
 		}
 	}
+	if err == nil && prec.Secrets.AccessToken != "" {
+		// A child minted with the parent's token uses the parent: its use keeps the
+		// parent from being retired as unused (policy.retire_after_unused).
+		if terr := a.Store.TouchLastUsed(ctx, cfg.Parent, a.now()); terr != nil {
+			a.logger().Warn("could not record the child's use of its parent", "parent", cfg.Parent, "error", terr)
+		}
+	}
 	if err != nil || prec.Secrets.AccessToken == "" {
 		return "", temporal.NewApplicationErrorWithOptions(
 			fmt.Sprintf("parent credential %q has no access token in the store yet", cfg.Parent), ErrTypeTransient,

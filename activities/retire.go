@@ -12,6 +12,10 @@ type RetireRequest struct {
 	CredentialID string
 	Provider     string
 	Config       provider.Config
+	// Revoke: revoke the grant at the provider first, where the adapter can. The
+	// workflow asks for it on a human's retirement, and on an automatic one only when
+	// policy.revoke_on_retire says so.
+	Revoke bool
 }
 
 // RetireResult says when the secrets were deleted.
@@ -19,12 +23,14 @@ type RetireResult struct {
 	DeletedAt time.Time
 }
 
-// Retire revokes the grant at the provider where it can (RFC 7009), then deletes the
-// credential's record, secrets included, from the token store. A revocation that fails
-// is logged and does not keep the secrets: the human asked for them gone. Deleting a
+// Retire revokes the grant at the provider where it can (RFC 7009) when asked to, then
+// deletes the credential's record, secrets included, from the token store. A revocation
+// that fails is logged and does not keep the secrets: they were asked to go. Deleting a
 // record that is already gone succeeds, so a retried Retire is harmless.
 func (a *Activities) Retire(ctx context.Context, req RetireRequest) (RetireResult, error) {
-	a.revoke(ctx, req)
+	if req.Revoke {
+		a.revoke(ctx, req)
+	}
 	if err := a.Store.Delete(ctx, req.CredentialID); err != nil {
 		return RetireResult{}, storeError("delete retired credential", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/fakechathub"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
@@ -168,6 +169,36 @@ func TestRefreshBindsARecordSeededBeforeBindings(t *testing.T) {
 	h.mustRefresh(h.request(credID, 1))
 	if got, want := h.get(credID).Secrets.Binding, string(provider.BindingOf(providers.OAuth2, h.config())); got != want {
 		t.Fatalf("binding after refresh = %s, want %s", got, want)
+	}
+}
+
+// A child minted with its parent's token counts as the parent's use, so that an unused
+// parent's retirement does not break its children.
+func TestChildUseCountsAsParentUse(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	company := fakechathub.New(fakechathub.Options{Now: h.clock.Now})
+	base := company.Start()
+	t.Cleanup(company.Close)
+	companyCfg := provider.Config{BaseURL: base}
+	const login, password = "acme", "pw-0123456789"
+	company.AddCompany(login, password)
+	company.AddOperator(login, 7)
+	h.seedMaterial(h.sealedFor(seal.Request{ID: "company", Provider: providers.ChatHubCompany, Config: companyCfg,
+		Seed: seal.Seed{Username: login, Password: password}}))
+	if _, err := h.refresh(activities.RefreshRequest{CredentialID: "company", Provider: providers.ChatHubCompany, Config: companyCfg, ExpectedVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if used := h.get("company").LastUsedAt; !used.IsZero() {
+		t.Fatalf("the company was used at %s before any child", used)
+	}
+	h.clock.Advance(time.Hour)
+	childCfg := provider.Config{BaseURL: base, OperatorID: "7", Parent: "company"}
+	h.seedMaterial(h.sealedFor(seal.Request{ID: "operator", Provider: providers.ChatHubOperator, Config: childCfg}))
+	if _, err := h.refresh(activities.RefreshRequest{CredentialID: "operator", Provider: providers.ChatHubOperator, Config: childCfg, ExpectedVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if used := h.get("company").LastUsedAt; !used.Equal(h.clock.Now()) {
+		t.Fatalf("the company's last use is %s, want the child's refresh at %s", used, h.clock.Now())
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/activities"
 )
@@ -63,12 +64,16 @@ func (s *credentialSuite) TestUnusedCredentialIsRetired() {
 			return activities.UsageResult{LastUsedAt: t0.Add(10 * 24 * time.Hour)}, nil
 		})
 	retired := 0
+	var revoke bool
 	s.env.OnActivity(s.a.Retire, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.RetireRequest) (activities.RetireResult, error) {
 			retired++
+			revoke = req.Revoke
 			return activities.RetireResult{DeletedAt: s.env.Now()}, nil
 		})
-	s.env.ExecuteWorkflow(WorkflowType, input())
+	in := input()
+	in.Policy.RetireAfterUnused = dur(30 * 24 * time.Hour) // a credential that refreshes is never retired by default
+	s.env.ExecuteWorkflow(WorkflowType, in)
 
 	s.Require().True(s.env.IsWorkflowCompleted())
 	s.Require().NoError(s.env.GetWorkflowError())
@@ -82,6 +87,77 @@ func (s *credentialSuite) TestUnusedCredentialIsRetired() {
 	s.WithinDuration(t0.Add(40*24*time.Hour), checks[1], time.Minute)
 	s.Equal([]string{"retired:RETIRED"}, s.events())
 	s.Equal("unused", s.notes[0].Code)
+	s.False(revoke, "an automatic retirement revokes at the provider only with policy.revoke_on_retire")
+}
+
+// Defaults never destroy: only probe-only credentials (seed 004's cleanup) retire when
+// unused unless a policy says so; runs recorded before the rule keep the old default.
+func TestRetireAfterUnusedDefaults(t *testing.T) {
+	month := Duration(DefaultRetireAfterUnused)
+	for _, tc := range []struct {
+		name      string
+		probeOnly bool
+		rules     inputRules
+		want      Duration
+	}{
+		{"refreshes", false, currentRules, 0},
+		{"probe-only", true, currentRules, month},
+		{"refreshes, run started before the rule", false, rulesStrictConfig, month},
+	} {
+		if got := (Policy{}).resolve(tc.probeOnly, tc.rules).RetireAfterUnused; got != tc.want {
+			t.Errorf("%s: retire_after_unused default %s, want %s", tc.name, got.D(), tc.want.D())
+		}
+	}
+	yes := true
+	if !(Policy{RevokeOnRetire: &yes}).Resolve(false).RevokeOnRetire || (Policy{}).Resolve(true).RevokeOnRetire {
+		t.Error("revoke_on_retire must be off unless set")
+	}
+}
+
+// With revoke_on_retire an automatic retirement revokes; a retire signal always does.
+func (s *credentialSuite) TestRetirementRevokesWhenAsked() {
+	for _, tc := range []struct {
+		name   string
+		policy func(*Policy)
+		signal bool
+		want   bool
+	}{
+		{"unused, revoke_on_retire", func(p *Policy) { yes := true; p.RevokeOnRetire = &yes }, false, true},
+		{"retire signal", func(*Policy) {}, true, true},
+	} {
+		s.Run(tc.name, func() {
+			env := s.NewTestWorkflowEnvironment()
+			env.RegisterWorkflowWithOptions(CredentialWorkflow, workflow.RegisterOptions{Name: WorkflowType})
+			var a *activities.Activities
+			env.RegisterActivity(a)
+			env.SetStartWorkflowOptions(testStartOptions("cred-1"))
+			env.SetStartTime(t0)
+			env.OnActivity(a.Seed, mock.Anything, mock.Anything).Return(activities.SeedResult{Version: 1, SeededAt: t0}, nil)
+			env.OnActivity(a.Refresh, mock.Anything, mock.Anything).Return(
+				func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
+					now := env.Now()
+					return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: now, AccessExpiresAt: now.Add(365 * 24 * time.Hour)}, nil
+				})
+			env.OnActivity(a.Usage, mock.Anything, mock.Anything).Return(activities.UsageResult{}, nil)
+			env.OnActivity(a.Notify, mock.Anything, mock.Anything).Return(nil).Maybe()
+			var got *bool
+			env.OnActivity(a.Retire, mock.Anything, mock.Anything).Return(
+				func(ctx context.Context, req activities.RetireRequest) (activities.RetireResult, error) {
+					got = &req.Revoke
+					return activities.RetireResult{DeletedAt: env.Now()}, nil
+				})
+			in := input()
+			in.Policy.RetireAfterUnused = dur(24 * time.Hour)
+			tc.policy(&in.Policy)
+			if tc.signal {
+				env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalRetire, nil) }, time.Hour)
+			}
+			env.ExecuteWorkflow(WorkflowType, in)
+			s.Require().True(env.IsWorkflowCompleted())
+			s.Require().NotNil(got, "Retire never ran")
+			s.Equal(tc.want, *got)
+		})
+	}
 }
 
 func (s *credentialSuite) TestRetireAfterUnusedZeroMeansNever() {

@@ -27,11 +27,11 @@ var (
 	SearchExpiresAt = temporal.NewSearchAttributeKeyTime("TokenExpiresAt")
 )
 
-// changeStrictConfig versions the provider configuration rules a run is checked
-// against at its start (https beyond loopback, baoming's enrollment ID, ...). Runs
-// recorded before it replay with the rules they started under; every new run, a
-// continue-as-new included, is held to the current ones.
-const changeStrictConfig = "strict-provider-config"
+// changeInputRules versions the rules a run's input is held to (inputRules): runs
+// recorded before a rule replay with the rules they started under; every new run, a
+// continue-as-new included, is held to the current ones. Its ID is the one the first
+// version was recorded under.
+const changeInputRules = "strict-provider-config"
 
 // ErrTypeInvalidInput is the failure type of a workflow started with bad input.
 const ErrTypeInvalidInput = "InvalidInput"
@@ -40,8 +40,8 @@ const ErrTypeInvalidInput = "InvalidInput"
 // or it continues as new; otherwise it runs forever.
 func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error) {
 	info := workflow.GetInfo(ctx)
-	strictConfig := workflow.GetVersion(ctx, changeStrictConfig, workflow.DefaultVersion, 1) >= 1
-	if err := in.validate(info.WorkflowExecution.ID, strictConfig); err != nil {
+	rules := inputRules(workflow.GetVersion(ctx, changeInputRules, workflow.DefaultVersion, workflow.Version(currentRules)))
+	if err := in.validate(info.WorkflowExecution.ID, rules); err != nil {
 		return Status{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
 	}
 	if err := checkCarried(info, in); err != nil {
@@ -49,6 +49,7 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 	}
 	c := &credential{
 		in:           in,
+		rules:        rules,
 		log:          workflow.GetLogger(ctx),
 		refreshNow:   workflow.GetSignalChannel(ctx, SignalRefreshNow),
 		reseed:       workflow.GetSignalChannel(ctx, SignalReseed),
@@ -63,7 +64,7 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 	}
 	c.st.Config = in.Config
 	c.st.ProbeOnly = !providers.CanRefresh(in.Provider)
-	c.st.Timing = in.Policy.Resolve(c.st.ProbeOnly)
+	c.st.Timing = in.Policy.resolve(c.st.ProbeOnly, rules)
 	c.st.Runs++
 
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return c.st, nil }); err != nil {
@@ -111,6 +112,7 @@ func checkCarried(info *workflow.Info, in CredentialInput) error {
 // credential is the workflow's in-memory state between events.
 type credential struct {
 	in           CredentialInput
+	rules        inputRules
 	st           Status
 	log          log.Logger
 	refreshNow   workflow.ReceiveChannel
@@ -119,6 +121,9 @@ type credential struct {
 	updatePolicy workflow.ReceiveChannel
 	// retireRequested is set by the retire signal; the main loop retires at its next turn.
 	retireRequested bool
+	// retireAutomatic: the retirement is the policy's (unused, on_invalid: retire), not a
+	// human's; it revokes at the provider only with policy.revoke_on_retire.
+	retireAutomatic bool
 	// seedsQueued and seedsApplied count reseeds, so a reseed update can wait for its own.
 	seedsQueued, seedsApplied int
 	// notifying counts notification activities still running; continue-as-new waits.
@@ -179,6 +184,7 @@ func (c *credential) loop(ctx workflow.Context) (Status, error) {
 		}
 		if action == ActionUsageCheck && !at.After(now) {
 			if c.unused(ctx) {
+				c.retireAutomatic = true
 				return c.retireNow(ctx)
 			}
 			continue
@@ -399,7 +405,7 @@ func (c *credential) probe(ctx workflow.Context) {
 	if c.st.Timing.OnInvalid == OnInvalidRetire {
 		r.succeed()
 		c.st.LastError, c.st.LastErrorCode = "retired: the provider no longer accepts the access token", res.Code
-		c.retireRequested = true
+		c.retireRequested, c.retireAutomatic = true, true
 		return
 	}
 	r.park("probe: the provider no longer accepts the access token", res.Code)

@@ -116,8 +116,11 @@ func (c *credential) retireNow(ctx workflow.Context) (Status, error) {
 	})
 	var a *activities.Activities
 	var res activities.RetireResult
+	// Defaults never destroy more than asked: the rules before rulesSafeDefaults
+	// revoked on every retirement.
+	revoke := !c.retireAutomatic || c.st.Timing.RevokeOnRetire || !c.rules.safeDefaults()
 	if err := workflow.ExecuteActivity(actx, a.Retire, activities.RetireRequest{
-		CredentialID: c.st.ID, Provider: c.st.Provider, Config: c.st.Config,
+		CredentialID: c.st.ID, Provider: c.st.Provider, Config: c.st.Config, Revoke: revoke,
 	}).Get(ctx, &res); err != nil {
 		return c.st, err
 	}

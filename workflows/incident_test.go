@@ -2,6 +2,8 @@ package workflows
 
 import (
 	"context"
+	"strings"
+	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
@@ -134,6 +136,71 @@ func (s *credentialSuite) TestUpdatePolicySignal() {
 	s.Equal(Duration(9*time.Hour), applied.Timing.RefreshMargin)
 	// Lifetime 10h: lead = max(9h, 3h20m) capped at half the lifetime = 5h.
 	s.WithinDuration(t0.Add(5*time.Hour), applied.NextActionAt, time.Second)
+}
+
+// update-policy changes the fields it names and keeps the others; a field a policy does
+// not have (a typo) is refused by name, and nothing changes; null restores a default.
+func (s *credentialSuite) TestUpdatePolicyMergesAndRefusesUnknownFields() {
+	s.env.SetStartTime(t0)
+	s.seeded()
+	s.refreshSucceeds(&refreshLog{version: 1}, 10*time.Hour)
+	var typo, merged, restored Status
+	signal := func(at time.Duration, p map[string]any) {
+		s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalUpdatePolicy, p) }, at)
+	}
+	signal(time.Minute, map[string]any{"retire_after_unsued": "1h"})
+	s.env.RegisterDelayedCallback(func() { typo = s.status() }, 2*time.Minute)
+	signal(3*time.Minute, map[string]any{"reminder_interval": "2h"})
+	s.env.RegisterDelayedCallback(func() { merged = s.status() }, 4*time.Minute)
+	signal(5*time.Minute, map[string]any{"retire_after_unused": nil})
+	s.env.RegisterDelayedCallback(func() { restored = s.status() }, 6*time.Minute)
+	s.stopAt(7 * time.Minute)
+	in := input()
+	in.Policy.RetireAfterUnused = dur(90 * 24 * time.Hour)
+	s.env.ExecuteWorkflow(WorkflowType, in)
+
+	s.Contains(typo.LastError, `policy has no field "retire_after_unsued"`)
+	s.Contains(typo.LastError, "retire_after_unused")
+	s.Equal(Duration(90*24*time.Hour), typo.Timing.RetireAfterUnused, "a refused update changes nothing")
+	s.Equal(Duration(2*time.Hour), merged.Timing.ReminderInterval)
+	s.Equal(Duration(90*24*time.Hour), merged.Timing.RetireAfterUnused, "fields the update leaves out stay")
+	s.Equal(Duration(0), restored.Timing.RetireAfterUnused, "null returns to the default (never, for a credential that refreshes)")
+	s.Equal(Duration(2*time.Hour), restored.Timing.ReminderInterval)
+}
+
+// Every duration and limit taken from input has a floor with a clear error.
+func TestInputFloors(t *testing.T) {
+	ns := Duration(time.Nanosecond)
+	for _, tc := range []struct {
+		name string
+		edit func(*CredentialInput)
+		want string
+	}{
+		{"history_event_limit 1", func(in *CredentialInput) { in.HistoryEventLimit = 1 }, "history_event_limit: 1 is below the floor of 25"},
+		{"probe_interval 1ns", func(in *CredentialInput) {
+			in.Config.IntrospectionURL = "https://idp.example/introspect"
+			in.Policy.ProbeInterval = &ns
+		}, "policy.probe_interval: 1ns is below the floor of 1s"},
+		{"reminder_interval 1ns", func(in *CredentialInput) { in.Policy.ReminderInterval = &ns }, "policy.reminder_interval: 1ns is below the floor"},
+		{"retry_initial 1ns", func(in *CredentialInput) { in.Policy.RetryInitial = &ns }, "policy.retry_initial: 1ns is below the floor"},
+		{"retire_after_unused 1ns", func(in *CredentialInput) { in.Policy.RetireAfterUnused = &ns }, "policy.retire_after_unused: 1ns is below the floor"},
+	} {
+		in := input()
+		tc.edit(&in)
+		err := in.Validate("cred-1")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+		// A run that started before the floors replays as it ran.
+		if err := in.validate("cred-1", rulesStrictConfig); err != nil {
+			t.Errorf("%s under the earlier rules: %v", tc.name, err)
+		}
+	}
+	in := input()
+	in.HistoryEventLimit = MinEventLimit
+	if err := in.Validate("cred-1"); err != nil {
+		t.Errorf("history_event_limit at the floor: %v", err)
+	}
 }
 
 func (s *credentialSuite) TestReseedUpdateValidatesThenReturnsTheRefreshedStatus() {

@@ -1,9 +1,12 @@
 package workflows
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -99,14 +102,18 @@ func (c *credential) onReseedUpdate(ctx workflow.Context, seed SeedEnvelope) (St
 	return c.st, nil
 }
 
-// onUpdatePolicy replaces the timing policy. A malformed one is recorded and ignored.
+// onUpdatePolicy changes the timing policy: the fields given replace those of the
+// current policy, a field given as null returns to its default, and the others stay
+// (runs that started before rulesSafeDefaults replace the whole policy, as they did).
+// A malformed policy, or one naming a field a policy does not have, is recorded and
+// ignored.
 func (c *credential) onUpdatePolicy(raw json.RawMessage) {
-	var p Policy
-	if err := json.Unmarshal(raw, &p); err != nil {
-		c.rejectSignal(SignalUpdatePolicy, "payload is not a policy object")
+	p, err := c.policyUpdate(raw)
+	if err != nil {
+		c.rejectSignal(SignalUpdatePolicy, err.Error())
 		return
 	}
-	if err := p.Validate(); err != nil {
+	if err := p.validate(c.rules); err != nil {
 		c.rejectSignal(SignalUpdatePolicy, err.Error())
 		return
 	}
@@ -115,9 +122,50 @@ func (c *credential) onUpdatePolicy(raw json.RawMessage) {
 		return
 	}
 	c.in.Policy = p
-	c.st.Timing = p.Resolve(c.st.ProbeOnly)
+	c.st.Timing = p.resolve(c.st.ProbeOnly, c.rules)
 	c.rescheduled = true
 	c.log.Info("policy updated")
+}
+
+// policyUpdate is the policy an update-policy signal asks for.
+func (c *credential) policyUpdate(raw json.RawMessage) (Policy, error) {
+	if !c.rules.safeDefaults() {
+		var p Policy
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return Policy{}, errors.New("payload is not a policy object")
+		}
+		return p, nil
+	}
+	// Decode onto a deep copy of the current policy, so that what the signal leaves out
+	// stays and a rejected update leaves the current policy untouched.
+	current, err := json.Marshal(c.in.Policy)
+	if err != nil {
+		return Policy{}, fmt.Errorf("encode the current policy: %w", err)
+	}
+	var p Policy
+	if err := json.Unmarshal(current, &p); err != nil {
+		return Policy{}, fmt.Errorf("decode the current policy: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		if field, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return Policy{}, fmt.Errorf("policy has no field %s (nothing changed); the fields are %s", field, strings.Join(policyFields(), ", "))
+		}
+		return Policy{}, errors.New("payload is not a policy object (nothing changed)")
+	}
+	return p, nil
+}
+
+// policyFields lists the JSON names of Policy's fields.
+func policyFields() []string {
+	var names []string
+	t := reflect.TypeFor[Policy]()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		names = append(names, name)
+	}
+	return names
 }
 
 func (c *credential) onRefreshNow() {

@@ -72,9 +72,17 @@ type Policy struct {
 	// named rather than given here because a webhook URL is itself a secret.
 	NotifyTarget string `json:"notify_target,omitempty"`
 	// RetireAfterUnused: retire a credential nobody has used for this long — no token API
-	// read, no sink delivery — since it was seeded (default 720h = 30 days; "0s" = never).
-	// Retiring deletes its secrets and completes its workflow.
+	// read, no sink delivery, no child credential minted with it — since it was seeded
+	// ("0s" = never). Retiring deletes its secrets and completes its workflow. The default
+	// is 720h (30 days, seed 004's cleanup) for probe-only credentials and never for
+	// credentials that refresh: their consumers may read them in ways tokenwarden cannot
+	// see, and deleting a live grant by default is not safe.
 	RetireAfterUnused *Duration `json:"retire_after_unused,omitempty"`
+	// RevokeOnRetire: an automatic retirement (retire_after_unused, on_invalid: retire)
+	// also revokes the grant at the provider where it can (RFC 7009). Default false: the
+	// secrets are deleted here, the grant is left alone. A retire signal always revokes:
+	// a human asked for the credential to be gone.
+	RevokeOnRetire *bool `json:"revoke_on_retire,omitempty"`
 	// ProbeIntervalIdle: the probe interval for a credential nobody used in the last 7
 	// days (default 24h for providers that cannot refresh; otherwise probe_interval).
 	ProbeIntervalIdle *Duration `json:"probe_interval_idle,omitempty"`
@@ -99,6 +107,7 @@ type Timing struct {
 	NotifyTarget        string   `json:"notify_target,omitempty"`
 	// RetireAfterUnused 0 means never.
 	RetireAfterUnused Duration `json:"retire_after_unused"`
+	RevokeOnRetire    bool     `json:"revoke_on_retire,omitempty"`
 	ProbeIntervalIdle Duration `json:"probe_interval_idle,omitempty"`
 	OnInvalid         string   `json:"on_invalid,omitempty"`
 	// ProbeInterval 0 means no probes.
@@ -123,13 +132,47 @@ const (
 	DefaultNotifyAfterFailures = 3
 	// DefaultReminderInterval: how often an open incident is brought up again.
 	DefaultReminderInterval = 24 * time.Hour
-	// DefaultRetireAfterUnused: the seed users' cleanup of tokens unused for 30 days.
+	// DefaultRetireAfterUnused: the seed users' cleanup of tokens unused for 30 days
+	// (seed 004), the default of probe-only credentials only.
 	DefaultRetireAfterUnused = 30 * 24 * time.Hour
+	// MinPolicyDuration is the floor of every policy duration that is set (jitter may be
+	// 0, retire_after_unused 0 means never): below it a credential would busy-loop.
+	MinPolicyDuration = time.Second
+	// MinEventLimit is the floor of history_event_limit: a fresh run needs about a dozen
+	// events before its first cycle, and a cycle about twelve, so a lower limit would
+	// continue as new before it ever refreshed.
+	MinEventLimit = 25
 )
+
+// inputRules is the version of the rules a run's input is held to, as recorded at the
+// run's start (changeInputRules): a rule added later applies to runs that start after
+// it, never, on replay, to a run that already accepted its input.
+type inputRules int
+
+const (
+	// rulesOriginal: the rules before versioning.
+	rulesOriginal inputRules = iota
+	// rulesStrictConfig adds the providers' own configuration rules (https beyond
+	// loopback, baoming's enrollment ID, ...).
+	rulesStrictConfig
+	// rulesSafeDefaults adds retire_after_unused off by default for credentials that
+	// refresh, no revocation on automatic retirement unless asked, floors on every
+	// duration and on history_event_limit, and update-policy merging the fields given
+	// and refusing unknown ones.
+	rulesSafeDefaults
+
+	// currentRules are the rules every new run, and the starter, applies.
+	currentRules = rulesSafeDefaults
+)
+
+func (r inputRules) strictConfig() bool { return r >= rulesStrictConfig }
+func (r inputRules) safeDefaults() bool { return r >= rulesSafeDefaults }
 
 // Resolve fills in defaults for a credential that can refresh, or only be probed. Call
 // Validate first: Resolve does not reject bad values.
-func (p Policy) Resolve(probeOnly bool) Timing {
+func (p Policy) Resolve(probeOnly bool) Timing { return p.resolve(probeOnly, currentRules) }
+
+func (p Policy) resolve(probeOnly bool, rules inputRules) Timing {
 	pick := func(d *Duration, def time.Duration) Duration {
 		if d == nil {
 			return Duration(def)
@@ -149,7 +192,12 @@ func (p Policy) Resolve(probeOnly bool) Timing {
 	}
 	t.ReminderInterval = pick(p.ReminderInterval, DefaultReminderInterval)
 	t.NotifyTarget = p.NotifyTarget
-	t.RetireAfterUnused = pick(p.RetireAfterUnused, DefaultRetireAfterUnused)
+	retireDefault := time.Duration(DefaultRetireAfterUnused)
+	if rules.safeDefaults() && !probeOnly {
+		retireDefault = 0
+	}
+	t.RetireAfterUnused = pick(p.RetireAfterUnused, retireDefault)
+	t.RevokeOnRetire = p.RevokeOnRetire != nil && *p.RevokeOnRetire
 	t.OnInvalid = p.OnInvalid
 	switch {
 	case p.ProbeInterval != nil:

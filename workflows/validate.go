@@ -15,13 +15,12 @@ import (
 // runs the same check, so bad input is refused before it reaches the server. Every
 // error names the offending field.
 func (in CredentialInput) Validate(workflowID string) error {
-	return in.validate(workflowID, true)
+	return in.validate(workflowID, currentRules)
 }
 
-// validate is Validate; without strictConfig it leaves the provider's own configuration
-// rules out, for runs that started before they grew (see changeStrictConfig): a rule
-// added later must not fail, on replay, an input that a run in flight already accepted.
-func (in CredentialInput) validate(workflowID string, strictConfig bool) error {
+// validate is Validate under the rules a run started with (inputRules): a rule added
+// later must not fail, on replay, an input that a run in flight already accepted.
+func (in CredentialInput) validate(workflowID string, rules inputRules) error {
 	var errs []error
 	if in.ID != "" && workflowID != "" && in.ID != workflowID {
 		errs = append(errs, fmt.Errorf("id: %q differs from the workflow ID %q", in.ID, workflowID))
@@ -36,7 +35,7 @@ func (in CredentialInput) validate(workflowID string, strictConfig bool) error {
 	switch {
 	case in.Provider == "":
 		errs = append(errs, fmt.Errorf("provider: required (one of %s)", strings.Join(providers.Names(), ", ")))
-	case strictConfig:
+	case rules.strictConfig():
 		if err := providers.ValidateConfig(in.Provider, in.Config); err != nil {
 			errs = append(errs, err)
 		}
@@ -50,7 +49,7 @@ func (in CredentialInput) validate(workflowID string, strictConfig bool) error {
 			errs = append(errs, errors.New("config.parent: a credential cannot be its own parent"))
 		}
 	}
-	errs = append(errs, in.Policy.Validate())
+	errs = append(errs, in.Policy.validate(rules))
 	if in.Policy.ProbeInterval != nil && in.Provider != "" && !providers.CanProbe(in.Provider, in.Config) {
 		errs = append(errs, fmt.Errorf("policy.probe_interval: provider %q cannot probe tokens as configured "+
 			"(for oauth2 set config.introspection_url or config.userinfo_url)", in.Provider))
@@ -68,8 +67,12 @@ func (in CredentialInput) validate(workflowID string, strictConfig bool) error {
 		}
 	}
 	errs = append(errs, activities.CheckSinks(in.Sinks))
-	if in.HistoryEventLimit < 0 {
+	switch {
+	case in.HistoryEventLimit < 0:
 		errs = append(errs, errors.New("history_event_limit: must not be negative"))
+	case rules.safeDefaults() && in.HistoryEventLimit > 0 && in.HistoryEventLimit < MinEventLimit:
+		errs = append(errs, fmt.Errorf("history_event_limit: %d is below the floor of %d (a run continues as new after this many events, "+
+			"and needs about a dozen to start and twelve per refresh); leave it out for the default %d", in.HistoryEventLimit, MinEventLimit, DefaultEventLimit))
 	}
 	return errors.Join(errs...)
 }
@@ -95,12 +98,19 @@ func ValidateID(id string) error {
 	return nil
 }
 
-// Validate checks that set durations are positive and that the backoff bounds agree.
-func (p Policy) Validate() error {
+// Validate checks that set durations are at least MinPolicyDuration and that the
+// backoff bounds agree.
+func (p Policy) Validate() error { return p.validate(currentRules) }
+
+func (p Policy) validate(rules inputRules) error {
 	var errs []error
 	check := func(name string, d *Duration) {
-		if d != nil && *d <= 0 {
+		switch {
+		case d == nil:
+		case *d <= 0:
 			errs = append(errs, fmt.Errorf("policy.%s: must be positive, got %s (leave it out for the default)", name, d.D()))
+		case rules.safeDefaults() && d.D() < MinPolicyDuration:
+			errs = append(errs, fmt.Errorf("policy.%s: %s is below the floor of %s (leave it out for the default)", name, d.D(), MinPolicyDuration))
 		}
 	}
 	check("refresh_margin", p.RefreshMargin)
@@ -115,8 +125,13 @@ func (p Policy) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("policy.on_invalid: %q is not %q or %q", p.OnInvalid, OnInvalidReauth, OnInvalidRetire))
 	}
-	if p.RetireAfterUnused != nil && *p.RetireAfterUnused < 0 {
-		errs = append(errs, fmt.Errorf("policy.retire_after_unused: must not be negative, got %s (0s: never)", p.RetireAfterUnused.D()))
+	if r := p.RetireAfterUnused; r != nil {
+		switch {
+		case *r < 0:
+			errs = append(errs, fmt.Errorf("policy.retire_after_unused: must not be negative, got %s (0s: never)", r.D()))
+		case rules.safeDefaults() && *r > 0 && r.D() < MinPolicyDuration:
+			errs = append(errs, fmt.Errorf("policy.retire_after_unused: %s is below the floor of %s (0s: never)", r.D(), MinPolicyDuration))
+		}
 	}
 	if p.NotifyAfterFailures != nil && *p.NotifyAfterFailures < 1 {
 		errs = append(errs, fmt.Errorf("policy.notify_after_failures: must be at least 1, got %d", *p.NotifyAfterFailures))
@@ -130,7 +145,7 @@ func (p Policy) Validate() error {
 		errs = append(errs, fmt.Errorf("policy.jitter: must not be negative, got %s", p.Jitter.D()))
 	}
 	if len(errs) == 0 {
-		t := p.Resolve(false)
+		t := p.resolve(false, rules)
 		if t.RetryMax < t.RetryInitial {
 			errs = append(errs, fmt.Errorf("policy.retry_max: %s is shorter than retry_initial %s", t.RetryMax.D(), t.RetryInitial.D()))
 		}
