@@ -33,6 +33,9 @@ type RefreshResult struct {
 	AlreadyCommitted bool
 	// Rotated: the provider issued a new refresh token.
 	Rotated bool
+	// RenewableAt is the provider's TokenSet.RenewableAt: no refresh before it yields a
+	// new token. Zero when it gave none, or the result is an earlier attempt's.
+	RenewableAt time.Time
 }
 
 // commitTimeout bounds the commit after a successful provider call. The commit runs on a
@@ -163,7 +166,9 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 		return RefreshResult{}, storeError("commit refreshed token", err)
 	}
 	log.Info("refresh committed", "version", saved.Version, "access_expires_at", saved.AccessExpiresAt, "rotated", rotated)
-	return resultOf(saved, false, rotated), nil
+	res := resultOf(saved, false, rotated)
+	res.RenewableAt = tokens.RenewableAt.UTC()
+	return res, nil
 }
 
 // parentRejected handles a child whose parent's token the provider refused: the child's

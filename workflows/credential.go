@@ -230,6 +230,7 @@ func (c *credential) applySeed(ctx workflow.Context, seed SeedEnvelope) error {
 	}
 	c.st.Version = res.Version
 	c.st.AccessExpiresAt = res.AccessExpiresAt
+	c.st.AccessRenewableAt = time.Time{}
 	c.st.RefreshExpiresAt = time.Time{}
 	c.st.LastRefreshAt = res.SeededAt
 	c.st.ConsecutiveFailures = 0
@@ -363,6 +364,7 @@ func (c *credential) refresh(ctx workflow.Context, why Action) {
 	}
 	c.st.Version = res.Version
 	c.st.AccessExpiresAt = res.AccessExpiresAt
+	c.st.AccessRenewableAt = res.RenewableAt
 	c.st.RefreshExpiresAt = res.RefreshExpiresAt
 	c.st.LastRefreshAt = res.RefreshedAt
 	c.st.Refreshes++

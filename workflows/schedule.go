@@ -16,7 +16,8 @@ import (
 //   - A requested refresh (refresh-now) is due now.
 //   - After failures, retry at LastAttemptAt + backoff(ConsecutiveFailures), but not
 //     before the provider's Retry-After.
-//   - Otherwise the earliest of the access-token refresh time, the refresh token's
+//   - Otherwise the earliest of the access-token refresh time (never before the time
+//     the provider says a refresh yields a new token, AccessRenewableAt), the refresh token's
 //     keep-alive time when the refresh token itself expires, and the next liveness
 //     probe when probes are on. A probe-only credential (no refresh endpoint) has
 //     only probes; a requested refresh probes it.
@@ -96,6 +97,10 @@ func nextLifecycleStep(st Status, t Timing, now time.Time) (Action, time.Time) {
 		expiresAt = st.LastRefreshAt.Add(t.AssumedLifetime.D())
 	}
 	action, at := ActionRefresh, renewalTime(st.LastRefreshAt, expiresAt, t.RefreshMargin.D(), t.Jitter.D(), frac)
+	if r := st.AccessRenewableAt; at.Before(r) && r.Before(expiresAt) {
+		// Earlier the provider would hand back the same token: one call a cycle.
+		at = r
+	}
 
 	if !st.RefreshExpiresAt.IsZero() {
 		keepAlive := renewalTime(st.LastRefreshAt, st.RefreshExpiresAt, t.RefreshMargin.D(), t.Jitter.D(), frac)

@@ -281,8 +281,11 @@ type Status struct {
 	Version          int64     `json:"version"`
 	AccessExpiresAt  time.Time `json:"access_expires_at,omitzero"`
 	RefreshExpiresAt time.Time `json:"refresh_expires_at,omitzero"`
-	LastRefreshAt    time.Time `json:"last_refresh_at,omitzero"`
-	Refreshes        int64     `json:"refreshes"`
+	// AccessRenewableAt is the earliest time a refresh yields a new access token (the
+	// provider's word, e.g. Feishu's tenant tokens); zero: any time.
+	AccessRenewableAt time.Time `json:"access_renewable_at,omitzero"`
+	LastRefreshAt     time.Time `json:"last_refresh_at,omitzero"`
+	Refreshes         int64     `json:"refreshes"`
 	// ProbeOnly is true for providers without a refresh endpoint (baoming): their whole
 	// lifecycle is liveness probes.
 	ProbeOnly   bool      `json:"probe_only,omitempty"`

@@ -86,6 +86,10 @@ type TokenSet struct {
 	AccessExpiresAt time.Time
 	// RefreshExpiresAt is zero when the provider gave no refresh-token lifetime.
 	RefreshExpiresAt time.Time
+	// RenewableAt, when set, is the earliest time a refresh yields a new token: before
+	// it the provider hands back the same one (Feishu's tenant token while 30 minutes or
+	// more are left). The schedule never refreshes before it.
+	RenewableAt time.Time
 }
 
 // Provider refreshes credentials of one kind.

@@ -17,6 +17,10 @@ import (
 // token has at least this long left returns the same token.
 const TenantReissueWindow = 30 * time.Minute
 
+// tenantRenewalLead is how far inside the re-issue window a tenant token is renewable
+// (TokenSet.RenewableAt): a minute, for clocks that differ from Feishu's.
+const tenantRenewalLead = time.Minute
+
 // Tenant mints tenant_access_tokens for internal (custom) apps. It is safe for
 // concurrent use.
 type Tenant struct {
@@ -94,13 +98,18 @@ func (t *Tenant) Refresh(ctx context.Context, cfg provider.Config, grant provide
 		return provider.TokenSet{}, malformed(res.status, "no tenant_access_token")
 	}
 	ts := provider.TokenSet{AccessToken: a.accessToken, TokenType: "Bearer", AccessExpiresAt: t.after(a.expiresIn)}
+	// Only a mint inside the last TenantReissueWindow yields a new token, so the schedule
+	// waits for it: one mint a cycle, each one new.
+	if renewable := ts.AccessExpiresAt.Add(-TenantReissueWindow + tenantRenewalLead); renewable.Before(ts.AccessExpiresAt) {
+		ts.RenewableAt = renewable
+	}
 	if grant.AccessToken != "" && a.accessToken == grant.AccessToken {
 		t.unchanged.Add(1)
 		l := t.logger.Load()
 		if l == nil {
 			l = slog.Default()
 		}
-		l.LogAttrs(ctx, slog.LevelInfo, "feishu-tenant: Feishu returned the unchanged tenant_access_token (it re-issues the current token while 30 minutes or more are left); keep policy.refresh_margin below 30m so the next mint lands inside the window",
+		l.LogAttrs(ctx, slog.LevelInfo, "feishu-tenant: Feishu returned the unchanged tenant_access_token (it re-issues the current token while 30 minutes or more are left); the schedule waits for that window, so this follows only a refresh asked for by hand or a clock that differs from Feishu's",
 			slog.Int64("expire_seconds", a.expiresIn), slog.Time("access_expires_at", ts.AccessExpiresAt))
 	}
 	return ts, nil
