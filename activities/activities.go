@@ -48,7 +48,14 @@ const (
 	// works, so a killed worker's attempt is retried after seconds, not a minute.
 	HeartbeatTimeout  = 10 * time.Second
 	HeartbeatInterval = time.Second
+	// DefaultMinAccessLifetime: no provider of the seeds issues tokens shorter than an
+	// hour; below a minute following the provider would mean refreshing all the time.
+	DefaultMinAccessLifetime = time.Minute
 )
+
+// CodeLifetimeTooShort is the failure code of a refresh whose new access token lives
+// less than MinAccessLifetime.
+const CodeLifetimeTooShort = "lifetime_too_short"
 
 // Activities is registered with the worker; its fields are its dependencies.
 type Activities struct {
@@ -61,6 +68,9 @@ type Activities struct {
 	ProviderTimeout time.Duration
 	// LeaseDuration is how long a refresh lease lives (default DefaultLeaseDuration).
 	LeaseDuration time.Duration
+	// MinAccessLifetime is the shortest access-token lifetime accepted from a provider
+	// (default DefaultMinAccessLifetime; see refresh.go).
+	MinAccessLifetime time.Duration
 	// Parents asks a parent credential's workflow to refresh (a ChatHub company token
 	// that an operator credential found rejected). Nil disables the request; the child
 	// then just retries.

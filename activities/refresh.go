@@ -45,10 +45,12 @@ const commitTimeout = 30 * time.Second
 
 // Refresh runs the refresh protocol of DESIGN.md:
 //  1. read the record; if it is newer than the workflow expected, return it (an
-//     earlier attempt committed);
+//     earlier attempt committed), unless its access token lived below the lifetime
+//     floor, which that attempt reported as a provider error: then refresh on top;
 //  2. take the refresh lease, or report "in flight" without calling the provider;
 //  3. present the refresh token once, with a deadline shorter than the lease;
-//  4. commit the new token set as version v+1 (compare-and-swap) before anything else.
+//  4. commit the new token set as version v+1 (compare-and-swap) before anything else;
+//  5. an access token below the lifetime floor is, once stored, a provider error.
 func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshResult, error) {
 	var calledAt time.Time
 	res, err := a.refresh(ctx, req, &calledAt)
@@ -76,10 +78,12 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	if err != nil {
 		return RefreshResult{}, storeError("read credential", err)
 	}
-	if rec.Version > req.ExpectedVersion {
+	if rec.Version > req.ExpectedVersion && !a.tooShort(rec) {
 		log.Info("refresh already committed by an earlier attempt", "version", rec.Version)
 		return resultOf(rec, true, false), nil
 	}
+	// A newer version whose access token lived too short was reported as a provider
+	// error (below): its token set is stored, and this round refreshes on top of it.
 	if err := checkBinding(rec, req.Provider, req.Config); err != nil {
 		return RefreshResult{}, err
 	}
@@ -166,6 +170,20 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 		return RefreshResult{}, storeError("commit refreshed token", err)
 	}
 	log.Info("refresh committed", "version", saved.Version, "access_expires_at", saved.AccessExpiresAt, "rotated", rotated)
+	if a.tooShort(saved) {
+		// Stored first (the refresh token may have rotated), then reported: a lifetime
+		// this short is the provider's error, not a schedule to follow.
+		lifetime := saved.AccessExpiresAt.Sub(saved.UpdatedAt).Round(time.Millisecond)
+		log.Warn("the provider issued an access token below the lifetime floor", "lifetime", lifetime, "floor", a.minAccessLifetime())
+		return RefreshResult{}, temporal.NewApplicationErrorWithOptions(
+			fmt.Sprintf("the provider issued an access token that lives %s, below the floor of %s (TOKENWARDEN_MIN_ACCESS_LIFETIME); "+
+				"the new token set is stored, and the next refresh waits for the backoff", lifetime, a.minAccessLifetime()),
+			ErrTypeTransient, temporal.ApplicationErrorOptions{
+				// No quick retries within the round: each would spend another refresh.
+				NonRetryable: true,
+				Details:      []interface{}{FailureDetail{Code: CodeLifetimeTooShort, RetryAfter: a.minAccessLifetime()}},
+			})
+	}
 	res := resultOf(saved, false, rotated)
 	res.RenewableAt = tokens.RenewableAt.UTC()
 	return res, nil
@@ -379,6 +397,19 @@ func (a *Activities) providerTimeout() time.Duration {
 		return a.ProviderTimeout
 	}
 	return DefaultProviderTimeout
+}
+
+func (a *Activities) minAccessLifetime() time.Duration {
+	if a.MinAccessLifetime > 0 {
+		return a.MinAccessLifetime
+	}
+	return DefaultMinAccessLifetime
+}
+
+// tooShort reports whether rec's access token was issued with less than the lifetime
+// floor; a record without an expiry is not.
+func (a *Activities) tooShort(rec store.Record) bool {
+	return !rec.AccessExpiresAt.IsZero() && rec.AccessExpiresAt.Sub(rec.UpdatedAt) < a.minAccessLifetime()
 }
 
 func (a *Activities) leaseDuration() time.Duration {

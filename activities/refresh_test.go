@@ -688,3 +688,40 @@ func (h *harness) assertNoSecretsInLogs(secrets ...string) {
 		}
 	}
 }
+
+// An access token that lives less than the floor is stored, then reported as a provider
+// error without quick retries; the next round refreshes on top of it, presenting the
+// rotated refresh token once; a sane lifetime ends it.
+func TestAccessLifetimeBelowTheFloor(t *testing.T) {
+	h := newHarness(t, harnessOptions{fake: fakeoauth.Options{AccessLifetime: 2 * time.Second}})
+	rt, v := h.seed(credID, "fam", testClientSecret)
+	_, err := h.refresh(h.request(credID, v))
+	appErr := appError(t, err, activities.ErrTypeTransient, true)
+	var detail activities.FailureDetail
+	if err := appErr.Details(&detail); err != nil || detail.Code != activities.CodeLifetimeTooShort || detail.RetryAfter != activities.DefaultMinAccessLifetime {
+		t.Fatalf("detail %+v (%v), want %s with Retry-After %s", detail, err, activities.CodeLifetimeTooShort, activities.DefaultMinAccessLifetime)
+	}
+	rec := h.get(credID)
+	if rec.Version != v+1 || rec.Secrets.RefreshToken == rt {
+		t.Fatalf("the short-lived token set was not stored (version %d)", rec.Version)
+	}
+	rotated := rec.Secrets.RefreshToken
+
+	// The workflow still expects v: the round after the backoff refreshes on top of v+1.
+	h.clock.Advance(time.Minute)
+	_, err = h.refresh(h.request(credID, v))
+	appError(t, err, activities.ErrTypeTransient, true)
+	h.fake.SetAccessLifetime(time.Hour)
+	res := h.mustRefresh(h.request(credID, v))
+	if res.Version != v+3 || res.AlreadyCommitted {
+		t.Fatalf("after a sane lifetime: %+v, want version %d refreshed", res, v+3)
+	}
+	for _, tok := range []string{rt, rotated} {
+		if n := h.fake.Presentations(tok); n != 1 {
+			t.Errorf("a refresh token was presented %d times, want 1", n)
+		}
+	}
+	if n := h.fake.ReuseDetections(); n != 0 {
+		t.Errorf("%d reuse detections", n)
+	}
+}

@@ -187,14 +187,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	})
 	w.RegisterWorkflowWithOptions(workflows.CredentialWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	acts := &activities.Activities{
-		Store:           tokens,
-		Providers:       providers.Registry(&http.Client{}, nil),
-		Logger:          logger,
-		ProviderTimeout: cfg.ProviderTimeout,
-		LeaseDuration:   cfg.LeaseDuration,
-		Parents:         parentSignaller{client: c},
-		Metrics:         wm.activity,
-		Seeds:           sealer,
+		Store:             tokens,
+		Providers:         providers.Registry(&http.Client{}, nil),
+		Logger:            logger,
+		ProviderTimeout:   cfg.ProviderTimeout,
+		LeaseDuration:     cfg.LeaseDuration,
+		MinAccessLifetime: cfg.MinAccessLifetime,
+		Parents:           parentSignaller{client: c},
+		Metrics:           wm.activity,
+		Seeds:             sealer,
 		// Plaintext seeds are refused unless a developer allows them (activities/seed.go).
 		AllowPlaintextSeeds: cfg.AllowPlaintextSeeds,
 	}

@@ -334,6 +334,8 @@ func startRecorder(t *testing.T, ring *keyring.Keyring, gen string) *recorder {
 		Providers: providers.Registry(&http.Client{}, nil),
 		Logger:    slog.New(slog.DiscardHandler),
 		Seeds:     sealer,
+		// The scenarios' tokens live a few seconds.
+		MinAccessLifetime: time.Second,
 	})
 	if err := w.Start(); err != nil {
 		t.Fatalf("start the worker: %v", err)

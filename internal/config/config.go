@@ -75,6 +75,9 @@ type Worker struct {
 	TokenStore
 	ProviderTimeout time.Duration `split_words:"true" default:"30s" desc:"deadline of one call to a provider's token endpoint"`
 	LeaseDuration   time.Duration `split_words:"true" default:"90s" desc:"refresh lease lifetime; must exceed PROVIDER_TIMEOUT"`
+	// MinAccessLifetime: a provider that issues shorter access tokens is misbehaving,
+	// and following it would refresh many times a second.
+	MinAccessLifetime time.Duration `split_words:"true" default:"1m" desc:"shortest access-token lifetime accepted from a provider (at least 1s); a shorter one is stored and reported as a provider error, and the next refresh waits for the backoff"`
 	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	LogFormat       string        `split_words:"true" default:"text" desc:"text or json"`
 	// WorkflowCacheSize bounds the worker's memory: a cached credential workflow costs
@@ -283,6 +286,9 @@ func (w Worker) Check() error {
 	if w.LeaseDuration <= w.ProviderTimeout {
 		return fmt.Errorf("%s_LEASE_DURATION (%s) must be longer than %s_PROVIDER_TIMEOUT (%s), or a slow provider call could outlive its lease",
 			Prefix, w.LeaseDuration, Prefix, w.ProviderTimeout)
+	}
+	if w.MinAccessLifetime < time.Second {
+		return fmt.Errorf("%s_MIN_ACCESS_LIFETIME: must be at least 1s, got %s", Prefix, w.MinAccessLifetime)
 	}
 	switch w.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
@@ -62,7 +63,7 @@ func TestTokenAPIVariables(t *testing.T) {
 		t.Errorf("TokenClient variables = %v, want TOKENWARDEN_API_KEY, TOKENWARDEN_TOKEN_API", names)
 	}
 
-	w := Worker{ProviderTimeout: 1, LeaseDuration: 2, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite}, NotifyFormat: "json", NotifyTimeout: 1, TokenAPIRate: 10, TokenAPIBurst: 20, WorkflowCacheSize: 2000}
+	w := Worker{ProviderTimeout: 1, LeaseDuration: 2, MinAccessLifetime: time.Minute, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite}, NotifyFormat: "json", NotifyTimeout: 1, TokenAPIRate: 10, TokenAPIBurst: 20, WorkflowCacheSize: 2000}
 	if err := w.Check(); err != nil {
 		t.Fatalf("valid config refused: %v", err)
 	}
@@ -230,7 +231,7 @@ func TestCodecBearerTokenRequiredBeyondLoopback(t *testing.T) {
 		{"localhost.:8234", "beyond loopback"}, // a name that is not exactly localhost
 	} {
 		t.Run(tc.addr, func(t *testing.T) {
-			w := Worker{ProviderTimeout: 1, LeaseDuration: 2, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite},
+			w := Worker{ProviderTimeout: 1, LeaseDuration: 2, MinAccessLifetime: time.Minute, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite},
 				NotifyFormat: "json", NotifyTimeout: 1, TokenAPIRate: 10, TokenAPIBurst: 20, WorkflowCacheSize: 1, HTTPAddr: tc.addr}
 			err := w.Check()
 			if tc.wantError == "" {

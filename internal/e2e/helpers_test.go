@@ -63,6 +63,8 @@ func (e *env) vars() []string {
 		"TOKENWARDEN_KEY_FILE="+stack.keyFile,
 		"TOKENWARDEN_PROVIDER_TIMEOUT=3s",
 		"TOKENWARDEN_LEASE_DURATION=6s",
+		// The fakes' tokens live a few seconds, so that the tests see many cycles.
+		"TOKENWARDEN_MIN_ACCESS_LIFETIME=1s",
 		"TOKENWARDEN_SEAL_BEARER_TOKEN="+sealToken,
 		"TOKENWARDEN_CODEC_BEARER_TOKEN="+codecToken,
 	)

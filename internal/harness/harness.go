@@ -210,6 +210,8 @@ func WorkerEnv(temporalAddr, dataDir, taskQueue string) []string {
 		"TOKENWARDEN_TASK_QUEUE="+taskQueue,
 		"TOKENWARDEN_PROVIDER_TIMEOUT=3s",
 		"TOKENWARDEN_LEASE_DURATION=6s",
+		// The soak's tokens live 10 s.
+		"TOKENWARDEN_MIN_ACCESS_LIFETIME=1s",
 		"TOKENWARDEN_LOG_LEVEL=warn",
 		// No codec endpoint: this program reads the key file itself, and a fixed port
 		// could collide with a running `make run`.
