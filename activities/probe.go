@@ -28,6 +28,9 @@ type ProbeResult struct {
 	// LastUsedAt is when a consumer last read the token through the token API, as the
 	// store says; it sets the probe cadence (recently used tokens are probed more often).
 	LastUsedAt time.Time
+	// Labels are non-secret facts the provider told about the token (baoming's info_id),
+	// from adapters that implement provider.DetailedProber.
+	Labels map[string]string `json:",omitempty"`
 }
 
 // Probe asks the provider whether the stored access token is accepted. It never
@@ -71,11 +74,18 @@ func (a *Activities) probe(ctx context.Context, req ProbeRequest) (ProbeResult, 
 	stop := heartbeat(ctx)
 	defer stop()
 	callCtx, cancel := context.WithTimeout(ctx, a.providerTimeout())
-	valid, err := prober.Probe(callCtx, req.Config, provider.Grant{
+	grant := provider.Grant{
 		AccessToken:       rec.Secrets.AccessToken,
 		ClientSecret:      rec.Secrets.ClientSecret,
 		ParentAccessToken: parentToken,
-	})
+	}
+	var detail provider.ProbeResult
+	if dp, ok := prober.(provider.DetailedProber); ok {
+		detail, err = dp.ProbeDetail(callCtx, req.Config, grant)
+	} else {
+		detail.Valid, err = prober.Probe(callCtx, req.Config, grant)
+	}
+	valid := detail.Valid
 	cancel()
 	if err != nil {
 		if req.Config.Parent != "" && providerCode(err) == provider.CodeParentRejected {
@@ -93,9 +103,12 @@ func (a *Activities) probe(ctx context.Context, req ProbeRequest) (ProbeResult, 
 			temporal.ApplicationErrorOptions{NextRetryDelay: pe.RetryAfter, Details: []interface{}{detail}})
 	}
 	a.logger().Info("probed", "credential", req.CredentialID, "provider", req.Provider, "valid", valid)
-	res := ProbeResult{Valid: valid, CheckedAt: a.now(), LastUsedAt: rec.LastUsedAt}
+	res := ProbeResult{Valid: valid, CheckedAt: a.now(), LastUsedAt: rec.LastUsedAt, Labels: detail.Labels}
 	if !valid {
-		res.Code = "token_rejected"
+		res.Code = detail.Code
+		if res.Code == "" {
+			res.Code = "token_rejected"
+		}
 	}
 	return res, nil
 }

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -121,6 +123,14 @@ func printStatus(w io.Writer, st workflows.Status, now time.Time) {
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	row("credential", st.ID)
 	row("provider", st.Provider)
+	if len(st.Labels) > 0 {
+		keys := slices.Sorted(maps.Keys(st.Labels))
+		pairs := make([]string, len(keys))
+		for i, k := range keys {
+			pairs[i] = k + "=" + st.Labels[k]
+		}
+		row("labels", strings.Join(pairs, " "))
+	}
 	row("state", fmt.Sprintf("%s since %s", st.State, when(st.StateSince, now)))
 	row("store version", fmt.Sprint(st.Version))
 	row("access token expires", when(st.AccessExpiresAt, now))

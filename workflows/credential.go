@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"go.temporal.io/sdk/log"
@@ -63,6 +64,7 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 		c.st = Status{ID: info.WorkflowExecution.ID, Provider: in.Provider, State: StateSeeding, StateSince: now}
 	}
 	c.st.Config = in.Config
+	c.st.Labels = mergeLabels(c.st.Labels, in.Labels)
 	c.st.ProbeOnly = !providers.CanRefresh(in.Provider)
 	c.st.Timing = in.Policy.resolve(c.st.ProbeOnly, rules)
 	c.st.Runs++
@@ -391,6 +393,7 @@ func (c *credential) probe(ctx workflow.Context) {
 	}
 	c.st.LastProbeAt = res.CheckedAt
 	c.st.Probes++
+	c.st.Labels = mergeLabels(c.st.Labels, res.Labels)
 	if res.LastUsedAt.After(c.st.LastUsedAt) {
 		c.st.LastUsedAt = res.LastUsedAt
 	}
@@ -492,6 +495,20 @@ func (c *credential) continueAsNew(ctx workflow.Context) (Status, error) {
 	next.Carried = &carried
 	c.log.Info("continuing as new", "runs", c.st.Runs, "history_length", workflow.GetInfo(ctx).GetCurrentHistoryLength())
 	return c.st, workflow.NewContinueAsNewError(ctx, CredentialWorkflow, next)
+}
+
+// mergeLabels returns labels with more's entries added or replaced, as a new map (the
+// status is handed out by the query handler while the workflow runs).
+func mergeLabels(labels, more map[string]string) map[string]string {
+	if len(more) == 0 {
+		return labels
+	}
+	merged := maps.Clone(labels)
+	if merged == nil {
+		merged = make(map[string]string, len(more))
+	}
+	maps.Copy(merged, more)
+	return merged
 }
 
 // errorMessage is the innermost message of a Temporal error chain: the activity's

@@ -111,3 +111,28 @@ func (s *credentialSuite) TestDeadTokenRetiredWhenPolicySaysSo() {
 	s.Equal([]string{"retired:RETIRED"}, s.events())
 	s.Equal("token_rejected", s.notes[0].Code)
 }
+
+// The input's labels and what probes learn about the token's account show in the
+// status; a label that could be anything else is refused by name.
+func (s *credentialSuite) TestLabelsShowInTheStatus() {
+	s.env.SetStartTime(t0)
+	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(activities.SeedResult{Version: 1, SeededAt: t0, AccessToken: true}, nil)
+	s.env.OnActivity(s.a.Probe, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, req activities.ProbeRequest) (activities.ProbeResult, error) {
+			return activities.ProbeResult{Valid: true, CheckedAt: s.env.Now(), Labels: map[string]string{"info_id": "70ab"}}, nil
+		})
+	var st Status
+	s.env.RegisterDelayedCallback(func() { st = s.status() }, 90*time.Minute)
+	s.stopAt(2 * time.Hour)
+	s.env.ExecuteWorkflow(WorkflowType, CredentialInput{
+		Provider: "baoming",
+		Config:   provider.Config{EnrollID: "698add7c7068f814935d6804"},
+		Labels:   map[string]string{"uname": "Lan", "unionid": "oXyZ-123", "card_name": "Tran Lan"},
+		Seed:     &SeedEnvelope{Seed: Seed{AccessToken: "bm-token"}},
+	})
+	s.Equal(map[string]string{"uname": "Lan", "unionid": "oXyZ-123", "card_name": "Tran Lan", "info_id": "70ab"}, st.Labels)
+
+	in := input()
+	in.Labels = map[string]string{"Bad Key": "x"}
+	s.ErrorContains(in.Validate("cred-1"), `labels: key "Bad Key" must be 1 to 40 of [a-z0-9_]`)
+}

@@ -242,6 +242,11 @@ type CredentialInput struct {
 	// HistoryEventLimit: continue-as-new once the history is this long (default 1000),
 	// even if the server has not suggested it yet. Keeps replays short.
 	HistoryEventLimit int `json:"history_event_limit,omitempty"`
+	// Labels are non-secret facts about the credential that its status shows, such as
+	// seed 004's per-token fields (uname, pic, unionid, card_name). At most 16, keys of
+	// [a-z0-9_] (1-40), values of at most 256 printable characters. They travel in
+	// history: never a secret.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Sinks are where the fresh token is delivered after every committed refresh: lines
 	// of .env files, named webhook targets (see Sink). Non-secret: they travel in history.
 	Sinks []Sink `json:"sinks,omitempty"`
@@ -291,6 +296,9 @@ type Status struct {
 	ProbeOnly   bool      `json:"probe_only,omitempty"`
 	LastProbeAt time.Time `json:"last_probe_at,omitzero"`
 	Probes      int64     `json:"probes,omitempty"`
+	// Labels are the input's labels and what probes learnt about the token's account
+	// (baoming's info_id). Non-secret.
+	Labels map[string]string `json:"labels,omitempty"`
 
 	LastError           string    `json:"last_error,omitempty"`
 	LastErrorCode       string    `json:"last_error_code,omitempty"`

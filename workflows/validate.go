@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode"
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
@@ -66,7 +67,7 @@ func (in CredentialInput) validate(workflowID string, rules inputRules) error {
 			errs = append(errs, in.Seed.Check())
 		}
 	}
-	errs = append(errs, activities.CheckSinks(in.Sinks))
+	errs = append(errs, activities.CheckSinks(in.Sinks), checkLabels(in.Labels))
 	switch {
 	case in.HistoryEventLimit < 0:
 		errs = append(errs, errors.New("history_event_limit: must not be negative"))
@@ -166,4 +167,32 @@ func ValidateSeed(providerName string, s Seed) error {
 		return errors.New("seed.refresh_token: has leading or trailing whitespace")
 	}
 	return nil
+}
+
+// Label limits: labels are shown by status and travel in every continue-as-new.
+const (
+	maxLabels        = 16
+	maxLabelKeyLen   = 40
+	maxLabelValueLen = 256
+)
+
+// checkLabels validates the input's labels, naming the offending key.
+func checkLabels(labels map[string]string) error {
+	if len(labels) > maxLabels {
+		return fmt.Errorf("labels: %d given, at most %d", len(labels), maxLabels)
+	}
+	var errs []error
+	for k, v := range labels {
+		if len(k) == 0 || len(k) > maxLabelKeyLen || strings.ContainsFunc(k, func(r rune) bool {
+			return !(r == '_' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9'))
+		}) {
+			errs = append(errs, fmt.Errorf("labels: key %q must be 1 to %d of [a-z0-9_]", k, maxLabelKeyLen))
+			continue
+		}
+		if len(v) > maxLabelValueLen || strings.ContainsFunc(v, unicode.IsControl) {
+			errs = append(errs, fmt.Errorf("labels.%s: at most %d printable characters", k, maxLabelValueLen))
+		}
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(errs...)
 }
