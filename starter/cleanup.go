@@ -8,7 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"go.temporal.io/api/workflowservice/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
 
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -53,18 +53,11 @@ func (a *app) cleanup(ctx context.Context, args []string) error {
 
 	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", workflows.WorkflowType)
 	var ids []string
-	var token []byte
-	for {
-		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
-		if err != nil {
-			return classifyServerError(err, "list credentials")
-		}
-		for _, ex := range resp.GetExecutions() {
-			ids = append(ids, ex.GetExecution().GetWorkflowId())
-		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
-			break
-		}
+	err = eachExecution(ctx, c, query, func(ex *workflowpb.WorkflowExecutionInfo) {
+		ids = append(ids, ex.GetExecution().GetWorkflowId())
+	})
+	if err != nil {
+		return err
 	}
 	sort.Strings(ids)
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -203,31 +204,11 @@ func (a *app) list(ctx context.Context, args []string) error {
 	}
 	defer c.Close()
 	var rows []listed
-	var token []byte
-	for {
-		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
-		if err != nil {
-			return classifyServerError(err, "list credentials")
-		}
-		for _, ex := range resp.GetExecutions() {
-			r := listed{ID: ex.GetExecution().GetWorkflowId()}
-			fields := ex.GetSearchAttributes().GetIndexedFields()
-			dc := converter.GetDefaultDataConverter()
-			if p, ok := fields[workflows.SearchState.GetName()]; ok {
-				_ = dc.FromPayload(p, &r.State)
-			}
-			if p, ok := fields[workflows.SearchProvider.GetName()]; ok {
-				_ = dc.FromPayload(p, &r.Provider)
-			}
-			if p, ok := fields[workflows.SearchExpiresAt.GetName()]; ok {
-				_ = dc.FromPayload(p, &r.ExpiresAt)
-			}
-			rows = append(rows, r)
-		}
-		token = resp.GetNextPageToken()
-		if len(token) == 0 {
-			break
-		}
+	err = eachExecution(ctx, c, query, func(ex *workflowpb.WorkflowExecutionInfo) {
+		rows = append(rows, listedOf(ex))
+	})
+	if err != nil {
+		return err
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].ID < rows[j].ID })
 
@@ -272,6 +253,42 @@ func (a *app) list(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintln(a.stdout)
 	return nil
+}
+
+// eachExecution pages through the visibility query's executions and hands each to fn:
+// the one pager of the starter (list, cleanup and stats read visibility through it).
+func eachExecution(ctx context.Context, c client.Client, query string, fn func(*workflowpb.WorkflowExecutionInfo)) error {
+	var token []byte
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
+		if err != nil {
+			return classifyServerError(err, "list credentials")
+		}
+		for _, ex := range resp.GetExecutions() {
+			fn(ex)
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return nil
+		}
+	}
+}
+
+// listedOf reads an execution's ID and its search attributes (state, provider,
+// expiry); an attribute the execution lacks stays empty.
+func listedOf(ex *workflowpb.WorkflowExecutionInfo) listed {
+	r := listed{ID: ex.GetExecution().GetWorkflowId()}
+	fields := ex.GetSearchAttributes().GetIndexedFields()
+	dc := converter.GetDefaultDataConverter()
+	if p, ok := fields[workflows.SearchState.GetName()]; ok {
+		_ = dc.FromPayload(p, &r.State)
+	}
+	if p, ok := fields[workflows.SearchProvider.GetName()]; ok {
+		_ = dc.FromPayload(p, &r.Provider)
+	}
+	if p, ok := fields[workflows.SearchExpiresAt.GetName()]; ok {
+		_ = dc.FromPayload(p, &r.ExpiresAt)
+	}
+	return r
 }
 
 func knownState(s string) bool {

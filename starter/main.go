@@ -3,6 +3,7 @@
 //	starter start  CREDENTIAL.json -secrets FILE|-   start a credential workflow
 //	starter status ID [-json]                        show one credential's status
 //	starter list [-state S] [-provider P]            list credentials, with counts per state
+//	starter stats [-since 30d] [-json]               per provider: total, live, failing, retired and started
 //	starter refresh ID                               refresh now (the "refresh" update) and wait
 //	starter reseed ID -secrets FILE|-                hand in new grant material (the "reseed" update)
 //	starter seal CREDENTIAL.json -secrets FILE|-     print the workflow input with the seed sealed, for the temporal CLI
@@ -74,6 +75,11 @@ commands:
   start CREDENTIAL.json -secrets FILE|-   start a credential (secrets JSON from FILE or stdin)
   status ID [-json]                      show a credential's status
   list [-state S] [-provider P] [-json]  list credentials and count them per state
+  stats [-since D] [-json]               per provider: running credentials (total, live = ACTIVE or
+                                         REFRESHING, failing = DEGRADED, EXPIRED or NEEDS_REAUTH,
+                                         seeding), and those retired and started within the period
+                                         D (whole days "30d" or a Go duration "36h"; default 30d,
+                                         at least 1m)
   refresh ID                             refresh now and wait; prints the new expiry
   reseed ID -secrets FILE|-              store new grant material (secrets JSON from FILE or stdin)
   seal CREDENTIAL.json -secrets FILE|- [-seed-only]
@@ -147,6 +153,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		cmdErr = a.status(ctx, args[1:])
 	case "list":
 		cmdErr = a.list(ctx, args[1:])
+	case "stats":
+		cmdErr = a.stats(ctx, args[1:]) // starter/stats.go
 	case "refresh":
 		cmdErr = a.refresh(ctx, args[1:])
 	case "reseed":

@@ -410,6 +410,7 @@ func TestUnreachableServer(t *testing.T) {
 	}{
 		{name: "status", args: []string{"status", "some-id"}},
 		{name: "list", args: []string{"list", "-state", "active", "-provider", "oauth2"}},
+		{name: "stats", args: []string{"stats", "-since", "7d"}},
 		{name: "start", args: []string{"start", "$CRED", "-secrets", "-"}, cred: validCredential, stdin: validSecrets},
 	}
 	for _, tt := range tests {
