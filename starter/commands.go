@@ -59,6 +59,8 @@ func (a *app) start(ctx context.Context, args []string) error {
 		TaskQueue: a.cfg.TaskQueue,
 		// Fail, rather than hand back the running execution, if the credential exists.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		// The line the Web UI's list shows for it (workflows/metadata.go).
+		StaticSummary: workflows.StaticSummary(in.Provider, in.ID),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.SearchState.ValueSet(string(workflows.StateSeeding)),
 			workflows.SearchProvider.ValueSet(in.Provider),

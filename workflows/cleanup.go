@@ -21,7 +21,7 @@ func (c *credential) unused(ctx workflow.Context) bool {
 	})
 	var a *activities.Activities
 	var res activities.UsageResult
-	if err := workflow.ExecuteActivity(actx, a.Usage, activities.UsageRequest{CredentialID: c.st.ID}).Get(ctx, &res); err != nil {
+	if err := workflow.ExecuteActivity(withSummary(actx, "usage check"), a.Usage, activities.UsageRequest{CredentialID: c.st.ID}).Get(ctx, &res); err != nil {
 		c.log.Warn("usage check failed", "error", err)
 		return false
 	}

@@ -34,6 +34,10 @@ var (
 // version was recorded under.
 const changeInputRules = "strict-provider-config"
 
+// changeStateSearchAttributes: the search attributes change only with the state (see
+// publish); runs recorded before it upserted TokenExpiresAt on every refresh.
+const changeStateSearchAttributes = "state-search-attributes"
+
 // ErrTypeInvalidInput is the failure type of a workflow started with bad input.
 const ErrTypeInvalidInput = "InvalidInput"
 
@@ -49,13 +53,14 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 		return Status{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInput, nil)
 	}
 	c := &credential{
-		in:           in,
-		rules:        rules,
-		log:          workflow.GetLogger(ctx),
-		refreshNow:   workflow.GetSignalChannel(ctx, SignalRefreshNow),
-		reseed:       workflow.GetSignalChannel(ctx, SignalReseed),
-		retire:       workflow.GetSignalChannel(ctx, SignalRetire),
-		updatePolicy: workflow.GetSignalChannel(ctx, SignalUpdatePolicy),
+		in:                    in,
+		rules:                 rules,
+		stateSearchAttributes: workflow.GetVersion(ctx, changeStateSearchAttributes, workflow.DefaultVersion, 1) >= 1,
+		log:                   workflow.GetLogger(ctx),
+		refreshNow:            workflow.GetSignalChannel(ctx, SignalRefreshNow),
+		reseed:                workflow.GetSignalChannel(ctx, SignalReseed),
+		retire:                workflow.GetSignalChannel(ctx, SignalRetire),
+		updatePolicy:          workflow.GetSignalChannel(ctx, SignalUpdatePolicy),
 	}
 	now := workflow.Now(ctx)
 	if in.Carried != nil {
@@ -113,14 +118,17 @@ func checkCarried(info *workflow.Info, in CredentialInput) error {
 
 // credential is the workflow's in-memory state between events.
 type credential struct {
-	in           CredentialInput
-	rules        inputRules
-	st           Status
-	log          log.Logger
-	refreshNow   workflow.ReceiveChannel
-	reseed       workflow.ReceiveChannel
-	retire       workflow.ReceiveChannel
-	updatePolicy workflow.ReceiveChannel
+	in    CredentialInput
+	rules inputRules
+	// stateSearchAttributes: upsert the search attributes only on state changes
+	// (changeStateSearchAttributes).
+	stateSearchAttributes bool
+	st                    Status
+	log                   log.Logger
+	refreshNow            workflow.ReceiveChannel
+	reseed                workflow.ReceiveChannel
+	retire                workflow.ReceiveChannel
+	updatePolicy          workflow.ReceiveChannel
 	// retireRequested is set by the retire signal; the main loop retires at its next turn.
 	retireRequested bool
 	// retireAutomatic: the retirement is the policy's (unused, on_invalid: retire), not a
@@ -200,7 +208,10 @@ func (c *credential) loop(ctx workflow.Context) (Status, error) {
 			continue
 		}
 		// Sleep until the due time, or until a signal or update asks for something.
-		_, _ = workflow.AwaitWithTimeout(ctx, at.Sub(now), func() bool {
+		_, _ = workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+			Timeout:      at.Sub(now),
+			TimerOptions: workflow.TimerOptions{Summary: timerSummary(c.st, action, at)},
+		}, func() bool {
 			return c.st.RefreshRequested || wake()
 		})
 	}
@@ -220,7 +231,7 @@ func (c *credential) applySeed(ctx workflow.Context, seed SeedEnvelope) error {
 	})
 	var a *activities.Activities
 	var res activities.SeedResult
-	err := workflow.ExecuteActivity(actx, a.Seed, activities.SeedRequest{
+	err := workflow.ExecuteActivity(withSummary(actx, "seed: store the sealed grant material"), a.Seed, activities.SeedRequest{
 		CredentialID: c.st.ID,
 		Provider:     c.st.Provider,
 		Config:       c.st.Config,
@@ -354,7 +365,8 @@ func (c *credential) refresh(ctx workflow.Context, why Action) {
 	r := c.beginRound(ctx)
 	var a *activities.Activities
 	var res activities.RefreshResult
-	err := workflow.ExecuteActivity(providerActivityOptions(ctx), a.Refresh, activities.RefreshRequest{
+	summary := fmt.Sprintf("refresh v%d→v%d (%s)", c.st.Version, c.st.Version+1, why)
+	err := workflow.ExecuteActivity(withSummary(providerActivityOptions(ctx), summary), a.Refresh, activities.RefreshRequest{
 		CredentialID:    c.st.ID,
 		Provider:        c.st.Provider,
 		Config:          c.st.Config,
@@ -382,7 +394,7 @@ func (c *credential) probe(ctx workflow.Context) {
 	r := c.beginRound(ctx)
 	var a *activities.Activities
 	var res activities.ProbeResult
-	err := workflow.ExecuteActivity(providerActivityOptions(ctx), a.Probe, activities.ProbeRequest{
+	err := workflow.ExecuteActivity(withSummary(providerActivityOptions(ctx), "probe"), a.Probe, activities.ProbeRequest{
 		CredentialID: c.st.ID,
 		Provider:     c.st.Provider,
 		Config:       c.st.Config,
@@ -423,26 +435,36 @@ func (c *credential) setState(ctx workflow.Context, s State) {
 	c.st.State = s
 }
 
-// publish upserts the search attributes when they changed. REFRESHING is not published:
-// it lasts seconds, and skipping it saves one history event per cycle.
+// publish upserts the search attributes when they changed, and the current details.
+// REFRESHING is not published: it lasts seconds, and skipping it saves one history
+// event per cycle. Runs that started with changeStateSearchAttributes upsert only when
+// the state changes: TokenExpiresAt is set while the credential is not ACTIVE (when its
+// access token runs or ran out, what incidents sort by) and unset when it is ACTIVE
+// again, because each upsert is a visibility write that costs the engine as much as
+// the rest of a cycle. Older runs published the expiry on every refresh.
 func (c *credential) publish(ctx workflow.Context) error {
+	c.describe(ctx)
 	p := &c.published
-	if p.set && p.state == c.st.State && p.expiresAt.Equal(c.st.AccessExpiresAt) {
+	expiresAt := c.st.AccessExpiresAt
+	if c.stateSearchAttributes && c.st.State == StateActive {
+		expiresAt = time.Time{}
+	}
+	if p.set && p.state == c.st.State && p.expiresAt.Equal(expiresAt) {
 		return nil
 	}
 	updates := []temporal.SearchAttributeUpdate{
 		SearchState.ValueSet(string(c.st.State)),
 		SearchProvider.ValueSet(c.st.Provider),
 	}
-	if c.st.AccessExpiresAt.IsZero() {
+	if expiresAt.IsZero() {
 		updates = append(updates, SearchExpiresAt.ValueUnset())
 	} else {
-		updates = append(updates, SearchExpiresAt.ValueSet(c.st.AccessExpiresAt))
+		updates = append(updates, SearchExpiresAt.ValueSet(expiresAt))
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
 		return fmt.Errorf("upsert search attributes: %w", err)
 	}
-	p.state, p.expiresAt, p.set = c.st.State, c.st.AccessExpiresAt, true
+	p.state, p.expiresAt, p.set = c.st.State, expiresAt, true
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -78,7 +77,7 @@ func (c *credential) notify(ctx workflow.Context, event string) {
 		Code:          c.st.LastErrorCode,
 		Since:         c.st.StateSince,
 		Failures:      c.st.ConsecutiveFailures,
-		ReseedCommand: fmt.Sprintf("starter reseed %s -secrets -", c.st.ID),
+		ReseedCommand: ReseedCommand(c.st.ID),
 		Target:        c.st.Timing.NotifyTarget,
 	}
 	if inc := c.st.Incident; inc != nil {
@@ -101,7 +100,7 @@ func (c *credential) notify(ctx workflow.Context, event string) {
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		defer func() { c.notifying-- }()
 		var a *activities.Activities
-		if err := workflow.ExecuteActivity(actx, a.Notify, n).Get(gctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(withSummary(actx, "notify "+string(event)), a.Notify, n).Get(gctx, nil); err != nil {
 			c.log.Warn("notification not delivered", "event", event, "error", err)
 		}
 	})
@@ -119,7 +118,7 @@ func (c *credential) retireNow(ctx workflow.Context) (Status, error) {
 	// Defaults never destroy more than asked: the rules before rulesSafeDefaults
 	// revoked on every retirement.
 	revoke := !c.retireAutomatic || c.st.Timing.RevokeOnRetire || !c.rules.safeDefaults()
-	if err := workflow.ExecuteActivity(actx, a.Retire, activities.RetireRequest{
+	if err := workflow.ExecuteActivity(withSummary(actx, "retire"), a.Retire, activities.RetireRequest{
 		CredentialID: c.st.ID, Provider: c.st.Provider, Config: c.st.Config, Revoke: revoke,
 	}).Get(ctx, &res); err != nil {
 		return c.st, err

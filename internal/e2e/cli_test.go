@@ -316,7 +316,7 @@ func TestTemporalCLIRecipes(t *testing.T) {
 	writeFile(t, inputFile, e.cliStarterOK("", "seal", cred, "-secrets", secrets))
 	runTemporal(t, "workflow", "start",
 		"--type", "CredentialWorkflow", "--task-queue", e.taskQueue, "--workflow-id", id,
-		"--input-file", inputFile)
+		"--static-summary", "oauth2 credential "+id, "--input-file", inputFile)
 	st0 := cliWaitForStatus(t, id, "ACTIVE after the first refresh", func(s workflows.Status) bool {
 		return s.State == workflows.StateActive && s.Refreshes >= 1
 	})

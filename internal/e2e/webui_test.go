@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
@@ -249,6 +250,30 @@ func TestWebUI(t *testing.T) {
 		t.Fatal(err)
 	}
 	activeRun := desc.RawResponse.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	// The current details the UI shows for a running credential (its User Metadata):
+	// the state and the command that fixes it, asked for as the UI asks.
+	meta, err := c.QueryWorkflow(context.Background(), reauthID, "", "__temporal_workflow_metadata")
+	if err != nil {
+		t.Fatalf("the workflow metadata query: %v", err)
+	}
+	var md sdkpb.WorkflowMetadata
+	if err := meta.Get(&md); err != nil {
+		t.Fatal(err)
+	}
+	details := md.GetCurrentDetails()
+	for _, want := range []string{"**NEEDS_REAUTH**", "next: remind at", "to fix: `" + workflows.ReseedCommand(reauthID)} {
+		if !strings.Contains(details, want) {
+			t.Errorf("current details of %s lack %q:\n%s", reauthID, want, details)
+		}
+	}
+	// The static summary the starter gave it (the list shows it once its column is on).
+	reauthDesc, err := c.DescribeWorkflow(context.Background(), reauthID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if summary, err := reauthDesc.GetStaticSummary(); err != nil || summary != workflows.StaticSummary("oauth2", reauthID) {
+		t.Errorf("static summary of %s: %q (%v)", reauthID, summary, err)
+	}
 	firstRun := firstRunID(t, c, activeID)
 	setup := time.Since(began)
 
@@ -261,7 +286,9 @@ func TestWebUI(t *testing.T) {
 		// The ACTIVE credential's current run: its input (provider, config, the carried
 		// status) decoded by the codec endpoint in the browser.
 		{Name: "credential-active", Path: "/namespaces/default/workflows/" + url.PathEscape(activeID) + "/" + activeRun + "/history",
-			Expect: []string{activeID, `"oauth2"`, "token_url", "client_id", `"carried"`, "ACTIVE"}},
+			Expect: []string{activeID, `"oauth2"`, "token_url", "client_id", `"carried"`, "ACTIVE",
+				// The story: the timers' and activities' summaries.
+				"refresh at", "refresh v"}},
 		// The first run: its start input decoded in the browser shows the sealed seed.
 		{Name: "credential-first-run", Path: "/namespaces/default/workflows/" + url.PathEscape(activeID) + "/" + firstRun + "/history",
 			Expect: []string{activeID, `"sealed"`, "tw1:"}},
