@@ -78,8 +78,8 @@ type Worker struct {
 	// MinAccessLifetime: a provider that issues shorter access tokens is misbehaving,
 	// and following it would refresh many times a second.
 	MinAccessLifetime time.Duration `split_words:"true" default:"1m" desc:"shortest access-token lifetime accepted from a provider (at least 1s); a shorter one is stored and reported as a provider error, and the next refresh waits for the backoff"`
-	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
-	LogFormat       string        `split_words:"true" default:"text" desc:"text or json"`
+	LogLevel          string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	LogFormat         string        `split_words:"true" default:"text" desc:"text or json"`
 	// WorkflowCacheSize bounds the worker's memory: a cached credential workflow costs
 	// about 50 KB (two coroutine stacks of about 12 KB and the SDK's state), and one that
 	// is not cached replays its current run's history (at most history_event_limit
