@@ -103,6 +103,7 @@ func TestRetireAfterUnusedDefaults(t *testing.T) {
 		{"refreshes", false, currentRules, 0},
 		{"probe-only", true, currentRules, month},
 		{"refreshes, run started before the rule", false, rulesStrictConfig, month},
+		{"refreshes, run started before versioning", false, rulesOriginal, month},
 	} {
 		if got := (Policy{}).resolve(tc.probeOnly, tc.rules).RetireAfterUnused; got != tc.want {
 			t.Errorf("%s: retire_after_unused default %s, want %s", tc.name, got.D(), tc.want.D())
