@@ -30,30 +30,30 @@ func detailsTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:0
 // currentDetails renders the status as the Web UI's current details (Temporal markdown).
 func currentDetails(st Status) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "**%s** since %s · %s · store version %d\n\n", st.State, detailsTime(st.StateSince), st.Provider, st.Version)
+	b.WriteString(fmt.Sprintf("**%s** since %s · %s · store version %d\n\n", st.State, detailsTime(st.StateSince), st.Provider, st.Version))
 	if !st.AccessExpiresAt.IsZero() {
-		fmt.Fprintf(&b, "- access token expires %s\n", detailsTime(st.AccessExpiresAt))
+		b.WriteString(fmt.Sprintf("- access token expires %s\n", detailsTime(st.AccessExpiresAt)))
 	}
 	switch {
 	case st.NextAction == ActionAwaitReseed:
 		b.WriteString("- next: nothing until a human reseeds\n")
 	case st.NextAction != "":
-		fmt.Fprintf(&b, "- next: %s at %s\n", st.NextAction, detailsTime(st.NextActionAt))
+		b.WriteString(fmt.Sprintf("- next: %s at %s\n", st.NextAction, detailsTime(st.NextActionAt)))
 	}
-	fmt.Fprintf(&b, "- %d refreshes", st.Refreshes)
+	b.WriteString(fmt.Sprintf("- %d refreshes", st.Refreshes))
 	if st.Probes > 0 {
-		fmt.Fprintf(&b, ", %d probes", st.Probes)
+		b.WriteString(fmt.Sprintf(", %d probes", st.Probes))
 	}
-	fmt.Fprintf(&b, ", run %d\n", st.Runs)
+	b.WriteString(fmt.Sprintf(", run %d\n", st.Runs))
 	if st.LastError != "" {
 		code := ""
 		if st.LastErrorCode != "" {
 			code = " (`" + st.LastErrorCode + "`)"
 		}
-		fmt.Fprintf(&b, "- last error%s: %s\n", code, st.LastError)
+		b.WriteString(fmt.Sprintf("- last error%s: %s\n", code, st.LastError))
 	}
 	if st.State == StateNeedsReauth {
-		fmt.Fprintf(&b, "- to fix: `%s` with new grant material\n", ReseedCommand(st.ID))
+		b.WriteString(fmt.Sprintf("- to fix: `%s` with new grant material\n", ReseedCommand(st.ID)))
 	}
 	return b.String()
 }
