@@ -17,7 +17,7 @@ help:
 	@echo "make run    start the Temporal dev server (Web UI :8233) and the worker; Ctrl-C stops"
 	@echo "make demo   the same plus a fake OAuth2 provider and three short-lived demo credentials"
 	@echo "make test   run every test (starts the servers it needs)"
-	@echo "make lint   gofmt, go vet, staticcheck, workflowcheck"
+	@echo "make lint   gofmt, generated mocks current, go vet, staticcheck, workflowcheck"
 	@echo "make build  build bin/worker, bin/starter, bin/fakeoauth"
 	@echo "make soak   bounded soak: 100 credentials, 5 minutes, worker kill -9s and provider faults (SOAK_FLAGS=...)"
 	@echo "make bench  benchmark: the engine's ceiling, then 2000 credentials asking for 35% of it (BENCH_FLAGS=...)"
@@ -72,6 +72,7 @@ $(BIN)/workflowcheck:
 lint: $(BIN)/staticcheck $(BIN)/workflowcheck
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	scripts/check-mocks.sh
 	go vet ./...
 	$(BIN)/staticcheck ./...
 	$(BIN)/workflowcheck -config workflowcheck.config.yaml ./...

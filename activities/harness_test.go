@@ -17,6 +17,7 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.uber.org/mock/gomock"
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
@@ -25,6 +26,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/store/storemock"
 )
 
 // The test client. The secret looks like a real one (mixed case, digits, long) so that
@@ -80,7 +82,8 @@ func (b *syncBuffer) String() string {
 
 type harnessOptions struct {
 	fake fakeoauth.Options
-	// wrapStore, if set, wraps the real SQLite store (to inject store failures).
+	// wrapStore, if set, wraps the real SQLite store (to inject store failures; see
+	// delegateTo).
 	wrapStore       func(store.Store) store.Store
 	providerTimeout time.Duration
 	// introspect configures the fake's introspection endpoint (see introspecting).
@@ -350,32 +353,12 @@ func detailOf(t *testing.T, appErr *temporal.ApplicationError) activities.Failur
 	return d
 }
 
-// flakyStore is the real store with CompareAndSwap sabotaged: the first failures calls
-// return failErr, then it delegates. failures < 0 fails forever.
-type flakyStore struct {
-	store.Store
-	mu       sync.Mutex
-	failures int
-	failErr  error
-	calls    int
-}
-
-func (s *flakyStore) CompareAndSwap(ctx context.Context, rec store.Record, expected int64) (store.Record, error) {
-	s.mu.Lock()
-	s.calls++
-	fail := s.failures != 0
-	if s.failures > 0 {
-		s.failures--
-	}
-	s.mu.Unlock()
-	if fail {
-		return store.Record{}, s.failErr
-	}
-	return s.Store.CompareAndSwap(ctx, rec, expected)
-}
-
-func (s *flakyStore) casCalls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls
+// delegateTo makes m the real store for every method the activities call except
+// CompareAndSwap, which the test programs: the commit is the step whose failures the
+// tests inject. A call to any other method fails the test.
+func delegateTo(m *storemock.MockStore, real store.Store) {
+	m.EXPECT().Get(gomock.Any(), gomock.Any()).DoAndReturn(real.Get).AnyTimes()
+	m.EXPECT().Put(gomock.Any(), gomock.Any()).DoAndReturn(real.Put).AnyTimes()
+	m.EXPECT().AcquireLease(gomock.Any(), gomock.Any(), gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(real.AcquireLease).AnyTimes()
+	m.EXPECT().ReleaseLease(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(real.ReleaseLease).AnyTimes()
 }

@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/mock/gomock"
+
 	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/activities/activitiesmock"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
 )
@@ -123,12 +126,6 @@ func TestMetricsProbe(t *testing.T) {
 	)
 }
 
-type failingNotifier struct{}
-
-func (failingNotifier) Notify(context.Context, activities.Notification) error {
-	return errors.New("webhook answered 500")
-}
-
 func TestMetricsNotify(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	r := withMetrics(h)
@@ -142,7 +139,9 @@ func TestMetricsNotify(t *testing.T) {
 	if err := notify("made-up event"); err != nil {
 		t.Fatal(err)
 	}
-	h.acts.Notifier = failingNotifier{}
+	failing := activitiesmock.NewMockNotifier(gomock.NewController(t))
+	failing.EXPECT().Notify(gomock.Any(), event(activities.EventRecovered)).Return(errors.New("webhook answered 500"))
+	h.acts.Notifier = failing
 	if err := notify(activities.EventRecovered); err == nil {
 		t.Fatal("a failing notifier succeeded")
 	}

@@ -3,8 +3,11 @@ package activities
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -20,6 +23,10 @@ const (
 // carries no secret: the reason is the workflow's LastError, already scrubbed by the
 // provider adapter.
 type Notification struct {
+	// ID identifies this notification to its receivers, so that they can drop a
+	// duplicate: the Notify activity sets it (notificationID), and a retried delivery
+	// carries the same ID. The workflow leaves it empty.
+	ID           string    `json:"id,omitempty"`
 	Event        string    `json:"event"`
 	CredentialID string    `json:"credential_id"`
 	Provider     string    `json:"provider"`
@@ -45,6 +52,9 @@ type Notifier interface {
 // Notify delivers one notification. Failures are retried by Temporal; the workflow does
 // not wait for them, so a broken webhook never holds up a refresh.
 func (a *Activities) Notify(ctx context.Context, n Notification) error {
+	if n.ID == "" {
+		n.ID = notificationID(ctx)
+	}
 	err := a.notify(ctx, n)
 	a.recordNotification(n, err)
 	return err
@@ -62,4 +72,22 @@ func (a *Activities) notify(ctx context.Context, n Notification) error {
 	}
 	a.logger().Info("notification sent", "event", n.Event, "credential", n.CredentialID, "state", n.State, "target", n.Target)
 	return nil
+}
+
+// notificationNamespace is the UUID namespace of notification IDs (notificationID).
+const notificationNamespace = "dfc94e0e-7488-4ef8-bc85-ad632a9a37e0"
+
+// notificationID is the ID of the notification this Notify activity delivers: a
+// name-based (SHA-1) UUID of its workflow, run and activity IDs. Temporal keeps those
+// three across the retries of one activity and gives every other activity another
+// activity ID, so each notification has one ID however often its delivery is tried,
+// and no two notifications share one. Nothing is stored: a retry on another worker
+// derives the same ID. Outside an activity nothing retries, and a random UUID will do.
+func notificationID(ctx context.Context) string {
+	if !activity.IsActivity(ctx) {
+		return uuid.NewString()
+	}
+	info := activity.GetInfo(ctx)
+	name := strings.Join([]string{info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID}, "\x00")
+	return uuid.NewSHA1(uuid.MustParse(notificationNamespace), []byte(name)).String()
 }

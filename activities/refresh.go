@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -372,13 +373,19 @@ func (a *Activities) releaseLease(ctx context.Context, id, owner string) {
 	}
 }
 
-// leaseOwner names this attempt: workflow run, activity and attempt number.
+// leaseOwner is a fresh ID for this attempt (DESIGN.md, refresh step 3): workflow run,
+// activity and attempt number, which tell a reader of the logs or the store whose lease
+// it is, then a random UUID, which makes it unique. The first three are unique only
+// where Temporal assigns them: callers outside a worker (activity test environments,
+// Refresh called directly) repeat them, and AcquireLease gives a lease back to its
+// owner as if to the same attempt, so Refresh would not see the interrupted one.
 func leaseOwner(ctx context.Context) string {
+	id := uuid.NewString()
 	if !activity.IsActivity(ctx) {
-		return "local"
+		return "local/" + id
 	}
 	info := activity.GetInfo(ctx)
-	return fmt.Sprintf("%s/%s#%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
+	return fmt.Sprintf("%s/%s#%d/%s", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt, id)
 }
 
 func resultOf(rec store.Record, already, rotated bool) RefreshResult {

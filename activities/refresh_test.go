@@ -9,11 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/mock/gomock"
+
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/store/storemock"
 )
 
 const credID = "cred-1"
@@ -544,21 +547,25 @@ func TestRefreshWithoutRotation(t *testing.T) {
 }
 
 // Once the provider has rotated, the new token exists only in the activity's memory:
-// a briefly failing store must not lose it.
+// a briefly failing store must not lose it. The commit fails three times, then the
+// real store takes it; the mock fails the test on a fifth call.
 func TestRefreshCommitRetriesStoreFailures(t *testing.T) {
-	var flaky *flakyStore
-	h := newHarness(t, harnessOptions{wrapStore: func(s store.Store) store.Store {
-		flaky = &flakyStore{Store: s, failures: 3, failErr: errors.New("sqlite store: compare-and-swap: database is locked (5) (SQLITE_BUSY)")}
-		return flaky
+	ctrl := gomock.NewController(t)
+	busy := errors.New("sqlite store: compare-and-swap: database is locked (5) (SQLITE_BUSY)")
+	h := newHarness(t, harnessOptions{wrapStore: func(real store.Store) store.Store {
+		m := storemock.NewMockStore(ctrl)
+		delegateTo(m, real)
+		gomock.InOrder(
+			m.EXPECT().CompareAndSwap(gomock.Any(), gomock.Any(), int64(1)).Return(store.Record{}, busy).Times(3),
+			m.EXPECT().CompareAndSwap(gomock.Any(), gomock.Any(), int64(1)).DoAndReturn(real.CompareAndSwap),
+		)
+		return m
 	}})
 	_, v := h.seed(credID, "fam", testClientSecret)
 
 	res := h.mustRefresh(h.request(credID, v))
 	if res.Version != v+1 || !res.Rotated {
 		t.Fatalf("result %+v", res)
-	}
-	if flaky.casCalls() != 4 {
-		t.Fatalf("CompareAndSwap called %d times, want 3 failures + 1 success", flaky.casCalls())
 	}
 	rec := h.get(credID)
 	if latest, _ := h.fake.Latest("fam"); rec.Secrets.RefreshToken != latest || rec.Version != v+1 {
@@ -569,20 +576,21 @@ func TestRefreshCommitRetriesStoreFailures(t *testing.T) {
 	}
 }
 
+// A version conflict means someone else wrote: retrying the commit cannot help, so it
+// is tried exactly once (the mock fails the test on a second call).
 func TestRefreshCommitConflict(t *testing.T) {
-	var flaky *flakyStore
-	h := newHarness(t, harnessOptions{wrapStore: func(s store.Store) store.Store {
-		flaky = &flakyStore{Store: s, failures: -1,
-			failErr: fmt.Errorf("credential %q: expected version 1, found 2: %w", credID, store.ErrVersionConflict)}
-		return flaky
+	ctrl := gomock.NewController(t)
+	conflict := fmt.Errorf("credential %q: expected version 1, found 2: %w", credID, store.ErrVersionConflict)
+	h := newHarness(t, harnessOptions{wrapStore: func(real store.Store) store.Store {
+		m := storemock.NewMockStore(ctrl)
+		delegateTo(m, real)
+		m.EXPECT().CompareAndSwap(gomock.Any(), gomock.Any(), int64(1)).Return(store.Record{}, conflict)
+		return m
 	}})
 	rt, v := h.seed(credID, "fam", testClientSecret)
 
 	_, err := h.refresh(h.request(credID, v))
 	appError(t, err, activities.ErrTypeStore, false)
-	if flaky.casCalls() != 1 {
-		t.Fatalf("a version conflict was retried: %d CompareAndSwap calls", flaky.casCalls())
-	}
 	latest, _ := h.fake.Latest("fam")
 	h.assertNoSecrets(err, h.secrets(credID, "fam", rt, latest)...)
 	// The rotated token is lost; the lease stays so the next attempt knows the outcome

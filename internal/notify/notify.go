@@ -23,8 +23,6 @@ import (
 	"strings"
 	"time"
 
-	"go.temporal.io/sdk/activity"
-
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
@@ -231,7 +229,7 @@ func (w *Webhook) Notify(ctx context.Context, n activities.Notification) error {
 	if err != nil {
 		return &DeliveryError{Target: t.Name, msg: fmt.Sprintf("notify %s: encode the message: %v", t.label(), err)}
 	}
-	if err := w.post(ctx, t, body); err != nil {
+	if err := w.post(ctx, t, n.ID, body); err != nil {
 		w.logger.Warn("notification delivery failed", "event", n.Event, "credential", n.CredentialID,
 			"target", t.Name, "error", err.Error())
 		return err
@@ -275,7 +273,7 @@ func clean(n activities.Notification) activities.Notification {
 	return n
 }
 
-func (w *Webhook) post(ctx context.Context, t Target, body []byte) error {
+func (w *Webhook) post(ctx context.Context, t Target, id string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
@@ -287,11 +285,11 @@ func (w *Webhook) post(ctx context.Context, t Target, body []byte) error {
 	if w.bearer != "" && t.Format == FormatJSON {
 		req.Header.Set("Authorization", "Bearer "+w.bearer)
 	}
-	if activity.IsActivity(ctx) {
-		// Stable across Temporal's retries of this activity, so a receiver can drop the
-		// duplicate of a delivery whose answer was lost.
-		info := activity.GetInfo(ctx)
-		req.Header.Set("Idempotency-Key", info.WorkflowExecution.ID+"/"+info.WorkflowExecution.RunID+"/"+info.ActivityID)
+	if id != "" {
+		// The notification's ID, the same in every retry of its delivery (the Notify
+		// activity derives it), so a receiver can drop the duplicate of a delivery whose
+		// answer was lost. The json body carries it as "id" too.
+		req.Header.Set("Idempotency-Key", id)
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {

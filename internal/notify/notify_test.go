@@ -557,8 +557,9 @@ func TestNewRejectsBadTargets(t *testing.T) {
 }
 
 // TestThroughTheActivity runs the Notify activity with the webhook as its Notifier: the
-// delivery carries an idempotency key that is stable across Temporal's retries, and a
-// failure's recorded message holds no URL.
+// delivery carries the notification's ID as its idempotency key (stable across
+// Temporal's retries: activities TestNotifyIDIsStableAcrossRetries), and a failure's
+// recorded message holds no URL.
 func TestThroughTheActivity(t *testing.T) {
 	recv := notifytest.New(t)
 	w, _ := newWebhook(t, notify.Options{Default: notify.Target{Format: notify.FormatJSON, URL: recv.URL}})
@@ -573,8 +574,10 @@ func TestThroughTheActivity(t *testing.T) {
 	if got.State != "NEEDS_REAUTH" {
 		t.Errorf("got %+v", got)
 	}
-	if key := recv.Deliveries()[0].Header.Get("Idempotency-Key"); key == "" {
-		t.Error("no Idempotency-Key inside an activity")
+	// The key is the notification's ID, which the body carries too (the Notify activity
+	// derives it so that every retry of the delivery has the same one).
+	if key := recv.Deliveries()[0].Header.Get("Idempotency-Key"); key == "" || key != got.ID {
+		t.Errorf("Idempotency-Key %q, notification ID %q: want the same, not empty", key, got.ID)
 	}
 
 	recv.FailNext(1, http.StatusForbidden)
