@@ -217,6 +217,8 @@ func TestParentRejectedAsksTheParentOnce(t *testing.T) {
 	m.store.EXPECT().AcquireLease(gomock.Any(), credID, gomock.Any(), m.now, gomock.Any()).Return(store.Lease{}, nil)
 	m.store.EXPECT().Get(gomock.Any(), "company-1").Return(parent, nil)
 	p.MockChild.EXPECT().ParentProvider().Return("company")
+	// The child's use of its parent counts as the parent's use.
+	m.store.EXPECT().TouchLastUsed(gomock.Any(), "company-1", m.now).Return(nil)
 	p.MockProvider.EXPECT().Refresh(gomock.Any(), m.cfg,
 		gomock.Cond(func(g provider.Grant) bool { return g.ParentAccessToken == "at_Parent0123456789abcdefXYZ" })).
 		Return(provider.TokenSet{}, &provider.Error{Kind: provider.Transient, Code: provider.CodeParentRejected, HTTPStatus: 401})
