@@ -221,7 +221,9 @@ type reloadReceiver struct {
 	mu      sync.Mutex
 	status  int
 	delay   time.Duration
-	posts   []reloadPost
+	// failFirst: the first so many POSTs are answered 503 whatever status says.
+	failFirst int
+	posts     []reloadPost
 }
 
 type reloadPost struct {
@@ -235,6 +237,9 @@ func (rr *reloadReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rr.mu.Lock()
 	rr.posts = append(rr.posts, reloadPost{method: r.Method, path: r.URL.Path, body: string(b), file: string(file), header: r.Header.Clone()})
 	status, delay := rr.status, rr.delay
+	if len(rr.posts) <= rr.failFirst {
+		status = http.StatusServiceUnavailable
+	}
 	rr.mu.Unlock()
 	time.Sleep(delay)
 	switch status {
@@ -341,11 +346,9 @@ func TestSinkReloadRetriedAfterFailure(t *testing.T) {
 	_, v := h.seed(credID, "fam", testClientSecret)
 	res := h.mustRefresh(h.request(credID, v))
 	path := writeEnv(t, envSample, 0o600)
-	rr := &reloadReceiver{envPath: path, status: http.StatusServiceUnavailable}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rr.ServeHTTP(w, r)
-		rr.set(0, 0) // the consumer is back after the first try
-	}))
+	// The consumer is back after the first try.
+	rr := &reloadReceiver{envPath: path, failFirst: 1}
+	srv := httptest.NewServer(rr)
 	t.Cleanup(srv.Close)
 	req := activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: res.Version,
 		Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN", ReloadURL: srv.URL + "/reload"}}}
