@@ -150,7 +150,7 @@ func readPID(path string) (int, error) {
 		return 0, fmt.Errorf("pid file %s does not exist (is the process running?)", path)
 	}
 	if err != nil {
-		return 0, &SinkRefusedError{fmt.Sprintf("open the pid file: %v", err)}
+		return 0, &SinkRefusedError{msg: fmt.Sprintf("open the pid file: %v", err), err: err}
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -158,24 +158,24 @@ func readPID(path string) (int, error) {
 		return 0, fmt.Errorf("pid file %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return 0, &SinkRefusedError{fmt.Sprintf("pid file %s is not a regular file", path)}
+		return 0, &SinkRefusedError{msg: fmt.Sprintf("pid file %s is not a regular file", path)}
 	}
 	b, err := io.ReadAll(io.LimitReader(f, MaxPIDFileSize+1))
 	if err != nil {
 		return 0, fmt.Errorf("read the pid file %s: %w", path, err)
 	}
 	if len(b) > MaxPIDFileSize {
-		return 0, &SinkRefusedError{fmt.Sprintf("pid file %s is larger than %d bytes: not a pid file", path, MaxPIDFileSize)}
+		return 0, &SinkRefusedError{msg: fmt.Sprintf("pid file %s is larger than %d bytes: not a pid file", path, MaxPIDFileSize)}
 	}
 	s := strings.TrimRight(string(b), "\r\n")
 	digits := s != "" && !strings.ContainsFunc(s, func(r rune) bool { return r < '0' || r > '9' })
 	pid, err := strconv.ParseInt(s, 10, 32)
 	if !digits || err != nil || pid <= 0 {
 		// The content is not shown: it is not a pid, so it may be anything.
-		return 0, &SinkRefusedError{fmt.Sprintf("pid file %s does not hold a positive decimal pid (%d bytes)", path, len(b))}
+		return 0, &SinkRefusedError{msg: fmt.Sprintf("pid file %s does not hold a positive decimal pid (%d bytes)", path, len(b))}
 	}
 	if int(pid) == os.Getpid() {
-		return 0, &SinkRefusedError{fmt.Sprintf("pid file %s names the worker itself (pid %d)", path, pid)}
+		return 0, &SinkRefusedError{msg: fmt.Sprintf("pid file %s names the worker itself (pid %d)", path, pid)}
 	}
 	return int(pid), nil
 }
@@ -197,9 +197,9 @@ func sendReloadSignal(r ReloadSignal) (pid int, err error) {
 func signalError(pid int, sig string, err error) error {
 	switch {
 	case errors.Is(err, os.ErrProcessDone), errors.Is(err, syscall.ESRCH):
-		return fmt.Errorf("signal %s to pid %d: no such process (stale pid file?)", sig, pid)
+		return fmt.Errorf("signal %s to pid %d: no process has that pid (stale pid file?): %w", sig, pid, err)
 	case errors.Is(err, syscall.EPERM):
-		return &SinkRefusedError{fmt.Sprintf("signal %s to pid %d: not permitted (run the worker as the process's user, or as root)", sig, pid)}
+		return &SinkRefusedError{msg: fmt.Sprintf("signal %s to pid %d: not permitted (run the worker as the process's user, or as root): %v", sig, pid, err), err: err}
 	}
 	return fmt.Errorf("signal %s to pid %d: %w", sig, pid, err)
 }
@@ -210,7 +210,7 @@ func signalError(pid int, sig string, err error) error {
 // name such as localhost is checked after it resolves).
 func postReload(ctx context.Context, rawURL string, notice ReloadNotice, timeout time.Duration) error {
 	if err := CheckReloadURL(rawURL); err != nil {
-		return &SinkRefusedError{err.Error()}
+		return &SinkRefusedError{msg: err.Error(), err: err}
 	}
 	u, _ := url.Parse(rawURL)
 	where := u.Scheme + "://" + u.Host
@@ -250,7 +250,7 @@ func postReload(ctx context.Context, rawURL string, notice ReloadNotice, timeout
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
 	if err != nil {
-		return &SinkRefusedError{fmt.Sprintf("reload_url %s: cannot build the request: %v", where, err)}
+		return &SinkRefusedError{msg: fmt.Sprintf("reload_url %s: cannot build the request: %v", where, err), err: err}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "tokenwarden-reload")

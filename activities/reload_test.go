@@ -144,7 +144,7 @@ func TestSinkReloadSignal(t *testing.T) {
 	rec = h.get(credID)
 	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: res.Version, Sinks: sinks})
 	appErr := appError(t, err, activities.ErrTypeSinkFailed, false)
-	want := fmt.Sprintf("sinks[0]: reload_signal: signal HUP to pid %d: no such process (stale pid file?) (the file was written)", cmd.Process.Pid)
+	want := fmt.Sprintf("sinks[0]: reload_signal: signal HUP to pid %d: no process has that pid (stale pid file?): ", cmd.Process.Pid)
 	if !strings.Contains(appErr.Message(), want) {
 		t.Errorf("message %q, want %q", appErr.Message(), want)
 	}

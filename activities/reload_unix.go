@@ -21,7 +21,7 @@ func signalProcess(pid int, name string) error {
 	case "TERM":
 		sig = syscall.SIGTERM
 	default:
-		return &SinkRefusedError{fmt.Sprintf("signal %q is not one a sink may send (%s)", name, reloadSignalNames)}
+		return &SinkRefusedError{msg: fmt.Sprintf("signal %q is not one a sink may send (%s)", name, reloadSignalNames)}
 	}
 	// Where the OS has process handles (pidfd), FindProcess takes one, so the signal
 	// reaches the process found, not a successor that reused its pid meanwhile.

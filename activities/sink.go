@@ -414,9 +414,14 @@ func (a *Activities) reload(ctx context.Context, r reloadAction, n ReloadNotice)
 
 // SinkRefusedError is a sink delivery that cannot work with this worker's
 // configuration: retrying will not help.
-type SinkRefusedError struct{ msg string }
+type SinkRefusedError struct {
+	msg string
+	err error // the cause, if any; its text is already in msg
+}
 
 func (e *SinkRefusedError) Error() string { return e.msg }
+
+func (e *SinkRefusedError) Unwrap() error { return e.err }
 
 // SinkTarget is a worker-configured webhook (an entry of TOKENWARDEN_NOTIFY_TARGETS).
 // URL is a secret.
@@ -464,17 +469,17 @@ func NewWebhookSinks(targets []SinkTarget, bearer string, timeout time.Duration,
 func (w *WebhookSinks) DeliverSink(ctx context.Context, target string, p SinkPayload) error {
 	t, ok := w.targets[target]
 	if !ok {
-		return &SinkRefusedError{fmt.Sprintf("webhook target %q is not configured on this worker (%s_NOTIFY_TARGETS)", target, config.Prefix)}
+		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q is not configured on this worker (%s_NOTIFY_TARGETS)", target, config.Prefix)}
 	}
 	if t.Format == config.NotifyFormatSlack {
-		return &SinkRefusedError{fmt.Sprintf("webhook target %q is a slack target: a chat channel must never receive a token", target)}
+		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q is a slack target: a chat channel must never receive a token", target)}
 	}
 	u, err := url.Parse(t.URL)
 	if err != nil {
-		return &SinkRefusedError{fmt.Sprintf("webhook target %q: not a valid URL (not shown)", target)}
+		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q: not a valid URL (not shown)", target)}
 	}
 	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
-		return &SinkRefusedError{fmt.Sprintf("webhook target %q: a token-carrying sink needs an https URL (plain http only to a loopback address)", target)}
+		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q: a token-carrying sink needs an https URL (plain http only to a loopback address)", target)}
 	}
 	body, err := json.Marshal(p)
 	if err != nil {
@@ -484,7 +489,7 @@ func (w *WebhookSinks) DeliverSink(ctx context.Context, target string, p SinkPay
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
 	if err != nil {
-		return &SinkRefusedError{fmt.Sprintf("webhook target %q: cannot build the request (the URL is not shown)", target)}
+		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q: cannot build the request (the URL is not shown)", target)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "tokenwarden-sink")
