@@ -82,6 +82,9 @@ type Activities struct {
 	Metrics *metrics.Activity
 	// SinkWebhooks delivers webhook sinks (sink.go); nil refuses them.
 	SinkWebhooks SinkDeliverer
+	// ReloadTimeout bounds one POST to an env sink's reload_url (default
+	// DefaultReloadTimeout).
+	ReloadTimeout time.Duration
 	// Seeds opens sealed seeds (seed.go); nil refuses them.
 	Seeds *seal.Sealer
 	// AllowPlaintextSeeds accepts seeds sent in plaintext: for local development only,

@@ -10,10 +10,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tokenwarden/tokenwarden/internal/config"
@@ -54,7 +54,8 @@ const ErrTypeSinkFailed = "SinkFailed"
 
 // SinkSpec is one place a credential's fresh token is delivered to after every
 // committed refresh. It is part of the workflow input, travels in history, and must
-// hold no secret: a webhook is named, its URL is the worker's.
+// hold no secret: a webhook is named, its URL is the worker's; a reload URL is the
+// consumer's and must carry no credentials (reload.go).
 type SinkSpec struct {
 	// Type is SinkEnv or SinkWebhook.
 	Type string `json:"type"`
@@ -67,6 +68,12 @@ type SinkSpec struct {
 	Value string `json:"value,omitempty"`
 	// Target (webhook) names an entry of TOKENWARDEN_NOTIFY_TARGETS.
 	Target string `json:"target,omitempty"`
+	// ReloadSignal (env), if set, signals the file's consumer after the file has been
+	// written.
+	ReloadSignal *ReloadSignal `json:"reload_signal,omitempty"`
+	// ReloadURL (env), if set, is POSTed to after the file has been written (see
+	// CheckReloadURL); it is told no token.
+	ReloadURL string `json:"reload_url,omitempty"`
 }
 
 // value is the spec's Value with the default filled in.
@@ -82,19 +89,8 @@ func (s SinkSpec) Check() error {
 	var errs []error
 	switch s.Type {
 	case SinkEnv:
-		switch {
-		case s.Path == "":
-			errs = append(errs, errors.New("path: required"))
-		case strings.ContainsFunc(s.Path, func(r rune) bool { return r < ' ' || r == 0x7f }):
-			errs = append(errs, errors.New("path: contains a control character"))
-		case !filepath.IsAbs(s.Path):
-			errs = append(errs, fmt.Errorf("path: must be absolute, got %q", s.Path))
-		case filepath.Clean(s.Path) != s.Path:
-			errs = append(errs, fmt.Errorf("path: must be clean (no '..', '.', '//' or trailing '/'): %q is %q", s.Path, filepath.Clean(s.Path)))
-		case len(s.Path) > 4096:
-			errs = append(errs, errors.New("path: longer than 4096 bytes"))
-		case s.Path == "/":
-			errs = append(errs, errors.New("path: must name a file"))
+		if err := checkFilePath("path", s.Path); err != nil {
+			errs = append(errs, err)
 		}
 		if !envfile.ValidKey(s.Key) {
 			errs = append(errs, fmt.Errorf("key: must be a variable name ([A-Za-z_][A-Za-z0-9_]*, at most %d), got %q", envfile.MaxKeyLen, s.Key))
@@ -108,6 +104,16 @@ func (s SinkSpec) Check() error {
 		if s.Target != "" {
 			errs = append(errs, errors.New("target: only for webhook sinks"))
 		}
+		if s.ReloadSignal != nil {
+			if err := s.ReloadSignal.Check(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if s.ReloadURL != "" {
+			if err := CheckReloadURL(s.ReloadURL); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	case SinkWebhook:
 		if !config.ValidNotifyTargetName(s.Target) {
 			errs = append(errs, fmt.Errorf("target: must name a target of %s_NOTIFY_TARGETS (1-%d letters, digits, '.', '_', '-'), got %q",
@@ -115,6 +121,9 @@ func (s SinkSpec) Check() error {
 		}
 		if s.Path != "" || s.Key != "" || s.Value != "" {
 			errs = append(errs, errors.New("path, key, value: only for env sinks (a webhook receives the access token, its type and expiry)"))
+		}
+		if s.ReloadSignal != nil || s.ReloadURL != "" {
+			errs = append(errs, errors.New("reload_signal, reload_url: only for env sinks (a webhook's receiver is told by the webhook itself)"))
 		}
 	case "":
 		errs = append(errs, fmt.Errorf("type: required (%s or %s)", SinkEnv, SinkWebhook))
@@ -168,8 +177,11 @@ type SinkResult struct {
 	Version int64
 	// FilesChanged counts the .env files rewritten (a file already up to date is not).
 	FilesChanged int
-	Webhooks     int
-	At           time.Time
+	// Reloads counts the consumers told of a written file (signals sent, reload URLs
+	// answered 2xx).
+	Reloads  int
+	Webhooks int
+	At       time.Time
 }
 
 // SinkPayload is the JSON body a webhook sink receives. It is secret: it carries the
@@ -240,10 +252,12 @@ func (a *Activities) Sink(ctx context.Context, req SinkRequest) (SinkResult, err
 	refusals := 0
 	refuse := func(msg string) { failures = append(failures, msg); refusals++ }
 
-	// One update per file, its keys in the order given, so each file is replaced once.
+	// One update per file, its keys in the order given, so each file is replaced once,
+	// and then its consumers told, each once however many of its sinks name them.
 	type fileUpdate struct {
 		entries []envfile.Entry
 		sinks   []string
+		reloads []reloadAction
 	}
 	files := map[string]*fileUpdate{}
 	var paths []string
@@ -264,9 +278,18 @@ func (a *Activities) Sink(ctx context.Context, req SinkRequest) (SinkResult, err
 		}
 		fu.entries = append(fu.entries, envfile.Entry{Key: s.Key, Value: v})
 		fu.sinks = append(fu.sinks, fmt.Sprint(i))
+		if s.ReloadSignal != nil {
+			fu.reloads = addReload(fu.reloads, reloadAction{sink: i, signal: *s.ReloadSignal})
+		}
+		if s.ReloadURL != "" {
+			fu.reloads = addReload(fu.reloads, reloadAction{sink: i, url: s.ReloadURL})
+		}
 	}
 	for _, p := range paths {
 		fu := files[p]
+		// Update returns only once the new file is synced and renamed into place and
+		// the rename synced: a consumer told below reads the new token, even after a
+		// crash of this machine. A failed update tells nobody.
 		changed, err := envfile.Update(ctx, p, fu.entries)
 		if err != nil {
 			failures = append(failures, fmt.Sprintf("sinks[%s]: %s", strings.Join(fu.sinks, ","), hide(err.Error())))
@@ -274,6 +297,27 @@ func (a *Activities) Sink(ctx context.Context, req SinkRequest) (SinkResult, err
 		}
 		if changed {
 			res.FilesChanged++
+		}
+		// An unchanged file already held this token, and its consumers were told when
+		// it was written; except on a retry, where the attempt that wrote it may have
+		// failed before (or while) telling them.
+		if len(fu.reloads) == 0 || (!changed && !isRetry(ctx)) {
+			continue
+		}
+		notice := ReloadNotice{Event: "env_file_changed", CredentialID: rec.ID, Provider: rec.Provider, Version: rec.Version, Path: p}
+		for _, r := range fu.reloads {
+			what, err := a.reload(ctx, r, notice)
+			var refused *SinkRefusedError
+			switch {
+			case errors.As(err, &refused):
+				// A reload failure never undoes the write: the message says so.
+				refuse(fmt.Sprintf("sinks[%d]: %s (the file was written)", r.sink, hide(err.Error())))
+			case err != nil:
+				failures = append(failures, fmt.Sprintf("sinks[%d]: %s (the file was written)", r.sink, hide(err.Error())))
+			default:
+				res.Reloads++
+				log.Info("sink: consumer told", "path", p, "version", rec.Version, "reload", what)
+			}
 		}
 	}
 
@@ -320,15 +364,64 @@ func (a *Activities) Sink(ctx context.Context, req SinkRequest) (SinkResult, err
 		}
 		return SinkResult{}, temporal.NewApplicationError(msg, ErrTypeSinkFailed)
 	}
-	log.Info("sinks updated", "version", rec.Version, "files_changed", res.FilesChanged, "webhooks", res.Webhooks)
+	log.Info("sinks updated", "version", rec.Version, "files_changed", res.FilesChanged, "reloads", res.Reloads, "webhooks", res.Webhooks)
 	return res, nil
 }
 
-// SinkRefusedError is a webhook delivery that cannot work with this worker's
+// reloadAction is one way of telling a file's consumer that it changed: a signal or
+// a URL; sink is the index of the first sink that asked for it.
+type reloadAction struct {
+	sink   int
+	signal ReloadSignal
+	url    string
+}
+
+// addReload appends r unless the same signal or URL is already there.
+func addReload(rs []reloadAction, r reloadAction) []reloadAction {
+	for _, have := range rs {
+		if have.signal == r.signal && have.url == r.url {
+			return rs
+		}
+	}
+	return append(rs, r)
+}
+
+// isRetry reports whether ctx is a retry of an activity.
+func isRetry(ctx context.Context) bool {
+	return activity.IsActivity(ctx) && activity.GetInfo(ctx).Attempt > 1
+}
+
+// reload performs r and describes what it did, for the log (a signal and a pid, or a
+// URL's scheme and host: never its path).
+func (a *Activities) reload(ctx context.Context, r reloadAction, n ReloadNotice) (string, error) {
+	if r.url != "" {
+		timeout := a.ReloadTimeout
+		if timeout <= 0 {
+			timeout = DefaultReloadTimeout
+		}
+		if err := postReload(ctx, r.url, n, timeout); err != nil {
+			return "", err
+		}
+		u, _ := url.Parse(r.url)
+		return "POST " + u.Scheme + "://" + u.Host, nil
+	}
+	pid, err := sendReloadSignal(r.signal)
+	if err != nil {
+		return "", fmt.Errorf("reload_signal: %w", err)
+	}
+	return fmt.Sprintf("SIG%s to pid %d", r.signal.Signal, pid), nil
+}
+
+// SinkRefusedError is a sink delivery that cannot work with this worker's
 // configuration: retrying will not help.
-type SinkRefusedError struct{ msg string }
+type SinkRefusedError struct {
+	msg string
+	err error // the cause, if any; its text is already in msg
+}
 
 func (e *SinkRefusedError) Error() string { return e.msg }
+
+func (e *SinkRefusedError) Unwrap() error { return e.err }
 
 // SinkTarget is a worker-configured webhook (an entry of TOKENWARDEN_NOTIFY_TARGETS).
 // URL is a secret.
@@ -376,17 +469,17 @@ func NewWebhookSinks(targets []SinkTarget, bearer string, timeout time.Duration,
 func (w *WebhookSinks) DeliverSink(ctx context.Context, target string, p SinkPayload) error {
 	t, ok := w.targets[target]
 	if !ok {
-		return &SinkRefusedError{fmt.Sprintf("webhook target %q is not configured on this worker (%s_NOTIFY_TARGETS)", target, config.Prefix)}
+		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q is not configured on this worker (%s_NOTIFY_TARGETS)", target, config.Prefix)}
 	}
 	if t.Format == config.NotifyFormatSlack {
-		return &SinkRefusedError{fmt.Sprintf("webhook target %q is a slack target: a chat channel must never receive a token", target)}
+		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q is a slack target: a chat channel must never receive a token", target)}
 	}
 	u, err := url.Parse(t.URL)
 	if err != nil {
-		return &SinkRefusedError{fmt.Sprintf("webhook target %q: not a valid URL (not shown)", target)}
+		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q: not a valid URL (not shown)", target)}
 	}
 	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
-		return &SinkRefusedError{fmt.Sprintf("webhook target %q: a token-carrying sink needs an https URL (plain http only to a loopback address)", target)}
+		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q: a token-carrying sink needs an https URL (plain http only to a loopback address)", target)}
 	}
 	body, err := json.Marshal(p)
 	if err != nil {
@@ -396,7 +489,7 @@ func (w *WebhookSinks) DeliverSink(ctx context.Context, target string, p SinkPay
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
 	if err != nil {
-		return &SinkRefusedError{fmt.Sprintf("webhook target %q: cannot build the request (the URL is not shown)", target)}
+		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q: cannot build the request (the URL is not shown)", target)}
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "tokenwarden-sink")

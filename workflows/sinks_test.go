@@ -15,7 +15,10 @@ import (
 func sinkInput() CredentialInput {
 	in := input()
 	in.Sinks = []Sink{
-		{Type: activities.SinkEnv, Path: "/srv/app/.env", Key: "ZALO_ACCESS_TOKEN"},
+		// The reload fields travel with the spec, through history, to the activity.
+		{Type: activities.SinkEnv, Path: "/srv/app/.env", Key: "ZALO_ACCESS_TOKEN",
+			ReloadSignal: &activities.ReloadSignal{PIDFile: "/run/app.pid", Signal: "HUP"},
+			ReloadURL:    "http://127.0.0.1:8080/reload"},
 		{Type: activities.SinkWebhook, Target: "app"},
 	}
 	return in
@@ -119,6 +122,15 @@ func TestValidateSinks(t *testing.T) {
 		{[]Sink{{Type: "webhook", Target: "a"}, {Type: "webhook", Target: "a"}}, `sinks[1]: the same destination as sinks[0]`},
 		{[]Sink{{Type: "env", Path: "/a/.env", Key: "K"}, {Type: "env", Path: "/a/.env", Key: "K", Value: "expires_at"}},
 			`sinks[1]: the same destination as sinks[0]`},
+		{[]Sink{{Type: "env", Path: "/srv/.env", Key: "K", ReloadSignal: &activities.ReloadSignal{PIDFile: "/run/app.pid", Signal: "KILL"}}},
+			`sinks[0].reload_signal.signal: must be HUP, USR1, USR2 or TERM`},
+		{[]Sink{{Type: "env", Path: "/srv/.env", Key: "K", ReloadSignal: &activities.ReloadSignal{PIDFile: "/run/app", Signal: "HUP"}}},
+			`sinks[0].reload_signal.pid_file: must be a file named *.pid`},
+		{[]Sink{{Type: "env", Path: "/srv/.env", Key: "K", ReloadURL: "http://app.example.com/reload"}},
+			`sinks[0].reload_url: plain http only to a loopback address`},
+		{[]Sink{{Type: "env", Path: "/srv/.env", Key: "K", ReloadURL: "https://app.example.com/reload?token=x"}},
+			`sinks[0].reload_url: must not carry a query`},
+		{[]Sink{{Type: "webhook", Target: "app", ReloadURL: "http://127.0.0.1/reload"}}, `sinks[0].reload_signal, reload_url: only for env sinks`},
 	} {
 		in := input()
 		in.Sinks = tc.sinks
@@ -129,8 +141,9 @@ func TestValidateSinks(t *testing.T) {
 	}
 	in := input()
 	in.Sinks = []Sink{
-		{Type: "env", Path: "/srv/app/.env", Key: "ZALO_ACCESS_TOKEN"},
-		{Type: "env", Path: "/srv/app/.env", Key: "ZALO_TOKEN_EXPIRES_AT", Value: "expires_at"},
+		{Type: "env", Path: "/srv/app/.env", Key: "ZALO_ACCESS_TOKEN",
+			ReloadSignal: &activities.ReloadSignal{PIDFile: "/run/app.pid", Signal: "USR1"}},
+		{Type: "env", Path: "/srv/app/.env", Key: "ZALO_TOKEN_EXPIRES_AT", Value: "expires_at", ReloadURL: "https://app.example.com/reload"},
 		{Type: "env", Path: "/srv/app/.env", Key: "ZALO_REFRESH_TOKEN", Value: "refresh_token"},
 		{Type: "webhook", Target: "app-hook"},
 	}

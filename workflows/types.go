@@ -254,8 +254,11 @@ type CredentialInput struct {
 
 // Sink is one destination of a credential's token after each refresh:
 // {"type":"env","path":"/srv/app/.env","key":"ZALO_ACCESS_TOKEN","value":"access_token"}
-// or {"type":"webhook","target":"<a TOKENWARDEN_NOTIFY_TARGETS name>"}. It names files
-// and targets, never holds a token or a URL; activities.Sink does the writing.
+// or {"type":"webhook","target":"<a TOKENWARDEN_NOTIFY_TARGETS name>"}; an env sink may
+// add "reload_signal" ({"pid_file":"/run/app.pid","signal":"HUP"}) and/or "reload_url"
+// to tell the file's consumer it changed. It names files, targets and a consumer's
+// reload endpoint, never holds a token or a credential-bearing URL; activities.Sink does
+// the writing.
 type Sink = activities.SinkSpec
 
 // Action is what the workflow will do when it next wakes up.

@@ -2,10 +2,16 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +45,27 @@ func TestEnvSinkFollowsRefreshes(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The application's reload endpoint: it records, for every POST, the notice and the
+	// .env file as the application would read it then.
+	type reloadCall struct {
+		notice activities.ReloadNotice
+		body   string
+		file   string
+	}
+	var mu sync.Mutex
+	var reloads []reloadCall
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+		file, _ := os.ReadFile(envPath)
+		var n activities.ReloadNotice
+		_ = json.Unmarshal(b, &n)
+		mu.Lock()
+		reloads = append(reloads, reloadCall{notice: n, body: string(b), file: string(file)})
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(app.Close)
+
 	dur := func(d time.Duration) *workflows.Duration { v := workflows.Duration(d); return &v }
 	in := workflows.CredentialInput{
 		Provider: "oauth2",
@@ -46,7 +73,7 @@ func TestEnvSinkFollowsRefreshes(t *testing.T) {
 		Policy: workflows.Policy{RefreshMargin: dur(time.Second), Jitter: dur(200 * time.Millisecond),
 			RetryInitial: dur(time.Second), RetryMax: dur(5 * time.Second)},
 		Sinks: []workflows.Sink{
-			{Type: activities.SinkEnv, Path: envPath, Key: "ZALO_ACCESS_TOKEN"},
+			{Type: activities.SinkEnv, Path: envPath, Key: "ZALO_ACCESS_TOKEN", ReloadURL: app.URL + "/reload"},
 			{Type: activities.SinkEnv, Path: envPath, Key: "ZALO_TOKEN_EXPIRES_AT", Value: activities.SinkValueExpiresAt},
 		},
 	}
@@ -107,8 +134,44 @@ func TestEnvSinkFollowsRefreshes(t *testing.T) {
 			t.Errorf("stray file %s next to the .env file", de.Name())
 		}
 	}
-	t.Logf("%d refreshes; store version %d; sinks at version %d; fingerprint %s", st.Refreshes, rec.Version, st.SinkVersion,
-		fakeoauth.Fingerprint(rec.Secrets.AccessToken))
+
+	// Every reload came after its file was written, told the version written, and
+	// carried no token.
+	waitFor(t, 10*time.Second, "a reload for the current version", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(reloads) > 0 && reloads[len(reloads)-1].notice.Version == rec.Version, fmt.Sprintf("%d reloads", len(reloads))
+	})
+	mu.Lock()
+	calls := append([]reloadCall(nil), reloads...)
+	mu.Unlock()
+	if len(calls) < 3 {
+		t.Errorf("%d reloads for %d refreshes", len(calls), st.Refreshes)
+	}
+	for i, c := range calls {
+		if c.notice.Event != "env_file_changed" || c.notice.CredentialID != id || c.notice.Path != envPath {
+			t.Errorf("reload %d: notice %+v", i, c.notice)
+		}
+		if strings.Contains(c.file, "ZALO_ACCESS_TOKEN=not-yet") || !strings.Contains(c.file, "ZALO_TOKEN_EXPIRES_AT=") {
+			t.Errorf("reload %d (version %d) came before the file was written:\n%s", i, c.notice.Version, c.file)
+		}
+		if i > 0 && c.notice.Version < calls[i-1].notice.Version {
+			t.Errorf("reload %d told version %d after %d", i, c.notice.Version, calls[i-1].notice.Version)
+		}
+		if strings.Contains(c.body, rec.Secrets.AccessToken) || strings.Contains(c.body, rec.Secrets.RefreshToken) {
+			t.Errorf("reload %d carries a token", i)
+		}
+	}
+	// The reload of the current version saw its token, unless a newer refresh has
+	// rewritten the file since (then that reload may have seen the newer one).
+	for _, c := range calls {
+		if c.notice.Version == rec.Version && e.storedRecord(id).Version == rec.Version &&
+			!strings.Contains(c.file, "ZALO_ACCESS_TOKEN="+rec.Secrets.AccessToken+"\n") {
+			t.Errorf("the reload of version %d came before the file held its token", rec.Version)
+		}
+	}
+	t.Logf("%d refreshes; store version %d; sinks at version %d; %d reloads; fingerprint %s", st.Refreshes, rec.Version, st.SinkVersion,
+		len(calls), fakeoauth.Fingerprint(rec.Secrets.AccessToken))
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
