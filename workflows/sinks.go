@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -41,7 +42,7 @@ func (c *credential) runSinks(ctx workflow.Context) {
 		defer func() { c.notifying-- }()
 		var a *activities.Activities
 		var res activities.SinkResult
-		err := workflow.ExecuteActivity(actx, a.Sink, req).Get(gctx, &res)
+		err := workflow.ExecuteActivity(withSummary(actx, fmt.Sprintf("deliver v%d to %d sinks", req.Version, len(req.Sinks))), a.Sink, req).Get(gctx, &res)
 		if err != nil {
 			c.log.Warn("sink failed", "version", req.Version, "error", err)
 			// A failure of an older refresh's sink says nothing about a newer one's.
