@@ -51,6 +51,12 @@ func (a *app) start(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
+	return a.startInput(ctx, c, in)
+}
+
+// startInput starts the workflow of a checked input whose seed is sealed (start,
+// connect).
+func (a *app) startInput(ctx context.Context, c client.Client, in workflows.CredentialInput) error {
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        in.ID,
 		TaskQueue: a.cfg.TaskQueue,

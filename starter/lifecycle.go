@@ -105,12 +105,18 @@ func (a *app) reseed(ctx context.Context, args []string) error {
 	if err := workflows.ValidateSeed(cur.Provider, seed); err != nil {
 		return fail(exitBadInput, "invalid seed for provider %s:\n  %s", cur.Provider, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
+	return a.reseedWith(ctx, c, id, cur, seed, *timeout)
+}
+
+// reseedWith seals a checked seed for the credential's running configuration and hands
+// it in with the reseed update (reseed, connect ID).
+func (a *app) reseedWith(ctx context.Context, c client.Client, id string, cur workflows.Status, seed workflows.Seed, timeout time.Duration) error {
 	// Sealed for the configuration the credential runs with: the reseed confirms it.
 	env, err := sealSeed(ctx, id, cur.Provider, cur.Config, seed)
 	if err != nil {
 		return err
 	}
-	st, err := executeUpdate(ctx, c, id, workflows.UpdateReseed, *timeout, env)
+	st, err := executeUpdate(ctx, c, id, workflows.UpdateReseed, timeout, env)
 	if err != nil {
 		return err
 	}
