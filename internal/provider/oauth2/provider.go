@@ -88,7 +88,7 @@ func (p *Provider) ValidateConfig(cfg provider.Config) error {
 			return fmt.Errorf("scopes[%d]: must be a non-empty RFC 6749 scope token (printable ASCII without space, quote or backslash)", i)
 		}
 	}
-	return nil
+	return validateFlowFields(cfg)
 }
 
 // ValidateGrant requires the refresh token the grant is built on.
