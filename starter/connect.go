@@ -143,7 +143,7 @@ func (a *app) connect(ctx context.Context, args []string) (err error) {
 	}
 	defer func() { finish(err) }()
 	seed := workflows.Seed{RefreshToken: ts.RefreshToken, ClientSecret: secret, AccessToken: ts.AccessToken, AccessExpiresAt: ts.AccessExpiresAt}
-	if err := workflows.ValidateSeed(cur.Provider, seed); err != nil {
+	if err := workflows.ValidateSeed(cur.Provider, cur.Config, seed); err != nil {
 		return fail(exitFailure, "the provider's tokens cannot seed a %s credential: %v\n"+
 			"(no refresh token usually means a missing scope, such as offline_access; nothing was stored)", cur.Provider, err)
 	}

@@ -102,7 +102,7 @@ func (a *app) reseed(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := workflows.ValidateSeed(cur.Provider, seed); err != nil {
+	if err := workflows.ValidateSeed(cur.Provider, cur.Config, seed); err != nil {
 		return fail(exitBadInput, "invalid seed for provider %s:\n  %s", cur.Provider, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
 	return a.reseedWith(ctx, c, id, cur, seed, *timeout)

@@ -95,7 +95,7 @@ func (a *app) readCredential(path, secretsPath string) (workflows.CredentialInpu
 	in.Seed = &workflows.SeedEnvelope{Sealed: sealedPlaceholder}
 	err := in.Validate(in.ID)
 	if err == nil {
-		err = workflows.ValidateSeed(in.Provider, seed)
+		err = workflows.ValidateSeed(in.Provider, in.Config, seed)
 	}
 	if err != nil {
 		return in, fail(exitBadInput, "invalid credential:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))

@@ -22,6 +22,12 @@
 //	token expired (RefreshLifetime)    400 invalid_grant
 //	otherwise                          200, token marked used, new access + refresh token
 //
+// grant_type=authorization_code exchanges a code of the consent page (AuthorizePath, see
+// package fakeconsent): once, within CodeLifetime, for its client and redirect_uri, with
+// the PKCE verifier; it starts a family named client_id:account. grant_type=
+// client_credentials (RFC 6749 section 4.4) answers an authenticated client with an
+// access token and no refresh token; Mints counts them.
+//
 // With Options.NoRotation the response carries no refresh_token and the presented token
 // stays valid (and reusable), like providers that never rotate.
 //
@@ -153,6 +159,7 @@ type Server struct {
 	faults  fakefault.Schedule[Fault]
 	ledger  *fakeledger.Ledger
 	codes   *fakeconsent.Codes
+	mints   atomic.Int64
 	// accessLifetime is expires_in, in nanoseconds: Options.AccessLifetime until
 	// SetAccessLifetime changes it while requests are served.
 	accessLifetime atomic.Int64
@@ -238,6 +245,9 @@ func (s *Server) ValidAccessToken(token string) bool { return s.ledger.ValidAcce
 
 // AuthorizeURL returns the consent page's URL (config.authorize_url); after Start.
 func (s *Server) AuthorizeURL() string { return s.URL() + AuthorizePath }
+
+// Mints counts client_credentials grants answered with a token.
+func (s *Server) Mints() int { return int(s.mints.Load()) }
 
 // Codes is the consent page's code book (Issued, Denied).
 func (s *Server) Codes() *fakeconsent.Codes { return s.codes }

@@ -173,10 +173,12 @@ func (s *Server) grant(r *http.Request, rec *requestRecord) tokenResponse {
 	case "refresh_token":
 	case "authorization_code":
 		return s.codeGrant(r, rec)
+	case "client_credentials":
+		return s.clientCredentialsGrant(r, rec)
 	case "":
 		return errorResponse(http.StatusBadRequest, "invalid_request", "grant_type is required")
 	default:
-		return errorResponse(http.StatusBadRequest, "unsupported_grant_type", "only refresh_token and authorization_code are supported")
+		return errorResponse(http.StatusBadRequest, "unsupported_grant_type", "only refresh_token, authorization_code and client_credentials are supported")
 	}
 	presented := r.PostForm.Get("refresh_token")
 	if presented == "" {
@@ -271,6 +273,27 @@ func (s *Server) codeGrant(r *http.Request, rec *requestRecord) tokenResponse {
 		body["scope"] = g.Scope
 	}
 	return tokenResponse{status: http.StatusOK, body: body, outcome: "exchanged"}
+}
+
+// clientCredentialsGrant applies RFC 6749 section 4.4 to an authenticated request: an
+// access token and no refresh token (section 4.4.3). Each mint starts the client's
+// family afresh, so the previous access token stops being the valid one.
+func (s *Server) clientCredentialsGrant(r *http.Request, rec *requestRecord) tokenResponse {
+	if s.opts.ClientID == "" {
+		return errorResponse(http.StatusUnauthorized, "invalid_client", "client_credentials needs client authentication")
+	}
+	rec.family = "client:" + s.opts.ClientID
+	access, _ := s.ledger.Start(rec.family, 0)
+	body := map[string]any{
+		"access_token": access,
+		"token_type":   "Bearer",
+		"expires_in":   fakefault.CeilSeconds(s.currentAccessLifetime()),
+	}
+	if scope := r.PostForm.Get("scope"); scope != "" {
+		body["scope"] = scope
+	}
+	s.mints.Add(1)
+	return tokenResponse{status: http.StatusOK, body: body, outcome: "minted"}
 }
 
 // introspect answers an RFC 7662 request. It reads state and never changes it: no token

@@ -232,6 +232,22 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
+// ConfigGrantValidator is implemented by adapters whose seed rules depend on the
+// configuration (a generic oauth2 client credentials grant has no refresh token).
+// Callers use ValidateGrantFor, which falls back to ValidateGrant.
+type ConfigGrantValidator interface {
+	ValidateGrantFor(cfg Config, g Grant) error
+}
+
+// ValidateGrantFor checks g for p configured with cfg: with p's ValidateGrantFor when
+// it has one, else with its ValidateGrant.
+func ValidateGrantFor(p Provider, cfg Config, g Grant) error {
+	if v, ok := p.(ConfigGrantValidator); ok {
+		return v.ValidateGrantFor(cfg, g)
+	}
+	return p.ValidateGrant(g)
+}
+
 // Authorizer is implemented by adapters whose first grant a user can hand over in a
 // browser with the authorization code flow (RFC 6749 section 4.1): `starter connect`
 // finds it by type assertion, as the workflow finds Prober.

@@ -105,14 +105,15 @@ func CanConnect(name string, cfg provider.Config) bool {
 	return ok && a.CanAuthorize(cfg) == nil
 }
 
-// ValidateGrant checks seed material for the named provider. Errors name the field
+// ValidateGrant checks seed material for the named provider configured with cfg (the
+// rules may depend on it: see provider.ConfigGrantValidator). Errors name the field
 // ("seed.refresh_token: required") and never contain a secret.
-func ValidateGrant(name string, g provider.Grant) error {
+func ValidateGrant(name string, cfg provider.Config, g provider.Grant) error {
 	p, err := validator(name)
 	if err != nil {
 		return err
 	}
-	if err := p.ValidateGrant(g); err != nil {
+	if err := provider.ValidateGrantFor(p, cfg, g); err != nil {
 		return fmt.Errorf("seed.%w", err)
 	}
 	return nil
