@@ -140,6 +140,9 @@ func printStatus(w io.Writer, st workflows.Status, now time.Time) {
 	if st.LastError != "" {
 		row("last error", st.LastError)
 	}
+	if st.State == workflows.StateNeedsReauth {
+		row("to fix", workflows.ReseedCommand(st.ID, st.Provider, st.Config))
+	}
 	_ = tw.Flush()
 }
 

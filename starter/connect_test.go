@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
 func TestConnectStateAndVerifierAreRandomPKCETokens(t *testing.T) {
@@ -409,5 +410,24 @@ func writeTestFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestStatusNamesTheFixingCommand(t *testing.T) {
+	var b bytes.Buffer
+	st := workflows.Status{ID: "zalo-oa-main", Provider: "zalo-oa", Config: provider.Config{ClientID: "1234"}, State: workflows.StateNeedsReauth}
+	printStatus(&b, st, time.Now())
+	if !strings.Contains(b.String(), "starter connect zalo-oa-main") {
+		t.Errorf("status of a NEEDS_REAUTH zalo-oa credential:\n%s", b.String())
+	}
+	err := (&app{stdout: &b}).reportRound(st, "reseeded")
+	if err == nil || !strings.Contains(err.Error(), "`starter connect zalo-oa-main`") {
+		t.Errorf("reseed's hint: %v", err)
+	}
+	b.Reset()
+	st.State = workflows.StateActive
+	printStatus(&b, st, time.Now())
+	if strings.Contains(b.String(), "to fix") {
+		t.Errorf("an ACTIVE credential gets a fix:\n%s", b.String())
 	}
 }

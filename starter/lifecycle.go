@@ -141,7 +141,7 @@ func (a *app) reportRound(st workflows.Status, verb string) error {
 	}
 	hint := ""
 	if st.State == workflows.StateNeedsReauth {
-		hint = "; hand in new grant material with `starter reseed " + st.ID + " -secrets FILE`"
+		hint = "; hand in new grant material with `" + workflows.ReseedCommand(st.ID, st.Provider, st.Config) + "`"
 	}
 	return fail(exitFailure, "credential %s is %s: %s%s", st.ID, st.State, why, hint)
 }
