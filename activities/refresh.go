@@ -90,7 +90,7 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	}
 	// A login-based provider (Zogo with a stored password, SMSBAT ChatHub) needs no refresh
 	// token: its ValidateGrant accepts the stored login instead.
-	if rec.Secrets.RefreshToken == "" && p.ValidateGrant(provider.Grant{ClientSecret: rec.Secrets.ClientSecret,
+	if rec.Secrets.RefreshToken == "" && provider.ValidateGrantFor(p, req.Config, provider.Grant{ClientSecret: rec.Secrets.ClientSecret,
 		Username: rec.Secrets.Username, Password: rec.Secrets.Password}) != nil {
 		return RefreshResult{}, temporal.NewNonRetryableApplicationError(
 			"no refresh token stored; reseed the credential", ErrTypePermanent, nil,

@@ -261,7 +261,9 @@ func postReload(ctx context.Context, rawURL string, notice ReloadNotice, timeout
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		if ctx.Err() != nil {
+		// The deadline can reach the transport as its own timeout first.
+		var ne net.Error
+		if ctx.Err() != nil || (errors.As(err, &ne) && ne.Timeout()) {
 			return fmt.Errorf("reload_url %s: no answer within %s", where, timeout)
 		}
 		return fmt.Errorf("reload_url %s: post: %w", where, err)

@@ -66,7 +66,7 @@ func (a *Activities) Seed(ctx context.Context, req SeedRequest) (SeedResult, err
 		return SeedResult{}, err
 	}
 	seed := opened.Seed
-	if err := p.ValidateGrant(provider.Grant{RefreshToken: seed.RefreshToken, ClientSecret: seed.ClientSecret,
+	if err := provider.ValidateGrantFor(p, req.Config, provider.Grant{RefreshToken: seed.RefreshToken, ClientSecret: seed.ClientSecret,
 		Username: seed.Username, Password: seed.Password, AccessToken: seed.AccessToken}); err != nil {
 		return SeedResult{}, invalidInput("seed." + err.Error())
 	}

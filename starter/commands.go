@@ -54,6 +54,12 @@ func (a *app) start(ctx context.Context, args []string) error {
 		return err
 	}
 	defer c.Close()
+	return a.startInput(ctx, c, in)
+}
+
+// startInput starts the workflow of a checked input whose seed is sealed (start,
+// connect).
+func (a *app) startInput(ctx context.Context, c client.Client, in workflows.CredentialInput) error {
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        in.ID,
 		TaskQueue: a.cfg.TaskQueue,
@@ -146,6 +152,9 @@ func printStatus(w io.Writer, st workflows.Status, now time.Time) {
 	}
 	if st.LastError != "" {
 		row("last error", st.LastError)
+	}
+	if st.State == workflows.StateNeedsReauth {
+		row("to fix", workflows.ReseedCommand(st.ID, st.Provider, st.Config))
 	}
 	_ = tw.Flush()
 }

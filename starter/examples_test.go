@@ -43,7 +43,7 @@ func TestExamplesValidate(t *testing.T) {
 				t.Errorf("%s is for provider %q: name each pair after its provider", path, in.Provider)
 			}
 			// And the secrets alone, as a reseed of the same credential checks them.
-			if err := workflows.ValidateSeed(in.Provider, in.Seed.Seed); err != nil {
+			if err := workflows.ValidateSeed(in.Provider, in.Config, in.Seed.Seed); err != nil {
 				t.Errorf("%s: %v", secretsPath, err)
 			}
 			seen[in.Provider] = true

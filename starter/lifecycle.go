@@ -102,15 +102,21 @@ func (a *app) reseed(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := workflows.ValidateSeed(cur.Provider, seed); err != nil {
+	if err := workflows.ValidateSeed(cur.Provider, cur.Config, seed); err != nil {
 		return fail(exitBadInput, "invalid seed for provider %s:\n  %s", cur.Provider, strings.ReplaceAll(err.Error(), "\n", "\n  "))
 	}
+	return a.reseedWith(ctx, c, id, cur, seed, *timeout)
+}
+
+// reseedWith seals a checked seed for the credential's running configuration and hands
+// it in with the reseed update (reseed, connect ID).
+func (a *app) reseedWith(ctx context.Context, c client.Client, id string, cur workflows.Status, seed workflows.Seed, timeout time.Duration) error {
 	// Sealed for the configuration the credential runs with: the reseed confirms it.
 	env, err := sealSeed(ctx, id, cur.Provider, cur.Config, seed)
 	if err != nil {
 		return err
 	}
-	st, err := executeUpdate(ctx, c, id, workflows.UpdateReseed, *timeout, env)
+	st, err := executeUpdate(ctx, c, id, workflows.UpdateReseed, timeout, env)
 	if err != nil {
 		return err
 	}
@@ -135,7 +141,7 @@ func (a *app) reportRound(st workflows.Status, verb string) error {
 	}
 	hint := ""
 	if st.State == workflows.StateNeedsReauth {
-		hint = "; hand in new grant material with `starter reseed " + st.ID + " -secrets FILE`"
+		hint = "; hand in new grant material with `" + workflows.ReseedCommand(st.ID, st.Provider, st.Config) + "`"
 	}
 	return fail(exitFailure, "credential %s is %s: %s%s", st.ID, st.State, why, hint)
 }

@@ -1,5 +1,6 @@
 // Command starter is tokenwarden's operator CLI.
 //
+//	starter connect CREDENTIAL.json|ID [-secrets FILE|-]  authorize in a browser, then start or reseed
 //	starter start  CREDENTIAL.json -secrets FILE|-   start a credential workflow
 //	starter status ID [-json]                        show one credential's status
 //	starter list [-state S] [-provider P]            list credentials, with counts per state
@@ -22,7 +23,8 @@
 // TOKENWARDEN_POSTGRES_DSN.
 // Exit codes: 0 ok, 1 other failure, 2 bad input, 3 Temporal unreachable,
 // 4 unknown credential (apikey revoke: unknown key), 5 credential already exists
-// (apikey create: name taken), 6 update rejected by the workflow.
+// (apikey create: name taken), 6 update rejected by the workflow; connect: 7 access
+// denied, 8 wrong state, 9 timeout, 10 code refused by the provider, 11 port in use.
 package main
 
 import (
@@ -55,6 +57,12 @@ const (
 	// exitRejected: the workflow's update validator refused the request (a refresh
 	// while NEEDS_REAUTH, malformed grant material, a retired credential).
 	exitRejected = 6
+	// The connect flow's own outcomes (starter/connect.go).
+	exitDenied     = 7  // the user declined in the browser (error=access_denied)
+	exitWrongState = 8  // the callback's state is not this request's
+	exitTimeout    = 9  // the browser did not come back (nothing pasted) in time
+	exitRefused    = 10 // the provider refused the code or the authorization request
+	exitPortInUse  = 11 // the callback's port is taken
 )
 
 // cliError carries an exit code with its message.
@@ -72,6 +80,10 @@ func fail(code int, format string, args ...any) error {
 const usage = `usage: starter <command> [flags]
 
 commands:
+  connect CREDENTIAL.json|ID [-secrets FILE|-] [-port N] [-paste] [-timeout D] [-no-browser]
+                                         authorize in a browser (authorization code with PKCE) and
+                                         start the credential, or reseed the running one ID; the
+                                         secrets file holds only client_secret
   start CREDENTIAL.json -secrets FILE|-   start a credential (secrets JSON from FILE or stdin)
   status ID [-json]                      show a credential's status
   list [-state S] [-provider P] [-json]  list credentials and count them per state
@@ -101,7 +113,8 @@ commands:
 Exit codes: 0 ok, 1 failure, 2 bad input, 3 Temporal (token: the token API) unreachable,
 4 unknown credential (apikey: unknown key), 5 credential already exists (apikey: name
 taken), 6 update rejected by the workflow (token: API key unauthorized or not scoped to
-the credential).
+the credential); connect: 7 access denied in the browser, 8 wrong state, 9 timeout,
+10 code or authorization refused by the provider, 11 callback port in use.
 
 Connection settings come from TOKENWARDEN_TEMPORAL_ADDRESS (default localhost:7233),
 TOKENWARDEN_TEMPORAL_NAMESPACE (default "default") and TOKENWARDEN_TASK_QUEUE.
@@ -147,6 +160,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	var cmdErr error
 	switch args[0] {
+	case "connect":
+		cmdErr = a.connect(ctx, args[1:]) // starter/connect.go
 	case "start":
 		cmdErr = a.start(ctx, args[1:])
 	case "status":

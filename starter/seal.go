@@ -51,6 +51,10 @@ func newSeedSealer(scfg config.Starter) (seedSealer, error) {
 	}, nil
 }
 
+// sealedPlaceholder stands for a sealed seed while an input is checked before its seed
+// is sealed (or, for connect, obtained).
+const sealedPlaceholder = seal.Prefix + "check:AA"
+
 // sealSeed seals seed for the credential id of the named provider with cfg.
 func sealSeed(ctx context.Context, id, providerName string, cfg provider.Config, seed workflows.Seed) (workflows.SeedEnvelope, error) {
 	scfg, err := config.LoadStarter()
@@ -88,10 +92,10 @@ func (a *app) readCredential(path, secretsPath string) (workflows.CredentialInpu
 	// The input as the workflow will see it (its seed sealed: a placeholder here), and
 	// the seed as the Seed activity will (some providers, such as a ChatHub operator,
 	// need no secret at all).
-	in.Seed = &workflows.SeedEnvelope{Sealed: seal.Prefix + "check:AA"}
+	in.Seed = &workflows.SeedEnvelope{Sealed: sealedPlaceholder}
 	err := in.Validate(in.ID)
 	if err == nil {
-		err = workflows.ValidateSeed(in.Provider, seed)
+		err = workflows.ValidateSeed(in.Provider, in.Config, seed)
 	}
 	if err != nil {
 		return in, fail(exitBadInput, "invalid credential:\n  %s", strings.ReplaceAll(err.Error(), "\n", "\n  "))

@@ -507,7 +507,7 @@ func (s *credentialSuite) TestSealedSeedGoesToTheActivityAsIs() {
 }
 
 func TestSeedValidateNeverEchoesTheSecret(t *testing.T) {
-	err := ValidateSeed("oauth2", Seed{RefreshToken: " secret-value "})
+	err := ValidateSeed("oauth2", provider.Config{}, Seed{RefreshToken: " secret-value "})
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "secret-value")
 }

@@ -1,12 +1,15 @@
 package workflows
 
 import (
+	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/providers"
 )
 
 // severity orders the states that make an incident; 0 means "healthy enough".
@@ -77,7 +80,7 @@ func (c *credential) notify(ctx workflow.Context, event string) {
 		Code:          c.st.LastErrorCode,
 		Since:         c.st.StateSince,
 		Failures:      c.st.ConsecutiveFailures,
-		ReseedCommand: ReseedCommand(c.st.ID),
+		ReseedCommand: ReseedCommand(c.st.ID, c.st.Provider, c.st.Config),
 		Target:        c.st.Timing.NotifyTarget,
 	}
 	if inc := c.st.Incident; inc != nil {
@@ -136,4 +139,16 @@ func (c *credential) retireNow(ctx workflow.Context) (Status, error) {
 	}
 	c.log.Info("credential retired")
 	return c.st, nil
+}
+
+// ReseedCommand is the exact command that gives the credential new grant material:
+// `starter connect ID` where the provider, so configured, has an authorization flow
+// (the user approves in a browser again, and nothing is copied by hand), else
+// `starter reseed ID -secrets -`. Deterministic: notifications and the starter's hints
+// name the same command.
+func ReseedCommand(id, providerName string, cfg provider.Config) string {
+	if providers.CanConnect(providerName, cfg) {
+		return "starter connect " + id
+	}
+	return fmt.Sprintf("starter reseed %s -secrets -", id)
 }

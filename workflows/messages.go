@@ -10,6 +10,7 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 )
 
@@ -73,17 +74,17 @@ func (c *credential) validateReseedUpdate(seed SeedEnvelope) error {
 	if c.retireRequested || c.st.State == StateRetired {
 		return errors.New("credential is retired")
 	}
-	return checkSeed(c.st.Provider, seed)
+	return checkSeed(c.st.Provider, c.st.Config, seed)
 }
 
 // checkSeed checks a reseed's envelope, and a plaintext seed's content (which the Seed
 // activity refuses anyway unless the worker allows plaintext seeds).
-func checkSeed(providerName string, seed SeedEnvelope) error {
+func checkSeed(providerName string, cfg provider.Config, seed SeedEnvelope) error {
 	if err := seed.Check(); err != nil {
 		return err
 	}
 	if seed.Plaintext() {
-		return ValidateSeed(providerName, seed.Seed)
+		return ValidateSeed(providerName, cfg, seed.Seed)
 	}
 	return nil
 }
@@ -187,7 +188,7 @@ func (c *credential) onReseed(raw json.RawMessage) {
 		c.rejectSignal(SignalReseed, "payload is not a seed object")
 		return
 	}
-	if err := checkSeed(c.st.Provider, seed); err != nil {
+	if err := checkSeed(c.st.Provider, c.st.Config, seed); err != nil {
 		c.rejectSignal(SignalReseed, err.Error())
 		return
 	}

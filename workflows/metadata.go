@@ -21,9 +21,6 @@ func StaticSummary(providerName, id string) string {
 	return fmt.Sprintf("%s credential %s", providerName, id)
 }
 
-// ReseedCommand is the command that hands a credential new grant material.
-func ReseedCommand(id string) string { return fmt.Sprintf("starter reseed %s -secrets -", id) }
-
 // detailsTime is how the story writes times: UTC, to the second.
 func detailsTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
 
@@ -53,7 +50,7 @@ func currentDetails(st Status) string {
 		b.WriteString(fmt.Sprintf("- last error%s: %s\n", code, st.LastError))
 	}
 	if st.State == StateNeedsReauth {
-		b.WriteString(fmt.Sprintf("- to fix: `%s` with new grant material\n", ReseedCommand(st.ID)))
+		b.WriteString(fmt.Sprintf("- to fix: `%s`\n", ReseedCommand(st.ID, st.Provider, st.Config)))
 	}
 	return b.String()
 }

@@ -45,7 +45,7 @@ func TestCurrentDetails(t *testing.T) {
 	parked := currentDetails(Status{ID: "zalo-oa-main", Provider: "zalo-oa", State: StateNeedsReauth, StateSince: at,
 		NextAction: ActionAwaitReseed, LastError: "permanent provider error invalid_grant", LastErrorCode: "invalid_grant"})
 	for _, want := range []string{"**NEEDS_REAUTH**", "next: nothing until a human reseeds", "last error (`invalid_grant`)",
-		"to fix: `starter reseed zalo-oa-main -secrets -`"} {
+		"to fix: `starter connect zalo-oa-main`"} {
 		if !strings.Contains(parked, want) {
 			t.Errorf("NEEDS_REAUTH details lack %q:\n%s", want, parked)
 		}

@@ -62,7 +62,7 @@ func (in CredentialInput) validate(workflowID string, rules inputRules) error {
 		case in.Seed.Plaintext():
 			// Refused by the Seed activity unless the worker allows it; checked here so
 			// that the starter and a development worker report bad material early.
-			errs = append(errs, in.Seed.Check(), ValidateSeed(in.Provider, in.Seed.Seed))
+			errs = append(errs, in.Seed.Check(), ValidateSeed(in.Provider, in.Config, in.Seed.Seed))
 		default:
 			errs = append(errs, in.Seed.Check())
 		}
@@ -157,10 +157,13 @@ func (p Policy) validate(rules inputRules) error {
 // ValidateSeed checks plaintext grant material from a start or a reseed for the named
 // provider, before it is sealed: what that provider needs must be there. It never
 // echoes a secret.
-func ValidateSeed(providerName string, s Seed) error {
+// The configuration matters only where the provider's rules depend on it (an oauth2
+// client credentials grant); for every configuration that existed before grant_type
+// the answer is the same.
+func ValidateSeed(providerName string, cfg provider.Config, s Seed) error {
 	grant := provider.Grant{RefreshToken: s.RefreshToken, ClientSecret: s.ClientSecret,
 		Username: s.Username, Password: s.Password, AccessToken: s.AccessToken}
-	if err := providers.ValidateGrant(providerName, grant); err != nil {
+	if err := providers.ValidateGrant(providerName, cfg, grant); err != nil {
 		return err
 	}
 	if strings.TrimSpace(s.RefreshToken) != s.RefreshToken {

@@ -261,7 +261,7 @@ func TestWebUI(t *testing.T) {
 		t.Fatal(err)
 	}
 	details := md.GetCurrentDetails()
-	for _, want := range []string{"**NEEDS_REAUTH**", "next: remind at", "to fix: `" + workflows.ReseedCommand(reauthID)} {
+	for _, want := range []string{"**NEEDS_REAUTH**", "next: remind at", "to fix: `" + workflows.ReseedCommand(reauthID, "oauth2", provider.Config{})} {
 		if !strings.Contains(details, want) {
 			t.Errorf("current details of %s lack %q:\n%s", reauthID, want, details)
 		}

@@ -32,6 +32,16 @@
 // Options.ReuseCode = CodeRefreshTokenUsed the fake answers reuse with 20073 instead, so
 // clients are tested against both.
 //
+// # Authorization codes (GET /open-apis/authen/v1/authorize)
+//
+// The consent page (package fakeconsent: Approve, Deny) takes client_id (the AppID),
+// response_type=code, redirect_uri (one of Options.RedirectURIs; any loopback URI when
+// none is set), scope, state and an optional S256 code_challenge. The code it issues is
+// exchanged at the v2 token endpoint with {"grant_type":"authorization_code",
+// "client_id","client_secret","code","redirect_uri","code_verifier"}: once (every
+// presentation burns it), within CodeLifetime, with the same redirect_uri and the
+// verifier of the challenge. A refresh token comes only with scope offline_access.
+//
 // # Tenant tokens (POST /open-apis/auth/v3/tenant_access_token/internal)
 //
 // The request is JSON {"app_id","app_secret"}; a missing field is code 10003 "invalid
@@ -58,6 +68,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/fakeconsent"
 	"github.com/tokenwarden/tokenwarden/internal/fakefault"
 	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
@@ -95,7 +106,22 @@ const (
 	CodeInvalidParam        = 10003
 	CodeAppSecretInvalid    = 10014
 	CodeRateLimited         = 99991400
+	// Refusals of an authorization code. Feishu's documentation lists these numbers for
+	// the v2 code exchange as integrators report them; the adapter treats every non-zero
+	// code of a refused exchange alike (Permanent), so the fake's exact choice matters
+	// only for its own tests.
+	CodeInvalidCode      = 20003
+	CodeCodeExpired      = 20004
+	CodePKCEFailed       = 20049
+	CodeCodeUsed         = 20065
+	CodeRedirectMismatch = 20071
 )
+
+// AuthorizePath serves the consent page (on Feishu it is on the accounts host).
+const AuthorizePath = "/open-apis/authen/v1/authorize"
+
+// CodePrefix starts every authorization code.
+const CodePrefix = "fcode-"
 
 // Options configure a Server.
 type Options struct {
@@ -119,6 +145,12 @@ type Options struct {
 	ReuseCode int
 	// Now is the clock for every lifetime (nil: time.Now).
 	Now func() time.Time
+	// RedirectURIs are the app's registered redirect URLs (see
+	// fakeconsent.RedirectAllowed); none admits any loopback http URI.
+	RedirectURIs []string
+	// CodeLifetime is how long an authorization code can be exchanged (0: 5 minutes, as
+	// Feishu documents).
+	CodeLifetime time.Duration
 }
 
 // Server is the fake. It is an http.Handler; all methods are safe for concurrent use.
@@ -130,6 +162,8 @@ type Server struct {
 	handler http.Handler
 	faults  fakefault.Schedule[Fault]
 	ledger  *fakeledger.Ledger
+
+	codes *fakeconsent.Codes
 
 	mu             sync.Mutex
 	tenant         map[string]time.Time // tenant token -> expiry
@@ -174,8 +208,13 @@ func New(opts Options) *Server {
 		tenant: map[string]time.Time{},
 	}
 	s.Counters = s.ledger.Counters
+	if opts.CodeLifetime <= 0 {
+		opts.CodeLifetime = 5 * time.Minute
+	}
+	s.codes = fakeconsent.NewCodes(CodePrefix, opts.CodeLifetime, opts.Now)
 	s.Name, s.Handler = "fakefeishu", s
 	mux := http.NewServeMux()
+	mux.Handle(AuthorizePath, &fakeconsent.Page{Provider: "Feishu (fake)", Codes: s.codes, Parse: s.parseAuthorization})
 	mux.HandleFunc("POST "+UserTokenPath, s.serveUser)
 	mux.HandleFunc("POST "+TenantTokenPath, s.serveTenant)
 	mux.HandleFunc("GET "+UserInfoPath, s.serveUserInfo)
@@ -224,6 +263,12 @@ func (s *Server) ValidTenantToken(token string) bool {
 	exp, ok := s.tenant[token]
 	return ok && s.opts.Now().Before(exp)
 }
+
+// AuthorizeURL is the consent page's URL; after Start.
+func (s *Server) AuthorizeURL() string { return s.URL() + AuthorizePath }
+
+// Codes is the consent page's code book (Issued, Denied).
+func (s *Server) Codes() *fakeconsent.Codes { return s.codes }
 
 // Fingerprint is a short, non-reversible, loggable name for a token.
 func Fingerprint(token string) string { return fakeledger.Fingerprint(token) }

@@ -208,7 +208,7 @@ func TestUserExpiryAndClientChecks(t *testing.T) {
 		t.Fatalf("wrong secret: %+v processed %d", r, s.Processed(rt))
 	}
 	r = post(t, context.Background(), base+UserTokenPath, map[string]string{
-		"grant_type": "authorization_code", "client_id": testAppID, "client_secret": testAppSecret, "refresh_token": rt})
+		"grant_type": "password", "client_id": testAppID, "client_secret": testAppSecret, "refresh_token": rt})
 	if r.code() != CodeInvalidRequest || r.str("error") != "unsupported_grant_type" {
 		t.Fatalf("grant type: %+v", r)
 	}

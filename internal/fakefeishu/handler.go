@@ -3,11 +3,15 @@ package fakefeishu
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/fakeconsent"
 	"github.com/tokenwarden/tokenwarden/internal/fakefault"
 	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
@@ -42,6 +46,10 @@ type userRequest struct {
 	ClientSecret string `json:"client_secret"`
 	RefreshToken string `json:"refresh_token"`
 	Scope        string `json:"scope"`
+	// The authorization_code grant's fields.
+	Code         string `json:"code"`
+	RedirectURI  string `json:"redirect_uri"`
+	CodeVerifier string `json:"code_verifier"`
 }
 
 type tenantRequest struct {
@@ -90,10 +98,12 @@ func (s *Server) userGrant(req userRequest) fakefault.Answer {
 	switch {
 	case req.GrantType == "":
 		return userError(http.StatusBadRequest, CodeInvalidRequest, "invalid_request", "grant_type is required")
-	case req.GrantType != "refresh_token":
-		return userError(http.StatusBadRequest, CodeInvalidRequest, "unsupported_grant_type", "only refresh_token is supported")
+	case req.GrantType != "refresh_token" && req.GrantType != "authorization_code":
+		return userError(http.StatusBadRequest, CodeInvalidRequest, "unsupported_grant_type", "only refresh_token and authorization_code are supported")
 	case req.ClientID != s.opts.AppID || subtle.ConstantTimeCompare([]byte(req.ClientSecret), []byte(s.opts.AppSecret)) != 1:
 		return userError(http.StatusBadRequest, CodeInvalidClient, "invalid_client", "client_secret is invalid")
+	case req.GrantType == "authorization_code":
+		return s.codeGrant(req)
 	case req.RefreshToken == "":
 		return userError(http.StatusBadRequest, CodeInvalidRequest, "invalid_request", "refresh_token is required")
 	}
@@ -123,6 +133,69 @@ func (s *Server) userGrant(req userRequest) fakefault.Answer {
 		body["refresh_token_expires_in"] = fakefault.CeilSeconds(s.opts.RefreshLifetime)
 	}
 	return fakefault.JSON(http.StatusOK, body)
+}
+
+// codeGrant exchanges an authorization code from the consent page: once, within
+// CodeLifetime, for the app and redirect_uri it was issued for, with the PKCE verifier
+// when the authorization carried a challenge.
+func (s *Server) codeGrant(req userRequest) fakefault.Answer {
+	if req.Code == "" {
+		return userError(http.StatusBadRequest, CodeInvalidRequest, "invalid_request", "code is required")
+	}
+	g, outcome := s.codes.Redeem(req.Code, fakeconsent.Presented{ClientID: req.ClientID, RedirectURI: req.RedirectURI,
+		CheckRedirect: true, Verifier: req.CodeVerifier})
+	switch outcome {
+	case fakeconsent.OK:
+	case fakeconsent.Unknown, fakeconsent.WrongClient:
+		return userError(http.StatusBadRequest, CodeInvalidCode, "invalid_grant", "The authorization code is invalid.")
+	case fakeconsent.Expired:
+		return userError(http.StatusBadRequest, CodeCodeExpired, "invalid_grant", "The authorization code has expired.")
+	case fakeconsent.Used:
+		return userError(http.StatusBadRequest, CodeCodeUsed, "invalid_grant", "The authorization code has been used.")
+	case fakeconsent.WrongVerifier:
+		return userError(http.StatusBadRequest, CodePKCEFailed, "invalid_grant", "code_verifier does not match the code_challenge.")
+	case fakeconsent.WrongRedirect:
+		return userError(http.StatusBadRequest, CodeRedirectMismatch, "invalid_grant", "redirect_uri differs from the authorization request's.")
+	}
+	access, refresh := s.ledger.Start(g.Family, 0)
+	body := map[string]any{
+		"code":         0,
+		"access_token": access,
+		"expires_in":   fakefault.CeilSeconds(s.opts.UserAccessLifetime),
+		"token_type":   "Bearer",
+		"scope":        g.Scope,
+	}
+	// Without offline_access Feishu issues no refresh token.
+	if strings.Contains(" "+g.Scope+" ", " offline_access ") {
+		body["refresh_token"] = refresh
+		if s.opts.RefreshLifetime > 0 {
+			body["refresh_token_expires_in"] = fakefault.CeilSeconds(s.opts.RefreshLifetime)
+		}
+	}
+	return fakefault.JSON(http.StatusOK, body)
+}
+
+// parseAuthorization reads a v1 authorize request for the consent page: the app,
+// response_type=code, a registered redirect_uri, the scope, state and an optional PKCE
+// challenge (S256 only here).
+func (s *Server) parseAuthorization(q url.Values, account string) (fakeconsent.Request, error) {
+	clientID, redirect := q.Get("client_id"), q.Get("redirect_uri")
+	switch {
+	case clientID != s.opts.AppID:
+		return fakeconsent.Request{}, errors.New("the app (client_id) does not exist")
+	case !fakeconsent.RedirectAllowed(s.opts.RedirectURIs, redirect):
+		return fakeconsent.Request{}, errors.New("redirect_uri is not in the app's redirect URL list")
+	case q.Get("response_type") != "code":
+		return fakeconsent.Request{}, errors.New("response_type must be code")
+	case q.Get("code_challenge") != "" && q.Get("code_challenge_method") != "S256":
+		return fakeconsent.Request{}, errors.New("code_challenge_method must be S256")
+	}
+	return fakeconsent.Request{
+		Grant: fakeconsent.Grant{Family: account, ClientID: clientID, RedirectURI: redirect, Scope: q.Get("scope"),
+			Challenge: q.Get("code_challenge")},
+		State:    q.Get("state"),
+		Describe: []string{"app " + clientID, "scope: " + q.Get("scope")},
+	}, nil
 }
 
 func (s *Server) serveTenant(w http.ResponseWriter, r *http.Request) {

@@ -22,6 +22,12 @@
 //	token expired (RefreshLifetime)    400 invalid_grant
 //	otherwise                          200, token marked used, new access + refresh token
 //
+// grant_type=authorization_code exchanges a code of the consent page (AuthorizePath, see
+// package fakeconsent): once, within CodeLifetime, for its client and redirect_uri, with
+// the PKCE verifier; it starts a family named client_id:account. grant_type=
+// client_credentials (RFC 6749 section 4.4) answers an authenticated client with an
+// access token and no refresh token; Mints counts them.
+//
 // With Options.NoRotation the response carries no refresh_token and the presented token
 // stays valid (and reusable), like providers that never rotate.
 //
@@ -89,6 +95,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/fakeconsent"
 	"github.com/tokenwarden/tokenwarden/internal/fakefault"
 	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
@@ -123,13 +130,23 @@ type Options struct {
 	// Logger, if set, receives one record per token request. Tokens are logged only as
 	// Fingerprint values.
 	Logger *slog.Logger
+	// RedirectURIs are the client's registered redirect URIs (see
+	// fakeconsent.RedirectAllowed); none admits any loopback http URI.
+	RedirectURIs []string
+	// CodeLifetime is how long an authorization code can be exchanged (0: one minute).
+	CodeLifetime time.Duration
 }
 
 // Endpoint paths served by a Server.
 const (
 	TokenPath         = "/token"
 	IntrospectionPath = "/introspect"
+	// AuthorizePath serves the consent page (GET) and its decision (POST).
+	AuthorizePath = "/authorize"
 )
+
+// CodePrefix starts every authorization code.
+const CodePrefix = "code_"
 
 // Server is the fake token endpoint. It is an http.Handler serving POST /token and
 // POST /introspect; all methods are safe for concurrent use.
@@ -141,6 +158,8 @@ type Server struct {
 	handler http.Handler
 	faults  fakefault.Schedule[Fault]
 	ledger  *fakeledger.Ledger
+	codes   *fakeconsent.Codes
+	mints   atomic.Int64
 	// accessLifetime is expires_in, in nanoseconds: Options.AccessLifetime until
 	// SetAccessLifetime changes it while requests are served.
 	accessLifetime atomic.Int64
@@ -167,8 +186,10 @@ func New(opts Options) *Server {
 	}
 	s.Counters = s.ledger.Counters
 	s.accessLifetime.Store(int64(opts.AccessLifetime))
+	s.codes = fakeconsent.NewCodes(CodePrefix, opts.CodeLifetime, opts.Now)
 	s.Name, s.Handler = "fakeoauth", s
 	mux := http.NewServeMux()
+	mux.Handle(AuthorizePath, &fakeconsent.Page{Provider: "fakeoauth", Codes: s.codes, Parse: s.parseAuthorization})
 	mux.HandleFunc("POST "+TokenPath, s.serveToken)
 	mux.HandleFunc("POST "+IntrospectionPath, s.serveIntrospect)
 	s.handler = mux
@@ -222,8 +243,17 @@ func (s *Server) Introspections() int { return s.ledger.Requests(IntrospectionPa
 // was not revoked: an introspection helper for probes that "call the API".
 func (s *Server) ValidAccessToken(token string) bool { return s.ledger.ValidAccessToken(token) }
 
+// AuthorizeURL returns the consent page's URL (config.authorize_url); after Start.
+func (s *Server) AuthorizeURL() string { return s.URL() + AuthorizePath }
+
+// Mints counts client_credentials grants answered with a token.
+func (s *Server) Mints() int { return int(s.mints.Load()) }
+
+// Codes is the consent page's code book (Issued, Denied).
+func (s *Server) Codes() *fakeconsent.Codes { return s.codes }
+
 // Fingerprint is a short, non-reversible name for a token, safe to log: the first 12 hex
 // digits of its SHA-256, after the token's prefix.
 func Fingerprint(token string) string {
-	return fakeledger.Fingerprint(token, RefreshTokenPrefix, AccessTokenPrefix)
+	return fakeledger.Fingerprint(token, RefreshTokenPrefix, AccessTokenPrefix, CodePrefix)
 }

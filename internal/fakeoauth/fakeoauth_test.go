@@ -211,7 +211,7 @@ func TestUnknownTokenAndBadRequests(t *testing.T) {
 	s, u := startServer(t, Options{})
 	wantError(t, post(t, u, "rt_nope"), http.StatusBadRequest, "invalid_grant")
 
-	r, err := send(context.Background(), u, url.Values{"grant_type": {"authorization_code"}, "code": {"x"}}, true)
+	r, err := send(context.Background(), u, url.Values{"grant_type": {"password"}, "username": {"x"}}, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,12 +2,14 @@ package fakeoauth
 
 import (
 	"crypto/subtle"
+	"errors"
 	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/fakeconsent"
 	"github.com/tokenwarden/tokenwarden/internal/fakefault"
 	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
@@ -169,10 +171,14 @@ func (s *Server) grant(r *http.Request, rec *requestRecord) tokenResponse {
 	}
 	switch gt := r.PostForm.Get("grant_type"); gt {
 	case "refresh_token":
+	case "authorization_code":
+		return s.codeGrant(r, rec)
+	case "client_credentials":
+		return s.clientCredentialsGrant(r, rec)
 	case "":
 		return errorResponse(http.StatusBadRequest, "invalid_request", "grant_type is required")
 	default:
-		return errorResponse(http.StatusBadRequest, "unsupported_grant_type", "only refresh_token is supported")
+		return errorResponse(http.StatusBadRequest, "unsupported_grant_type", "only refresh_token, authorization_code and client_credentials are supported")
 	}
 	presented := r.PostForm.Get("refresh_token")
 	if presented == "" {
@@ -213,6 +219,81 @@ func (s *Server) grant(r *http.Request, rec *requestRecord) tokenResponse {
 		}
 	}
 	return tokenResponse{status: http.StatusOK, body: body, outcome: "refreshed"}
+}
+
+// parseAuthorization reads an RFC 6749 section 4.1.1 request for the consent page. PKCE
+// with S256 is required (RFC 9700 section 2.1.1); a wrong client or redirect URI is an
+// error page, never a redirect.
+func (s *Server) parseAuthorization(q url.Values, account string) (fakeconsent.Request, error) {
+	clientID, redirect := q.Get("client_id"), q.Get("redirect_uri")
+	switch {
+	case clientID == "" || (s.opts.ClientID != "" && clientID != s.opts.ClientID):
+		return fakeconsent.Request{}, errors.New("unknown client_id")
+	case !fakeconsent.RedirectAllowed(s.opts.RedirectURIs, redirect):
+		return fakeconsent.Request{}, errors.New("redirect_uri is not registered for this client")
+	case q.Get("response_type") != "code":
+		return fakeconsent.Request{}, errors.New("response_type must be code")
+	case q.Get("code_challenge") == "" || q.Get("code_challenge_method") != "S256":
+		return fakeconsent.Request{}, errors.New("PKCE is required: code_challenge with code_challenge_method=S256")
+	}
+	return fakeconsent.Request{
+		Grant: fakeconsent.Grant{Family: clientID + ":" + account, ClientID: clientID, RedirectURI: redirect,
+			Scope: q.Get("scope"), Challenge: q.Get("code_challenge")},
+		State:    q.Get("state"),
+		Describe: []string{"client " + clientID, "scope: " + q.Get("scope")},
+	}, nil
+}
+
+// codeGrant applies RFC 6749 section 4.1.3 to an authenticated request: the code, once,
+// for its client and redirect URI, with the PKCE verifier. It starts the family the
+// approval named.
+func (s *Server) codeGrant(r *http.Request, rec *requestRecord) tokenResponse {
+	code := r.PostForm.Get("code")
+	if code == "" {
+		return errorResponse(http.StatusBadRequest, "invalid_request", "code is required")
+	}
+	clientID := r.PostForm.Get("client_id")
+	if user, _, ok := r.BasicAuth(); ok {
+		clientID, _ = url.QueryUnescape(user)
+	}
+	g, outcome := s.codes.Redeem(code, fakeconsent.Presented{ClientID: clientID, RedirectURI: r.PostForm.Get("redirect_uri"),
+		CheckRedirect: true, Verifier: r.PostForm.Get("code_verifier")})
+	rec.family = g.Family
+	if outcome != fakeconsent.OK {
+		return errorResponse(http.StatusBadRequest, "invalid_grant", outcome.String())
+	}
+	access, refresh := s.ledger.Start(g.Family, 0)
+	body := map[string]any{
+		"access_token": access,
+		"token_type":   "Bearer",
+		"expires_in":   fakefault.CeilSeconds(s.currentAccessLifetime()),
+	}
+	body["refresh_token"] = refresh
+	if g.Scope != "" {
+		body["scope"] = g.Scope
+	}
+	return tokenResponse{status: http.StatusOK, body: body, outcome: "exchanged"}
+}
+
+// clientCredentialsGrant applies RFC 6749 section 4.4 to an authenticated request: an
+// access token and no refresh token (section 4.4.3). Each mint starts the client's
+// family afresh, so the previous access token stops being the valid one.
+func (s *Server) clientCredentialsGrant(r *http.Request, rec *requestRecord) tokenResponse {
+	if s.opts.ClientID == "" {
+		return errorResponse(http.StatusUnauthorized, "invalid_client", "client_credentials needs client authentication")
+	}
+	rec.family = "client:" + s.opts.ClientID
+	access, _ := s.ledger.Start(rec.family, 0)
+	body := map[string]any{
+		"access_token": access,
+		"token_type":   "Bearer",
+		"expires_in":   fakefault.CeilSeconds(s.currentAccessLifetime()),
+	}
+	if scope := r.PostForm.Get("scope"); scope != "" {
+		body["scope"] = scope
+	}
+	s.mints.Add(1)
+	return tokenResponse{status: http.StatusOK, body: body, outcome: "minted"}
 }
 
 // introspect answers an RFC 7662 request. It reads state and never changes it: no token

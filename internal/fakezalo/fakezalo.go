@@ -43,6 +43,18 @@
 // -14001 is this fake's choice for malformed requests (Zalo's exact code for them is not
 // established).
 //
+// # Permission pages
+//
+//	GET  /v4/oa/permission?app_id=..&redirect_uri=..&code_challenge=..&state=..   OA admin consent
+//	GET  /v4/permission?app_id=..&redirect_uri=..&code_challenge=..&state=..      user consent
+//
+// show an Approve / Deny page (package fakeconsent); Approve redirects to redirect_uri
+// with code and state, Deny with error=access_denied. redirect_uri must be one of
+// Options.RedirectURIs (any loopback URI when none is set), code_challenge is required
+// on the user page. The code then follows the exchange rules above: single-use (a failed
+// verifier check burns it too), CodeLifetime, S256 verifier. Zalo's exchange carries no
+// redirect_uri, so it is checked on the page only.
+//
 // # Reuse
 //
 // Presenting a used refresh token is answered -14014 and counted by ReuseDetections.
@@ -68,22 +80,25 @@
 package fakezalo
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/fakeconsent"
 	"github.com/tokenwarden/tokenwarden/internal/fakefault"
 	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
 
 // Paths served, the same as Zalo's.
 const (
-	OATokenPath   = "/v4/oa/access_token"
-	UserTokenPath = "/v4/access_token"
+	OATokenPath        = "/v4/oa/access_token"
+	UserTokenPath      = "/v4/access_token"
+	OAPermissionPath   = "/v4/oa/permission"
+	UserPermissionPath = "/v4/permission"
 )
 
 // SecretKeyHeader carries the app secret.
@@ -164,6 +179,9 @@ type Options struct {
 	// CodeLifetime is how long an authorization code is valid; 0 means
 	// DefaultCodeLifetime.
 	CodeLifetime time.Duration
+	// RedirectURIs are the app's registered callback URLs (see
+	// fakeconsent.RedirectAllowed); none admits any loopback http URI.
+	RedirectURIs []string
 	// RevokeOnReuse revokes a family when one of its used refresh tokens is presented
 	// again. Off by default: Zalo does not document doing so.
 	RevokeOnReuse bool
@@ -183,17 +201,10 @@ type Server struct {
 	faults  fakefault.Schedule[Fault]
 	ledger  *fakeledger.Ledger
 
-	mu        sync.Mutex
-	codes     map[string]*authCode
-	exchanges int
-}
+	codes *fakeconsent.Codes
 
-type authCode struct {
-	family    string
-	kind      Kind
-	challenge string // base64url(sha256(verifier)); "" when PKCE was not used
-	expiresAt time.Time
-	used      bool
+	mu        sync.Mutex
+	exchanges int
 }
 
 // New returns a Server. It does not listen; use Start or mount it on any http.Server.
@@ -221,13 +232,21 @@ func New(opts Options) *Server {
 			// Zalo invalidates the previous access token when it mints a new one.
 			RetireAccess: true,
 		}),
-		codes: map[string]*authCode{},
+		codes: fakeconsent.NewCodes(CodePrefix, opts.CodeLifetime, opts.Now),
 	}
 	s.Counters = s.ledger.Counters
 	s.Name, s.Handler = "fakezalo", s
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+OATokenPath, func(w http.ResponseWriter, r *http.Request) { s.serveToken(w, r, OA) })
 	mux.HandleFunc("POST "+UserTokenPath, func(w http.ResponseWriter, r *http.Request) { s.serveToken(w, r, User) })
+	mux.Handle(OAPermissionPath, &fakeconsent.Page{Provider: "Zalo Official Account (fake)", Codes: s.codes,
+		Parse: func(q url.Values, account string) (fakeconsent.Request, error) {
+			return s.parsePermission(q, account, OA)
+		}})
+	mux.Handle(UserPermissionPath, &fakeconsent.Page{Provider: "Zalo (fake)", Codes: s.codes,
+		Parse: func(q url.Values, account string) (fakeconsent.Request, error) {
+			return s.parsePermission(q, account, User)
+		}})
 	s.handler = mux
 	return s
 }
@@ -251,19 +270,34 @@ func (s *Server) SeedUser(familyName string) (refreshToken string) {
 // kind. codeChallenge is CodeChallenge(verifier) when the authorization used PKCE, or
 // "" when it did not; the exchange must then present the matching code_verifier.
 func (s *Server) IssueCode(kind Kind, familyName, codeChallenge string) (code string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	code = CodePrefix + fakeledger.RandomString()
-	s.codes[code] = &authCode{family: familyName, kind: kind, challenge: codeChallenge,
-		expiresAt: s.opts.Now().Add(s.opts.CodeLifetime)}
-	return code
+	return s.codes.Issue(fakeconsent.Grant{Family: familyName, Kind: int(kind), ClientID: s.opts.AppID, Challenge: codeChallenge})
 }
 
 // CodeChallenge returns the S256 PKCE challenge of verifier: base64url(sha256(verifier))
 // without padding.
-func CodeChallenge(verifier string) string {
-	sum := sha256.Sum256([]byte(verifier))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+func CodeChallenge(verifier string) string { return fakeconsent.ChallengeS256(verifier) }
+
+// Codes is the permission pages' code book (Issued, Denied).
+func (s *Server) Codes() *fakeconsent.Codes { return s.codes }
+
+// parsePermission reads a permission page request: app_id, redirect_uri (one of
+// Options.RedirectURIs), state, and code_challenge, which the user flow requires and the
+// OA flow takes when given. A wrong app or callback is an error page, never a redirect.
+func (s *Server) parsePermission(q url.Values, account string, kind Kind) (fakeconsent.Request, error) {
+	appID, redirect := q.Get("app_id"), q.Get("redirect_uri")
+	switch {
+	case appID == "" || (s.opts.AppID != "" && appID != s.opts.AppID):
+		return fakeconsent.Request{}, errors.New("invalid appId: the app does not exist")
+	case !fakeconsent.RedirectAllowed(s.opts.RedirectURIs, redirect):
+		return fakeconsent.Request{}, errors.New("redirect_uri does not match the app's registered callback URL")
+	case kind == User && q.Get("code_challenge") == "":
+		return fakeconsent.Request{}, errors.New("code_challenge is required")
+	}
+	return fakeconsent.Request{
+		Grant:    fakeconsent.Grant{Family: kind.String() + ":" + account, Kind: int(kind), ClientID: appID, RedirectURI: redirect, Challenge: q.Get("code_challenge")},
+		State:    q.Get("state"),
+		Describe: []string{"app " + appID, "kind " + kind.String()},
+	}, nil
 }
 
 // Requests returns how many requests reached a token path.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/fakeconsent"
 	"github.com/tokenwarden/tokenwarden/internal/fakefault"
 	"github.com/tokenwarden/tokenwarden/internal/fakeledger"
 )
@@ -164,25 +165,24 @@ func (s *Server) codeGrant(r *http.Request, kind Kind, rec *requestRecord) answe
 	}
 	invalid := func(why string) answer { return zaloError(ErrInvalidCode, "Invalid code", why) }
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := s.codes[code]
-	if c == nil || c.kind != kind {
-		return invalid("authorization code is unknown")
-	}
-	rec.family = c.family
+	// The app was checked in grant when Options.AppID is set; without one, any app's
+	// code is this app's.
+	g, outcome := s.codes.Redeem(code, fakeconsent.Presented{Kind: int(kind), ClientID: s.opts.AppID, Verifier: r.PostForm.Get("code_verifier")})
+	rec.family = g.Family
 	switch {
-	case c.used:
+	case outcome == fakeconsent.Unknown:
+		return invalid("authorization code is unknown")
+	case outcome == fakeconsent.Used:
 		return invalid("authorization code was already used")
-	case !s.opts.Now().Before(c.expiresAt):
+	case outcome == fakeconsent.Expired:
 		return invalid("authorization code has expired")
+	case outcome != fakeconsent.OK:
+		return invalid(outcome.String())
 	}
-	c.used = true // a failed verifier check burns the code too
-	if c.challenge != "" && subtle.ConstantTimeCompare([]byte(CodeChallenge(r.PostForm.Get("code_verifier"))), []byte(c.challenge)) != 1 {
-		return invalid("code_verifier does not match the code_challenge")
-	}
+	s.mu.Lock()
 	s.exchanges++
-	access, refresh := s.ledger.Start(c.family, int(kind))
+	s.mu.Unlock()
+	access, refresh := s.ledger.Start(g.Family, int(kind))
 	return s.tokens(access, refresh, "exchanged")
 }
 

@@ -59,6 +59,20 @@ type Config struct {
 	// ChatHub company token, which never expires by itself and lives for its rotation
 	// period (default 180 days).
 	TokenLifetime string `json:"token_lifetime,omitempty"`
+	// AuthorizeURL is the generic oauth2 provider's authorization endpoint (RFC 6749
+	// section 4.1.1), the consent page `starter connect` sends the browser to. It receives
+	// no secret (the PKCE challenge and state only); adapters of fixed hosts derive it from
+	// base_url instead.
+	AuthorizeURL string `json:"authorize_url,omitempty"`
+	// RedirectURI is the redirect URI registered with the provider, for providers that
+	// accept only a registered one. Empty: `starter connect` uses a loopback URI on the
+	// port it listens on (RFC 8252 section 7.3). A non-loopback URI needs `starter
+	// connect -paste`: the browser lands there and the user pastes the address.
+	RedirectURI string `json:"redirect_uri,omitempty"`
+	// GrantType selects the generic oauth2 provider's grant: "" or "refresh_token" (the
+	// default), or "client_credentials" (RFC 6749 section 4.4: no refresh token, a new
+	// access token is minted with the client secret on schedule).
+	GrantType string `json:"grant_type,omitempty"`
 }
 
 // Grant is the secret material an adapter presents to the provider. It lives only in the
@@ -222,6 +236,39 @@ func RetryAfter(err error) time.Duration {
 	return 0
 }
 
+// ConfigGrantValidator is implemented by adapters whose seed rules depend on the
+// configuration (a generic oauth2 client credentials grant has no refresh token).
+// Callers use ValidateGrantFor, which falls back to ValidateGrant.
+type ConfigGrantValidator interface {
+	ValidateGrantFor(cfg Config, g Grant) error
+}
+
+// ValidateGrantFor checks g for p configured with cfg: with p's ValidateGrantFor when
+// it has one, else with its ValidateGrant.
+func ValidateGrantFor(p Provider, cfg Config, g Grant) error {
+	if v, ok := p.(ConfigGrantValidator); ok {
+		return v.ValidateGrantFor(cfg, g)
+	}
+	return p.ValidateGrant(g)
+}
+
+// Authorizer is implemented by adapters whose first grant a user can hand over in a
+// browser with the authorization code flow (RFC 6749 section 4.1): `starter connect`
+// finds it by type assertion, as the workflow finds Prober.
+type Authorizer interface {
+	// CanAuthorize reports whether cfg has what the flow needs (an authorize_url, a grant
+	// type that has a user); the error says what is missing.
+	CanAuthorize(cfg Config) error
+	// AuthCodeURL returns the consent page's URL for cfg, which sends the browser back to
+	// redirectURI with code and state. challenge is the PKCE S256 challenge of the
+	// verifier Exchange will present. The URL holds no secret.
+	AuthCodeURL(cfg Config, redirectURI, state, challenge string) (string, error)
+	// Exchange trades code for the credential's first token set, sending it exactly once
+	// (codes are single-use), with grant.ClientSecret where the client has one.
+	// Errors are *Error values classified like Refresh errors.
+	Exchange(ctx context.Context, cfg Config, grant Grant, redirectURI, code, verifier string) (TokenSet, error)
+}
+
 // Registry maps provider names (as used in workflow input) to adapters.
 type Registry map[string]Provider
 
@@ -238,8 +285,10 @@ func (r Registry) Lookup(name string) (Provider, error) {
 // the operator, as JSON with sorted keys (so equal configurations give equal strings).
 // It is recorded with the sealed secrets when the credential is seeded, and a run whose
 // configuration binds differently gets no secret: pointing a stored token at a new URL
-// takes a reseed by someone who holds the secrets. Scopes and the requested token
-// lifetime are left out: they change what is asked for, not who is asked. Empty fields
+// takes a reseed by someone who holds the secrets. Scopes, the requested token
+// lifetime and the grant type are left out: they change what is asked for, not who is
+// asked; so are authorize_url and redirect_uri, which only `starter connect` uses and
+// which never receive a stored secret. Empty fields
 // are left out, so that adding a field here does not unbind credentials that never set
 // it.
 type Binding string

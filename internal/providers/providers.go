@@ -92,14 +92,28 @@ func CanProbe(name string, cfg provider.Config) bool {
 	return false
 }
 
-// ValidateGrant checks seed material for the named provider. Errors name the field
+// CanConnect reports whether a credential of the named provider, so configured, can be
+// connected (or reconnected) with `starter connect`: its adapter is a
+// provider.Authorizer that accepts cfg. Deterministic, no I/O, so the workflow may name
+// the command in its notifications.
+func CanConnect(name string, cfg provider.Config) bool {
+	p, err := validator(name)
+	if err != nil {
+		return false
+	}
+	a, ok := p.(provider.Authorizer)
+	return ok && a.CanAuthorize(cfg) == nil
+}
+
+// ValidateGrant checks seed material for the named provider configured with cfg (the
+// rules may depend on it: see provider.ConfigGrantValidator). Errors name the field
 // ("seed.refresh_token: required") and never contain a secret.
-func ValidateGrant(name string, g provider.Grant) error {
+func ValidateGrant(name string, cfg provider.Config, g provider.Grant) error {
 	p, err := validator(name)
 	if err != nil {
 		return err
 	}
-	if err := p.ValidateGrant(g); err != nil {
+	if err := provider.ValidateGrantFor(p, cfg, g); err != nil {
 		return fmt.Errorf("seed.%w", err)
 	}
 	return nil

@@ -18,15 +18,16 @@ func TestEveryURLRefusesPlainHTTPToARemoteHost(t *testing.T) {
 	// ok is a configuration each provider accepts, every URL on loopback.
 	ok := map[string]provider.Config{
 		OAuth2: {TokenURL: loopback + "/token", ClientID: "app", IntrospectionURL: loopback + "/introspect",
-			UserinfoURL: loopback + "/userinfo", RevocationURL: loopback + "/revoke"},
-		FeishuUser:      {ClientID: "cli_app", BaseURL: loopback},
+			UserinfoURL: loopback + "/userinfo", RevocationURL: loopback + "/revoke",
+			AuthorizeURL: loopback + "/authorize", RedirectURI: loopback + "/callback"},
+		FeishuUser:      {ClientID: "cli_app", BaseURL: loopback, RedirectURI: loopback + "/callback"},
 		FeishuTenant:    {ClientID: "cli_app", BaseURL: loopback},
 		Baoming:         {BaseURL: loopback, EnrollID: "698add7c7068f814935d6804"},
 		Zogo:            {ClientID: "app", BaseURL: loopback},
 		ChatHubCompany:  {BaseURL: loopback},
 		ChatHubOperator: {BaseURL: loopback, OperatorID: "123", Parent: "company"},
-		ZaloOA:          {ClientID: "1234", BaseURL: loopback},
-		ZaloUser:        {ClientID: "1234", BaseURL: loopback},
+		ZaloOA:          {ClientID: "1234", BaseURL: loopback, RedirectURI: loopback + "/callback"},
+		ZaloUser:        {ClientID: "1234", BaseURL: loopback, RedirectURI: loopback + "/callback"},
 	}
 	for _, name := range Names() {
 		cfg, found := ok[name]
@@ -43,6 +44,8 @@ func TestEveryURLRefusesPlainHTTPToARemoteHost(t *testing.T) {
 			"introspection_url": func(c *provider.Config) { c.IntrospectionURL = remote + "/introspect" },
 			"userinfo_url":      func(c *provider.Config) { c.UserinfoURL = remote + "/userinfo" },
 			"revocation_url":    func(c *provider.Config) { c.RevocationURL = remote + "/revoke" },
+			"authorize_url":     func(c *provider.Config) { c.AuthorizeURL = remote + "/authorize" },
+			"redirect_uri":      func(c *provider.Config) { c.RedirectURI = remote + "/callback" },
 		} {
 			if !used(cfg, field) {
 				continue // not sent anything by this adapter
@@ -69,6 +72,10 @@ func used(cfg provider.Config, field string) bool {
 		return cfg.UserinfoURL != ""
 	case "revocation_url":
 		return cfg.RevocationURL != ""
+	case "authorize_url":
+		return cfg.AuthorizeURL != ""
+	case "redirect_uri":
+		return cfg.RedirectURI != ""
 	}
 	return false
 }
@@ -105,5 +112,21 @@ func TestProbesRefusePlainHTTPToARemoteHost(t *testing.T) {
 		if !provider.IsPermanent(err) || !strings.Contains(err.Error(), "must use https") {
 			t.Errorf("%s: %v, want a permanent configuration error naming the https rule", name, err)
 		}
+	}
+}
+
+// TestCanConnect: the providers with an authorization flow, so configured.
+func TestCanConnect(t *testing.T) {
+	for name, want := range map[string]bool{OAuth2: false, ZaloOA: true, ZaloUser: true, FeishuUser: true, FeishuTenant: false,
+		Zogo: false, Baoming: false, ChatHubCompany: false, ChatHubOperator: false} {
+		if got := CanConnect(name, provider.Config{}); got != want {
+			t.Errorf("CanConnect(%s) = %v, want %v", name, got, want)
+		}
+	}
+	if !CanConnect(OAuth2, provider.Config{AuthorizeURL: "https://idp.example/authorize"}) {
+		t.Error("oauth2 with authorize_url cannot connect")
+	}
+	if CanConnect(OAuth2, provider.Config{AuthorizeURL: "https://idp.example/authorize", GrantType: "client_credentials"}) {
+		t.Error("a client credentials grant can connect")
 	}
 }

@@ -90,9 +90,14 @@ func validateCommon(cfg provider.Config, name string) error {
 		{"introspection_url", cfg.IntrospectionURL},
 		{"operator_id", cfg.OperatorID},
 		{"parent", cfg.Parent},
+		{"authorize_url", cfg.AuthorizeURL},
+		{"grant_type", cfg.GrantType},
 	}
 	for _, u := range unused {
 		if u.value != "" {
+			if u.field == "authorize_url" {
+				return fmt.Errorf("authorize_url: not used by %s; the authorization page follows base_url", name)
+			}
 			if u.field == "token_url" {
 				return fmt.Errorf("token_url: not used by %s; set base_url to change the host (e.g. %s)", name, LarkBaseURL)
 			}

@@ -36,6 +36,27 @@
 // the access token; the spent refresh token is then all the store has, and the next
 // refresh fails permanently, which is the truth: a human must re-authorize.
 //
+// # feishu-user: the first token (starter connect)
+//
+// The v2 authorization code flow with PKCE. The consent page is
+//
+//	GET {accounts}/open-apis/authen/v1/authorize?client_id=cli_...&response_type=code
+//	    &redirect_uri=..&scope=..&state=..&code_challenge=..&code_challenge_method=S256
+//
+// where {accounts} is https://accounts.feishu.cn for the Feishu API host,
+// https://accounts.larksuite.com for Lark's, and base_url itself for any other (a fake).
+// scope must include offline_access, or no refresh token is issued. The browser returns
+// to redirect_uri (registered in the app's security settings) with code and state, or
+// with error=access_denied when the user declines. The code works once, for about five
+// minutes, and Exchange presents it once at the token endpoint:
+//
+//	{"grant_type":"authorization_code","client_id":"cli_...","client_secret":"...",
+//	 "code":"...","redirect_uri":"...","code_verifier":"..."}
+//
+// answered like a refresh. A refused code is a non-zero code (an invalid, expired, used
+// or mismatched code, a failed PKCE check, a redirect_uri unlike the authorization
+// request's): Permanent, as every unknown code is; ask for a new one.
+//
 // # feishu-tenant: re-mint inside the last 30 minutes
 //
 // POST {base}/open-apis/auth/v3/tenant_access_token/internal with {"app_id","app_secret"}

@@ -42,7 +42,7 @@ func TestExamplesValidate(t *testing.T) {
 		if err := providers.ValidateConfig(name, cred.Config); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
-		if err := providers.ValidateGrant(name, provider.Grant{RefreshToken: seed.RefreshToken, ClientSecret: seed.ClientSecret}); err != nil {
+		if err := providers.ValidateGrant(name, provider.Config{}, provider.Grant{RefreshToken: seed.RefreshToken, ClientSecret: seed.ClientSecret}); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

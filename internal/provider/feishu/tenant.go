@@ -53,6 +53,9 @@ func (t *Tenant) ValidateConfig(cfg provider.Config) error {
 	if len(cfg.Scopes) > 0 {
 		return fmt.Errorf("scopes: not used by feishu-tenant (a tenant token carries the app's permissions)")
 	}
+	if cfg.RedirectURI != "" {
+		return fmt.Errorf("redirect_uri: not used by feishu-tenant (no user authorizes it)")
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
 	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
@@ -33,6 +34,9 @@ func (u *User) ValidateConfig(cfg provider.Config) error {
 		if s == "" || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == '"' || r == '\\' || r > '~' }) {
 			return fmt.Errorf("scopes[%d]: must be a non-empty scope name without spaces or quotes (e.g. offline_access)", i)
 		}
+	}
+	if cfg.RedirectURI != "" {
+		return wire.ValidateRedirectURI("redirect_uri", cfg.RedirectURI)
 	}
 	return nil
 }
@@ -79,6 +83,12 @@ func (u *User) Refresh(ctx context.Context, cfg provider.Config, grant provider.
 	if pe != nil {
 		return provider.TokenSet{}, pe
 	}
+	return u.tokenSet(res, grant.RefreshToken)
+}
+
+// tokenSet turns a v2 token answer (a refresh or a code exchange) into a TokenSet.
+// presented is the refresh token sent, if any, so that an echo is not a rotation.
+func (u *User) tokenSet(res result, presented string) (provider.TokenSet, error) {
 	a := res.answer
 	switch {
 	case !a.json:
@@ -95,7 +105,7 @@ func (u *User) Refresh(ctx context.Context, cfg provider.Config, grant provider.
 		ts.TokenType = "Bearer"
 	}
 	// An echo of the presented token is not a rotation; the caller keeps what it has.
-	if a.refreshToken != "" && a.refreshToken != grant.RefreshToken {
+	if a.refreshToken != "" && a.refreshToken != presented {
 		ts.RefreshToken = a.refreshToken
 		ts.RefreshExpiresAt = u.after(a.refreshExpiresIn)
 	}

@@ -23,6 +23,24 @@
 //     that retried internally could not present the token twice. (net/http itself only
 //     retries a POST when nothing was written to the wire, which presents nothing.)
 //
+// # The first grant: authorization code with PKCE (starter connect)
+//
+// With config.authorize_url the adapter is a provider.Authorizer: AuthCodeURL builds
+// the RFC 6749 section 4.1.1 request (response_type=code, client_id, redirect_uri,
+// scope, state) with an S256 code_challenge (RFC 7636, which RFC 9700 section 2.1.1
+// asks of every client); Exchange presents the code once at token_url with its
+// code_verifier and redirect_uri, through the same single-shot client and
+// classification as Refresh (a refused code is invalid_grant: Permanent). authorize_url
+// obeys the https rule, since the user types a password there; it receives no secret.
+//
+// # Client credentials (grant_type "client_credentials")
+//
+// RFC 6749 section 4.4: there is no user and no refresh token. The seed is the client
+// secret alone; every Refresh mints a new access token with one request (scope from
+// config.scopes), on the schedule the access token's lifetime sets, as feishu-tenant
+// re-mints. RefreshTokenActive reports "unsupported" (an interrupted mint spent
+// nothing), and there is nothing to connect in a browser.
+//
 // # Classification
 //
 // Rules are applied top to bottom; the first match wins. "code" is the RFC 6749 section

@@ -33,7 +33,9 @@ const maxIntrospectionBody = 1 << 20
 // kind of dead token (used, revoked, expired, unknown, issued to another client); the
 // answer says "do not present this token", not why.
 func (p *Provider) RefreshTokenActive(ctx context.Context, cfg provider.Config, grant provider.Grant) (active, supported bool, err error) {
-	if cfg.IntrospectionURL == "" {
+	// A client credentials grant has no refresh token whose fate an interrupted mint
+	// could have sealed: minting again is always safe.
+	if cfg.IntrospectionURL == "" || clientCredentials(cfg) {
 		return false, false, nil
 	}
 	if grant.RefreshToken == "" {

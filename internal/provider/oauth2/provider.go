@@ -88,10 +88,11 @@ func (p *Provider) ValidateConfig(cfg provider.Config) error {
 			return fmt.Errorf("scopes[%d]: must be a non-empty RFC 6749 scope token (printable ASCII without space, quote or backslash)", i)
 		}
 	}
-	return nil
+	return validateFlowFields(cfg)
 }
 
-// ValidateGrant requires the refresh token the grant is built on.
+// ValidateGrant requires the refresh token the grant is built on (the refresh_token
+// grant; see ValidateGrantFor for client credentials).
 func (p *Provider) ValidateGrant(g provider.Grant) error {
 	if strings.TrimSpace(g.RefreshToken) == "" {
 		return fmt.Errorf("refresh_token: required")
@@ -131,6 +132,9 @@ func validScopeToken(s string) bool {
 func (p *Provider) Refresh(ctx context.Context, cfg provider.Config, grant provider.Grant) (provider.TokenSet, error) {
 	if err := p.ValidateConfig(cfg); err != nil {
 		return provider.TokenSet{}, &provider.Error{Kind: provider.Permanent, Code: "invalid_config", Err: fmt.Errorf("oauth2 refresh: %w", err)}
+	}
+	if clientCredentials(cfg) {
+		return p.mint(ctx, cfg, grant)
 	}
 	if grant.RefreshToken == "" {
 		// x/oauth2 would refuse too, but say so in our own words and without a round trip.

@@ -26,14 +26,28 @@
 // so an answer is a failure when "error" is present and not 0, or when access_token is
 // missing or empty, whatever the status.
 //
+// # Authorization (starter connect)
+//
+//	zalo-oa    GET {base_url}/v4/oa/permission?app_id=..&redirect_uri=..&code_challenge=..&state=..
+//	zalo-user  GET {base_url}/v4/permission?app_id=..&redirect_uri=..&code_challenge=..&state=..
+//
+// is the permission page (AuthCodeURL) an OA admin or a user approves. code_challenge is
+// base64url(sha256(code_verifier)) without padding, the only method Zalo knows, so no
+// code_challenge_method is sent; the verifier is 43 characters of [A-Za-z0-9_-].
+// redirect_uri must be the callback URL registered for the app; Zalo sends the browser
+// there with code and state (and oa_id for an OA), and the code is exchanged once
+// (Exchange, ExchangeCode) with its code_verifier and the app secret in the secret_key
+// header. The exchange carries no redirect_uri. A code lives about ten minutes.
+//
 // # Configuration
 //
 // client_id is the Zalo app id (decimal digits, required); base_url optionally replaces
 // the host (tests point it at loopback; a path prefix is kept). token_url,
 // introspection_url, auth_style, scopes, operator_id and parent are refused rather than
-// ignored: the endpoint is fixed by the provider name, and a token_url that was silently
+// ignored (authorize_url and grant_type too): the endpoint is fixed by the provider name, and a token_url that was silently
 // ignored would send the app secret somewhere its author did not expect. The grant needs
-// refresh_token and client_secret (the app secret).
+// refresh_token and client_secret (the app secret). redirect_uri, when set, is the app's
+// registered callback URL, for `starter connect` (https, or http on loopback).
 //
 // # Exactly one presentation per Refresh
 //

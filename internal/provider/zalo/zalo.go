@@ -30,6 +30,14 @@ const (
 	UserTokenPath = "/v4/access_token"
 )
 
+// Permission (authorization) page paths under the base URL: the consent page an OA
+// admin or a user approves, which sends the browser to the redirect URI with code and
+// state.
+const (
+	OAPermissionPath   = "/v4/oa/permission"
+	UserPermissionPath = "/v4/permission"
+)
+
 // SecretKeyHeader is the HTTP header that carries the app secret. Zalo does not use
 // HTTP Basic or a client_secret form field.
 const SecretKeyHeader = "secret_key"
@@ -48,10 +56,12 @@ const maxBodyBytes = 1 << 20
 // Provider refreshes Zalo OAuth v4 tokens of one kind: Official Account tokens
 // (NewOA, "zalo-oa") or user tokens (NewUser, "zalo-user"). It is safe for concurrent use.
 type Provider struct {
-	name   string
-	path   string
-	client *http.Client
-	now    func() time.Time
+	name string
+	path string
+	// permission is the consent page's path (OAPermissionPath, UserPermissionPath).
+	permission string
+	client     *http.Client
+	now        func() time.Time
 }
 
 var _ provider.Provider = (*Provider)(nil)
@@ -60,20 +70,20 @@ var _ provider.Provider = (*Provider)(nil)
 // DefaultTimeout and the default transport; a nil now means time.Now. Construction does
 // no I/O, so a validation-only instance may be built inside workflow code.
 func NewOA(client *http.Client, now func() time.Time) *Provider {
-	return newProvider(NameOA, OATokenPath, client, now)
+	return newProvider(NameOA, OATokenPath, OAPermissionPath, client, now)
 }
 
 // NewUser returns the "zalo-user" adapter (POST {base}/v4/access_token), for tokens a
 // Zalo user granted through Zalo Login / Social API. Arguments are as for NewOA.
 func NewUser(client *http.Client, now func() time.Time) *Provider {
-	return newProvider(NameUser, UserTokenPath, client, now)
+	return newProvider(NameUser, UserTokenPath, UserPermissionPath, client, now)
 }
 
 // newProvider keeps nil arguments as they are and resolves them on use, so that a
 // validation-only instance built in workflow code references neither a clock nor a
 // network client.
-func newProvider(name, path string, client *http.Client, now func() time.Time) *Provider {
-	return &Provider{name: name, path: path, client: client, now: now}
+func newProvider(name, path, permission string, client *http.Client, now func() time.Time) *Provider {
+	return &Provider{name: name, path: path, permission: permission, client: client, now: now}
 }
 
 func (p *Provider) clock() time.Time {
@@ -88,12 +98,14 @@ func (p *Provider) Name() string { return p.name }
 
 // TokenURL returns the token endpoint cfg leads to (cfg.BaseURL or DefaultBaseURL, plus
 // the kind's path). It does not validate cfg.
-func (p *Provider) TokenURL(cfg provider.Config) string {
+func (p *Provider) TokenURL(cfg provider.Config) string { return p.url(cfg, p.path) }
+
+func (p *Provider) url(cfg provider.Config, path string) string {
 	base := cfg.BaseURL
 	if base == "" {
 		base = DefaultBaseURL
 	}
-	return strings.TrimRight(base, "/") + p.path
+	return strings.TrimRight(base, "/") + path
 }
 
 // ValidateConfig checks the non-secret configuration. client_id (the Zalo app id, a
@@ -133,6 +145,13 @@ func (p *Provider) ValidateConfig(cfg provider.Config) error {
 		return fmt.Errorf("operator_id: not used by %s", p.name)
 	case cfg.Parent != "":
 		return fmt.Errorf("parent: not used by %s", p.name)
+	case cfg.AuthorizeURL != "":
+		return fmt.Errorf("authorize_url: not used by %s (the permission page is base_url + %s)", p.name, p.permission)
+	case cfg.GrantType != "":
+		return fmt.Errorf("grant_type: not used by %s", p.name)
+	}
+	if cfg.RedirectURI != "" {
+		return wire.ValidateRedirectURI("redirect_uri", cfg.RedirectURI)
 	}
 	return nil
 }
@@ -195,6 +214,31 @@ func (p *Provider) ExchangeCode(ctx context.Context, cfg provider.Config, appSec
 		form.Set("code_verifier", codeVerifier)
 	}
 	return p.post(ctx, cfg, appSecret, form, scrub.New(code, codeVerifier, appSecret), "")
+}
+
+var _ provider.Authorizer = (*Provider)(nil)
+
+// CanAuthorize: both kinds have a permission page; nothing more is needed.
+func (p *Provider) CanAuthorize(provider.Config) error { return nil }
+
+// AuthCodeURL returns the permission page's URL: app_id, redirect_uri, the S256
+// code_challenge (Zalo knows no other method and takes no code_challenge_method) and
+// state.
+func (p *Provider) AuthCodeURL(cfg provider.Config, redirectURI, state, challenge string) (string, error) {
+	if err := p.ValidateConfig(cfg); err != nil {
+		return "", err
+	}
+	q := url.Values{"app_id": {cfg.ClientID}, "redirect_uri": {redirectURI}, "state": {state}}
+	if challenge != "" {
+		q.Set("code_challenge", challenge)
+	}
+	return p.url(cfg, p.permission) + "?" + q.Encode(), nil
+}
+
+// Exchange is ExchangeCode with the grant's app secret. Zalo's token endpoint takes no
+// redirect_uri: the permission page checked it against the app's registered callback.
+func (p *Provider) Exchange(ctx context.Context, cfg provider.Config, grant provider.Grant, _, code, verifier string) (provider.TokenSet, error) {
+	return p.ExchangeCode(ctx, cfg, grant.ClientSecret, code, verifier)
 }
 
 // post sends one token request and interprets the answer. presented is the refresh

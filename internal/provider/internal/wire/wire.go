@@ -215,6 +215,20 @@ func ValidateBaseURL(field, raw string) error {
 	return nil
 }
 
+// ValidateRedirectURI checks an authorization flow's redirect URI (config.redirect_uri):
+// the browser carries the authorization code there, so the rules of ValidateEndpointURL
+// apply, and RFC 6749 section 3.1.2 forbids a fragment. Errors start with field.
+func ValidateRedirectURI(field, raw string) error {
+	u, err := parseEndpointURL(field, raw)
+	if err != nil {
+		return err
+	}
+	if u.Fragment != "" {
+		return fmt.Errorf("%s: must not contain a fragment", field)
+	}
+	return nil
+}
+
 func parseEndpointURL(field, raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || !u.IsAbs() || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
