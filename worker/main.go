@@ -130,16 +130,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// are decrypted.
 	dc := codec.DataConverter(ring)
 	wm := newWorkerMetrics() // served on /metrics (worker/metrics.go)
-	c, err := client.DialContext(ctx, client.Options{
-		HostPort:         cfg.TemporalAddress,
-		Namespace:        cfg.TemporalNamespace,
-		Logger:           sdklog.NewStructuredLogger(logger),
-		DataConverter:    dc,
-		FailureConverter: codec.FailureConverter(dc),
-		MetricsHandler:   wm.sdk,
-	})
+	// The connection as the temporal CLI would make it (profile, TEMPORAL_*, then the
+	// TOKENWARDEN_TEMPORAL_* overrides): the same function as the starter's.
+	opts, err := cfg.ClientOptions(nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "worker: cannot reach the Temporal server at %s (namespace %q): %v\n", cfg.TemporalAddress, cfg.TemporalNamespace, err)
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 2
+	}
+	conn := config.DescribeConnection(opts)
+	opts.Logger = sdklog.NewStructuredLogger(logger)
+	opts.DataConverter = dc
+	opts.FailureConverter = codec.FailureConverter(dc)
+	opts.MetricsHandler = wm.sdk
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: cannot reach the Temporal server at %s: %v\n", conn, err)
 		return 1
 	}
 	defer c.Close()
@@ -215,7 +220,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "worker: start: %v\n", err)
 		return 1
 	}
-	logger.Info("worker started", "temporal", cfg.TemporalAddress, "namespace", cfg.TemporalNamespace, "task_queue", cfg.TaskQueue,
+	logger.Info("worker started", "temporal", conn, "task_queue", cfg.TaskQueue,
 		"store", storeDesc, "key_id", ring.PrimaryID(), "notify", notifyTargets(notifier), "codec_endpoint", codecSrv.url())
 	<-ctx.Done()
 	logger.Info("shutting down: finishing running activities")
