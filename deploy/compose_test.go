@@ -479,10 +479,12 @@ func TestComposeWorkerVariables(t *testing.T) {
 		t.Errorf("temporal-ui TEMPORAL_CODEC_ENDPOINT = %q, want %q", ui["TEMPORAL_CODEC_ENDPOINT"], want)
 	}
 
-	// The worker's healthcheck asks the endpoint the worker serves.
-	if hc := f.Services[svcWorker].Healthcheck; hc == nil || !strings.Contains(strings.Join(strs(t, hc.Test, "healthcheck"), " "), codec.HealthPath) ||
+	// The worker's healthcheck asks the readiness endpoint the worker serves: dependents
+	// start once it can reach Temporal, the store and its key file.
+	ready := workerHealthPath(t, "ReadyzPath")
+	if hc := f.Services[svcWorker].Healthcheck; hc == nil || !strings.Contains(strings.Join(strs(t, hc.Test, "healthcheck"), " "), "GET "+ready+" ") ||
 		!strings.Contains(strings.Join(strs(t, hc.Test, "healthcheck"), " "), "/8234") {
-		t.Errorf("services.%s.healthcheck: want a GET of %s on port 8234", svcWorker, codec.HealthPath)
+		t.Errorf("services.%s.healthcheck: want a GET of %s on port 8234", svcWorker, ready)
 	}
 
 	// The image's own defaults are real variables too.
@@ -668,6 +670,38 @@ func goVersion(t *testing.T) string {
 	}
 	t.Fatal("go.mod has no go directive")
 	return ""
+}
+
+// workerHealthPath reads the value of the constant name (LivezPath, ReadyzPath) from
+// worker/health.go: the worker is a main package, which this test cannot import.
+func workerHealthPath(t *testing.T, name string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^\s*` + name + ` = "(/[a-z]+)"`).FindStringSubmatch(readFile(t, "worker/health.go"))
+	if m == nil {
+		t.Fatalf("worker/health.go defines no %s", name)
+	}
+	return m[1]
+}
+
+// TestDockerfileHealthcheck: the image's own healthcheck asks the worker's liveness
+// endpoint on the port of the image's TOKENWARDEN_HTTP_ADDR.
+func TestDockerfileHealthcheck(t *testing.T) {
+	live := workerHealthPath(t, "LivezPath")
+	var hc []string
+	for _, in := range dockerfile(t) {
+		if in[0] == "HEALTHCHECK" {
+			hc = append(hc, in[1])
+		}
+	}
+	if len(hc) != 1 {
+		t.Fatalf("Dockerfile: %d HEALTHCHECK instructions, want 1", len(hc))
+	}
+	if !strings.Contains(hc[0], "GET "+live+" ") || !strings.Contains(hc[0], "/dev/tcp/127.0.0.1/8234") || !strings.Contains(hc[0], "CMD [") {
+		t.Errorf("Dockerfile HEALTHCHECK %q: want an exec-form GET of %s on 127.0.0.1:8234", hc[0], live)
+	}
+	if !slices.Contains(dockerfileEnv(t), config.Prefix+"_HTTP_ADDR") || !strings.Contains(readFile(t, "Dockerfile"), config.Prefix+"_HTTP_ADDR=0.0.0.0:8234") {
+		t.Errorf("the healthcheck's port must be the image's %s_HTTP_ADDR port, 8234", config.Prefix)
+	}
 }
 
 func TestDockerfile(t *testing.T) {

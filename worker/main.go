@@ -158,6 +158,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	mountTokenAPI(codecSrv, tokens, cfg, logger) // GET /v1/credentials/{id}/token (worker/tokenapi.go)
 	mountSeal(codecSrv, sealer, cfg.SealBearerToken)
+	mountHealth(codecSrv, readiness{ // GET /livez, GET /readyz (worker/health.go)
+		temporal:  describeNamespace(c.WorkflowService(), opts.Namespace),
+		namespace: opts.Namespace,
+		store:     tokens,
+		keyIDs:    ring.IDs(),
+		logger:    logger,
+	})
 	stopMetrics := wm.serve(ctx, codecSrv, tokens, c, logger)
 	defer stopMetrics()
 	// A codec endpoint that dies takes the worker down with it: the Web UI and the

@@ -97,7 +97,7 @@ type Worker struct {
 
 	// The HTTP codec endpoint (internal/codec) for the Web UI, the temporal CLI and
 	// starters without the key file. The bearer token is a secret.
-	HTTPAddr         string `split_words:"true" default:"127.0.0.1:8234" desc:"host:port of the worker's HTTP endpoint: /codec/encode, /codec/decode, /healthz, /metrics, /v1 (the token API) (empty: none)"`
+	HTTPAddr         string `split_words:"true" default:"127.0.0.1:8234" desc:"host:port of the worker's HTTP endpoint: /codec/encode, /codec/decode, /healthz, /livez, /readyz, /metrics, /v1 (the token API) (empty: none)"`
 	CodecCORSOrigins string `split_words:"true" default:"http://localhost:8233,http://127.0.0.1:8233" desc:"browser origins (the Temporal Web UI) allowed to call /codec, comma-separated"`
 	CodecBearerToken string `split_words:"true" desc:"token callers of /codec must send as Authorization: Bearer, required when HTTP_ADDR is not on loopback; a secret"`
 

@@ -100,6 +100,21 @@ func TestWorkerMetricsExposition(t *testing.T) {
 		}
 	}
 
+	// The health endpoints of the same worker: alive, and ready (Temporal answers, the
+	// store answers, the key file opens the credential's record).
+	for _, path := range []string{"/livez", "/readyz"} {
+		resp, err := http.Get("http://" + e.httpAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || (path == "/readyz" && !strings.Contains(string(body), `"ready":true`)) {
+			t.Errorf("GET %s: %d %s", path, resp.StatusCode, body)
+		}
+		t.Logf("GET %s: %d %s", path, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+
 	names := slices.Sorted(func(yield func(string) bool) {
 		for n := range samples {
 			if !yield(n) {
