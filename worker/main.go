@@ -16,8 +16,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -32,6 +34,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/tracing"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -130,6 +133,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// are decrypted.
 	dc := codec.DataConverter(ring)
 	wm := newWorkerMetrics() // served on /metrics (worker/metrics.go)
+	// Traces, off unless the OTEL_* environment names an OTLP endpoint (internal/tracing):
+	// Temporal's spans through the SDK's interceptor, and the provider HTTP calls.
+	tr, err := tracing.New(ctx, os.LookupEnv, "tokenwarden-worker", buildVersion())
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: tracing: %v\n", err)
+		return 2
+	}
+	defer func() {
+		// Flush what is buffered, within a bound: a collector that is gone must not hold
+		// the shutdown.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(fctx); err != nil {
+			logger.Warn("tracing: shutdown", "error", err)
+		}
+	}()
+	interceptors, err := tr.Interceptors()
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: tracing: %v\n", err)
+		return 2
+	}
+
 	// The connection as the temporal CLI would make it (profile, TEMPORAL_*, then the
 	// TOKENWARDEN_TEMPORAL_* overrides): the same function as the starter's.
 	opts, err := cfg.ClientOptions(nil)
@@ -142,6 +167,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	opts.DataConverter = dc
 	opts.FailureConverter = codec.FailureConverter(dc)
 	opts.MetricsHandler = wm.sdk
+	opts.Interceptors = append(opts.Interceptors, interceptors...)
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: cannot reach the Temporal server at %s: %v\n", conn, err)
@@ -200,7 +226,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	w.RegisterWorkflowWithOptions(workflows.CredentialWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	acts := &activities.Activities{
 		Store:           tokens,
-		Providers:       providers.Registry(&http.Client{}, nil),
+		Providers:       providers.Registry(&http.Client{Transport: tr.Transport(nil)}, nil),
 		Logger:          logger,
 		ProviderTimeout: cfg.ProviderTimeout,
 		LeaseDuration:   cfg.LeaseDuration,
@@ -227,7 +253,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "worker: start: %v\n", err)
 		return 1
 	}
-	logger.Info("worker started", "temporal", conn, "task_queue", cfg.TaskQueue,
+	logger.Info("worker started", "temporal", conn, "task_queue", cfg.TaskQueue, "tracing", tr != nil,
 		"store", storeDesc, "key_id", ring.PrimaryID(), "notify", notifyTargets(notifier), "codec_endpoint", codecSrv.url())
 	<-ctx.Done()
 	logger.Info("shutting down: finishing running activities")
@@ -267,4 +293,13 @@ type parentSignaller struct {
 
 func (p parentSignaller) RefreshNow(ctx context.Context, credentialID string) error {
 	return p.client.SignalWorkflow(ctx, credentialID, "", workflows.SignalRefreshNow, nil)
+}
+
+// buildVersion is the main module's version as the Go toolchain recorded it ("(devel)"
+// for a build from a work tree), for the trace resource.
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
 }
