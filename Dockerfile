@@ -29,8 +29,9 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go build -trimpath -buildvcs=false -ldflags="-s -w" -o /out/ ./worker ./starter
 
 # --- runtime -----------------------------------------------------------------------
-# debian slim rather than distroless: it has bash, which the compose healthcheck uses to
-# GET /healthz (bash's /dev/tcp, no curl needed), and `docker compose exec` into it works.
+# debian slim rather than distroless: it has bash, which the healthchecks use to GET
+# /livez and /readyz (bash's /dev/tcp, no curl needed), and `docker compose exec` into it
+# works.
 FROM debian:12.12-slim
 
 # A fixed non-root user: the key file mounted into the container must be owned by this
@@ -56,11 +57,17 @@ ENV TOKENWARDEN_DATA_DIR=/data \
 VOLUME ["/data"]
 WORKDIR /data
 
-# The codec endpoint (/codec) and /healthz. It decrypts payloads for whoever can reach
-# it: publish it on the host's loopback only (docker run -p 127.0.0.1:8234:8234). On
-# 0.0.0.0 it is beyond loopback, so the worker needs TOKENWARDEN_CODEC_BEARER_TOKEN to
-# start.
+# The codec endpoint (/codec), /livez, /readyz and /metrics. /codec decrypts payloads
+# for whoever can reach it: publish it on the host's loopback only (docker run -p
+# 127.0.0.1:8234:8234). On 0.0.0.0 it is beyond loopback, so the worker needs
+# TOKENWARDEN_CODEC_BEARER_TOKEN to start.
 EXPOSE 8234
+
+# Liveness: the process serves HTTP (GET /livez on the port of TOKENWARDEN_HTTP_ADDR
+# above). docker-compose.yml replaces it with /readyz, which also asks Temporal, the
+# token store and the key file.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8234 && printf 'GET /livez HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 
 USER ${UID}:${GID}
 ENTRYPOINT ["/usr/local/bin/worker"]

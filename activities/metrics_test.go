@@ -49,14 +49,14 @@ func TestMetricsRefreshOutcomes(t *testing.T) {
 	// A refresh against the fake provider commits.
 	res := h.mustRefresh(h.request(credID, v))
 	wantLines(t, r,
-		`tokenwarden_refreshes_total{provider="oauth2",outcome="committed"} 1`,
+		`tokenwarden_refreshes_total{outcome="committed",provider="oauth2"} 1`,
 		`tokenwarden_refresh_duration_seconds_count{provider="oauth2"} 1`,
 	)
 
 	// A retry of the same round finds it committed: counted, not timed (no provider call).
 	h.mustRefresh(h.request(credID, v))
 	wantLines(t, r,
-		`tokenwarden_refreshes_total{provider="oauth2",outcome="already_committed"} 1`,
+		`tokenwarden_refreshes_total{outcome="already_committed",provider="oauth2"} 1`,
 		`tokenwarden_refresh_duration_seconds_count{provider="oauth2"} 1`,
 	)
 
@@ -71,7 +71,7 @@ func TestMetricsRefreshOutcomes(t *testing.T) {
 	if err := h.sqlite.ReleaseLease(context.Background(), credID, "someone-else"); err != nil {
 		t.Fatal(err)
 	}
-	wantLines(t, r, `tokenwarden_refreshes_total{provider="oauth2",outcome="in_flight"} 1`)
+	wantLines(t, r, `tokenwarden_refreshes_total{outcome="in_flight",provider="oauth2"} 1`)
 
 	// The provider answers 503: transient, timed.
 	h.fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Count: 1, Status: 503})
@@ -79,7 +79,7 @@ func TestMetricsRefreshOutcomes(t *testing.T) {
 		t.Fatal("refresh against a 503 succeeded")
 	}
 	wantLines(t, r,
-		`tokenwarden_refreshes_total{provider="oauth2",outcome="transient"} 1`,
+		`tokenwarden_refreshes_total{outcome="transient",provider="oauth2"} 1`,
 		`tokenwarden_refresh_duration_seconds_count{provider="oauth2"} 2`,
 	)
 
@@ -89,9 +89,9 @@ func TestMetricsRefreshOutcomes(t *testing.T) {
 		t.Fatal("refresh of a revoked grant succeeded")
 	}
 	wantLines(t, r,
-		`tokenwarden_refreshes_total{provider="oauth2",outcome="permanent"} 1`,
+		`tokenwarden_refreshes_total{outcome="permanent",provider="oauth2"} 1`,
 		`tokenwarden_refresh_duration_seconds_count{provider="oauth2"} 3`,
-		`tokenwarden_refreshes_total{provider="oauth2",outcome="committed"} 1`,
+		`tokenwarden_refreshes_total{outcome="committed",provider="oauth2"} 1`,
 	)
 
 	// An unknown provider is invalid input, and does not become a label value.
@@ -100,7 +100,7 @@ func TestMetricsRefreshOutcomes(t *testing.T) {
 	if _, err := h.refresh(req); err == nil {
 		t.Fatal("refresh with an unknown provider succeeded")
 	}
-	wantLines(t, r, `tokenwarden_refreshes_total{provider="unknown",outcome="invalid_input"} 1`)
+	wantLines(t, r, `tokenwarden_refreshes_total{outcome="invalid_input",provider="unknown"} 1`)
 	if strings.Contains(exposition(t, r), "no-such-provider") {
 		t.Fatal("an unknown provider name became a label value")
 	}
@@ -121,8 +121,8 @@ func TestMetricsProbe(t *testing.T) {
 	h.mustRefresh(h.request(credID, v))
 	probe()
 	wantLines(t, r,
-		`tokenwarden_probes_total{provider="oauth2",outcome="no_access_token"} 1`,
-		`tokenwarden_probes_total{provider="oauth2",outcome="valid"} 1`,
+		`tokenwarden_probes_total{outcome="no_access_token",provider="oauth2"} 1`,
+		`tokenwarden_probes_total{outcome="valid",provider="oauth2"} 1`,
 	)
 }
 

@@ -25,11 +25,13 @@ const root = ".."
 
 // Service names the README and the checks below rely on.
 const (
-	svcPostgres = "postgresql"
-	svcTemporal = "temporal"
-	svcSetup    = "tokenwarden-setup"
-	svcUI       = "temporal-ui"
-	svcWorker   = "worker"
+	svcPostgres  = "postgresql"
+	svcSchema    = "temporal-schema"
+	svcTemporal  = "temporal"
+	svcNamespace = "temporal-namespace"
+	svcSetup     = "tokenwarden-setup"
+	svcUI        = "temporal-ui"
+	svcWorker    = "worker"
 )
 
 type composeFile struct {
@@ -48,6 +50,7 @@ type service struct {
 	Image       string       `yaml:"image"`
 	Build       yaml.Node    `yaml:"build"`
 	Entrypoint  yaml.Node    `yaml:"entrypoint"`
+	Command     yaml.Node    `yaml:"command"`
 	DependsOn   yaml.Node    `yaml:"depends_on"`
 	Environment yaml.Node    `yaml:"environment"`
 	Ports       []yaml.Node  `yaml:"ports"`
@@ -225,7 +228,7 @@ func secretTargets(t *testing.T, name string, s service) map[string]string {
 
 func TestComposeServicesExist(t *testing.T) {
 	f := loadCompose(t)
-	for _, want := range []string{svcPostgres, svcTemporal, svcSetup, svcUI, svcWorker} {
+	for _, want := range []string{svcPostgres, svcSchema, svcTemporal, svcNamespace, svcSetup, svcUI, svcWorker} {
 		if _, ok := f.Services[want]; !ok {
 			t.Errorf("docker-compose.yml has no service %q", want)
 		}
@@ -293,9 +296,11 @@ func TestComposeImagesPinned(t *testing.T) {
 	}
 	// The versions this deployment is written for.
 	for svc, prefix := range map[string]string{
-		svcPostgres: "postgres:16.",
-		svcTemporal: "temporalio/auto-setup:1.29.",
-		svcUI:       "temporalio/ui:2.",
+		svcPostgres:  "postgres:16.",
+		svcTemporal:  "temporalio/server:1.29.",
+		svcSchema:    "temporalio/admin-tools:1.29.",
+		svcNamespace: "temporalio/admin-tools:1.29.",
+		svcUI:        "temporalio/ui:2.",
 	} {
 		if img := f.Services[svc].Image; !strings.HasPrefix(img, prefix) {
 			t.Errorf("services.%s.image = %q, want %s*", svc, img, prefix)
@@ -376,6 +381,10 @@ func TestComposeDependencies(t *testing.T) {
 		{svcWorker, svcPostgres, "service_healthy"},
 		{svcSetup, svcTemporal, "service_healthy"},
 		{svcTemporal, svcPostgres, "service_healthy"},
+		{svcTemporal, svcSchema, "service_completed_successfully"},
+		{svcSchema, svcPostgres, "service_healthy"},
+		{svcNamespace, svcTemporal, "service_healthy"},
+		{svcSetup, svcNamespace, "service_completed_successfully"},
 		{svcUI, svcTemporal, "service_healthy"},
 	} {
 		if got := deps[want.from][want.to]; got != want.cond {
@@ -384,6 +393,73 @@ func TestComposeDependencies(t *testing.T) {
 	}
 	if r := f.Services[svcWorker].Restart; r != "unless-stopped" && r != "always" {
 		t.Errorf("services.%s.restart = %q, want unless-stopped", svcWorker, r)
+	}
+}
+
+// TestComposeTemporalSetup: the server runs from temporalio/server, on a schema that
+// the admin tools image's temporal-sql-tool sets up for both of Temporal's PostgreSQL
+// databases, never from the deprecated auto-setup image; the schema job uses the
+// server's release, and the namespace job registers the namespace the worker uses.
+func TestComposeTemporalSetup(t *testing.T) {
+	f := loadCompose(t)
+	for name, s := range f.Services {
+		if strings.Contains(s.Image, "auto-setup") {
+			t.Errorf("services.%s uses the deprecated %s", name, s.Image)
+		}
+	}
+	_, serverTag, _ := splitImage(f.Services[svcTemporal].Image)
+	for _, job := range []string{svcSchema, svcNamespace} {
+		s := f.Services[job]
+		if _, tag, _ := splitImage(s.Image); !strings.HasPrefix(tag, serverTag+"-") && tag != serverTag {
+			t.Errorf("services.%s.image %q: want the admin tools of the server's release %s", job, s.Image, serverTag)
+		}
+		if s.Restart != "no" {
+			t.Errorf("services.%s.restart = %q, want \"no\" (a one-shot job)", job, s.Restart)
+		}
+	}
+
+	schema := f.Services[svcSchema]
+	e := env(t, svcSchema, schema)
+	server := env(t, svcTemporal, f.Services[svcTemporal])
+	for k, want := range map[string]string{"SQL_PLUGIN": server["DB"], "SQL_HOST": server["POSTGRES_SEEDS"], "SQL_PORT": server["DB_PORT"], "SQL_USER": server["POSTGRES_USER"], "SQL_PASSWORD": server["POSTGRES_PWD"]} {
+		if e[k] != want || want == "" {
+			t.Errorf("services.%s.environment.%s = %q, want the server's %q", svcSchema, k, e[k], want)
+		}
+	}
+	if server["DB"] != "postgres12" {
+		t.Errorf("services.%s.environment.DB = %q, want postgres12", svcTemporal, server["DB"])
+	}
+	script := strings.Join(append(strs(t, schema.Entrypoint, "entrypoint"), strs(t, schema.Command, "command")...), " ")
+	for _, want := range []string{
+		"temporal-sql-tool", "create", "already exists", "setup-schema -v 0.0", "update-schema -d",
+		"for db in temporal temporal_visibility", "/etc/temporal/schema/postgresql/v12",
+		"temporal/versioned", "visibility/versioned", "set -eu",
+	} {
+		if !strings.Contains(script, want) {
+			t.Errorf("services.%s: the script lacks %q:\n%s", svcSchema, want, script)
+		}
+	}
+	if regexp.MustCompile(`(^|[^$])\$[A-Za-z_(]`).MatchString(script) || !strings.Contains(script, "$$db") {
+		t.Errorf("services.%s: shell variables must be written $$VAR, or compose substitutes them", svcSchema)
+	}
+
+	worker := env(t, svcWorker, f.Services[svcWorker])
+	ns := f.Services[svcNamespace]
+	nsScript := strings.Join(append(strs(t, ns.Entrypoint, "entrypoint"), strs(t, ns.Command, "command")...), " ")
+	if regexp.MustCompile(`(^|[^$])\$[A-Za-z_(]`).MatchString(nsScript) {
+		t.Errorf("services.%s: shell variables must be written $$VAR, or compose substitutes them", svcNamespace)
+	}
+	for _, want := range []string{
+		"temporal operator namespace describe --namespace " + worker["TOKENWARDEN_TEMPORAL_NAMESPACE"],
+		"temporal operator namespace create --namespace " + worker["TOKENWARDEN_TEMPORAL_NAMESPACE"],
+		"--retention",
+	} {
+		if !strings.Contains(nsScript, want) {
+			t.Errorf("services.%s: the script lacks %q", svcNamespace, want)
+		}
+	}
+	if env(t, svcNamespace, ns)["TEMPORAL_ADDRESS"] != worker["TOKENWARDEN_TEMPORAL_ADDRESS"] {
+		t.Errorf("services.%s talks to %q, the worker to %q", svcNamespace, env(t, svcNamespace, ns)["TEMPORAL_ADDRESS"], worker["TOKENWARDEN_TEMPORAL_ADDRESS"])
 	}
 }
 
@@ -479,10 +555,12 @@ func TestComposeWorkerVariables(t *testing.T) {
 		t.Errorf("temporal-ui TEMPORAL_CODEC_ENDPOINT = %q, want %q", ui["TEMPORAL_CODEC_ENDPOINT"], want)
 	}
 
-	// The worker's healthcheck asks the endpoint the worker serves.
-	if hc := f.Services[svcWorker].Healthcheck; hc == nil || !strings.Contains(strings.Join(strs(t, hc.Test, "healthcheck"), " "), codec.HealthPath) ||
+	// The worker's healthcheck asks the readiness endpoint the worker serves: dependents
+	// start once it can reach Temporal, the store and its key file.
+	ready := workerHealthPath(t, "ReadyzPath")
+	if hc := f.Services[svcWorker].Healthcheck; hc == nil || !strings.Contains(strings.Join(strs(t, hc.Test, "healthcheck"), " "), "GET "+ready+" ") ||
 		!strings.Contains(strings.Join(strs(t, hc.Test, "healthcheck"), " "), "/8234") {
-		t.Errorf("services.%s.healthcheck: want a GET of %s on port 8234", svcWorker, codec.HealthPath)
+		t.Errorf("services.%s.healthcheck: want a GET of %s on port 8234", svcWorker, ready)
 	}
 
 	// The image's own defaults are real variables too.
@@ -668,6 +746,38 @@ func goVersion(t *testing.T) string {
 	}
 	t.Fatal("go.mod has no go directive")
 	return ""
+}
+
+// workerHealthPath reads the value of the constant name (LivezPath, ReadyzPath) from
+// worker/health.go: the worker is a main package, which this test cannot import.
+func workerHealthPath(t *testing.T, name string) string {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^\s*` + name + ` = "(/[a-z]+)"`).FindStringSubmatch(readFile(t, "worker/health.go"))
+	if m == nil {
+		t.Fatalf("worker/health.go defines no %s", name)
+	}
+	return m[1]
+}
+
+// TestDockerfileHealthcheck: the image's own healthcheck asks the worker's liveness
+// endpoint on the port of the image's TOKENWARDEN_HTTP_ADDR.
+func TestDockerfileHealthcheck(t *testing.T) {
+	live := workerHealthPath(t, "LivezPath")
+	var hc []string
+	for _, in := range dockerfile(t) {
+		if in[0] == "HEALTHCHECK" {
+			hc = append(hc, in[1])
+		}
+	}
+	if len(hc) != 1 {
+		t.Fatalf("Dockerfile: %d HEALTHCHECK instructions, want 1", len(hc))
+	}
+	if !strings.Contains(hc[0], "GET "+live+" ") || !strings.Contains(hc[0], "/dev/tcp/127.0.0.1/8234") || !strings.Contains(hc[0], "CMD [") {
+		t.Errorf("Dockerfile HEALTHCHECK %q: want an exec-form GET of %s on 127.0.0.1:8234", hc[0], live)
+	}
+	if !slices.Contains(dockerfileEnv(t), config.Prefix+"_HTTP_ADDR") || !strings.Contains(readFile(t, "Dockerfile"), config.Prefix+"_HTTP_ADDR=0.0.0.0:8234") {
+		t.Errorf("the healthcheck's port must be the image's %s_HTTP_ADDR port, 8234", config.Prefix)
+	}
 }
 
 func TestDockerfile(t *testing.T) {

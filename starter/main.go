@@ -116,8 +116,12 @@ taken), 6 update rejected by the workflow (token: API key unauthorized or not sc
 the credential); connect: 7 access denied in the browser, 8 wrong state, 9 timeout,
 10 code or authorization refused by the provider, 11 callback port in use.
 
-Connection settings come from TOKENWARDEN_TEMPORAL_ADDRESS (default localhost:7233),
-TOKENWARDEN_TEMPORAL_NAMESPACE (default "default") and TOKENWARDEN_TASK_QUEUE.
+The Temporal connection is read as the temporal CLI reads it: the profile of its
+configuration file (TEMPORAL_CONFIG_FILE, TEMPORAL_PROFILE), then TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, TEMPORAL_API_KEY and TEMPORAL_TLS_* (client certificate and key,
+server CA, server name); TOKENWARDEN_TEMPORAL_ADDRESS and TOKENWARDEN_TEMPORAL_NAMESPACE
+override them when set (defaults: localhost:7233, "default"). TOKENWARDEN_TASK_QUEUE
+names the task queue.
 Payloads are encrypted with the worker's key file (TOKENWARDEN_KEY_FILE, default
 TOKENWARDEN_DATA_DIR/keys.json, i.e. data/keys.json) when it is readable, otherwise
 through the worker's codec endpoint (TOKENWARDEN_CODEC_ENDPOINT, default
@@ -219,16 +223,20 @@ func (a *app) dial(ctx context.Context) (client.Client, error) {
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := client.DialContext(dctx, client.Options{
-		HostPort:         a.cfg.TemporalAddress,
-		Namespace:        a.cfg.TemporalNamespace,
-		Logger:           quietLogger{},
-		DataConverter:    dc,
-		FailureConverter: codec.FailureConverter(dc),
-	})
+	// The same options as the worker's (config.Temporal.ClientOptions): profile,
+	// TEMPORAL_*, then the TOKENWARDEN_TEMPORAL_* overrides.
+	opts, err := a.cfg.ClientOptions(nil)
 	if err != nil {
-		return nil, fail(exitUnreachable, "cannot reach the Temporal server at %s (namespace %q): %v\n"+
-			"is it running? `make run` starts a development server", a.cfg.TemporalAddress, a.cfg.TemporalNamespace, err)
+		return nil, fail(exitBadInput, "%v", err)
+	}
+	conn := config.DescribeConnection(opts)
+	opts.Logger = quietLogger{}
+	opts.DataConverter = dc
+	opts.FailureConverter = codec.FailureConverter(dc)
+	c, err := client.DialContext(dctx, opts)
+	if err != nil {
+		return nil, fail(exitUnreachable, "cannot reach the Temporal server at %s: %v\n"+
+			"is it running? `make run` starts a development server; for a cluster or Temporal Cloud see the README's \"Temporal Cloud\" section", conn, err)
 	}
 	if remote != nil {
 		// Try the endpoint before anything is sent, so that a stopped worker or a wrong

@@ -16,8 +16,10 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -32,6 +34,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/tracing"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -130,16 +133,44 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// are decrypted.
 	dc := codec.DataConverter(ring)
 	wm := newWorkerMetrics() // served on /metrics (worker/metrics.go)
-	c, err := client.DialContext(ctx, client.Options{
-		HostPort:         cfg.TemporalAddress,
-		Namespace:        cfg.TemporalNamespace,
-		Logger:           sdklog.NewStructuredLogger(logger),
-		DataConverter:    dc,
-		FailureConverter: codec.FailureConverter(dc),
-		MetricsHandler:   wm.sdk,
-	})
+	// Traces, off unless the OTEL_* environment names an OTLP endpoint (internal/tracing):
+	// Temporal's spans through the SDK's interceptor, and the provider HTTP calls.
+	tr, err := tracing.New(ctx, os.LookupEnv, "tokenwarden-worker", buildVersion())
 	if err != nil {
-		fmt.Fprintf(stderr, "worker: cannot reach the Temporal server at %s (namespace %q): %v\n", cfg.TemporalAddress, cfg.TemporalNamespace, err)
+		fmt.Fprintf(stderr, "worker: tracing: %v\n", err)
+		return 2
+	}
+	defer func() {
+		// Flush what is buffered, within a bound: a collector that is gone must not hold
+		// the shutdown.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.Shutdown(fctx); err != nil {
+			logger.Warn("tracing: shutdown", "error", err)
+		}
+	}()
+	interceptors, err := tr.Interceptors()
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: tracing: %v\n", err)
+		return 2
+	}
+
+	// The connection as the temporal CLI would make it (profile, TEMPORAL_*, then the
+	// TOKENWARDEN_TEMPORAL_* overrides): the same function as the starter's.
+	opts, err := cfg.ClientOptions(nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 2
+	}
+	conn := config.DescribeConnection(opts)
+	opts.Logger = sdklog.NewStructuredLogger(logger)
+	opts.DataConverter = dc
+	opts.FailureConverter = codec.FailureConverter(dc)
+	opts.MetricsHandler = wm.sdk
+	opts.Interceptors = append(opts.Interceptors, interceptors...)
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: cannot reach the Temporal server at %s: %v\n", conn, err)
 		return 1
 	}
 	defer c.Close()
@@ -153,6 +184,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	mountTokenAPI(codecSrv, tokens, cfg, logger) // GET /v1/credentials/{id}/token (worker/tokenapi.go)
 	mountSeal(codecSrv, sealer, cfg.SealBearerToken)
+	mountHealth(codecSrv, readiness{ // GET /livez, GET /readyz (worker/health.go)
+		temporal:  describeNamespace(c.WorkflowService(), opts.Namespace),
+		namespace: opts.Namespace,
+		store:     tokens,
+		keyIDs:    ring.IDs(),
+		logger:    logger,
+	})
 	stopMetrics := wm.serve(ctx, codecSrv, tokens, c, logger)
 	defer stopMetrics()
 	// A codec endpoint that dies takes the worker down with it: the Web UI and the
@@ -188,7 +226,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	w.RegisterWorkflowWithOptions(workflows.CredentialWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	acts := &activities.Activities{
 		Store:             tokens,
-		Providers:         providers.Registry(&http.Client{}, nil),
+		Providers:         providers.Registry(&http.Client{Transport: tr.Transport(nil)}, nil),
 		Logger:            logger,
 		ProviderTimeout:   cfg.ProviderTimeout,
 		LeaseDuration:     cfg.LeaseDuration,
@@ -216,7 +254,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "worker: start: %v\n", err)
 		return 1
 	}
-	logger.Info("worker started", "temporal", cfg.TemporalAddress, "namespace", cfg.TemporalNamespace, "task_queue", cfg.TaskQueue,
+	logger.Info("worker started", "temporal", conn, "task_queue", cfg.TaskQueue, "tracing", tr != nil,
 		"store", storeDesc, "key_id", ring.PrimaryID(), "notify", notifyTargets(notifier), "codec_endpoint", codecSrv.url())
 	<-ctx.Done()
 	logger.Info("shutting down: finishing running activities")
@@ -256,4 +294,13 @@ type parentSignaller struct {
 
 func (p parentSignaller) RefreshNow(ctx context.Context, credentialID string) error {
 	return p.client.SignalWorkflow(ctx, credentialID, "", workflows.SignalRefreshNow, nil)
+}
+
+// buildVersion is the main module's version as the Go toolchain recorded it ("(devel)"
+// for a build from a work tree), for the trace resource.
+func buildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "unknown"
 }

@@ -104,7 +104,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		var code int
 		var h http.Header
 		code, h, body = get(t, base+MetricsPath)
-		if code != 200 || h.Get("Content-Type") != metrics.ContentType {
+		if code != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/plain; version=0.0.4") {
 			t.Fatalf("GET /metrics: %d %q", code, h.Get("Content-Type"))
 		}
 		// The visibility timestamp is set after every state's gauge: once it shows, the
@@ -116,10 +116,10 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	for _, want := range []string{
 		"# TYPE tokenwarden_refreshes_total counter",
-		`tokenwarden_refreshes_total{provider="oauth2",outcome="committed"} 1`,
+		`tokenwarden_refreshes_total{outcome="committed",provider="oauth2"} 1`,
 		`tokenwarden_refresh_duration_seconds_bucket{provider="oauth2",le="0.25"} 1`,
-		"# TYPE temporal_request counter",
-		`temporal_request{namespace="default"} 1`,
+		"# TYPE temporal_request_total counter",
+		`temporal_request_total{namespace="default"} 1`,
 		"# TYPE tokenwarden_credentials gauge",
 		`tokenwarden_credentials{state="ACTIVE"} 4`,
 		`tokenwarden_credentials{state="NEEDS_REAUTH"} 1`,

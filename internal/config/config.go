@@ -23,13 +23,16 @@ import (
 const Prefix = "TOKENWARDEN"
 
 // Temporal is how to reach the Temporal server; the worker and the starter share it.
+// The connection itself is read as the temporal CLI reads it (ClientOptions, in
+// temporal.go); the two TOKENWARDEN_TEMPORAL_* variables override it when set, and
+// have no defaults here so that an unset one cannot hide a profile's value.
 //
 // Names come from the field names (split_words), never from `envconfig` tags: a tag
 // would make envconfig fall back to the unprefixed name, so a stray DATA_DIR or
 // LOG_LEVEL in the environment would silently configure tokenwarden.
 type Temporal struct {
-	TemporalAddress   string `split_words:"true" default:"localhost:7233" desc:"host:port of the Temporal frontend"`
-	TemporalNamespace string `split_words:"true" default:"default" desc:"Temporal namespace"`
+	TemporalAddress   string `split_words:"true" desc:"host:port of the Temporal frontend; overrides TEMPORAL_ADDRESS and the temporal CLI profile (default localhost:7233)"`
+	TemporalNamespace string `split_words:"true" desc:"Temporal namespace; overrides TEMPORAL_NAMESPACE and the temporal CLI profile (default \"default\")"`
 	TaskQueue         string `split_words:"true" default:"tokenwarden" desc:"task queue the worker polls and the starter starts on"`
 }
 
@@ -97,7 +100,7 @@ type Worker struct {
 
 	// The HTTP codec endpoint (internal/codec) for the Web UI, the temporal CLI and
 	// starters without the key file. The bearer token is a secret.
-	HTTPAddr         string `split_words:"true" default:"127.0.0.1:8234" desc:"host:port of the worker's HTTP endpoint: /codec/encode, /codec/decode, /healthz, /metrics, /v1 (the token API) (empty: none)"`
+	HTTPAddr         string `split_words:"true" default:"127.0.0.1:8234" desc:"host:port of the worker's HTTP endpoint: /codec/encode, /codec/decode, /healthz, /livez, /readyz, /metrics, /v1 (the token API) (empty: none)"`
 	CodecCORSOrigins string `split_words:"true" default:"http://localhost:8233,http://127.0.0.1:8233" desc:"browser origins (the Temporal Web UI) allowed to call /codec, comma-separated"`
 	CodecBearerToken string `split_words:"true" desc:"token callers of /codec must send as Authorization: Bearer, required when HTTP_ADDR is not on loopback; a secret"`
 
@@ -165,6 +168,9 @@ func LoadStarter() (Starter, error) {
 	var s Starter
 	if err := envconfig.Process(Prefix, &s); err != nil {
 		return Starter{}, fmt.Errorf("read %s_* environment: %w", Prefix, err)
+	}
+	if err := s.resolve(); err != nil {
+		return Starter{}, err
 	}
 	s.applyDefaults()
 	if s.CodecEndpoint != "" {
@@ -273,6 +279,9 @@ func LoadWorker() (Worker, error) {
 	var w Worker
 	if err := envconfig.Process(Prefix, &w); err != nil {
 		return Worker{}, fmt.Errorf("read %s_* environment: %w", Prefix, err)
+	}
+	if err := w.resolve(); err != nil {
+		return Worker{}, err
 	}
 	w.applyDefaults()
 	return w, w.Check()
@@ -464,11 +473,15 @@ func ParseNotifyTargets(s, defaultFormat string) ([]NotifyTarget, error) {
 	return targets, nil
 }
 
-// LoadTemporal reads only the Temporal connection settings (for the starter).
+// LoadTemporal reads only the Temporal connection settings (for the starter), with the
+// effective address and namespace filled in (see ClientOptions).
 func LoadTemporal() (Temporal, error) {
 	var t Temporal
 	if err := envconfig.Process(Prefix, &t); err != nil {
 		return Temporal{}, fmt.Errorf("read %s_* environment: %w", Prefix, err)
+	}
+	if err := t.resolve(); err != nil {
+		return Temporal{}, err
 	}
 	return t, nil
 }

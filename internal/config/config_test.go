@@ -35,7 +35,7 @@ func TestUnprefixedVariablesAreIgnored(t *testing.T) {
 	// Stray variables without the prefix must not configure tokenwarden.
 	t.Setenv("LOG_LEVEL", "verbose")
 	t.Setenv("DATA_DIR", "/elsewhere")
-	t.Setenv("TEMPORAL_ADDRESS", "elsewhere:1")
+	isolateTemporalEnv(t) // TEMPORAL_* is read on purpose (temporal_test.go)
 	w, err := LoadWorker()
 	if err != nil {
 		t.Fatalf("defaults alone must load: %v", err)

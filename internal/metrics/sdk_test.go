@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,7 +15,10 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-func TestSDKHandler(t *testing.T) {
+// TestSDKHandlerNaming: the SDK's names become the ones Temporal's SDK dashboards
+// query (temporal_request_total, temporal_request_latency_seconds_bucket, ...), with
+// tag sets that differ within one name.
+func TestSDKHandlerNaming(t *testing.T) {
 	r := NewRegistry()
 	var h client.MetricsHandler = NewSDKHandler(r)
 	h.Counter("temporal_request").Inc(1)
@@ -23,7 +27,7 @@ func TestSDKHandler(t *testing.T) {
 	req.Counter("temporal_request").Inc(2)
 	req.Counter("temporal_request").Inc(1)
 	req.Counter("temporal_request").Inc(-5) // ignored: counters only go up
-	// A tag set again is overwritten; odd tag names and values are made safe.
+	// A tag set again is overwritten; odd tag names are made safe.
 	ns.WithTags(map[string]string{"task_queue": "other", "weird-tag": `a"b`}).Gauge("temporal_num_pollers").Update(2)
 	ns.Gauge("temporal_num_pollers").Update(5)
 	ns.Gauge("temporal_num_pollers").Update(3)
@@ -31,31 +35,26 @@ func TestSDKHandler(t *testing.T) {
 	timer.Record(30 * time.Millisecond)
 	timer.Record(2 * time.Second)
 	timer.Record(20 * time.Minute)
+	ns.Timer("temporal_workflow_task_schedule_to_start_latency").Record(time.Millisecond)
 
-	want := `# HELP temporal_num_pollers Temporal SDK metric temporal_num_pollers.
-# TYPE temporal_num_pollers gauge
-temporal_num_pollers{namespace="default",task_queue="other",weird_tag="a\"b"} 2
-temporal_num_pollers{namespace="default",task_queue="tokenwarden"} 3
-# HELP temporal_request Temporal SDK metric temporal_request.
-# TYPE temporal_request counter
-temporal_request 1
-temporal_request{namespace="default",operation="StartWorkflowExecution",task_queue="tokenwarden"} 3
-# HELP temporal_request_latency Temporal SDK metric temporal_request_latency.
-# TYPE temporal_request_latency histogram
-`
 	got := text(t, r)
-	if !strings.HasPrefix(got, want) {
-		t.Fatalf("exposition:\n%s\nwant it to start with:\n%s", got, want)
-	}
 	lbl := `namespace="default",operation="StartWorkflowExecution",task_queue="tokenwarden"`
 	for _, line := range []string{
-		`temporal_request_latency_bucket{` + lbl + `,le="0.025"} 0`,
-		`temporal_request_latency_bucket{` + lbl + `,le="0.05"} 1`,
-		`temporal_request_latency_bucket{` + lbl + `,le="2.5"} 2`,
-		`temporal_request_latency_bucket{` + lbl + `,le="600"} 2`,
-		`temporal_request_latency_bucket{` + lbl + `,le="+Inf"} 3`,
-		`temporal_request_latency_sum{` + lbl + `} 1202.03`,
-		`temporal_request_latency_count{` + lbl + `} 3`,
+		"# TYPE temporal_request_total counter",
+		"temporal_request_total 1",
+		`temporal_request_total{` + lbl + `} 3`,
+		"# TYPE temporal_num_pollers gauge",
+		`temporal_num_pollers{namespace="default",task_queue="other",weird_tag="a\"b"} 2`,
+		`temporal_num_pollers{namespace="default",task_queue="tokenwarden"} 3`,
+		"# TYPE temporal_request_latency_seconds histogram",
+		`temporal_request_latency_seconds_bucket{` + lbl + `,le="0.025"} 0`,
+		`temporal_request_latency_seconds_bucket{` + lbl + `,le="0.05"} 1`,
+		`temporal_request_latency_seconds_bucket{` + lbl + `,le="2.5"} 2`,
+		`temporal_request_latency_seconds_bucket{` + lbl + `,le="600"} 2`,
+		`temporal_request_latency_seconds_bucket{` + lbl + `,le="+Inf"} 3`,
+		`temporal_request_latency_seconds_sum{` + lbl + `} 1202.03`,
+		`temporal_request_latency_seconds_count{` + lbl + `} 3`,
+		`temporal_workflow_task_schedule_to_start_latency_seconds_bucket{namespace="default",task_queue="tokenwarden",le="0.001"} 1`,
 	} {
 		if !strings.Contains(got, line+"\n") {
 			t.Errorf("missing %q in\n%s", line, got)
@@ -68,30 +67,54 @@ func TestSDKHandlerTypeConflict(t *testing.T) {
 	r := NewRegistry()
 	own := r.NewCounter("temporal_mine_total", "Ours.", "x")
 	h := NewSDKHandler(r)
+	h.Counter("temporal_mine").Inc(1) // would be temporal_mine_total
 	h.Gauge("temporal_mine_total").Update(7)
-	h.Timer("temporal_mine_total").Record(time.Second)
-	h.Counter("temporal_mine_total").Inc(1)
 	h.Counter("temporal_x").Inc(1)
-	h.Gauge("temporal_x").Update(3)
-	if own.Value("") != 0 || strings.Contains(text(t, r), "temporal_x 3") || !strings.Contains(text(t, r), "temporal_x 1\n") {
-		t.Fatalf("conflicting names recorded:\n%s", text(t, r))
+	h.Timer("temporal_x_total").Record(time.Second) // temporal_x_total_seconds: its own name
+	h.Gauge("temporal_x_total").Update(3)           // the counter's name: dropped
+	got := text(t, r)
+	if own.Value("") != 0 || strings.Contains(got, "temporal_x_total 3") || !strings.Contains(got, "temporal_x_total 1\n") {
+		t.Fatalf("conflicting names recorded:\n%s", got)
+	}
+	if NewSDKHandler(r).Counter("temporal_x").Inc(1); !strings.Contains(text(t, r), "temporal_x_total 2\n") {
+		t.Fatal("a second handler of the same registry must share the series")
+	}
+}
+
+func TestSDKHandlerConcurrentUse(t *testing.T) {
+	r := NewRegistry()
+	h := NewSDKHandler(r)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			tagged := h.WithTags(map[string]string{"worker": string(rune('a' + i%2))})
+			for range 100 {
+				tagged.Counter("temporal_request").Inc(1)
+				tagged.Timer("temporal_request_latency").Record(time.Millisecond)
+				_ = text(t, r)
+			}
+		})
+	}
+	wg.Wait()
+	got := text(t, r)
+	if !strings.Contains(got, `temporal_request_total{worker="a"} 400`+"\n") || !strings.Contains(got, `temporal_request_total{worker="b"} 400`+"\n") {
+		t.Fatalf("counts:\n%s", got)
 	}
 }
 
 func greet(ctx workflow.Context, name string) (string, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
 	workflow.GetMetricsHandler(ctx).Counter("temporal_test_greetings").Inc(1)
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
 	var out string
 	err := workflow.ExecuteActivity(ctx, hello, name).Get(ctx, &out)
 	return out, err
 }
 
 func hello(ctx context.Context, name string) (string, error) {
-	activity.GetMetricsHandler(ctx).Timer("temporal_test_hello_latency").Record(10 * time.Millisecond)
+	activity.GetMetricsHandler(ctx).Timer("temporal_test_hello_latency").Record(time.Millisecond)
 	return "hello " + name, nil
 }
 
-// The handler as the SDK hands it to workflow and activity code, with its tags.
 func TestSDKHandlerWithTheSDK(t *testing.T) {
 	r := NewRegistry()
 	var suite testsuite.WorkflowTestSuite
@@ -105,8 +128,8 @@ func TestSDKHandlerWithTheSDK(t *testing.T) {
 	}
 	got := text(t, r)
 	for _, want := range []string{
-		"# TYPE temporal_test_greetings counter\n",
-		"# TYPE temporal_test_hello_latency histogram\n",
+		"# TYPE temporal_test_greetings_total counter\n",
+		"# TYPE temporal_test_hello_latency_seconds histogram\n",
 		`workflow_type="greet"`,
 		`activity_type="hello"`,
 	} {
