@@ -126,6 +126,17 @@ func rotateKeys(ctx context.Context, st store.Store, ring *keyring.Keyring, desc
 		}
 	}
 
+	// API key rows are authenticated under the same key IDs (store.APIKeyKeyIDs); move
+	// them too, so that the old key is not needed for them either. A row that fails
+	// its authenticator is not moved, and it fails the rotation: it must be revoked.
+	remaced, remacErr := st.RemacAPIKeys(ctx)
+	if remaced > 0 {
+		fmt.Fprintf(out, "re-authenticated %d API keys under key %s\n", remaced, primary)
+	}
+	if remacErr != nil {
+		return remacErr
+	}
+
 	counts, err = st.KeyIDs(ctx)
 	if err != nil {
 		return err
@@ -219,6 +230,15 @@ func removeKey(ctx context.Context, st store.Store, ring *keyring.Keyring, path,
 	}
 	if n := counts[keyID]; n > 0 {
 		fmt.Fprintf(stderr, "worker: remove key: refusing: %d records are still sealed under key %s; run worker -rotate-keys first\n", n, keyID)
+		return 2
+	}
+	apiCounts, err := st.APIKeyKeyIDs(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: remove key: %v\n", err)
+		return 1
+	}
+	if n := apiCounts[keyID]; n > 0 {
+		fmt.Fprintf(stderr, "worker: remove key: refusing: %d API keys are still authenticated under key %s; run worker -rotate-keys first\n", n, keyID)
 		return 2
 	}
 	if err := keyring.RemoveKey(path, keyID); err != nil {

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/tokenwarden/tokenwarden/internal/apikeys"
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/store"
@@ -207,6 +208,38 @@ func testKeyRotation(t *testing.T, k keyTestStore) {
 		if strings.Contains(out, `"keys"`) || strings.Contains(out, "access-") {
 			t.Errorf("output shows key file content or secrets:\n%s", out)
 		}
+	}
+}
+
+func TestKeyRotationAPIKeysSQLite(t *testing.T)   { testKeyRotationAPIKeys(t, setupSQLite(t)) }
+func TestKeyRotationAPIKeysPostgres(t *testing.T) { testKeyRotationAPIKeys(t, setupPostgres(t)) }
+
+// API key rows are authenticated under the key file's keys too: -remove-key refuses
+// while one is under the key, -rotate-keys moves them, and they still authenticate
+// with the new key alone.
+func testKeyRotationAPIKeys(t *testing.T, k keyTestStore) {
+	s, _ := k.open(t)
+	created, err := apikeys.Create(t.Context(), s, "billing", []string{"crm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := k.firstID
+	runWorker(t, "-new-key").check(t, 0)
+
+	r := runWorker(t, "-remove-key", old)
+	r.check(t, 2, "1 API keys are still authenticated under key "+old, "-rotate-keys")
+	r = runWorker(t, "-rotate-keys")
+	r.check(t, 0)
+	checkStdout(t, r, "re-authenticated 1 API keys under key ")
+	runWorker(t, "-remove-key", old).check(t, 0)
+
+	s, ring := k.open(t)
+	if len(ring.IDs()) != 1 || ring.IDs()[0] == old {
+		t.Fatalf("ring after -remove-key: %v", ring)
+	}
+	got, err := s.LookupAPIKey(t.Context(), created.Info.ID)
+	if err != nil || got.Revoked() || !got.Allows("crm") {
+		t.Fatalf("LookupAPIKey with the new key alone = %+v, %v", got, err)
 	}
 }
 

@@ -7,7 +7,8 @@ package main
 // looks its key up in the store, so a revocation by any process applies to the next
 // request. Answers, in the order they are decided:
 //
-//	401 no key, a malformed or unknown key, a wrong secret, a revoked key
+//	401 no key, a malformed or unknown key, a wrong secret, a revoked key, a key whose
+//	    stored row fails its authenticator (logged as an error: the row was tampered with)
 //	429 the key's token bucket is empty (Retry-After)
 //	403 the key is not scoped to the credential (whether or not it exists)
 //	404 the key is scoped to the credential but the store has no such record
@@ -196,6 +197,14 @@ func (a *tokenAPI) authenticate(r *http.Request) (key store.APIKey, status int, 
 		return key, unauthorized, "invalid_api_key", "the API key is not valid"
 	}
 	k, err := a.store.LookupAPIKey(r.Context(), id)
+	if errors.Is(err, store.ErrAPIKeyUnauthenticated) {
+		// Someone wrote this key's row without the key file (or before rows were
+		// authenticated). The caller learns only that the key is not valid; the
+		// operator learns which row to retire.
+		a.logger.Error("token API: refused an API key whose stored row is not authenticated", "key_id", id, "remote", r.RemoteAddr, "error", err)
+		subtle.ConstantTimeCompare(apikeys.Hash(presented), dummyHash)
+		return key, unauthorized, "invalid_api_key", "the API key is not valid"
+	}
 	if err != nil && !errors.Is(err, store.ErrAPIKeyNotFound) {
 		a.logger.Error("token API: look up API key", "key_id", id, "error", err)
 		return key, http.StatusInternalServerError, "internal_error", "the token store could not be read; see the worker's log"

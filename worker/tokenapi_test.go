@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -22,13 +23,14 @@ import (
 
 // apiFixture is a token API over a real SQLite store, with a settable clock.
 type apiFixture struct {
-	t     *testing.T
-	store *store.SQLite
-	api   *tokenAPI
-	srv   *httptest.Server
-	logs  *syncBuffer
-	mu    sync.Mutex
-	clock time.Time
+	t      *testing.T
+	dbPath string
+	store  *store.SQLite
+	api    *tokenAPI
+	srv    *httptest.Server
+	logs   *syncBuffer
+	mu     sync.Mutex
+	clock  time.Time
 }
 
 type syncBuffer struct {
@@ -61,12 +63,13 @@ func newAPIFixture(t *testing.T, rate float64, burst int) *apiFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.OpenSQLite(t.Context(), filepath.Join(dir, "tokens.db"), ring, nil)
+	dbPath := filepath.Join(dir, "tokens.db")
+	st, err := store.OpenSQLite(t.Context(), dbPath, ring, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	f := &apiFixture{t: t, store: st, logs: &syncBuffer{}, clock: apiEpoch}
+	f := &apiFixture{t: t, dbPath: dbPath, store: st, logs: &syncBuffer{}, clock: apiEpoch}
 	logger := slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f.api = newTokenAPI(st, rate, burst, logger)
 	f.api.now = f.now
@@ -234,6 +237,63 @@ func TestTokenAPIAuthMatrix(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("other path: status %d, want the next handler's 404", resp.StatusCode)
+	}
+}
+
+// A database writer without the key file inserts a key of their own (or widens a
+// genuine key's scope): the token API answers 401 as for any invalid key, serves no
+// token, and logs an error naming the key ID.
+func TestTokenAPIRefusesUnauthenticatedKeyRows(t *testing.T) {
+	f := newAPIFixture(t, 1000, 1000)
+	f.seed("crm", "access-crm-SECRET")
+	f.seed("payroll", "access-payroll-SECRET")
+	genuine, genuineID := f.newKey("app", "crm")
+
+	db, err := sql.Open("sqlite", "file:"+f.dbPath+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	forged, forgedID, hash, err := apikeys.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []struct {
+		query string
+		args  []any
+	}{
+		{`INSERT INTO api_keys (id, name, hash, created_at) VALUES (?, ?, ?, ?)`, []any{forgedID, "intruder", hash, apiEpoch.UnixNano()}},
+		{`INSERT INTO api_key_scopes (key_id, credential_id) VALUES (?, ?)`, []any{forgedID, "crm"}},
+		{`INSERT INTO api_key_scopes (key_id, credential_id) VALUES (?, ?)`, []any{genuineID, "payroll"}},
+	} {
+		if _, err := db.ExecContext(t.Context(), stmt.query, stmt.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, tc := range []struct{ name, cred, key, keyID string }{
+		{"inserted key", "crm", forged, forgedID},
+		{"widened key, new scope", "payroll", genuine, genuineID},
+		{"widened key, old scope", "crm", genuine, genuineID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := f.get(tc.cred, bearer(tc.key))
+			if a.status != http.StatusUnauthorized || a.err.Error != "invalid_api_key" {
+				t.Fatalf("status %d error %q, want 401 invalid_api_key; body %s", a.status, a.err.Error, a.body)
+			}
+			if strings.Contains(a.body, "SECRET") || strings.Contains(a.body, tc.keyID) {
+				t.Errorf("refusal body says too much: %s", a.body)
+			}
+		})
+	}
+	logs := f.logs.String()
+	for _, id := range []string{forgedID, genuineID} {
+		if !strings.Contains(logs, `"level":"ERROR"`) || !strings.Contains(logs, "not authenticated") || !strings.Contains(logs, id) {
+			t.Errorf("no error logged naming key %s:\n%s", id, logs)
+		}
+	}
+	if strings.Contains(logs, "SECRET") || strings.Contains(logs, forged) || strings.Contains(logs, genuine) {
+		t.Errorf("log holds a token or an API key:\n%s", logs)
 	}
 }
 
