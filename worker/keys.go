@@ -1,8 +1,9 @@
 package main
 
 // Key maintenance commands: -new-key, -rotate-keys and -remove-key. Each runs against
-// the configured key file and token store (SQLite or PostgreSQL) and exits; none needs
-// Temporal, and all are safe to run while workers run.
+// the configured key file and token store (SQLite or PostgreSQL) and exits, and all are
+// safe to run while workers run. Only -remove-key needs Temporal: it reads the running
+// workflows' histories (worker/keysafety.go).
 
 import (
 	"context"
@@ -65,7 +66,15 @@ func runKeyCommand(k keyCommands, cfg config.Worker, stdout, stderr io.Writer) i
 	defer tokens.Close()
 
 	if k.removeKey != "" {
-		return removeKey(ctx, tokens, ring, cfg.KeyFile, k.removeKey, stdout, stderr)
+		history := func(ctx context.Context, keyID string) ([]keyUse, error) {
+			c, err := dialForKeyCheck(ctx, cfg, stderr)
+			if err != nil {
+				return nil, err
+			}
+			defer c.Close()
+			return runsUsingKey(ctx, c, cfg.TemporalNamespace, keyID)
+		}
+		return removeKey(ctx, tokens, ring, cfg.KeyFile, k.removeKey, history, stdout, stderr)
 	}
 	if err := rotateKeys(ctx, tokens, ring, desc, rotateProgressEvery, stdout); err != nil {
 		fmt.Fprintf(stderr, "worker: rotate keys: %v\n", err)
@@ -124,6 +133,17 @@ func rotateKeys(ctx context.Context, st store.Store, ring *keyring.Keyring, desc
 		if err := resealAll(ctx, st, primary, pending, every, out); err != nil {
 			return err
 		}
+	}
+
+	// API key rows are authenticated under the same key IDs (store.APIKeyKeyIDs); move
+	// them too, so that the old key is not needed for them either. A row that fails
+	// its authenticator is not moved, and it fails the rotation: it must be revoked.
+	remaced, remacErr := st.RemacAPIKeys(ctx)
+	if remaced > 0 {
+		fmt.Fprintf(out, "re-authenticated %d API keys under key %s\n", remaced, primary)
+	}
+	if remacErr != nil {
+		return remacErr
 	}
 
 	counts, err = st.KeyIDs(ctx)
@@ -205,9 +225,11 @@ func resealAll(ctx context.Context, st store.Store, primary string, pending, eve
 	return nil
 }
 
-// removeKey drops keyID from the key file, unless records of st are still sealed under
-// it or it is the primary key.
-func removeKey(ctx context.Context, st store.Store, ring *keyring.Keyring, path, keyID string, stdout, stderr io.Writer) int {
+// removeKey drops keyID from the key file, unless it is the primary key, records or API
+// keys of st are still sealed or authenticated under it, or history reports running
+// workflows whose current run holds payloads under it (or cannot tell).
+func removeKey(ctx context.Context, st store.Store, ring *keyring.Keyring, path, keyID string,
+	history func(ctx context.Context, keyID string) ([]keyUse, error), stdout, stderr io.Writer) int {
 	if keyID == ring.PrimaryID() {
 		fmt.Fprintf(stderr, "worker: remove key: %s is the primary key; add a new one with worker -new-key and rotate first\n", keyID)
 		return 2
@@ -219,6 +241,30 @@ func removeKey(ctx context.Context, st store.Store, ring *keyring.Keyring, path,
 	}
 	if n := counts[keyID]; n > 0 {
 		fmt.Fprintf(stderr, "worker: remove key: refusing: %d records are still sealed under key %s; run worker -rotate-keys first\n", n, keyID)
+		return 2
+	}
+	apiCounts, err := st.APIKeyKeyIDs(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: remove key: %v\n", err)
+		return 1
+	}
+	if n := apiCounts[keyID]; n > 0 {
+		fmt.Fprintf(stderr, "worker: remove key: refusing: %d API keys are still authenticated under key %s; run worker -rotate-keys first\n", n, keyID)
+		return 2
+	}
+	// Last, as the slowest: a key that running histories use cannot go, whatever the
+	// store says, and neither can one whose use cannot be checked.
+	// (A key the file does not hold is left to keyring.RemoveKey to refuse.)
+	uses, err := []keyUse(nil), error(nil)
+	if slices.Contains(ring.IDs(), keyID) {
+		uses, err = history(ctx, keyID)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: remove key: refusing: %v\n", err)
+		return 1
+	}
+	if len(uses) > 0 {
+		fmt.Fprintf(stderr, "worker: remove key: refusing: %v\n", refuseKeyInHistory(keyID, uses))
 		return 2
 	}
 	if err := keyring.RemoveKey(path, keyID); err != nil {

@@ -12,11 +12,19 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/tokenwarden/tokenwarden/internal/apikeys"
+	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/internal/store/storetest"
+	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
 // keyTestStore is a configured store for the key commands: the key file and the
@@ -191,6 +199,7 @@ func testKeyRotation(t *testing.T, k keyTestStore) {
 		t.Errorf("second rotation resealed something:\n%s", r.stdout)
 	}
 
+	startDevServer(t, ring) // -remove-key reads the running histories: none here
 	r = runWorker(t, "-remove-key", old)
 	r.check(t, 0)
 	checkStdout(t, r, "removed key "+old)
@@ -207,6 +216,40 @@ func testKeyRotation(t *testing.T, k keyTestStore) {
 		if strings.Contains(out, `"keys"`) || strings.Contains(out, "access-") {
 			t.Errorf("output shows key file content or secrets:\n%s", out)
 		}
+	}
+}
+
+func TestKeyRotationAPIKeysSQLite(t *testing.T)   { testKeyRotationAPIKeys(t, setupSQLite(t)) }
+func TestKeyRotationAPIKeysPostgres(t *testing.T) { testKeyRotationAPIKeys(t, setupPostgres(t)) }
+
+// API key rows are authenticated under the key file's keys too: -remove-key refuses
+// while one is under the key, -rotate-keys moves them, and they still authenticate
+// with the new key alone.
+func testKeyRotationAPIKeys(t *testing.T, k keyTestStore) {
+	s, _ := k.open(t)
+	created, err := apikeys.Create(t.Context(), s, "billing", []string{"crm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := k.firstID
+	runWorker(t, "-new-key").check(t, 0)
+
+	r := runWorker(t, "-remove-key", old)
+	r.check(t, 2, "1 API keys are still authenticated under key "+old, "-rotate-keys")
+	r = runWorker(t, "-rotate-keys")
+	r.check(t, 0)
+	checkStdout(t, r, "re-authenticated 1 API keys under key ")
+	_, ringNow := k.open(t)
+	startDevServer(t, ringNow)
+	runWorker(t, "-remove-key", old).check(t, 0)
+
+	s, ring := k.open(t)
+	if len(ring.IDs()) != 1 || ring.IDs()[0] == old {
+		t.Fatalf("ring after -remove-key: %v", ring)
+	}
+	got, err := s.LookupAPIKey(t.Context(), created.Info.ID)
+	if err != nil || got.Revoked() || !got.Allows("crm") {
+		t.Fatalf("LookupAPIKey with the new key alone = %+v, %v", got, err)
 	}
 }
 
@@ -363,3 +406,176 @@ func TestKeyCommandRefusals(t *testing.T) {
 		r.check(t, 1, `holds no key "nope"`, k.firstID)
 	})
 }
+
+// startDevServer starts a Temporal dev server from the temporal CLI the Makefile builds
+// into bin/ (TOKENWARDEN_TEST_TEMPORAL_BIN overrides it), points the worker's
+// configuration at it and returns a client whose payloads are encrypted with ring.
+func startDevServer(t *testing.T, ring *keyring.Keyring) client.Client {
+	t.Helper()
+	bin := os.Getenv("TOKENWARDEN_TEST_TEMPORAL_BIN")
+	if bin == "" {
+		var err error
+		if bin, err = filepath.Abs(filepath.Join("..", "bin", "temporal")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("the temporal CLI is missing at %s: run make test, which builds it", bin)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var serverLog bytes.Buffer
+	dc := codec.DataConverter(ring)
+	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath:  bin,
+		LogLevel:      "error",
+		ClientOptions: &client.Options{DataConverter: dc, FailureConverter: codec.FailureConverter(dc)},
+		Stdout:        &serverLog,
+		Stderr:        &serverLog,
+	})
+	if err != nil {
+		t.Fatalf("start the Temporal dev server: %v\n%s", err, serverLog.String())
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	t.Setenv("TOKENWARDEN_TEMPORAL_ADDRESS", srv.FrontendHostPort())
+	return srv.Client()
+}
+
+// replaceKeyFile writes a key file holding one random key under id in place of k's.
+func (k keyTestStore) replaceKeyFile(t *testing.T, id string) {
+	t.Helper()
+	key := make([]byte, keyring.KeySize)
+	_, _ = rand.Read(key)
+	content := fmt.Sprintf(`{"primary":%q,"keys":{%q:%q}}`, id, id, base64.StdEncoding.EncodeToString(key))
+	if err := os.Remove(k.keyPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(k.keyPath, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A worker started with the wrong key file says so at once (exit 2, before it dials
+// Temporal) instead of running and failing every read; with the right one it passes the
+// check (and here fails to reach Temporal, which is not listening).
+func TestWorkerRefusesKeyFileWithoutTheStoreKeys(t *testing.T) {
+	for _, tt := range []struct {
+		name string // the switch below sets up each case's key file
+		code int
+		want []string
+	}{
+		{"key IDs missing", 2, nil},
+		{"same key ID, other key", 2, []string{"refusing to start", "opens none of the 2 records"}},
+		{"right key file", 1, []string{"cannot reach the Temporal server"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			k := setupSQLite(t)
+			k.seed(t, 2)
+			s, _ := k.open(t)
+			if _, err := apikeys.Create(t.Context(), s, "billing", []string{"cred-000"}); err != nil {
+				t.Fatal(err)
+			}
+			want := tt.want
+			switch tt.name {
+			case "key IDs missing":
+				k.replaceKeyFile(t, "other")
+				want = []string{"worker: refusing to start", k.firstID + " (2 records)", k.firstID + " (1 API keys)", "holds other", "right key file"}
+			case "same key ID, other key":
+				k.replaceKeyFile(t, k.firstID)
+			}
+			r := runWorker(t)
+			r.check(t, tt.code, want...)
+			if tt.code == 1 && strings.Contains(r.stderr, "refusing to start") {
+				t.Errorf("the right key file was refused:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+// -remove-key reads the current run of every running credential workflow: a key that
+// one of them holds payloads under (in its start input, or in any later event such as a
+// signal) is refused with the workflows named; once they are gone, it is removed.
+func TestRemoveKeyRefusedWhileRunningHistoriesUseIt(t *testing.T) {
+	k := setupSQLite(t)
+	old := k.firstID
+	ring0, err := keyring.LoadFile(k.keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0 := startDevServer(t, ring0) // seals under the old key
+	ctx := t.Context()
+	// No worker polls this queue: the runs stay open with their start events as written.
+	start := func(c client.Client, id string) {
+		t.Helper()
+		opts := client.StartWorkflowOptions{ID: id, TaskQueue: "key-safety-test"}
+		if _, err := c.ExecuteWorkflow(ctx, opts, workflows.WorkflowType, map[string]string{"id": id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start(c0, "cred-old")
+
+	runWorker(t, "-new-key").check(t, 0)
+	ring1, err := keyring.LoadFile(k.keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc1 := codec.DataConverter(ring1)
+	c1, err := client.Dial(client.Options{HostPort: os.Getenv("TOKENWARDEN_TEMPORAL_ADDRESS"), DataConverter: dc1, Logger: quietSDKLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	start(c1, "cred-new")
+	start(c1, "cred-new-signalled")
+	// A signal sent by a client that still seals with the old key.
+	if err := c0.SignalWorkflow(ctx, "cred-new-signalled", "", workflows.SignalRefreshNow, "now"); err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, c1, 3)
+
+	before, _ := os.ReadFile(k.keyPath)
+	r := runWorker(t, "-remove-key", old)
+	r.check(t, 2, "refusing", "2 running workflows would no longer replay without key "+old, "cred-old (run ", "cred-new-signalled (run ", "continue-as-new")
+	if strings.Contains(r.stderr, "cred-new (run") {
+		t.Errorf("the refusal names a workflow whose run uses only the new key:\n%s", r.stderr)
+	}
+	if after, _ := os.ReadFile(k.keyPath); !bytes.Equal(before, after) {
+		t.Fatal("a refused -remove-key changed the key file")
+	}
+
+	for _, id := range []string{"cred-old", "cred-new-signalled"} {
+		if err := c1.TerminateWorkflow(ctx, id, "", "test: moved on"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRunning(t, c1, 1)
+	r = runWorker(t, "-remove-key", old)
+	r.check(t, 0)
+	checkStdout(t, r, "removed key "+old)
+}
+
+// waitRunning waits until visibility lists n running credential workflows.
+func waitRunning(t *testing.T, c client.Client, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := c.ListWorkflow(t.Context(), &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", workflows.WorkflowType),
+		})
+		if err == nil && len(resp.GetExecutions()) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("visibility does not list %d running workflows: %d, %v", n, len(resp.GetExecutions()), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// quietSDKLogger drops the SDK's log lines.
+type quietSDKLogger struct{}
+
+func (quietSDKLogger) Debug(string, ...any) {}
+func (quietSDKLogger) Info(string, ...any)  {}
+func (quietSDKLogger) Warn(string, ...any)  {}
+func (quietSDKLogger) Error(string, ...any) {}

@@ -49,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var keyCmd keyCommands
 	flags.BoolVar(&keyCmd.newKey, "new-key", false, "add a freshly generated key to the key file as its primary key, keeping the others, and exit")
 	flags.BoolVar(&keyCmd.rotateKeys, "rotate-keys", false, "re-seal every token store record under the key file's primary key and exit (resumable; safe while workers run)")
-	flags.StringVar(&keyCmd.removeKey, "remove-key", "", "remove the key `ID` from the key file and exit; refused while token store records use it")
+	flags.StringVar(&keyCmd.removeKey, "remove-key", "", "remove the key `ID` from the key file and exit; refused while token store rows or running workflows' current runs use it")
 	var apiKeyCmd apiKeyCommands // worker/apikeys.go
 	apiKeyCmd.register(flags)
 	flags.Usage = func() {
@@ -127,6 +127,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer tokens.Close()
+	// Before anything reads a row: the wrong key file is reported now, not as one failed
+	// read per credential (worker/keysafety.go).
+	if err := checkStoreKeys(ctx, tokens, ring, cfg.KeyFile, storeDesc); err != nil {
+		fmt.Fprintf(stderr, "worker: refusing to start: %v\n", err)
+		return 2
+	}
 
 	// Every payload this worker writes (activity inputs and results, query and update
 	// results, continue-as-new input, failure details) is encrypted; payloads it reads

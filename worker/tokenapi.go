@@ -7,7 +7,10 @@ package main
 // looks its key up in the store, so a revocation by any process applies to the next
 // request. Answers, in the order they are decided:
 //
-//	401 no key, a malformed or unknown key, a wrong secret, a revoked key
+//	429 the caller's address (or every caller together) failed authentication too often
+//	    lately (too_many_failures, Retry-After): decided before the key is looked up
+//	401 no key, a malformed or unknown key, a wrong secret, a revoked key, a key whose
+//	    stored row fails its authenticator (logged as an error: the row was tampered with)
 //	429 the key's token bucket is empty (Retry-After)
 //	403 the key is not scoped to the credential (whether or not it exists)
 //	404 the key is scoped to the credential but the store has no such record
@@ -16,16 +19,19 @@ package main
 //
 // Errors are {"error": code, "message": text}. Every answer carries Cache-Control:
 // no-store. No log line or error carries a token or an API key: requests are logged by
-// key ID (public) and credential ID.
+// key ID (public, and only once it is well formed) and credential ID (as sent only if it
+// is a valid one; otherwise escaped and cut short, see loggableID).
 
 import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +40,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/apikeys"
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
 // TokenAPIPattern is the token API's route on the worker's HTTP endpoint. It takes
@@ -65,6 +72,7 @@ type tokenAPI struct {
 	logger        *slog.Logger
 	now           func() time.Time
 	limiter       *keyLimiter
+	failures      *failureLimiter
 	touchInterval time.Duration
 
 	mu          sync.Mutex
@@ -78,6 +86,7 @@ func newTokenAPI(st tokenStore, rate float64, burst int, logger *slog.Logger) *t
 		logger:        logger,
 		now:           time.Now,
 		limiter:       newKeyLimiter(rate, burst),
+		failures:      newFailureLimiter(defaultFailureLimits),
 		touchInterval: touchInterval,
 		credTouched:   map[string]time.Time{},
 		keyTouched:    map[string]time.Time{},
@@ -124,18 +133,29 @@ func (a *tokenAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	credID := r.PathValue("id")
-	log := a.logger.With("credential", credID, "remote", r.RemoteAddr)
+	log := a.logger.With("credential", loggableID(credID, workflows.ValidateID(credID) == nil), "remote", r.RemoteAddr)
 
+	// Callers that keep failing authentication are stopped here, before their key is
+	// looked up or their request logged: that bounds both what guessing costs the store
+	// and how fast anyone can write to the log.
+	remote := remoteOf(r.RemoteAddr)
+	now := a.now()
+	if ok, wait := a.failures.allow(remote, now); !ok {
+		a.refuse(w, log, http.StatusTooManyRequests, "too_many_failures", "too many requests with a missing or invalid API key from this address; retry after the number of seconds in Retry-After", wait)
+		return
+	}
 	key, status, code, msg := a.authenticate(r)
 	if status != 0 {
 		if status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tokenwarden"`)
+			if a.failures.fail(remote, now) {
+				log.Warn("token API: refusing further requests from this address for a while: too many failed authentications", "remote_prefix", remote.String())
+			}
 		}
 		a.refuse(w, log, status, code, msg, 0)
 		return
 	}
 	log = log.With("key_id", key.ID, "key_name", key.Name)
-	now := a.now()
 	if ok, wait := a.limiter.allow(key.ID, now); !ok {
 		a.refuse(w, log, http.StatusTooManyRequests, "rate_limited", "too many requests for this API key; retry after the number of seconds in Retry-After", wait)
 		return
@@ -196,6 +216,14 @@ func (a *tokenAPI) authenticate(r *http.Request) (key store.APIKey, status int, 
 		return key, unauthorized, "invalid_api_key", "the API key is not valid"
 	}
 	k, err := a.store.LookupAPIKey(r.Context(), id)
+	if errors.Is(err, store.ErrAPIKeyUnauthenticated) {
+		// Someone wrote this key's row without the key file (or before rows were
+		// authenticated). The caller learns only that the key is not valid; the
+		// operator learns which row to retire.
+		a.logger.Error("token API: refused an API key whose stored row is not authenticated", "key_id", id, "remote", r.RemoteAddr, "error", err)
+		subtle.ConstantTimeCompare(apikeys.Hash(presented), dummyHash)
+		return key, unauthorized, "invalid_api_key", "the API key is not valid"
+	}
 	if err != nil && !errors.Is(err, store.ErrAPIKeyNotFound) {
 		a.logger.Error("token API: look up API key", "key_id", id, "error", err)
 		return key, http.StatusInternalServerError, "internal_error", "the token store could not be read; see the worker's log"
@@ -290,14 +318,158 @@ func (l *keyLimiter) allow(key string, now time.Time) (bool, time.Duration) {
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[key] = b
 	}
-	if elapsed := now.Sub(b.last); elapsed > 0 {
-		b.tokens = math.Min(l.burst, b.tokens+elapsed.Seconds()*l.rate)
-		b.last = now
-	}
+	b.refill(l.rate, l.burst, now)
 	if b.tokens >= 1 {
 		b.tokens--
 		return true, 0
 	}
-	wait := time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
-	return false, max(wait, time.Second)
+	return false, b.wait(l.rate)
+}
+
+// refill adds what rate has earned since b.last, up to burst.
+func (b *bucket) refill(rate, burst float64, now time.Time) {
+	if elapsed := now.Sub(b.last); elapsed > 0 {
+		b.tokens = math.Min(burst, b.tokens+elapsed.Seconds()*rate)
+		b.last = now
+	}
+}
+
+// wait is how long until b holds a whole token again, at least a second (Retry-After
+// counts whole seconds).
+func (b *bucket) wait(rate float64) time.Duration {
+	if b.tokens >= 1 {
+		return 0
+	}
+	return max(time.Duration((1-b.tokens)/rate*float64(time.Second)), time.Second)
+}
+
+// failureLimits configure a failureLimiter.
+type failureLimits struct {
+	// perRemote is each address's budget of failed authentications: burst at once,
+	// then rate per second.
+	remoteRate, remoteBurst float64
+	// global is the budget of all addresses together, so that many addresses (a
+	// botnet, or IPv6 prefixes) cannot multiply the per-address one without bound.
+	globalRate, globalBurst float64
+	// maxRemotes bounds the addresses tracked at once; beyond it, idle ones are dropped
+	// and new ones are held to the global budget only.
+	maxRemotes int
+}
+
+// defaultFailureLimits let a misconfigured client fail a few dozen times before it is
+// slowed to one failure a second, and hold the whole worker to twenty failed requests
+// (and log lines) a second. A key's secret is 256 random bits, so the limits are not
+// what makes guessing hopeless; they bound the store lookups and log lines that
+// guessing costs.
+var defaultFailureLimits = failureLimits{
+	remoteRate: 1, remoteBurst: 30,
+	globalRate: 20, globalBurst: 200,
+	maxRemotes: 10000,
+}
+
+// failureLimiter counts failed authentications per remote address prefix and in total.
+// Only failures spend its tokens, but once a budget is spent every request from that
+// address (or, for the global budget, every request with no budget left) is refused
+// until it refills: whether a key is valid is only known after the lookup it protects.
+type failureLimiter struct {
+	limits failureLimits
+
+	mu      sync.Mutex
+	global  bucket
+	remotes map[netip.Prefix]*bucket
+}
+
+func newFailureLimiter(l failureLimits) *failureLimiter {
+	return &failureLimiter{limits: l, global: bucket{tokens: l.globalBurst}, remotes: map[netip.Prefix]*bucket{}}
+}
+
+// allow reports whether a request from remote may be looked at, or how long until it
+// may.
+func (l *failureLimiter) allow(remote netip.Prefix, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.global.refill(l.limits.globalRate, l.limits.globalBurst, now)
+	wait := l.global.wait(l.limits.globalRate)
+	if b := l.remotes[remote]; b != nil {
+		b.refill(l.limits.remoteRate, l.limits.remoteBurst, now)
+		wait = max(wait, b.wait(l.limits.remoteRate))
+	}
+	return wait == 0, wait
+}
+
+// fail spends one token of remote's budget and one of the global budget. It reports
+// whether this failure used up remote's budget, so that the caller logs that once per
+// episode rather than once per refused request.
+func (l *failureLimiter) fail(remote netip.Prefix, now time.Time) (exhausted bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.global.refill(l.limits.globalRate, l.limits.globalBurst, now)
+	l.global.tokens = max(0, l.global.tokens-1)
+	b := l.remotes[remote]
+	if b == nil {
+		if len(l.remotes) >= l.limits.maxRemotes {
+			l.dropIdle(now)
+		}
+		if len(l.remotes) >= l.limits.maxRemotes {
+			return false // held to the global budget only
+		}
+		b = &bucket{tokens: l.limits.remoteBurst, last: now}
+		l.remotes[remote] = b
+	}
+	b.refill(l.limits.remoteRate, l.limits.remoteBurst, now)
+	before := b.tokens
+	b.tokens = max(0, b.tokens-1)
+	return before >= 1 && b.tokens < 1
+}
+
+// dropIdle forgets addresses whose budget has refilled: they are as if never seen.
+func (l *failureLimiter) dropIdle(now time.Time) {
+	for p, b := range l.remotes {
+		b.refill(l.limits.remoteRate, l.limits.remoteBurst, now)
+		if b.tokens >= l.limits.remoteBurst {
+			delete(l.remotes, p)
+		}
+	}
+}
+
+// remoteOf is the address prefix a request's failures are counted under: the IPv4
+// address, or the /64 of an IPv6 address (one host usually holds a whole /64). An
+// address that does not parse (never from net/http's own server) counts under one shared
+// prefix.
+func remoteOf(remoteAddr string) netip.Prefix {
+	addr, err := netip.ParseAddr(remoteAddr)
+	if ap, perr := netip.ParseAddrPort(remoteAddr); perr == nil {
+		addr, err = ap.Addr(), nil
+	}
+	if err != nil {
+		return netip.Prefix{}
+	}
+	addr = addr.Unmap().WithZone("")
+	bits := 32
+	if addr.Is6() {
+		bits = 64
+	}
+	p, err := addr.Prefix(bits)
+	if err != nil {
+		return netip.Prefix{}
+	}
+	return p
+}
+
+// maxLoggedID caps how many bytes of an invalid ID a log line quotes.
+const maxLoggedID = 64
+
+// loggableID is how an ID from a request appears in the log: as sent if it is valid
+// (then it is made of safe characters only), otherwise marked invalid, cut to
+// maxLoggedID bytes and quoted as printable ASCII, so that a caller cannot forge log
+// lines, terminal escapes or megabytes of log through the URL.
+func loggableID(id string, valid bool) string {
+	if valid {
+		return id
+	}
+	n := len(id)
+	if n > maxLoggedID {
+		return fmt.Sprintf("invalid:%s...(%d bytes)", strconv.QuoteToASCII(id[:maxLoggedID]), n)
+	}
+	return "invalid:" + strconv.QuoteToASCII(id)
 }

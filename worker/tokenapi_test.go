@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -22,13 +24,14 @@ import (
 
 // apiFixture is a token API over a real SQLite store, with a settable clock.
 type apiFixture struct {
-	t     *testing.T
-	store *store.SQLite
-	api   *tokenAPI
-	srv   *httptest.Server
-	logs  *syncBuffer
-	mu    sync.Mutex
-	clock time.Time
+	t      *testing.T
+	dbPath string
+	store  *store.SQLite
+	api    *tokenAPI
+	srv    *httptest.Server
+	logs   *syncBuffer
+	mu     sync.Mutex
+	clock  time.Time
 }
 
 type syncBuffer struct {
@@ -61,12 +64,13 @@ func newAPIFixture(t *testing.T, rate float64, burst int) *apiFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.OpenSQLite(t.Context(), filepath.Join(dir, "tokens.db"), ring, nil)
+	dbPath := filepath.Join(dir, "tokens.db")
+	st, err := store.OpenSQLite(t.Context(), dbPath, ring, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	f := &apiFixture{t: t, store: st, logs: &syncBuffer{}, clock: apiEpoch}
+	f := &apiFixture{t: t, dbPath: dbPath, store: st, logs: &syncBuffer{}, clock: apiEpoch}
 	logger := slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f.api = newTokenAPI(st, rate, burst, logger)
 	f.api.now = f.now
@@ -234,6 +238,63 @@ func TestTokenAPIAuthMatrix(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("other path: status %d, want the next handler's 404", resp.StatusCode)
+	}
+}
+
+// A database writer without the key file inserts a key of their own (or widens a
+// genuine key's scope): the token API answers 401 as for any invalid key, serves no
+// token, and logs an error naming the key ID.
+func TestTokenAPIRefusesUnauthenticatedKeyRows(t *testing.T) {
+	f := newAPIFixture(t, 1000, 1000)
+	f.seed("crm", "access-crm-SECRET")
+	f.seed("payroll", "access-payroll-SECRET")
+	genuine, genuineID := f.newKey("app", "crm")
+
+	db, err := sql.Open("sqlite", "file:"+f.dbPath+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	forged, forgedID, hash, err := apikeys.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []struct {
+		query string
+		args  []any
+	}{
+		{`INSERT INTO api_keys (id, name, hash, created_at) VALUES (?, ?, ?, ?)`, []any{forgedID, "intruder", hash, apiEpoch.UnixNano()}},
+		{`INSERT INTO api_key_scopes (key_id, credential_id) VALUES (?, ?)`, []any{forgedID, "crm"}},
+		{`INSERT INTO api_key_scopes (key_id, credential_id) VALUES (?, ?)`, []any{genuineID, "payroll"}},
+	} {
+		if _, err := db.ExecContext(t.Context(), stmt.query, stmt.args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, tc := range []struct{ name, cred, key, keyID string }{
+		{"inserted key", "crm", forged, forgedID},
+		{"widened key, new scope", "payroll", genuine, genuineID},
+		{"widened key, old scope", "crm", genuine, genuineID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := f.get(tc.cred, bearer(tc.key))
+			if a.status != http.StatusUnauthorized || a.err.Error != "invalid_api_key" {
+				t.Fatalf("status %d error %q, want 401 invalid_api_key; body %s", a.status, a.err.Error, a.body)
+			}
+			if strings.Contains(a.body, "SECRET") || strings.Contains(a.body, tc.keyID) {
+				t.Errorf("refusal body says too much: %s", a.body)
+			}
+		})
+	}
+	logs := f.logs.String()
+	for _, id := range []string{forgedID, genuineID} {
+		if !strings.Contains(logs, `"level":"ERROR"`) || !strings.Contains(logs, "not authenticated") || !strings.Contains(logs, id) {
+			t.Errorf("no error logged naming key %s:\n%s", id, logs)
+		}
+	}
+	if strings.Contains(logs, "SECRET") || strings.Contains(logs, forged) || strings.Contains(logs, genuine) {
+		t.Errorf("log holds a token or an API key:\n%s", logs)
 	}
 }
 
@@ -441,4 +502,195 @@ func otherSecret(key string) string {
 		last = "b"
 	}
 	return key[:len(key)-1] + last
+}
+
+// lookupCountingStore counts API key lookups, which failed authentication must stop
+// reaching once an address has spent its budget.
+type lookupCountingStore struct {
+	*store.SQLite
+	lookups atomic.Int32
+}
+
+func (c *lookupCountingStore) LookupAPIKey(ctx context.Context, id string) (store.APIKey, error) {
+	c.lookups.Add(1)
+	return c.SQLite.LookupAPIKey(ctx, id)
+}
+
+// serveFrom sends one request as if from remoteAddr, through the API's routing.
+func (f *apiFixture) serveFrom(remoteAddr, path, authorization string) *httptest.ResponseRecorder {
+	f.t.Helper()
+	req := httptest.NewRequestWithContext(f.t.Context(), http.MethodGet, path, nil)
+	req.RemoteAddr = remoteAddr
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	rec := httptest.NewRecorder()
+	f.api.handler(nil).ServeHTTP(rec, req)
+	return rec
+}
+
+// logLines decodes the fixture's JSON log.
+func (f *apiFixture) logLines() []map[string]any {
+	f.t.Helper()
+	var out []map[string]any
+	for line := range strings.SplitSeq(strings.TrimSpace(f.logs.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			f.t.Fatalf("log line is not JSON: %q", line)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func countLevel(lines []map[string]any, level string) int {
+	n := 0
+	for _, l := range lines {
+		if l["level"] == level {
+			n++
+		}
+	}
+	return n
+}
+
+// Guessing keys from one address: after the address's burst of failures, every further
+// request is 429 before its key is looked up or logged at info, one warning says so,
+// and the budget refills with time.
+func TestTokenAPILimitsFailedAuthentication(t *testing.T) {
+	f := newAPIFixture(t, 1000, 1000)
+	counting := &lookupCountingStore{SQLite: f.store}
+	f.api.store = counting
+	f.api.failures = newFailureLimiter(failureLimits{remoteRate: 1, remoteBurst: 3, globalRate: 1000, globalBurst: 1000, maxRemotes: 100})
+	f.seed("crm", "access-crm-SECRET")
+	valid, _ := f.newKey("app", "crm")
+	const path = "/v1/credentials/crm/token"
+	guess := func(i int) string {
+		return bearer(fmt.Sprintf("twk_%016x_%s", i, strings.Repeat("a", apikeys.SecretLen)))
+	}
+
+	for i := range 3 {
+		if rec := f.serveFrom("192.0.2.7:4000", path, guess(i)); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i+1, rec.Code)
+		}
+	}
+	if n := counting.lookups.Load(); n != 3 {
+		t.Fatalf("%d lookups for 3 guesses, want 3", n)
+	}
+	for i := range 50 {
+		rec := f.serveFrom("192.0.2.7:4001", path, guess(100+i))
+		if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "too_many_failures") || rec.Header().Get("Retry-After") != "1" {
+			t.Fatalf("guess past the burst: %d %s Retry-After %q, want 429 too_many_failures Retry-After 1", rec.Code, rec.Body, rec.Header().Get("Retry-After"))
+		}
+	}
+	// Missing and malformed keys count as well, and are refused the same way.
+	if rec := f.serveFrom("192.0.2.7:4002", path, ""); rec.Code != http.StatusTooManyRequests {
+		t.Errorf("no key while limited: %d, want 429", rec.Code)
+	}
+	if n := counting.lookups.Load(); n != 3 {
+		t.Errorf("%d lookups after 51 limited requests, want still 3", n)
+	}
+	// Whether a key is valid is only known after the lookup the limit protects, so the
+	// address's valid key waits too; another address is not affected.
+	if rec := f.serveFrom("192.0.2.7:4003", path, bearer(valid)); rec.Code != http.StatusTooManyRequests {
+		t.Errorf("valid key from the limited address: %d, want 429", rec.Code)
+	}
+	if rec := f.serveFrom("198.51.100.1:4000", path, bearer(valid)); rec.Code != http.StatusOK {
+		t.Errorf("valid key from another address: %d, want 200", rec.Code)
+	}
+	f.advance(time.Second)
+	if rec := f.serveFrom("192.0.2.7:4004", path, bearer(valid)); rec.Code != http.StatusOK {
+		t.Errorf("valid key a second later: %d, want 200", rec.Code)
+	}
+
+	lines := f.logLines()
+	if n := countLevel(lines, "INFO"); n != 3 {
+		t.Errorf("%d info lines, want one per looked-at failure (3):\n%s", n, f.logs)
+	}
+	if n := countLevel(lines, "WARN"); n != 1 || !strings.Contains(f.logs.String(), `"remote_prefix":"192.0.2.7/32"`) {
+		t.Errorf("%d warnings, want one naming 192.0.2.7/32:\n%s", n, f.logs)
+	}
+}
+
+// Many addresses together are held to the global budget; an IPv6 /64 is one address;
+// the addresses tracked are bounded.
+func TestFailureLimiter(t *testing.T) {
+	now := apiEpoch
+	l := newFailureLimiter(failureLimits{remoteRate: 1, remoteBurst: 2, globalRate: 1, globalBurst: 5, maxRemotes: 3})
+	for i := range 5 {
+		r := remoteOf(fmt.Sprintf("203.0.113.%d:1", i))
+		if ok, _ := l.allow(r, now); !ok {
+			t.Fatalf("address %d refused before the global budget was spent", i)
+		}
+		l.fail(r, now)
+	}
+	fresh := remoteOf("203.0.113.200:1")
+	if ok, wait := l.allow(fresh, now); ok || wait != time.Second {
+		t.Errorf("a new address once the global budget is spent: allowed %v, wait %v; want refused for 1s", ok, wait)
+	}
+	if n := len(l.remotes); n > 3 {
+		t.Errorf("%d addresses tracked, want at most 3", n)
+	}
+	now = now.Add(time.Hour) // everything refilled: idle addresses make room
+	l.fail(fresh, now)
+	if _, ok := l.remotes[fresh]; !ok || len(l.remotes) > 3 {
+		t.Errorf("after an hour a new address is not tracked (%d tracked)", len(l.remotes))
+	}
+
+	a, b := remoteOf("[2001:db8:1:2::10]:443"), remoteOf("[2001:db8:1:2:ffff::1]:80")
+	if a != b || a.Bits() != 64 {
+		t.Errorf("two hosts of one /64 count as %v and %v, want the same /64", a, b)
+	}
+	if got := remoteOf("[::ffff:192.0.2.1]:80"); got != remoteOf("192.0.2.1:80") {
+		t.Errorf("an IPv4-mapped address counts as %v, want as its IPv4 address", got)
+	}
+	if got := remoteOf("not an address"); got.IsValid() {
+		t.Errorf("an unparsable address counts as %v, want the shared invalid prefix", got)
+	}
+}
+
+// The credential ID comes from the URL: a valid one is logged as sent, an invalid one
+// escaped, marked and cut short, so that no caller writes raw bytes or megabytes into
+// the log.
+func TestTokenAPILogsSanitisedIDs(t *testing.T) {
+	f := newAPIFixture(t, 1000, 1000)
+	f.seed("crm", "access-crm-SECRET")
+	key, _ := f.newKey("app", "crm")
+	long := strings.Repeat("x", 5000)
+	for _, p := range []string{
+		"/v1/credentials/crm/token",
+		"/v1/credentials/evil%0A%7B%22level%22:%22ERROR%22%7D%1B%5B31m/token",
+		"/v1/credentials/" + long + "/token",
+		"/v1/credentials/caf%C3%A9%FF/token",
+	} {
+		f.serveFrom("192.0.2.9:1", p, bearer(key))
+	}
+	seen := map[string]bool{}
+	for _, l := range f.logLines() {
+		c, _ := l["credential"].(string)
+		seen[c] = true
+		if len(c) > 2*maxLoggedID+40 {
+			t.Errorf("logged credential of %d bytes: %.80q...", len(c), c)
+		}
+		for _, r := range c {
+			if r < 0x20 || r > 0x7e {
+				t.Errorf("logged credential %q holds a byte outside printable ASCII", c)
+				break
+			}
+		}
+		if c != "crm" && !strings.HasPrefix(c, "invalid:") {
+			t.Errorf("logged credential %q is neither valid nor marked invalid", c)
+		}
+	}
+	if !seen["crm"] || len(seen) != 4 {
+		t.Errorf("logged credentials %v, want the valid ID as sent and three invalid ones", seen)
+	}
+	if !seen[`invalid:"`+strings.Repeat("x", maxLoggedID)+`"...(5000 bytes)`] {
+		t.Errorf("the long ID is not logged cut short with its length: %v", seen)
+	}
+	if strings.Contains(f.logs.String(), long[:200]) {
+		t.Error("the log holds the long ID")
+	}
 }

@@ -367,3 +367,53 @@ func TestWrite(t *testing.T) {
 		}
 	}
 }
+
+// A store whose API key rows fail their authenticator (here: opened with a key file
+// whose key has the right ID and other bytes, as a forged row reads) refuses to list,
+// and so refuses revocation by name; revocation by ID still retires the row.
+func TestRevokeRefusedRowByID(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tokens.db")
+	ring := newRing(t, dir)
+	st, _, err := store.Open(ctx, store.BackendSQLite, path, "", ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := apikeys.Create(ctx, st, "billing", []string{"crm"})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := created.Info.ID
+
+	other := make([]byte, keyring.KeySize)
+	other[0] = 1
+	impostor, err := keyring.New(ring.PrimaryID(), map[string][]byte{ring.PrimaryID(): other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err = store.Open(ctx, store.BackendSQLite, path, "", impostor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := apikeys.List(ctx, st); !errors.Is(err, store.ErrAPIKeyUnauthenticated) || !strings.Contains(err.Error(), id) {
+		t.Fatalf("List = %v, want ErrAPIKeyUnauthenticated naming %s", err, id)
+	}
+	if _, err := apikeys.Revoke(ctx, st, "billing", time.Now()); !errors.Is(err, store.ErrAPIKeyUnauthenticated) {
+		t.Fatalf("Revoke(name) = %v, want the listing's refusal", err)
+	}
+	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	r, err := apikeys.Revoke(ctx, st, id, at)
+	if err != nil || r.Already || !r.Info.RevokedAt.Equal(at) {
+		t.Fatalf("Revoke(ID) = %+v, %v; want revoked at %v", r, err, at)
+	}
+	keys, err := apikeys.List(ctx, st)
+	if err != nil || len(keys) != 1 || !keys[0].Revoked() {
+		t.Fatalf("List after revoking by ID = %+v, %v; want the one key, revoked", keys, err)
+	}
+	if r, err := apikeys.Revoke(ctx, st, id, at.Add(time.Hour)); err != nil || !r.Already {
+		t.Errorf("Revoke(ID) again = %+v, %v; want Already", r, err)
+	}
+}

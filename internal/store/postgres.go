@@ -58,6 +58,12 @@ var postgresMigrations = []string{
 		credential_id text COLLATE "C" NOT NULL,
 		PRIMARY KEY (key_id, credential_id)
 	)`,
+	// 4: each API key row's authenticator and the key ID it is under (see apiKeyAuth
+	// in apikeys.go). Rows from before stay empty and are refused until revoked and
+	// re-created.
+	`ALTER TABLE tokenwarden_api_keys
+		ADD COLUMN mac_key_id text  NOT NULL DEFAULT '',
+		ADD COLUMN mac        bytea NOT NULL DEFAULT ''::bytea`,
 }
 
 // postgresMigrationLock is the first key of the transaction-scoped advisory lock taken

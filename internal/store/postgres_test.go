@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -175,6 +177,23 @@ func TestPostgresKeyRotationContract(t *testing.T) {
 		return func(t *testing.T, ring *keyring.Keyring) store.Store {
 			return openPostgres(t, dsn, ring, nil)
 		}
+	})
+}
+
+func TestPostgresAPIKeyAuthContract(t *testing.T) {
+	p := newTestPostgres(t)
+	storetest.RunAPIKeyAuth(t, func(t *testing.T) (storetest.Opener, storetest.RawSQL) {
+		schema, dsn := p.newSchema(t)
+		open := func(t *testing.T, ring *keyring.Keyring) store.Store { return openPostgres(t, dsn, ring, nil) }
+		raw := func(t *testing.T, query string, args ...any) {
+			t.Helper()
+			// The contract writes SQLite's placeholders and table names.
+			n := 0
+			query = regexp.MustCompile(`\?`).ReplaceAllStringFunc(query, func(string) string { n++; return "$" + strconv.Itoa(n) })
+			query = regexp.MustCompile(`\b(api_keys|api_key_scopes)\b`).ReplaceAllString(query, schema+".tokenwarden_$1")
+			p.exec(t, query, args...)
+		}
+		return open, raw
 	})
 }
 
@@ -395,8 +414,8 @@ func TestPostgresConcurrentOpen(t *testing.T) {
 		p.mu.Lock()
 		err := p.conn.QueryRow(t.Context(), `SELECT count(*) FROM `+schema+`.tokenwarden_schema_version`).Scan(&versions)
 		p.mu.Unlock()
-		if err != nil || versions != 3 {
-			t.Fatalf("round %d: schema version rows = %d (%v), want 3 (one per migration)", round, versions, err)
+		if err != nil || versions != 4 {
+			t.Fatalf("round %d: schema version rows = %d (%v), want 4 (one per migration)", round, versions, err)
 		}
 	}
 }
@@ -613,8 +632,8 @@ func TestPostgresSchema(t *testing.T) {
 		versions, err = pgx.CollectRows(rows, pgx.RowTo[int32])
 	}
 	p.mu.Unlock()
-	if err != nil || !slices.Equal(versions, []int32{1, 2, 3}) {
-		t.Fatalf("schema versions = %v (%v), want [1 2 3]", versions, err)
+	if err != nil || !slices.Equal(versions, []int32{1, 2, 3, 4}) {
+		t.Fatalf("schema versions = %v (%v), want [1 2 3 4]", versions, err)
 	}
 
 	// A database from a newer tokenwarden is refused rather than misread.

@@ -56,6 +56,11 @@ var migrations = []string{
 		credential_id TEXT NOT NULL,
 		PRIMARY KEY (key_id, credential_id)
 	) STRICT, WITHOUT ROWID`,
+	// 4, 5: each API key row's authenticator and the key ID it is under (see
+	// apiKeyAuth in apikeys.go). Rows from before stay empty and are refused until
+	// revoked and re-created.
+	`ALTER TABLE api_keys ADD COLUMN mac_key_id TEXT NOT NULL DEFAULT ''`,
+	`ALTER TABLE api_keys ADD COLUMN mac BLOB NOT NULL DEFAULT x''`,
 }
 
 // SQLite is a Store in a single SQLite database file, for a single host. Several

@@ -27,9 +27,9 @@ func (s *SQLite) TouchLastUsed(ctx context.Context, id string, at time.Time) err
 	return nil
 }
 
-// CreateAPIKey inserts the key and its scopes in one transaction.
+// CreateAPIKey inserts the key, its scopes and its authenticator in one transaction.
 func (s *SQLite) CreateAPIKey(ctx context.Context, key APIKey) (APIKey, error) {
-	row, err := prepareAPIKey(key, s.now)
+	row, err := prepareAPIKey(key, s.ring, s.now)
 	if err != nil {
 		return APIKey{}, fmt.Errorf("sqlite store: create API key: %w", err)
 	}
@@ -46,8 +46,8 @@ func (s *SQLite) CreateAPIKey(ctx context.Context, key APIKey) (APIKey, error) {
 	if taken > 0 {
 		return APIKey{}, fmt.Errorf("sqlite store: create API key %q: %w", k.Name, ErrAPIKeyExists)
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, name, hash, created_at) VALUES (?, ?, ?, ?)`,
-		k.ID, k.Name, k.Hash, row.created); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, name, hash, created_at, mac_key_id, mac) VALUES (?, ?, ?, ?, ?, ?)`,
+		k.ID, k.Name, k.Hash, row.created, row.macKey, row.mac); err != nil {
 		return APIKey{}, fmt.Errorf("sqlite store: create API key %q: %w", k.Name, err)
 	}
 	for _, cid := range k.CredentialIDs {
@@ -61,83 +61,128 @@ func (s *SQLite) CreateAPIKey(ctx context.Context, key APIKey) (APIKey, error) {
 	return k, nil
 }
 
-// LookupAPIKey returns the key with the ID and its scopes.
+// LookupAPIKey returns the key with the ID and its scopes once its row's authenticator
+// checks out (ErrAPIKeyUnauthenticated otherwise).
 func (s *SQLite) LookupAPIKey(ctx context.Context, id string) (APIKey, error) {
-	k, err := s.lookupAPIKey(ctx, s.db, id)
+	auth, err := newAPIKeyAuth(s.ring)
 	if err != nil {
 		return APIKey{}, fmt.Errorf("sqlite store: look up API key %q: %w", id, err)
 	}
-	return k, nil
+	r, err := s.readAPIKey(ctx, s.db, id)
+	if err == nil {
+		var k APIKey
+		if k, err = r.verified(auth); err == nil {
+			return k, nil
+		}
+	}
+	return APIKey{}, fmt.Errorf("sqlite store: look up API key %q: %w", id, err)
 }
 
-// queryer is what lookupAPIKey needs of a *sql.DB or *sql.Tx.
+// queryer is what readAPIKey needs of a *sql.DB or *sql.Tx.
 type queryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-func (s *SQLite) lookupAPIKey(ctx context.Context, q queryer, id string) (APIKey, error) {
+const sqliteAPIKeyColumns = `id, name, hash, created_at, revoked_at, last_used_at, mac_key_id, mac`
+
+// scanAPIKey reads one row of sqliteAPIKeyColumns (or PostgreSQL's, which has the same
+// columns) without scopes.
+func scanAPIKey(row rowScanner, dest ...any) (storedAPIKey, error) {
 	var (
-		k APIKey
+		r storedAPIKey
 		t apiKeyTimes
 	)
-	err := q.QueryRowContext(ctx, `SELECT id, name, hash, created_at, revoked_at, last_used_at FROM api_keys WHERE id = ?`, id).
-		Scan(&k.ID, &k.Name, &k.Hash, &t.created, &t.revoked, &t.lastUsed)
+	if err := row.Scan(append([]any{&r.key.ID, &r.key.Name, &r.key.Hash, &t.created, &t.revoked, &t.lastUsed, &r.macKey, &r.mac}, dest...)...); err != nil {
+		return storedAPIKey{}, err
+	}
+	t.apply(&r.key)
+	return r, nil
+}
+
+// readAPIKey reads a row and its scopes without checking its authenticator.
+func (s *SQLite) readAPIKey(ctx context.Context, q queryer, id string) (storedAPIKey, error) {
+	r, err := scanAPIKey(q.QueryRowContext(ctx, `SELECT `+sqliteAPIKeyColumns+` FROM api_keys WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return APIKey{}, ErrAPIKeyNotFound
+		return storedAPIKey{}, ErrAPIKeyNotFound
 	}
 	if err != nil {
-		return APIKey{}, err
+		return storedAPIKey{}, err
 	}
-	t.apply(&k)
 	rows, err := q.QueryContext(ctx, `SELECT credential_id FROM api_key_scopes WHERE key_id = ? ORDER BY credential_id`, id)
 	if err != nil {
-		return APIKey{}, fmt.Errorf("read scopes: %w", err)
+		return storedAPIKey{}, fmt.Errorf("read scopes: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var cid string
 		if err := rows.Scan(&cid); err != nil {
-			return APIKey{}, fmt.Errorf("read scopes: %w", err)
+			return storedAPIKey{}, fmt.Errorf("read scopes: %w", err)
 		}
-		k.CredentialIDs = append(k.CredentialIDs, cid)
+		r.key.CredentialIDs = append(r.key.CredentialIDs, cid)
 	}
 	if err := rows.Err(); err != nil {
-		return APIKey{}, fmt.Errorf("read scopes: %w", err)
+		return storedAPIKey{}, fmt.Errorf("read scopes: %w", err)
 	}
-	return k, nil
+	return r, nil
 }
 
-// ListAPIKeys returns every key with its scopes, ordered by name (byte order).
+// ListAPIKeys returns every key with its scopes, ordered by name (byte order). If any
+// row fails its authenticator it returns no keys and an error that names each refused
+// key (ErrAPIKeyUnauthenticated): a listing that silently skipped them would hide the
+// tampering from the operator.
 func (s *SQLite) ListAPIKeys(ctx context.Context) ([]APIKey, error) {
-	keys, err := s.listAPIKeys(ctx)
+	auth, err := newAPIKeyAuth(s.ring)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: list API keys: %w", err)
+	}
+	stored, err := s.readAPIKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: list API keys: %w", err)
+	}
+	keys, err := verifyAll(auth, stored)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite store: list API keys: %w", err)
 	}
 	return keys, nil
 }
 
-func (s *SQLite) listAPIKeys(ctx context.Context) ([]APIKey, error) {
+// verifyAll checks every listed row; see ListAPIKeys.
+func verifyAll(auth apiKeyAuth, stored []storedAPIKey) ([]APIKey, error) {
+	keys := make([]APIKey, 0, len(stored))
+	var refused []error
+	for _, r := range stored {
+		k, err := r.verified(auth)
+		if err != nil {
+			refused = append(refused, err)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	if err := refusedAPIKeys(refused); err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+func (s *SQLite) readAPIKeys(ctx context.Context) ([]storedAPIKey, error) {
 	// Two plain reads (a transaction would take the write lock: _txlock=immediate). Keys
-	// are listed by the first; scopes never change after a key's creation.
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, hash, created_at, revoked_at, last_used_at FROM api_keys ORDER BY name`)
+	// are listed by the first; scopes never change after a key's creation, and a scope
+	// row added by anyone else fails the key's authenticator.
+	rows, err := s.db.QueryContext(ctx, `SELECT `+sqliteAPIKeyColumns+` FROM api_keys ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
-	var keys []APIKey
+	var keys []storedAPIKey
 	index := map[string]int{}
 	for rows.Next() {
-		var (
-			k APIKey
-			t apiKeyTimes
-		)
-		if err := rows.Scan(&k.ID, &k.Name, &k.Hash, &t.created, &t.revoked, &t.lastUsed); err != nil {
+		r, err := scanAPIKey(rows)
+		if err != nil {
 			rows.Close()
 			return nil, err
 		}
-		t.apply(&k)
-		index[k.ID] = len(keys)
-		keys = append(keys, k)
+		index[r.key.ID] = len(keys)
+		keys = append(keys, r)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -154,18 +199,17 @@ func (s *SQLite) listAPIKeys(ctx context.Context) ([]APIKey, error) {
 			return nil, err
 		}
 		if i, ok := index[kid]; ok {
-			keys[i].CredentialIDs = append(keys[i].CredentialIDs, cid)
+			keys[i].key.CredentialIDs = append(keys[i].key.CredentialIDs, cid)
 		}
 	}
 	return keys, rows.Err()
 }
 
-// RevokeAPIKey sets revoked_at unless the key is already revoked.
+// RevokeAPIKey sets revoked_at unless the key is already revoked, and authenticates
+// the row with it. A row that fails its authenticator is revoked too (see
+// prepareRevocation), keeping a revocation time it already has.
 func (s *SQLite) RevokeAPIKey(ctx context.Context, id string, at time.Time) (APIKey, error) {
-	ns, err := toNanos(at)
-	if err == nil && ns == 0 {
-		err = errors.New("zero revocation time")
-	}
+	auth, err := newAPIKeyAuth(s.ring)
 	if err != nil {
 		return APIKey{}, fmt.Errorf("sqlite store: revoke API key %q: %w", id, err)
 	}
@@ -174,17 +218,105 @@ func (s *SQLite) RevokeAPIKey(ctx context.Context, id string, at time.Time) (API
 		return APIKey{}, fmt.Errorf("sqlite store: revoke API key %q: begin: %w", id, err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at = 0`, ns, id); err != nil {
+	r, err := s.readAPIKey(ctx, tx, id)
+	if err != nil {
 		return APIKey{}, fmt.Errorf("sqlite store: revoke API key %q: %w", id, err)
 	}
-	k, err := s.lookupAPIKey(ctx, tx, id)
+	verr := auth.verify(r.key, r.macKey, r.mac)
+	if verr == nil && r.key.Revoked() {
+		return r.key, nil
+	}
+	if r.key.Revoked() {
+		at = r.key.RevokedAt
+	}
+	rev, err := prepareRevocation(r.key, at, s.ring)
 	if err != nil {
+		return APIKey{}, fmt.Errorf("sqlite store: revoke API key %q: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ?, mac_key_id = ?, mac = ? WHERE id = ?`,
+		rev.revoked, rev.macKey, rev.mac, id); err != nil {
 		return APIKey{}, fmt.Errorf("sqlite store: revoke API key %q: %w", id, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return APIKey{}, fmt.Errorf("sqlite store: revoke API key %q: commit: %w", id, err)
 	}
-	return k, nil
+	return rev.key, nil
+}
+
+// APIKeyKeyIDs counts the API key rows authenticated under each key ID; rows without an
+// authenticator are not counted.
+func (s *SQLite) APIKeyKeyIDs(ctx context.Context) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT mac_key_id, count(*) FROM api_keys WHERE mac_key_id <> '' GROUP BY mac_key_id`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: count API keys per key ID: %w", err)
+	}
+	defer rows.Close()
+	counts, err := scanKeyCounts(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite store: count API keys per key ID: %w", err)
+	}
+	return counts, nil
+}
+
+// RemacAPIKeys authenticates every API key row again under the keyring's primary key,
+// in one transaction. Rows that fail their authenticator are left alone and named in
+// the error; the others are still moved.
+func (s *SQLite) RemacAPIKeys(ctx context.Context) (int, error) {
+	auth, err := newAPIKeyAuth(s.ring)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite store: re-authenticate API keys: %w", err)
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite store: re-authenticate API keys: begin: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM api_keys WHERE mac_key_id <> ? ORDER BY id`, auth.ring.PrimaryID())
+	if err != nil {
+		return 0, fmt.Errorf("sqlite store: re-authenticate API keys: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sqlite store: re-authenticate API keys: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite store: re-authenticate API keys: %w", err)
+	}
+	var (
+		changed int
+		refused []error
+	)
+	for _, id := range ids {
+		r, err := s.readAPIKey(ctx, tx, id)
+		if err != nil {
+			return 0, fmt.Errorf("sqlite store: re-authenticate API key %q: %w", id, err)
+		}
+		macKey, mac, ok, err := auth.remac(r)
+		if err != nil {
+			refused = append(refused, err)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE api_keys SET mac_key_id = ?, mac = ? WHERE id = ?`, macKey, mac, id); err != nil {
+			return 0, fmt.Errorf("sqlite store: re-authenticate API key %q: %w", id, err)
+		}
+		changed++
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite store: re-authenticate API keys: commit: %w", err)
+	}
+	if err := refusedAPIKeys(refused); err != nil {
+		return changed, fmt.Errorf("sqlite store: re-authenticate API keys: %w", err)
+	}
+	return changed, nil
 }
 
 // TouchAPIKey sets the key's last_used_at to at if that is later.

@@ -59,6 +59,20 @@ func TestSQLiteKeyRotationContract(t *testing.T) {
 	})
 }
 
+func TestSQLiteAPIKeyAuthContract(t *testing.T) {
+	storetest.RunAPIKeyAuth(t, func(t *testing.T) (storetest.Opener, storetest.RawSQL) {
+		path := filepath.Join(t.TempDir(), "tokens.db")
+		open := func(t *testing.T, ring *keyring.Keyring) store.Store { return openSQLite(t, path, ring, nil) }
+		raw := func(t *testing.T, query string, args ...any) {
+			t.Helper()
+			if _, err := rawDB(t, path).ExecContext(t.Context(), query, args...); err != nil {
+				t.Fatalf("raw %s: %v", query, err)
+			}
+		}
+		return open, raw
+	})
+}
+
 // rawDB opens the database file directly, bypassing the store, to inspect or corrupt
 // rows the way an attacker with file access could.
 func rawDB(t *testing.T, path string) *sql.DB {
@@ -366,8 +380,8 @@ func TestSQLiteSchema(t *testing.T) {
 	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		t.Fatal(err)
 	}
-	if version != 3 || mode != "wal" {
-		t.Fatalf("user_version = %d, journal_mode = %q; want 3, wal", version, mode)
+	if version != 5 || mode != "wal" {
+		t.Fatalf("user_version = %d, journal_mode = %q; want 5, wal", version, mode)
 	}
 
 	// A database from a newer tokenwarden is refused rather than misread.

@@ -112,17 +112,31 @@ type Store interface {
 	// ErrAPIKeyExists if its name or ID is taken, by a revoked key too.
 	CreateAPIKey(ctx context.Context, key APIKey) (APIKey, error)
 	// LookupAPIKey returns the API key with the ID, revoked or not, or
-	// ErrAPIKeyNotFound.
+	// ErrAPIKeyNotFound. Every API key row is authenticated under a key derived from the
+	// keyring: a row inserted or altered without the key file (or written before rows
+	// were authenticated) is ErrAPIKeyUnauthenticated, an error naming the key ID.
 	LookupAPIKey(ctx context.Context, id string) (APIKey, error)
-	// ListAPIKeys returns every API key, revoked ones included, ordered by name.
+	// ListAPIKeys returns every API key, revoked ones included, ordered by name; if any
+	// row fails its authenticator, none and an error naming each refused key
+	// (ErrAPIKeyUnauthenticated).
 	ListAPIKeys(ctx context.Context) ([]APIKey, error)
 	// RevokeAPIKey marks the key revoked at `at` and returns it. Revoking a revoked key
 	// keeps the first RevokedAt and is not an error. ErrAPIKeyNotFound if it does not
-	// exist. A revoked key stays listed (and its name taken) for the record.
+	// exist. A revoked key stays listed (and its name taken) for the record. It revokes
+	// a row that fails its authenticator too, and authenticates it as revoked: a revoked
+	// key grants nothing, and that is how an operator retires such a row.
 	RevokeAPIKey(ctx context.Context, id string, at time.Time) (APIKey, error)
 	// TouchAPIKey sets the key's LastUsedAt to at if that is later than the stored
 	// value. ErrAPIKeyNotFound if it does not exist.
 	TouchAPIKey(ctx context.Context, id string, at time.Time) error
+	// APIKeyKeyIDs counts the API key rows authenticated under each key ID of the
+	// keyring, as KeyIDs counts credential records.
+	APIKeyKeyIDs(ctx context.Context) (map[string]int, error)
+	// RemacAPIKeys authenticates every API key row that is under another key again
+	// under the keyring's primary key, and returns how many it moved. A row that fails
+	// its authenticator is not moved (that would launder it): the error names it,
+	// matching ErrAPIKeyUnauthenticated.
+	RemacAPIKeys(ctx context.Context) (int, error)
 
 	Close() error
 }
