@@ -110,13 +110,15 @@ func dialForKeyCheck(ctx context.Context, cfg config.Worker, stderr io.Writer) (
 	ctx, cancel := context.WithTimeout(ctx, historyDialTimeout)
 	defer cancel()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	c, err := client.DialContext(ctx, client.Options{
-		HostPort:  cfg.TemporalAddress,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    sdklog.NewStructuredLogger(logger),
-	})
+	// The same connection as the worker's own (profiles, API key, TLS).
+	opts, err := cfg.ClientOptions(nil)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the Temporal server at %s (namespace %q) to check the running workflows' histories: %w", cfg.TemporalAddress, cfg.TemporalNamespace, err)
+		return nil, err
+	}
+	opts.Logger = sdklog.NewStructuredLogger(logger)
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the Temporal server (%s) to check the running workflows' histories: %w", config.DescribeConnection(opts), err)
 	}
 	return c, nil
 }

@@ -42,6 +42,45 @@ func (m *MockStore) EXPECT() *MockStoreMockRecorder {
 	return m.recorder
 }
 
+// APIKeyKeyIDs mocks base method.
+func (m *MockStore) APIKeyKeyIDs(ctx context.Context) (map[string]int, error) {
+	m.ctrl.T.Helper()
+	ret := m.ctrl.Call(m, "APIKeyKeyIDs", ctx)
+	ret0, _ := ret[0].(map[string]int)
+	ret1, _ := ret[1].(error)
+	return ret0, ret1
+}
+
+// APIKeyKeyIDs indicates an expected call of APIKeyKeyIDs.
+func (mr *MockStoreMockRecorder) APIKeyKeyIDs(ctx any) *MockStoreAPIKeyKeyIDsCall {
+	mr.mock.ctrl.T.Helper()
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "APIKeyKeyIDs", reflect.TypeOf((*MockStore)(nil).APIKeyKeyIDs), ctx)
+	return &MockStoreAPIKeyKeyIDsCall{Call: call}
+}
+
+// MockStoreAPIKeyKeyIDsCall wrap *gomock.Call
+type MockStoreAPIKeyKeyIDsCall struct {
+	*gomock.Call
+}
+
+// Return rewrite *gomock.Call.Return
+func (c *MockStoreAPIKeyKeyIDsCall) Return(arg0 map[string]int, arg1 error) *MockStoreAPIKeyKeyIDsCall {
+	c.Call = c.Call.Return(arg0, arg1)
+	return c
+}
+
+// Do rewrite *gomock.Call.Do
+func (c *MockStoreAPIKeyKeyIDsCall) Do(f func(context.Context) (map[string]int, error)) *MockStoreAPIKeyKeyIDsCall {
+	c.Call = c.Call.Do(f)
+	return c
+}
+
+// DoAndReturn rewrite *gomock.Call.DoAndReturn
+func (c *MockStoreAPIKeyKeyIDsCall) DoAndReturn(f func(context.Context) (map[string]int, error)) *MockStoreAPIKeyKeyIDsCall {
+	c.Call = c.Call.DoAndReturn(f)
+	return c
+}
+
 // AcquireLease mocks base method.
 func (m *MockStore) AcquireLease(ctx context.Context, id, owner string, now, expiresAt time.Time) (store.Lease, error) {
 	m.ctrl.T.Helper()
@@ -503,6 +542,45 @@ func (c *MockStoreReleaseLeaseCall) Do(f func(context.Context, string, string) e
 
 // DoAndReturn rewrite *gomock.Call.DoAndReturn
 func (c *MockStoreReleaseLeaseCall) DoAndReturn(f func(context.Context, string, string) error) *MockStoreReleaseLeaseCall {
+	c.Call = c.Call.DoAndReturn(f)
+	return c
+}
+
+// RemacAPIKeys mocks base method.
+func (m *MockStore) RemacAPIKeys(ctx context.Context) (int, error) {
+	m.ctrl.T.Helper()
+	ret := m.ctrl.Call(m, "RemacAPIKeys", ctx)
+	ret0, _ := ret[0].(int)
+	ret1, _ := ret[1].(error)
+	return ret0, ret1
+}
+
+// RemacAPIKeys indicates an expected call of RemacAPIKeys.
+func (mr *MockStoreMockRecorder) RemacAPIKeys(ctx any) *MockStoreRemacAPIKeysCall {
+	mr.mock.ctrl.T.Helper()
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "RemacAPIKeys", reflect.TypeOf((*MockStore)(nil).RemacAPIKeys), ctx)
+	return &MockStoreRemacAPIKeysCall{Call: call}
+}
+
+// MockStoreRemacAPIKeysCall wrap *gomock.Call
+type MockStoreRemacAPIKeysCall struct {
+	*gomock.Call
+}
+
+// Return rewrite *gomock.Call.Return
+func (c *MockStoreRemacAPIKeysCall) Return(arg0 int, arg1 error) *MockStoreRemacAPIKeysCall {
+	c.Call = c.Call.Return(arg0, arg1)
+	return c
+}
+
+// Do rewrite *gomock.Call.Do
+func (c *MockStoreRemacAPIKeysCall) Do(f func(context.Context) (int, error)) *MockStoreRemacAPIKeysCall {
+	c.Call = c.Call.Do(f)
+	return c
+}
+
+// DoAndReturn rewrite *gomock.Call.DoAndReturn
+func (c *MockStoreRemacAPIKeysCall) DoAndReturn(f func(context.Context) (int, error)) *MockStoreRemacAPIKeysCall {
 	c.Call = c.Call.DoAndReturn(f)
 	return c
 }
