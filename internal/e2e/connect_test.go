@@ -111,6 +111,16 @@ func TestConnect(t *testing.T) {
 		}
 	})
 
+	t.Run("zalo-user", func(t *testing.T) {
+		rec := &tokenRecorder{seen: map[string]bool{}}
+		const appID, appSecret = "5432198760123456789", "Zalo-App-Secret-connect-user-4567"
+		fake := fakezalo.New(fakezalo.Options{AppID: appID, AppSecret: appSecret, AccessLifetime: connectLifetime})
+		srv := recordedServer(t, rec, fake)
+		c := connectCase{name: "zalo-user", provider: "zalo-user", secret: appSecret, refreshed: fake.Refreshes,
+			config: map[string]any{"client_id": appID, "base_url": srv.URL}}
+		runConnect(t, c, rec, browse)
+	})
+
 	t.Run("feishu-user", func(t *testing.T) {
 		rec := &tokenRecorder{seen: map[string]bool{}}
 		const appID, appSecret = "cli_connect_e2e", "feishu-app-secret-connect-0123"
