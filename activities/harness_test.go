@@ -259,13 +259,26 @@ func (h *harness) get(id string) store.Record {
 // assertLeaseFree proves the lease was released by taking it for another owner.
 func (h *harness) assertLeaseFree(id string) {
 	h.t.Helper()
-	now := h.clock.Now()
-	if _, err := h.sqlite.AcquireLease(context.Background(), id, "someone-else", now, now.Add(time.Minute)); err != nil {
+	if _, err := h.sqlite.AcquireLease(context.Background(), id, "someone-else", time.Minute); err != nil {
 		h.t.Fatalf("lease should be free, but another owner cannot take it: %v", err)
 	}
 	if err := h.sqlite.ReleaseLease(context.Background(), id, "someone-else"); err != nil {
 		h.t.Fatal(err)
 	}
+}
+
+// takeLeaseAgo leaves a lease of ttl that owner took `ago` on the harness clock, as an
+// attempt that died then would have: the store stamps leases with its own clock, so
+// the clock is stepped back for the taking and forward again. It returns when it was
+// taken.
+func (h *harness) takeLeaseAgo(id, owner string, ago, ttl time.Duration) time.Time {
+	h.t.Helper()
+	h.clock.Advance(-ago)
+	defer h.clock.Advance(ago)
+	if _, err := h.sqlite.AcquireLease(context.Background(), id, owner, ttl); err != nil {
+		h.t.Fatal(err)
+	}
+	return h.clock.Now()
 }
 
 // assertLeaseHeld checks that an attempt's lease is still live and returns it.
@@ -360,7 +373,7 @@ type flakyStore struct {
 	calls    int
 }
 
-func (s *flakyStore) CompareAndSwap(ctx context.Context, rec store.Record, expected int64) (store.Record, error) {
+func (s *flakyStore) CompareAndSwap(ctx context.Context, rec store.Record, expected int64, owner string) (store.Record, error) {
 	s.mu.Lock()
 	s.calls++
 	fail := s.failures != 0
@@ -371,7 +384,7 @@ func (s *flakyStore) CompareAndSwap(ctx context.Context, rec store.Record, expec
 	if fail {
 		return store.Record{}, s.failErr
 	}
-	return s.Store.CompareAndSwap(ctx, rec, expected)
+	return s.Store.CompareAndSwap(ctx, rec, expected, owner)
 }
 
 func (s *flakyStore) casCalls() int {

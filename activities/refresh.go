@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -98,9 +99,11 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 
 	owner := leaseOwner(ctx)
 	now := a.now()
-	previous, err := a.Store.AcquireLease(ctx, req.CredentialID, owner, now, now.Add(a.leaseDuration()))
+	previous, err := a.Store.AcquireLease(ctx, req.CredentialID, owner, a.leaseDuration())
 	if errors.Is(err, store.ErrLeaseHeld) {
-		wait := previous.ExpiresAt.Sub(now) + time.Second
+		// The expiry is on the store's clock, this worker's may differ: the wait is
+		// kept within what one lease can last.
+		wait := min(max(previous.ExpiresAt.Sub(now), 0), a.leaseDuration()) + time.Second
 		return RefreshResult{}, temporal.NewApplicationErrorWithOptions(
 			fmt.Sprintf("another refresh attempt holds the lease until %s", previous.ExpiresAt.Format(time.RFC3339)),
 			ErrTypeInFlight, temporal.ApplicationErrorOptions{NextRetryDelay: wait})
@@ -161,7 +164,7 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	} else if !tokens.RefreshExpiresAt.IsZero() {
 		next.RefreshExpiresAt = tokens.RefreshExpiresAt.UTC()
 	}
-	saved, err := a.commit(ctx, next, rec.Version)
+	saved, err := a.commit(ctx, next, rec.Version, owner)
 	if err != nil {
 		// The provider may have rotated the token and we could not store it. Say so
 		// loudly; the lease stays, so the next attempt treats the outcome as uncertain.
@@ -302,17 +305,18 @@ func heartbeat(ctx context.Context) (stop func()) {
 
 // commit writes the new token set, retrying store failures until commitTimeout: once
 // the provider has answered, the new refresh token exists nowhere else.
-func (a *Activities) commit(ctx context.Context, next store.Record, expected int64) (store.Record, error) {
+func (a *Activities) commit(ctx context.Context, next store.Record, expected int64, owner string) (store.Record, error) {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	delay := 50 * time.Millisecond
 	for {
-		saved, err := a.Store.CompareAndSwap(cctx, next, expected)
+		saved, err := a.Store.CompareAndSwap(cctx, next, expected, owner)
 		if err == nil {
 			return saved, nil
 		}
-		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrNotFound) {
-			// Retrying cannot help: someone else wrote, or the credential was deleted.
+		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrLeaseLost) {
+			// Retrying cannot help: someone else wrote, the credential was deleted, or
+			// the lease expired and another attempt may be presenting the token.
 			return store.Record{}, err
 		}
 		select {
@@ -372,13 +376,18 @@ func (a *Activities) releaseLease(ctx context.Context, id, owner string) {
 	}
 }
 
-// leaseOwner names this attempt: workflow run, activity and attempt number.
+// leaseOwner names this attempt: workflow run, activity and attempt number for the
+// logs, and a random ID that makes it unique. Run, activity and attempt alone can
+// repeat (a reset workflow, a test environment, an attempt started twice), and two
+// attempts sharing an owner would each take the other's lease as their own, which the
+// fencing of CompareAndSwap exists to prevent.
 func leaseOwner(ctx context.Context) string {
+	id := uuid.NewString()
 	if !activity.IsActivity(ctx) {
-		return "local"
+		return "local/" + id
 	}
 	info := activity.GetInfo(ctx)
-	return fmt.Sprintf("%s/%s#%d", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt)
+	return fmt.Sprintf("%s/%s#%d/%s", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt, id)
 }
 
 func resultOf(rec store.Record, already, rotated bool) RefreshResult {

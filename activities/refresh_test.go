@@ -121,9 +121,7 @@ func TestRefreshAlreadyCommitted(t *testing.T) {
 func TestRefreshLeaseHeldByAnotherAttempt(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	rt, v := h.seed(credID, "fam", testClientSecret)
-	now := h.clock.Now()
-	expires := now.Add(45 * time.Second)
-	if _, err := h.sqlite.AcquireLease(context.Background(), credID, "other-run/7#1", now, expires); err != nil {
+	if _, err := h.sqlite.AcquireLease(context.Background(), credID, "other-run/7#1", 45*time.Second); err != nil {
 		t.Fatal(err)
 	}
 
@@ -186,10 +184,7 @@ func TestRefreshAfterInterruptedAttempt(t *testing.T) {
 	// takeStaleLease leaves the lease of an attempt that died leaseDuration+1s ago.
 	takeStaleLease := func(h *harness) store.Lease {
 		t.Helper()
-		takenAt := h.clock.Now().Add(-leaseDuration - time.Second)
-		if _, err := h.sqlite.AcquireLease(context.Background(), credID, "dead-run/3#2", takenAt, takenAt.Add(leaseDuration)); err != nil {
-			t.Fatal(err)
-		}
+		h.takeLeaseAgo(credID, "dead-run/3#2", leaseDuration+time.Second, leaseDuration)
 		return h.get(credID).Lease
 	}
 

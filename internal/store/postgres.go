@@ -368,17 +368,32 @@ func (s *Postgres) Put(ctx context.Context, rec Record) (Record, error) {
 	return w.rec, nil
 }
 
+// postgresNowNS is the server's clock in the store's time encoding (Unix nanoseconds,
+// exact to the microsecond the server keeps). clock_timestamp(), not now(): now() is
+// the start of the transaction, which may be long before the row lock was granted.
+// extract returns numeric, so the product is exact.
+const postgresNowNS = `(extract(epoch FROM clock_timestamp()) * 1000000)::int8 * 1000`
+
 // CompareAndSwap writes rec as expectedVersion+1 if the stored version is
-// expectedVersion. The row is locked first, so the version compared is the latest
-// committed one and no other writer can slip in between the check and the write.
-func (s *Postgres) CompareAndSwap(ctx context.Context, rec Record, expectedVersion int64) (Record, error) {
+// expectedVersion and leaseOwner holds a lease that is live by the server's clock. The
+// row is locked first, so the version and lease compared are the latest committed ones
+// and no other writer can slip in between the check and the write.
+func (s *Postgres) CompareAndSwap(ctx context.Context, rec Record, expectedVersion int64, leaseOwner string) (Record, error) {
+	if leaseOwner == "" {
+		return Record{}, fmt.Errorf("postgres store: compare-and-swap credential %q: empty lease owner", rec.ID)
+	}
 	w, err := prepareWrite(rec, s.ring, s.now)
 	if err != nil {
 		return Record{}, fmt.Errorf("postgres store: compare-and-swap: %w", err)
 	}
 	err = s.writeTx(ctx, func(tx pgx.Tx) error {
-		var found int64
-		err := tx.QueryRow(ctx, `SELECT version FROM tokenwarden_credentials WHERE id = $1 FOR UPDATE`, rec.ID).Scan(&found)
+		var (
+			found          int64
+			owner          string
+			expires, nowNS int64
+		)
+		err := tx.QueryRow(ctx, `SELECT version, lease_owner, lease_expires_at, `+postgresNowNS+`
+			FROM tokenwarden_credentials WHERE id = $1 FOR UPDATE`, rec.ID).Scan(&found, &owner, &expires, &nowNS)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("at version %d: %w", expectedVersion, ErrNotFound)
 		}
@@ -387,6 +402,9 @@ func (s *Postgres) CompareAndSwap(ctx context.Context, rec Record, expectedVersi
 		}
 		if found != expectedVersion {
 			return fmt.Errorf("expected version %d, found %d: %w", expectedVersion, found, ErrVersionConflict)
+		}
+		if err := checkLeaseHeld(owner, leaseOwner, expires, nowNS); err != nil {
+			return fmt.Errorf("at version %d: %w", expectedVersion, err)
 		}
 		// last_used_at keeps the later value: a consumer's read recorded
 		// (TouchLastUsed) after this writer read the record must not be undone.
@@ -412,33 +430,22 @@ func (s *Postgres) CompareAndSwap(ctx context.Context, rec Record, expectedVersi
 	return w.rec, nil
 }
 
-// AcquireLease takes the refresh lease for owner until expiresAt if it is free, expired
-// at now, or already owner's. It returns the lease that was there before. The row is
-// locked while deciding, so of several processes racing for a free lease exactly one
-// takes it and the others see it held.
-func (s *Postgres) AcquireLease(ctx context.Context, id, owner string, now, expiresAt time.Time) (Lease, error) {
-	if owner == "" {
-		// An empty owner is how a free lease is stored; taking it would look free.
-		return Lease{}, fmt.Errorf("postgres store: acquire lease on credential %q: empty owner", id)
+// AcquireLease takes the refresh lease for owner for ttl if it is free, expired by the
+// server's clock, or already owner's. It returns the lease that was there before. The
+// row is locked while deciding, so of several processes racing for a free lease exactly
+// one takes it and the others see it held; the server's clock, read after the lock is
+// granted, both judges the old lease and stamps the new one, so workers whose clocks
+// disagree still agree on who holds it.
+func (s *Postgres) AcquireLease(ctx context.Context, id, owner string, ttl time.Duration) (Lease, error) {
+	if err := checkLeaseRequest(owner, ttl); err != nil {
+		return Lease{}, fmt.Errorf("postgres store: acquire lease on credential %q: %w", id, err)
 	}
-	if !expiresAt.After(now) {
-		return Lease{}, fmt.Errorf("postgres store: acquire lease on credential %q: expiry %s is not after now %s", id, expiresAt.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
-	}
-	nowNS, err := toNanos(now)
-	if err != nil {
-		return Lease{}, fmt.Errorf("postgres store: acquire lease on credential %q: now: %w", id, err)
-	}
-	expNS, err := toNanos(expiresAt)
-	if err != nil {
-		return Lease{}, fmt.Errorf("postgres store: acquire lease on credential %q: expiry: %w", id, err)
-	}
-
 	var prev Lease
-	err = s.writeTx(ctx, func(tx pgx.Tx) error {
-		var takenNS, prevNS int64
-		err := tx.QueryRow(ctx, `SELECT lease_owner, lease_taken_at, lease_expires_at
+	err := s.writeTx(ctx, func(tx pgx.Tx) error {
+		var takenNS, prevNS, nowNS int64
+		err := tx.QueryRow(ctx, `SELECT lease_owner, lease_taken_at, lease_expires_at, `+postgresNowNS+`
 			FROM tokenwarden_credentials WHERE id = $1 FOR UPDATE`, id).
-			Scan(&prev.Owner, &takenNS, &prevNS)
+			Scan(&prev.Owner, &takenNS, &prevNS, &nowNS)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -450,6 +457,10 @@ func (s *Postgres) AcquireLease(ctx context.Context, id, owner string, now, expi
 		if prev.Owner != "" && prev.Owner != owner && nowNS < prevNS {
 			return fmt.Errorf("for %q: held by %q until %s: %w",
 				owner, prev.Owner, prev.ExpiresAt.Format(time.RFC3339Nano), ErrLeaseHeld)
+		}
+		_, expNS, err := leaseSpan(fromNanos(nowNS), ttl)
+		if err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE tokenwarden_credentials
 			SET lease_owner = $1, lease_taken_at = $2, lease_expires_at = $3 WHERE id = $4`,

@@ -178,6 +178,17 @@ func TestPostgresKeyRotationContract(t *testing.T) {
 	})
 }
 
+func TestPostgresDatabaseClockContract(t *testing.T) {
+	p := newTestPostgres(t)
+	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
+	storetest.RunDatabaseClock(t, func(t *testing.T) storetest.ClockOpener {
+		_, dsn := p.newSchema(t)
+		return func(t *testing.T, now func() time.Time) store.Store {
+			return openPostgres(t, dsn, ring, now)
+		}
+	})
+}
+
 // Two pools are two workers: separate server sessions that share nothing but the
 // database. For every round, attempts spread over both pools race a compare-and-swap
 // at the same version and a lease on the same row; exactly one of each must win.
@@ -208,6 +219,11 @@ func TestPostgresCrossProcessRaces(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// One lease for the round: the race is on the version.
+			owner := fmt.Sprintf("round-%d", round)
+			if _, err := workers[round%2].AcquireLease(ctx, id, owner, time.Minute); err != nil {
+				t.Fatal(err)
+			}
 			var (
 				wg    sync.WaitGroup
 				start = make(chan struct{})
@@ -218,7 +234,7 @@ func TestPostgresCrossProcessRaces(t *testing.T) {
 					rec := secretRecord(id)
 					rec.Secrets.AccessToken = fmt.Sprintf("round-%d-attempt-%d", round, i)
 					<-start
-					_, errs[i] = workers[i%2].CompareAndSwap(ctx, rec, cur.Version)
+					_, errs[i] = workers[i%2].CompareAndSwap(ctx, rec, cur.Version, owner)
 				})
 			}
 			close(start)
@@ -254,7 +270,6 @@ func TestPostgresCrossProcessRaces(t *testing.T) {
 	})
 
 	t.Run("Leases", func(t *testing.T) {
-		now := time.Date(2026, 11, 26, 18, 30, 0, 123456789, time.UTC)
 		for round := range rounds {
 			id := ids[round%len(ids)]
 			var (
@@ -267,7 +282,7 @@ func TestPostgresCrossProcessRaces(t *testing.T) {
 			for i := range attempts {
 				wg.Go(func() {
 					<-start
-					prevs[i], errs[i] = workers[i%2].AcquireLease(ctx, id, owner(i), now, now.Add(time.Minute))
+					prevs[i], errs[i] = workers[i%2].AcquireLease(ctx, id, owner(i), time.Minute)
 				})
 			}
 			close(start)
@@ -318,13 +333,13 @@ func TestPostgresCrossProcessRaces(t *testing.T) {
 
 	// Expired-lease takeover raced from both workers: still exactly one new holder.
 	t.Run("ExpiredLeaseTakeover", func(t *testing.T) {
-		base := time.Date(2026, 11, 26, 18, 30, 0, 0, time.UTC)
+		const short = 50 * time.Millisecond
 		for round := range rounds {
 			id := ids[round%len(ids)]
-			if _, err := workers[0].AcquireLease(ctx, id, "dead-attempt", base, base.Add(time.Second)); err != nil {
+			if _, err := workers[0].AcquireLease(ctx, id, "dead-attempt", short); err != nil {
 				t.Fatal(err)
 			}
-			later := base.Add(time.Second) // the expiry instant: no longer live
+			time.Sleep(2 * short) // expired by the server's clock
 			var (
 				wg    sync.WaitGroup
 				start = make(chan struct{})
@@ -334,7 +349,7 @@ func TestPostgresCrossProcessRaces(t *testing.T) {
 			for i := range attempts {
 				wg.Go(func() {
 					<-start
-					prevs[i], errs[i] = workers[i%2].AcquireLease(ctx, id, fmt.Sprintf("taker-%d", i), later, later.Add(time.Minute))
+					prevs[i], errs[i] = workers[i%2].AcquireLease(ctx, id, fmt.Sprintf("taker-%d", i), time.Minute)
 				})
 			}
 			close(start)
@@ -414,7 +429,7 @@ func TestPostgresTableHoldsNoPlaintext(t *testing.T) {
 	}
 	next := secretRecord("c1")
 	next.Secrets.AccessToken = "PLAINTEXT-ROTATED-ACCESS"
-	if _, err := s.CompareAndSwap(ctx, next, r1.Version); err != nil {
+	if _, err := leasedCAS(t, s, next, r1.Version); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Put(ctx, secretRecord("c2")); err != nil {
@@ -653,12 +668,11 @@ func TestPostgresRejects(t *testing.T) {
 	if _, err := s.Put(ctx, secretRecord("c1")); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	if _, err := s.AcquireLease(ctx, "c1", "", now, now.Add(time.Minute)); err == nil {
+	if _, err := s.AcquireLease(ctx, "c1", "", time.Minute); err == nil {
 		t.Error("AcquireLease with an empty owner succeeded")
 	}
-	if _, err := s.AcquireLease(ctx, "c1", "a", now, now); err == nil {
-		t.Error("AcquireLease with expiry == now succeeded")
+	if _, err := s.AcquireLease(ctx, "c1", "a", 0); err == nil {
+		t.Error("AcquireLease with a zero duration succeeded")
 	}
 }
 

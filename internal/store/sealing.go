@@ -84,6 +84,45 @@ func openSecrets(ring *keyring.Keyring, id, keyID string, sealed []byte) (Secret
 	return secrets, nil
 }
 
+// checkLeaseRequest validates AcquireLease's arguments, the same for every store.
+func checkLeaseRequest(owner string, ttl time.Duration) error {
+	if owner == "" {
+		// An empty owner is how a free lease is stored; taking it would look free.
+		return errors.New("empty owner")
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("lease duration %s is not positive", ttl)
+	}
+	return nil
+}
+
+// leaseSpan converts a lease taken at now for ttl to the stored nanoseconds.
+func leaseSpan(now time.Time, ttl time.Duration) (nowNS, expNS int64, err error) {
+	if nowNS, err = toNanos(now); err != nil {
+		return 0, 0, fmt.Errorf("store clock: %w", err)
+	}
+	if expNS, err = toNanos(now.Add(ttl)); err != nil {
+		return 0, 0, fmt.Errorf("lease expiry: %w", err)
+	}
+	return nowNS, expNS, nil
+}
+
+// checkLeaseHeld decides whether a CompareAndSwap by writer may commit over a row whose
+// lease is (owner, expiresNS), at the store's time nowNS: only while writer holds the
+// lease and it is live (now < expiry).
+func checkLeaseHeld(owner, writer string, expiresNS, nowNS int64) error {
+	switch {
+	case owner == "":
+		return fmt.Errorf("no lease is held (it was released, or never taken, by %q): %w", writer, ErrLeaseLost)
+	case owner != writer:
+		return fmt.Errorf("the lease is held by %q, not %q: %w", owner, writer, ErrLeaseLost)
+	case nowNS >= expiresNS:
+		return fmt.Errorf("the lease of %q expired at %s, store time %s: %w", writer,
+			fromNanos(expiresNS).Format(time.RFC3339Nano), fromNanos(nowNS).Format(time.RFC3339Nano), ErrLeaseLost)
+	}
+	return nil
+}
+
 // resealAttempts bounds how often Reseal reads a record again after it changed between
 // the read and the conditional write. Both stores lock the row for the whole
 // transaction, so in practice the first attempt always decides.

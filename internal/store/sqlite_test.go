@@ -43,6 +43,16 @@ func openSQLite(t *testing.T, path string, ring *keyring.Keyring, now func() tim
 	return s
 }
 
+// leasedCAS commits as the refresh activity does: under a lease it has just taken.
+func leasedCAS(t *testing.T, s store.Store, rec store.Record, expected int64) (store.Record, error) {
+	t.Helper()
+	const owner = "test-writer"
+	if _, err := s.AcquireLease(t.Context(), rec.ID, owner, time.Minute); err != nil {
+		t.Fatalf("AcquireLease(%q): %v", rec.ID, err)
+	}
+	return s.CompareAndSwap(t.Context(), rec, expected, owner)
+}
+
 func TestSQLiteContract(t *testing.T) {
 	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
 	storetest.Run(t, func(t *testing.T) store.Store {
@@ -97,7 +107,7 @@ func TestSQLiteFilesHoldNoPlaintext(t *testing.T) {
 	}
 	next := secretRecord("c1")
 	next.Secrets.AccessToken = "PLAINTEXT-ROTATED-ACCESS"
-	if _, err := s.CompareAndSwap(ctx, next, r1.Version); err != nil {
+	if _, err := leasedCAS(t, s, next, r1.Version); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Put(ctx, secretRecord("c2")); err != nil {
@@ -251,7 +261,7 @@ func TestSQLiteKeyRotation(t *testing.T) {
 	}
 	// Rewriting c1 re-seals it under the new key; c2 stays on the old one.
 	c1, _ := s.Get(ctx, "c1")
-	if _, err := s.CompareAndSwap(ctx, c1, c1.Version); err != nil {
+	if _, err := leasedCAS(t, s, c1, c1.Version); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -403,12 +413,11 @@ func TestSQLiteRejects(t *testing.T) {
 	if _, err := s.Put(ctx, secretRecord("c1")); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	if _, err := s.AcquireLease(ctx, "c1", "", now, now.Add(time.Minute)); err == nil {
+	if _, err := s.AcquireLease(ctx, "c1", "", time.Minute); err == nil {
 		t.Error("AcquireLease with an empty owner succeeded")
 	}
-	if _, err := s.AcquireLease(ctx, "c1", "a", now, now); err == nil {
-		t.Error("AcquireLease with expiry == now succeeded")
+	if _, err := s.AcquireLease(ctx, "c1", "a", 0); err == nil {
+		t.Error("AcquireLease with a zero duration succeeded")
 	}
 }
 
