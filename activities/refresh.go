@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/tokenwarden/tokenwarden/internal/leasetiming"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
@@ -38,11 +39,6 @@ type RefreshResult struct {
 	// new token. Zero when it gave none, or the result is an earlier attempt's.
 	RenewableAt time.Time
 }
-
-// commitTimeout bounds the commit after a successful provider call. The commit runs on a
-// context detached from the activity's, so that a worker shutting down does not throw
-// away a token the provider has already rotated.
-const commitTimeout = 30 * time.Second
 
 // Refresh runs the refresh protocol of DESIGN.md:
 //  1. read the record; if it is newer than the workflow expected, return it (an
@@ -99,6 +95,9 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 
 	owner := leaseOwner(ctx)
 	now := a.now()
+	// The lease's end as this worker can count it: from before it asked, so no later
+	// than the store's own expiry. The commit retries until a margin before it.
+	commitDeadline := now.Add(a.leaseDuration() - leasetiming.Margin)
 	previous, err := a.Store.AcquireLease(ctx, req.CredentialID, owner, a.leaseDuration())
 	if errors.Is(err, store.ErrLeaseHeld) {
 		// The expiry is on the store's clock, this worker's may differ: the wait is
@@ -116,6 +115,11 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	interrupted := previous.Owner != "" && previous.Owner != owner
 	stopHeartbeat := heartbeat(ctx)
 	defer stopHeartbeat()
+	// The worker checked the lease against this bound (internal/leasetiming): whatever
+	// the store calls below cost, the provider's answer arrives, or is abandoned,
+	// within it, leaving the commit its retries before the lease ends.
+	work, cancelWork := context.WithTimeout(ctx, leasetiming.BeforeCommit(a.providerTimeout()))
+	defer cancelWork()
 
 	grant := provider.Grant{
 		RefreshToken: rec.Secrets.RefreshToken,
@@ -124,19 +128,19 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 		Password:     rec.Secrets.Password,
 		AccessToken:  rec.Secrets.AccessToken,
 	}
-	if grant.ParentAccessToken, err = a.parentToken(ctx, p, req.Config); err != nil {
+	if grant.ParentAccessToken, err = a.parentToken(work, p, req.Config); err != nil {
 		a.releaseLease(ctx, req.CredentialID, owner)
 		return RefreshResult{}, err
 	}
 	if interrupted {
-		if err := a.settleInterrupted(ctx, p, req, grant, owner, previous); err != nil {
+		if err := a.settleInterrupted(work, p, req, grant, owner, previous); err != nil {
 			return RefreshResult{}, err
 		}
 		log.Info("an interrupted attempt left a lease; presenting the refresh token once", "interrupted_at", previous.TakenAt)
 	}
 
 	*calledAt = time.Now()
-	callCtx, cancel := context.WithTimeout(ctx, a.providerTimeout())
+	callCtx, cancel := context.WithTimeout(work, a.providerTimeout())
 	tokens, err := p.Refresh(callCtx, req.Config, grant)
 	cancel()
 	if err != nil {
@@ -164,7 +168,7 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	} else if !tokens.RefreshExpiresAt.IsZero() {
 		next.RefreshExpiresAt = tokens.RefreshExpiresAt.UTC()
 	}
-	saved, err := a.commit(ctx, next, rec.Version, owner)
+	saved, err := a.commit(ctx, next, rec.Version, owner, commitDeadline)
 	if err != nil {
 		// The provider may have rotated the token and we could not store it. Say so
 		// loudly; the lease stays, so the next attempt treats the outcome as uncertain.
@@ -303,14 +307,23 @@ func heartbeat(ctx context.Context) (stop func()) {
 	return func() { close(done) }
 }
 
-// commit writes the new token set, retrying store failures until commitTimeout: once
-// the provider has answered, the new refresh token exists nowhere else.
-func (a *Activities) commit(ctx context.Context, next store.Record, expected int64, owner string) (store.Record, error) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-	defer cancel()
+// commit writes the new token set, retrying store failures until deadline, when the
+// lease nears its end: once the provider has answered, the new refresh token exists
+// nowhere else. It runs on a context detached from the activity's, so that a worker
+// shutting down does not throw away a token the provider has already rotated. Each
+// store call is bounded by the time left, so a hanging store cannot carry the commit
+// past the lease.
+func (a *Activities) commit(ctx context.Context, next store.Record, expected int64, owner string, deadline time.Time) (store.Record, error) {
+	detached := context.WithoutCancel(ctx)
 	delay := 50 * time.Millisecond
 	for {
+		left := deadline.Sub(a.now())
+		if left <= 0 {
+			return store.Record{}, fmt.Errorf("%w: the lease nears its end", context.DeadlineExceeded)
+		}
+		cctx, cancel := context.WithTimeout(detached, left)
 		saved, err := a.Store.CompareAndSwap(cctx, next, expected, owner)
+		cancel()
 		if err == nil {
 			return saved, nil
 		}
@@ -319,14 +332,30 @@ func (a *Activities) commit(ctx context.Context, next store.Record, expected int
 			// the lease expired and another attempt may be presenting the token.
 			return store.Record{}, err
 		}
-		select {
-		case <-cctx.Done():
-			return store.Record{}, fmt.Errorf("%w (last store error: %v)", cctx.Err(), err)
-		case <-time.After(delay):
+		if left = deadline.Sub(a.now()); left <= 0 {
+			return store.Record{}, fmt.Errorf("%w: the lease nears its end (last store error: %v)", context.DeadlineExceeded, err)
+		}
+		if err := a.sleep(detached, min(delay, left)); err != nil {
+			return store.Record{}, err
 		}
 		if delay < 2*time.Second {
 			delay *= 2
 		}
+	}
+}
+
+// sleep waits for d, by the Sleep hook when one is set.
+func (a *Activities) sleep(ctx context.Context, d time.Duration) error {
+	if a.Sleep != nil {
+		return a.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

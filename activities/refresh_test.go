@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
+	"github.com/tokenwarden/tokenwarden/internal/leasetiming"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/store"
@@ -562,6 +563,34 @@ func TestRefreshCommitRetriesStoreFailures(t *testing.T) {
 	if h.fake.TotalPresentations() != 1 {
 		t.Fatalf("provider saw %d presentations, want 1", h.fake.TotalPresentations())
 	}
+}
+
+// A store that stays down: the commit retries for as long as the lease allows, not a
+// fixed time, and stops a margin before the lease ends, while no retry can have taken
+// it. The clock is the harness's: the retries' waits advance it instead of sleeping.
+func TestRefreshCommitRetriesUntilTheLeaseNearsItsEnd(t *testing.T) {
+	var flaky *flakyStore
+	h := newHarness(t, harnessOptions{wrapStore: func(s store.Store) store.Store {
+		flaky = &flakyStore{Store: s, failures: -1, failErr: errors.New("sqlite store: compare-and-swap: database is locked (5) (SQLITE_BUSY)")}
+		return flaky
+	}})
+	h.acts.Sleep = func(_ context.Context, d time.Duration) error { h.clock.Advance(d); return nil }
+	_, v := h.seed(credID, "fam", testClientSecret)
+
+	start := h.clock.Now()
+	_, err := h.refresh(h.request(credID, v))
+	appError(t, err, activities.ErrTypeStore, false)
+	spent := h.clock.Now().Sub(start)
+	end := activities.DefaultLeaseDuration - leasetiming.Margin
+	if spent > end || spent < end-3*time.Second {
+		t.Fatalf("the commit retried for %s, want until %s (the lease of %s less the margin)", spent, end, activities.DefaultLeaseDuration)
+	}
+	if flaky.casCalls() < 40 { // every 2 s at most, once the backoff has grown
+		t.Fatalf("only %d CompareAndSwap calls in %s", flaky.casCalls(), spent)
+	}
+	h.assertLeaseHeld(credID)
+	t.Logf("%d commits over %s of simulated time; the lease had %s left", flaky.casCalls(), spent,
+		h.get(credID).Lease.ExpiresAt.Sub(h.clock.Now()))
 }
 
 func TestRefreshCommitConflict(t *testing.T) {
