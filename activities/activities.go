@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/internal/leasetiming"
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
+	"github.com/tokenwarden/tokenwarden/internal/outbox"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
@@ -73,6 +74,10 @@ type Activities struct {
 	// A commit retries a failing store until the lease nears its end; the worker
 	// refuses a lease that leaves it less than TOKENWARDEN_COMMIT_RETRY.
 	LeaseDuration time.Duration
+	// Outbox keeps a refreshed token set that the store did not take before the lease's
+	// end, and every later attempt commits it before presenting anything (refresh.go).
+	// Nil keeps nothing: such a token set is lost.
+	Outbox *outbox.Outbox
 	// Sleep waits between commit retries; nil waits on a timer. Tests that run on a
 	// fake clock advance it here, so that a long store outage costs no real time.
 	Sleep func(ctx context.Context, d time.Duration) error

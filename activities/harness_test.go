@@ -21,6 +21,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/outbox"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
@@ -85,6 +86,8 @@ type harnessOptions struct {
 	providerTimeout time.Duration
 	// introspect configures the fake's introspection endpoint (see introspecting).
 	introspect bool
+	// outbox gives the activities an outbox in the temp dir (h.outboxDir).
+	outbox bool
 }
 
 // harness is one tokenwarden worker's worth of real parts: a SQLite store in a temp dir,
@@ -96,6 +99,9 @@ type harness struct {
 	fake     *fakeoauth.Server
 	tokenURL string
 	sqlite   *store.SQLite // the real store, also reachable when wrapped
+	dbPath   string        // its file
+	// outboxDir is the activities' outbox directory, when opts.outbox is set.
+	outboxDir string
 	sealer   *seal.Sealer  // seals seeds as the starter does
 	opts     harnessOptions
 	acts     *activities.Activities
@@ -127,7 +133,8 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "tokens.db"), ring, clk.Now)
+	dbPath := filepath.Join(t.TempDir(), "tokens.db")
+	db, err := store.OpenSQLite(context.Background(), dbPath, ring, clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,8 +157,16 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		Logger:          slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ProviderTimeout: opts.providerTimeout,
 	}
+	var outboxDir string
+	if opts.outbox {
+		outboxDir = filepath.Join(t.TempDir(), "outbox")
+		if acts.Outbox, err = outbox.Open(outboxDir, ring); err != nil {
+			t.Fatal(err)
+		}
+	}
 	env := newActivityEnv(acts)
-	return &harness{t: t, clock: clk, fake: fake, tokenURL: tokenURL, sqlite: db, sealer: sealer, opts: opts, acts: acts, env: env, logs: logs}
+	return &harness{t: t, clock: clk, fake: fake, tokenURL: tokenURL, sqlite: db, dbPath: dbPath, outboxDir: outboxDir,
+		sealer: sealer, opts: opts, acts: acts, env: env, logs: logs}
 }
 
 // newActivityEnv returns an activity test environment for acts whose SDK logger is quiet:

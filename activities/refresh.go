@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
@@ -11,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tokenwarden/tokenwarden/internal/leasetiming"
+	"github.com/tokenwarden/tokenwarden/internal/outbox"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
@@ -110,6 +112,11 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	if err != nil {
 		return RefreshResult{}, storeError("take refresh lease", err)
 	}
+	// An earlier attempt's token set that the store did not take is committed before
+	// anything is presented: the provider has already consumed the stored refresh token.
+	if res, done, err := a.commitOutbox(ctx, log, rec, owner, commitDeadline); done {
+		return res, err
+	}
 	// A lease left behind by another attempt means that attempt may have presented the
 	// token and died before committing: its outcome is uncertain.
 	interrupted := previous.Owner != "" && previous.Owner != owner
@@ -170,11 +177,23 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	}
 	saved, err := a.commit(ctx, next, rec.Version, owner, commitDeadline)
 	if err != nil {
-		// The provider may have rotated the token and we could not store it. Say so
-		// loudly; the lease stays, so the next attempt treats the outcome as uncertain.
-		log.Error("COMMIT FAILED after a successful provider refresh; the new token is lost unless the store recovers",
+		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrNotFound) || a.Outbox == nil {
+			// Someone else committed, or the credential was deleted: the token set
+			// has no place to go. Say so loudly; the lease stays, so the next attempt
+			// treats the outcome as uncertain.
+			log.Error("COMMIT FAILED after a successful provider refresh; the new token is lost unless the store recovers",
+				"expected_version", rec.Version, "error", err)
+			return RefreshResult{}, storeError("commit refreshed token", err)
+		}
+		entry := outbox.Entry{Record: next, Expected: rec.Version, Rotated: rotated, RenewableAt: tokens.RenewableAt.UTC()}
+		if oerr := a.Outbox.Put(entry); oerr != nil {
+			log.Error("COMMIT FAILED after a successful provider refresh, and the outbox did not take the token set; it is lost unless the store recovers",
+				"expected_version", rec.Version, "error", err, "outbox_error", oerr)
+			return RefreshResult{}, storeError("commit refreshed token", errors.Join(err, oerr))
+		}
+		log.Warn("the token store did not take the refreshed token set before the lease's end; it is kept in the outbox, and the next attempt commits it before presenting anything",
 			"expected_version", rec.Version, "error", err)
-		return RefreshResult{}, storeError("commit refreshed token", err)
+		return RefreshResult{}, storeError("commit refreshed token (kept in the outbox)", err)
 	}
 	log.Info("refresh committed", "version", saved.Version, "access_expires_at", saved.AccessExpiresAt, "rotated", rotated)
 	if a.tooShort(saved) {
@@ -194,6 +213,61 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	res := resultOf(saved, false, rotated)
 	res.RenewableAt = tokens.RenewableAt.UTC()
 	return res, nil
+}
+
+// commitOutbox commits the outbox's entry for the credential, if it has one, under
+// the lease owner just took: done reports that the attempt ends here, with the
+// committed result or an error, and nothing is presented. An entry the store has moved
+// past (a reseed, or one committed whose removal failed) is dropped, and the attempt
+// goes on.
+func (a *Activities) commitOutbox(ctx context.Context, log *slog.Logger, rec store.Record, owner string,
+	deadline time.Time) (res RefreshResult, done bool, err error) {
+	if a.Outbox == nil {
+		return RefreshResult{}, false, nil
+	}
+	entry, ok, err := a.Outbox.Get(rec.ID)
+	if err != nil {
+		// It may hold the only live refresh token: present nothing until someone looks.
+		a.releaseLease(ctx, rec.ID, owner)
+		log.Error("the outbox holds an entry for this credential that cannot be read; nothing is presented until it is fixed", "error", err)
+		return RefreshResult{}, true, storeError("read the outbox", err)
+	}
+	if !ok {
+		return RefreshResult{}, false, nil
+	}
+	switch {
+	case entry.Expected < rec.Version:
+		log.Warn("dropping an outbox entry the store has moved past", "entry_version", entry.Expected+1, "store_version", rec.Version)
+		if err := a.Outbox.Remove(rec.ID); err != nil {
+			log.Warn("could not remove the outbox entry", "error", err)
+		}
+		return RefreshResult{}, false, nil
+	case entry.Expected > rec.Version:
+		// The store went back (restored from a backup?): the entry's token set is newer
+		// than anything stored, and presenting the stored token would spend a dead one.
+		a.releaseLease(ctx, rec.ID, owner)
+		log.Error("the outbox holds a token set newer than the store's; nothing is presented", "entry_version", entry.Expected+1, "store_version", rec.Version)
+		return RefreshResult{}, true, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("the local outbox holds version %d of this credential but the token store is at version %d: the store went back; restore it or reseed",
+				entry.Expected+1, rec.Version), ErrTypePermanent, nil, FailureDetail{Code: "store_behind_outbox"})
+	}
+	next := entry.Record
+	next.LastUsedAt = rec.LastUsedAt // the store keeps the later of the two anyway
+	saved, err := a.commit(ctx, next, entry.Expected, owner, deadline)
+	if err != nil {
+		// Nothing was presented: the lease can go, and the entry stays for the next attempt.
+		a.releaseLease(ctx, rec.ID, owner)
+		log.Warn("could not commit the outbox entry yet; nothing was presented", "entry_version", entry.Expected+1, "error", err)
+		return RefreshResult{}, true, storeError("commit the outbox entry", err)
+	}
+	if err := a.Outbox.Remove(rec.ID); err != nil {
+		// Harmless: the next attempt finds the store past it and drops it.
+		log.Warn("committed the outbox entry but could not remove it", "error", err)
+	}
+	log.Info("committed the token set an earlier attempt left in the outbox", "version", saved.Version, "rotated", entry.Rotated)
+	res = resultOf(saved, false, entry.Rotated)
+	res.RenewableAt = entry.RenewableAt
+	return res, true, nil
 }
 
 // parentRejected handles a child whose parent's token the provider refused: the child's
