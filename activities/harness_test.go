@@ -42,6 +42,9 @@ const (
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
+	// real makes it the wall clock: for a store that keeps its own (PostgreSQL), whose
+	// leases a fake clock could not step past.
+	real bool
 }
 
 func newClock() *clock {
@@ -51,6 +54,9 @@ func newClock() *clock {
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.real {
+		return time.Now().UTC()
+	}
 	return c.t
 }
 
@@ -88,6 +94,9 @@ type harnessOptions struct {
 	introspect bool
 	// outbox gives the activities an outbox in the temp dir (h.outboxDir).
 	outbox bool
+	// postgresDSN, if set, puts the store in PostgreSQL instead of SQLite (h.sqlite is
+	// then nil) and runs everything on the wall clock: PostgreSQL times leases by its own.
+	postgresDSN string
 }
 
 // harness is one tokenwarden worker's worth of real parts: a SQLite store in a temp dir,
@@ -99,19 +108,21 @@ type harness struct {
 	fake     *fakeoauth.Server
 	tokenURL string
 	sqlite   *store.SQLite // the real store, also reachable when wrapped
+	primary  store.Store   // the real store, SQLite or PostgreSQL, unwrapped
 	dbPath   string        // its file
 	// outboxDir is the activities' outbox directory, when opts.outbox is set.
 	outboxDir string
-	sealer   *seal.Sealer  // seals seeds as the starter does
-	opts     harnessOptions
-	acts     *activities.Activities
-	env      *testsuite.TestActivityEnvironment
-	logs     *syncBuffer
+	sealer    *seal.Sealer // seals seeds as the starter does
+	opts      harnessOptions
+	acts      *activities.Activities
+	env       *testsuite.TestActivityEnvironment
+	logs      *syncBuffer
 }
 
 func newHarness(t *testing.T, opts harnessOptions) *harness {
 	t.Helper()
 	clk := newClock()
+	clk.real = opts.postgresDSN != ""
 
 	fopts := opts.fake
 	if fopts.ClientID == "" {
@@ -133,16 +144,30 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dbPath := filepath.Join(t.TempDir(), "tokens.db")
-	db, err := store.OpenSQLite(context.Background(), dbPath, ring, clk.Now)
-	if err != nil {
-		t.Fatal(err)
+	var (
+		db      *store.SQLite
+		dbPath  string
+		primary store.Store
+	)
+	if opts.postgresDSN != "" {
+		pg, err := store.OpenPostgres(context.Background(), opts.postgresDSN, ring, clk.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pg.Close() })
+		primary = pg
+	} else {
+		dbPath = filepath.Join(t.TempDir(), "tokens.db")
+		if db, err = store.OpenSQLite(context.Background(), dbPath, ring, clk.Now); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		primary = db
 	}
-	t.Cleanup(func() { db.Close() })
 
-	var st store.Store = db
+	st := primary
 	if opts.wrapStore != nil {
-		st = opts.wrapStore(db)
+		st = opts.wrapStore(primary)
 	}
 	sealer, err := seal.NewSealer(ring, clk.Now)
 	if err != nil {
@@ -165,7 +190,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		}
 	}
 	env := newActivityEnv(acts)
-	return &harness{t: t, clock: clk, fake: fake, tokenURL: tokenURL, sqlite: db, dbPath: dbPath, outboxDir: outboxDir,
+	return &harness{t: t, clock: clk, fake: fake, tokenURL: tokenURL, sqlite: db, primary: primary, dbPath: dbPath, outboxDir: outboxDir,
 		sealer: sealer, opts: opts, acts: acts, env: env, logs: logs}
 }
 
