@@ -230,3 +230,41 @@ func checkMode(t *testing.T, path string, want os.FileMode) {
 		t.Errorf("%s has mode %o, want %o", filepath.Base(path), got, want)
 	}
 }
+
+// A database writer puts the credential's whole version-1 row back (version, key ID and
+// sealed secrets, all genuine) after version 2 was committed. The sealed secrets open
+// (they are bound to version 1, which the row says again), but the workflow expects
+// version 2: the attempt refuses the store, and the consumed refresh token is never
+// presented.
+func TestRolledBackStoreIsNotPresented(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	rt, v := h.seed(credID, "fam", testClientSecret)
+	db, err := sql.Open("sqlite", "file:"+h.dbPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var (
+		keyID  string
+		sealed []byte
+	)
+	if err := db.QueryRow(`SELECT key_id, secrets FROM credentials WHERE id = ?`, credID).Scan(&keyID, &sealed); err != nil {
+		t.Fatal(err)
+	}
+	res := h.mustRefresh(h.request(credID, v))
+	if _, err := db.Exec(`UPDATE credentials SET version = ?, key_id = ?, secrets = ? WHERE id = ?`, v, keyID, sealed, credID); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.get(credID); got.Version != v || got.Secrets.RefreshToken != rt {
+		t.Fatal("the rolled-back row does not read back as version 1")
+	}
+	presented := h.fake.TotalPresentations()
+	_, err = h.refresh(h.request(credID, res.Version))
+	appErr := appError(t, err, activities.ErrTypePermanent, true)
+	if d := detailOf(t, appErr); d.Code != "store_went_back" {
+		t.Fatalf("failure code %q, want store_went_back", d.Code)
+	}
+	if h.fake.TotalPresentations() != presented || h.fake.Presentations(rt) != 1 {
+		t.Fatalf("the consumed refresh token was presented again (%d presentations of it)", h.fake.Presentations(rt))
+	}
+}

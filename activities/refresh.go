@@ -77,6 +77,19 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	if err != nil {
 		return RefreshResult{}, storeError("read credential", err)
 	}
+	if rec.Version < req.ExpectedVersion {
+		// The store is behind what it already told the workflow: restored from a
+		// backup, or rolled back by someone who can write the database (the sealed
+		// secrets are bound to their version, so a whole older row is the only rollback
+		// that opens). Its refresh token was very likely consumed since: presenting it
+		// could trip the provider's reuse detection and revoke the grant.
+		log.Error("the token store holds an older version than the workflow last saw; nothing is presented",
+			"store_version", rec.Version, "expected_version", req.ExpectedVersion)
+		return RefreshResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("the token store holds version %d of this credential, older than the version %d already committed: "+
+				"the store went back (restored or rolled back); reseed the credential", rec.Version, req.ExpectedVersion),
+			ErrTypePermanent, nil, FailureDetail{Code: "store_went_back"})
+	}
 	if rec.Version > req.ExpectedVersion && !a.tooShort(rec) {
 		log.Info("refresh already committed by an earlier attempt", "version", rec.Version)
 		return resultOf(rec, true, false), nil

@@ -297,7 +297,7 @@ func (s *Postgres) Get(ctx context.Context, id string) (Record, error) {
 		return Record{}, fmt.Errorf("postgres store: get credential %q: %w", id, err)
 	}
 	t.apply(&rec)
-	secrets, err := openSecrets(s.ring, rec.ID, keyID, sealed)
+	secrets, err := openSecrets(s.ring, rec.ID, rec.Version, keyID, sealed)
 	if err != nil {
 		return Record{}, fmt.Errorf("postgres store: get credential %q (version %d): %w", id, rec.Version, err)
 	}
@@ -331,35 +331,58 @@ func (s *Postgres) List(ctx context.Context) ([]Record, error) {
 }
 
 // Put writes rec as the next version, creating the record at version 1 if needed. The
-// upsert is one statement: concurrent Puts of a new ID do not both insert (the loser's
-// INSERT waits on the winner's index entry and turns into the UPDATE), and concurrent
-// Puts of an existing one each add one to the version.
+// secrets are sealed for the version they are written at, so Put first locks the row
+// and reads its version, then upserts on the condition that it is still that one:
+// concurrent Puts of an existing ID queue on the row lock, and of the concurrent Puts of
+// a new ID one inserts while the others find the row there (their condition fails) and
+// try again on top of it.
 func (s *Postgres) Put(ctx context.Context, rec Record) (Record, error) {
 	w, err := prepareWrite(rec, s.ring, s.now)
 	if err != nil {
 		return Record{}, fmt.Errorf("postgres store: put: %w", err)
 	}
 	var version int64
-	err = s.pool.QueryRow(ctx, `INSERT INTO tokenwarden_credentials AS c (
-			id, provider, version, key_id, secrets, token_type,
-			access_expires_at, refresh_expires_at, updated_at, last_used_at,
-			lease_owner, lease_taken_at, lease_expires_at)
-		VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9, '', 0, 0)
-		ON CONFLICT (id) DO UPDATE SET
-			provider = excluded.provider,
-			version = c.version + 1,
-			key_id = excluded.key_id,
-			secrets = excluded.secrets,
-			token_type = excluded.token_type,
-			access_expires_at = excluded.access_expires_at,
-			refresh_expires_at = excluded.refresh_expires_at,
-			updated_at = excluded.updated_at,
-			last_used_at = greatest(c.last_used_at, excluded.last_used_at),
-			lease_owner = '', lease_taken_at = 0, lease_expires_at = 0
-		RETURNING version, last_used_at`,
-		w.rec.ID, w.rec.Provider, w.keyID, w.sealed, w.rec.TokenType,
-		w.t.accessExpires, w.t.refreshExpires, w.t.updated, w.t.lastUsed,
-	).Scan(&version, &w.t.lastUsed)
+	for range putAttempts {
+		version = 0
+		err = s.writeTx(ctx, func(tx pgx.Tx) error {
+			var current int64
+			err := tx.QueryRow(ctx, `SELECT version FROM tokenwarden_credentials WHERE id = $1 FOR UPDATE`, rec.ID).Scan(&current)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("lock row: %w", err)
+			}
+			if err := w.seal(current + 1); err != nil {
+				return err
+			}
+			err = tx.QueryRow(ctx, `INSERT INTO tokenwarden_credentials AS c (
+					id, provider, version, key_id, secrets, token_type,
+					access_expires_at, refresh_expires_at, updated_at, last_used_at,
+					lease_owner, lease_taken_at, lease_expires_at)
+				VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9, '', 0, 0)
+				ON CONFLICT (id) DO UPDATE SET
+					provider = excluded.provider,
+					version = c.version + 1,
+					key_id = excluded.key_id,
+					secrets = excluded.secrets,
+					token_type = excluded.token_type,
+					access_expires_at = excluded.access_expires_at,
+					refresh_expires_at = excluded.refresh_expires_at,
+					updated_at = excluded.updated_at,
+					last_used_at = greatest(c.last_used_at, excluded.last_used_at),
+					lease_owner = '', lease_taken_at = 0, lease_expires_at = 0
+				WHERE c.version = $10
+				RETURNING version, last_used_at`,
+				w.rec.ID, w.rec.Provider, w.keyID, w.sealed, w.rec.TokenType,
+				w.t.accessExpires, w.t.refreshExpires, w.t.updated, w.t.lastUsed, current,
+			).Scan(&version, &w.t.lastUsed)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return errPutRaced // another Put created the row since the read
+			}
+			return err
+		})
+		if !errors.Is(err, errPutRaced) {
+			break
+		}
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("postgres store: put credential %q: %w", rec.ID, err)
 	}
@@ -367,6 +390,12 @@ func (s *Postgres) Put(ctx context.Context, rec Record) (Record, error) {
 	w.rec.LastUsedAt = fromNanos(w.t.lastUsed)
 	return w.rec, nil
 }
+
+// putAttempts bounds how often Put starts over after another Put created the row
+// between its read and its write; the row lock decides every later round.
+const putAttempts = 5
+
+var errPutRaced = errors.New("record created by a concurrent write")
 
 // postgresNowNS is the server's clock in the store's time encoding (Unix nanoseconds,
 // exact to the microsecond the server keeps). clock_timestamp(), not now(): now() is
@@ -383,6 +412,9 @@ func (s *Postgres) CompareAndSwap(ctx context.Context, rec Record, expectedVersi
 		return Record{}, fmt.Errorf("postgres store: compare-and-swap credential %q: empty lease owner", rec.ID)
 	}
 	w, err := prepareWrite(rec, s.ring, s.now)
+	if err == nil {
+		err = w.seal(expectedVersion + 1)
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("postgres store: compare-and-swap: %w", err)
 	}
@@ -522,7 +554,7 @@ func (s *Postgres) Reseal(ctx context.Context, id string) (bool, error) {
 			if err != nil {
 				return err
 			}
-			row, ok, err := resealSecrets(s.ring, id, keyID, sealed)
+			row, ok, err := resealSecrets(s.ring, id, version, keyID, sealed)
 			if err != nil || !ok {
 				return err
 			}

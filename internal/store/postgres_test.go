@@ -158,6 +158,38 @@ func freshPostgres(t *testing.T, p *testPostgres, ring *keyring.Keyring) (*store
 	return s, schema, dsn
 }
 
+// postgresRows is storetest.RowAccess on a test schema, through the test connection.
+type postgresRows struct {
+	p      *testPostgres
+	schema string
+}
+
+func (r postgresRows) ReadRow(t *testing.T, id string) storetest.RawRow {
+	t.Helper()
+	r.p.mu.Lock()
+	defer r.p.mu.Unlock()
+	var row storetest.RawRow
+	if err := r.p.conn.QueryRow(t.Context(), `SELECT version, key_id, secrets FROM `+r.schema+`.tokenwarden_credentials WHERE id = $1`, id).
+		Scan(&row.Version, &row.KeyID, &row.Sealed); err != nil {
+		t.Fatalf("read row %q: %v", id, err)
+	}
+	return row
+}
+
+func (r postgresRows) WriteRow(t *testing.T, id string, row storetest.RawRow) {
+	t.Helper()
+	r.p.exec(t, `UPDATE `+r.schema+`.tokenwarden_credentials SET version = $1, key_id = $2, secrets = $3 WHERE id = $4`,
+		row.Version, row.KeyID, row.Sealed, id)
+}
+
+func TestPostgresTamperingContract(t *testing.T) {
+	p := newTestPostgres(t)
+	storetest.RunTampering(t, func(t *testing.T, ring *keyring.Keyring) (store.Store, storetest.RowAccess) {
+		schema, dsn := p.newSchema(t)
+		return openPostgres(t, dsn, ring, nil), postgresRows{p: p, schema: schema}
+	})
+}
+
 func TestPostgresContract(t *testing.T) {
 	p := newTestPostgres(t)
 	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})

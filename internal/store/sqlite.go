@@ -240,7 +240,7 @@ func (s *SQLite) Get(ctx context.Context, id string) (Record, error) {
 		return Record{}, fmt.Errorf("sqlite store: get credential %q: %w", id, err)
 	}
 	t.apply(&rec)
-	secrets, err := openSecrets(s.ring, rec.ID, keyID, sealed)
+	secrets, err := openSecrets(s.ring, rec.ID, rec.Version, keyID, sealed)
 	if err != nil {
 		return Record{}, fmt.Errorf("sqlite store: get credential %q (version %d): %w", id, rec.Version, err)
 	}
@@ -285,8 +285,18 @@ func (s *SQLite) Put(ctx context.Context, rec Record) (Record, error) {
 	}
 	defer tx.Rollback()
 
-	// One upsert decides between insert (version 1) and update (version + 1) under the
-	// write lock, and reports the version it wrote.
+	// The write lock is held (BEGIN IMMEDIATE): the version read here is the one the
+	// upsert below writes on top of, and the secrets are sealed for it.
+	var current int64
+	err = tx.QueryRowContext(ctx, `SELECT version FROM credentials WHERE id = ?`, rec.ID).Scan(&current)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Record{}, fmt.Errorf("sqlite store: put credential %q: read version: %w", rec.ID, err)
+	}
+	if err := w.seal(current + 1); err != nil {
+		return Record{}, fmt.Errorf("sqlite store: put: %w", err)
+	}
+	// One upsert decides between insert (version 1) and update (version + 1), and
+	// reports the version it wrote.
 	var version int64
 	err = tx.QueryRowContext(ctx, `INSERT INTO credentials (
 			id, provider, version, key_id, secrets, token_type,
@@ -311,6 +321,9 @@ func (s *SQLite) Put(ctx context.Context, rec Record) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("sqlite store: put credential %q: %w", rec.ID, err)
 	}
+	if version != current+1 { // cannot happen under the write lock
+		return Record{}, fmt.Errorf("sqlite store: put credential %q: wrote version %d, sealed for %d", rec.ID, version, current+1)
+	}
 	if err := tx.Commit(); err != nil {
 		return Record{}, fmt.Errorf("sqlite store: put credential %q: commit: %w", rec.ID, err)
 	}
@@ -328,6 +341,9 @@ func (s *SQLite) CompareAndSwap(ctx context.Context, rec Record, expectedVersion
 		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: empty lease owner", rec.ID)
 	}
 	w, err := prepareWrite(rec, s.ring, s.now)
+	if err == nil {
+		err = w.seal(expectedVersion + 1)
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("sqlite store: compare-and-swap: %w", err)
 	}
@@ -482,7 +498,7 @@ func (s *SQLite) resealOnce(ctx context.Context, id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	row, ok, err := resealSecrets(s.ring, id, keyID, sealed)
+	row, ok, err := resealSecrets(s.ring, id, version, keyID, sealed)
 	if err != nil || !ok {
 		return false, err
 	}

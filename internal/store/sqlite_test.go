@@ -53,6 +53,34 @@ func leasedCAS(t *testing.T, s store.Store, rec store.Record, expected int64) (s
 	return s.CompareAndSwap(t.Context(), rec, expected, owner)
 }
 
+// sqliteRows is storetest.RowAccess on the database file itself.
+type sqliteRows struct{ db *sql.DB }
+
+func (r sqliteRows) ReadRow(t *testing.T, id string) storetest.RawRow {
+	t.Helper()
+	var row storetest.RawRow
+	if err := r.db.QueryRowContext(t.Context(), `SELECT version, key_id, secrets FROM credentials WHERE id = ?`, id).
+		Scan(&row.Version, &row.KeyID, &row.Sealed); err != nil {
+		t.Fatalf("read row %q: %v", id, err)
+	}
+	return row
+}
+
+func (r sqliteRows) WriteRow(t *testing.T, id string, row storetest.RawRow) {
+	t.Helper()
+	if _, err := r.db.ExecContext(t.Context(), `UPDATE credentials SET version = ?, key_id = ?, secrets = ? WHERE id = ?`,
+		row.Version, row.KeyID, row.Sealed, id); err != nil {
+		t.Fatalf("write row %q: %v", id, err)
+	}
+}
+
+func TestSQLiteTamperingContract(t *testing.T) {
+	storetest.RunTampering(t, func(t *testing.T, ring *keyring.Keyring) (store.Store, storetest.RowAccess) {
+		path := filepath.Join(t.TempDir(), "tokens.db")
+		return openSQLite(t, path, ring, nil), sqliteRows{db: rawDB(t, path)}
+	})
+}
+
 func TestSQLiteContract(t *testing.T) {
 	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
 	storetest.Run(t, func(t *testing.T) store.Store {
