@@ -45,11 +45,16 @@ type RefreshResult struct {
 // Refresh runs the refresh protocol of DESIGN.md:
 //  1. read the record; if it is newer than the workflow expected, return it (an
 //     earlier attempt committed), unless its access token lived below the lifetime
-//     floor, which that attempt reported as a provider error: then refresh on top;
-//  2. take the refresh lease, or report "in flight" without calling the provider;
-//  3. present the refresh token once, with a deadline shorter than the lease;
-//  4. commit the new token set as version v+1 (compare-and-swap) before anything else;
-//  5. an access token below the lifetime floor is, once stored, a provider error.
+//     floor, which that attempt reported as a provider error: then refresh on top; if
+//     it is older, the store went back, and nothing is presented;
+//  2. take the refresh lease (a fresh owner, timed by the store's clock), or report
+//     "in flight" without calling the provider;
+//  3. commit an earlier attempt's token set left in the outbox, if any, and stop there;
+//  4. present the refresh token once, with a deadline shorter than the lease;
+//  5. commit the new token set as version v+1 (compare-and-swap on the version and the
+//     lease owner) before anything else, retrying until the lease nears its end, then
+//     into the outbox;
+//  6. an access token below the lifetime floor is, once stored, a provider error.
 func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshResult, error) {
 	var calledAt time.Time
 	res, err := a.refresh(ctx, req, &calledAt)
