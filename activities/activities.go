@@ -12,7 +12,9 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/tokenwarden/tokenwarden/internal/leasetiming"
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
+	"github.com/tokenwarden/tokenwarden/internal/outbox"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
@@ -37,13 +39,15 @@ const (
 const ReasonInterruptedRefresh = "refresh token consumed by an interrupted refresh"
 
 // Defaults for the timeouts that make the refresh protocol safe: the provider call's
-// deadline is shorter than the activity's start-to-close timeout, which is shorter than
-// the lease. A zombie attempt that outlives its start-to-close timeout still holds the
-// lease until its HTTP call has certainly been abandoned.
+// deadline is shorter than the activity's start-to-close timeout, and the lease
+// outlasts an attempt's whole life after taking it, commit retries included
+// (internal/leasetiming). A zombie attempt that outlives its start-to-close timeout
+// still holds the lease until its HTTP call has certainly been abandoned and its
+// commit has given up.
 const (
 	DefaultProviderTimeout = 30 * time.Second
-	DefaultLeaseDuration   = 90 * time.Second
-	StartToCloseTimeout    = 60 * time.Second
+	DefaultLeaseDuration   = 120 * time.Second
+	StartToCloseTimeout    = leasetiming.StartToClose
 	// HeartbeatTimeout: the refresh activity heartbeats every HeartbeatInterval while it
 	// works, so a killed worker's attempt is retried after seconds, not a minute.
 	HeartbeatTimeout  = 10 * time.Second
@@ -67,7 +71,16 @@ type Activities struct {
 	// ProviderTimeout bounds one provider call (default DefaultProviderTimeout).
 	ProviderTimeout time.Duration
 	// LeaseDuration is how long a refresh lease lives (default DefaultLeaseDuration).
+	// A commit retries a failing store until the lease nears its end; the worker
+	// refuses a lease that leaves it less than TOKENWARDEN_COMMIT_RETRY.
 	LeaseDuration time.Duration
+	// Outbox keeps a refreshed token set that the store did not take before the lease's
+	// end, and every later attempt commits it before presenting anything (refresh.go).
+	// Nil keeps nothing: such a token set is lost.
+	Outbox *outbox.Outbox
+	// Sleep waits between commit retries; nil waits on a timer. Tests that run on a
+	// fake clock advance it here, so that a long store outage costs no real time.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// MinAccessLifetime is the shortest access-token lifetime accepted from a provider
 	// (default DefaultMinAccessLifetime; see refresh.go).
 	MinAccessLifetime time.Duration

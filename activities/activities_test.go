@@ -67,8 +67,7 @@ func TestReseed(t *testing.T) {
 	if res.Version != 2 {
 		t.Fatalf("refresh: %+v", res)
 	}
-	now := h.clock.Now()
-	if _, err := h.sqlite.AcquireLease(context.Background(), credID, "stuck-run/1#4", now, now.Add(time.Hour)); err != nil {
+	if _, err := h.sqlite.AcquireLease(context.Background(), credID, "stuck-run/1#4", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 

@@ -22,6 +22,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/outbox"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
@@ -43,6 +44,9 @@ const (
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
+	// real makes it the wall clock: for a store that keeps its own (PostgreSQL), whose
+	// leases a fake clock could not step past.
+	real bool
 }
 
 func newClock() *clock {
@@ -52,6 +56,9 @@ func newClock() *clock {
 func (c *clock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.real {
+		return time.Now().UTC()
+	}
 	return c.t
 }
 
@@ -88,6 +95,11 @@ type harnessOptions struct {
 	providerTimeout time.Duration
 	// introspect configures the fake's introspection endpoint (see introspecting).
 	introspect bool
+	// outbox gives the activities an outbox in the temp dir (h.outboxDir).
+	outbox bool
+	// postgresDSN, if set, puts the store in PostgreSQL instead of SQLite (h.sqlite is
+	// then nil) and runs everything on the wall clock: PostgreSQL times leases by its own.
+	postgresDSN string
 }
 
 // harness is one tokenwarden worker's worth of real parts: a SQLite store in a temp dir,
@@ -99,16 +111,21 @@ type harness struct {
 	fake     *fakeoauth.Server
 	tokenURL string
 	sqlite   *store.SQLite // the real store, also reachable when wrapped
-	sealer   *seal.Sealer  // seals seeds as the starter does
-	opts     harnessOptions
-	acts     *activities.Activities
-	env      *testsuite.TestActivityEnvironment
-	logs     *syncBuffer
+	primary  store.Store   // the real store, SQLite or PostgreSQL, unwrapped
+	dbPath   string        // its file
+	// outboxDir is the activities' outbox directory, when opts.outbox is set.
+	outboxDir string
+	sealer    *seal.Sealer // seals seeds as the starter does
+	opts      harnessOptions
+	acts      *activities.Activities
+	env       *testsuite.TestActivityEnvironment
+	logs      *syncBuffer
 }
 
 func newHarness(t *testing.T, opts harnessOptions) *harness {
 	t.Helper()
 	clk := newClock()
+	clk.real = opts.postgresDSN != ""
 
 	fopts := opts.fake
 	if fopts.ClientID == "" {
@@ -130,15 +147,30 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "tokens.db"), ring, clk.Now)
-	if err != nil {
-		t.Fatal(err)
+	var (
+		db      *store.SQLite
+		dbPath  string
+		primary store.Store
+	)
+	if opts.postgresDSN != "" {
+		pg, err := store.OpenPostgres(context.Background(), opts.postgresDSN, ring, clk.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pg.Close() })
+		primary = pg
+	} else {
+		dbPath = filepath.Join(t.TempDir(), "tokens.db")
+		if db, err = store.OpenSQLite(context.Background(), dbPath, ring, clk.Now); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		primary = db
 	}
-	t.Cleanup(func() { db.Close() })
 
-	var st store.Store = db
+	st := primary
 	if opts.wrapStore != nil {
-		st = opts.wrapStore(db)
+		st = opts.wrapStore(primary)
 	}
 	sealer, err := seal.NewSealer(ring, clk.Now)
 	if err != nil {
@@ -153,8 +185,16 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		Logger:          slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ProviderTimeout: opts.providerTimeout,
 	}
+	var outboxDir string
+	if opts.outbox {
+		outboxDir = filepath.Join(t.TempDir(), "outbox")
+		if acts.Outbox, err = outbox.Open(outboxDir, ring); err != nil {
+			t.Fatal(err)
+		}
+	}
 	env := newActivityEnv(acts)
-	return &harness{t: t, clock: clk, fake: fake, tokenURL: tokenURL, sqlite: db, sealer: sealer, opts: opts, acts: acts, env: env, logs: logs}
+	return &harness{t: t, clock: clk, fake: fake, tokenURL: tokenURL, sqlite: db, primary: primary, dbPath: dbPath, outboxDir: outboxDir,
+		sealer: sealer, opts: opts, acts: acts, env: env, logs: logs}
 }
 
 // newActivityEnv returns an activity test environment for acts whose SDK logger is quiet:
@@ -262,13 +302,26 @@ func (h *harness) get(id string) store.Record {
 // assertLeaseFree proves the lease was released by taking it for another owner.
 func (h *harness) assertLeaseFree(id string) {
 	h.t.Helper()
-	now := h.clock.Now()
-	if _, err := h.sqlite.AcquireLease(context.Background(), id, "someone-else", now, now.Add(time.Minute)); err != nil {
+	if _, err := h.sqlite.AcquireLease(context.Background(), id, "someone-else", time.Minute); err != nil {
 		h.t.Fatalf("lease should be free, but another owner cannot take it: %v", err)
 	}
 	if err := h.sqlite.ReleaseLease(context.Background(), id, "someone-else"); err != nil {
 		h.t.Fatal(err)
 	}
+}
+
+// takeLeaseAgo leaves a lease of ttl that owner took `ago` on the harness clock, as an
+// attempt that died then would have: the store stamps leases with its own clock, so
+// the clock is stepped back for the taking and forward again. It returns when it was
+// taken.
+func (h *harness) takeLeaseAgo(id, owner string, ago, ttl time.Duration) time.Time {
+	h.t.Helper()
+	h.clock.Advance(-ago)
+	defer h.clock.Advance(ago)
+	if _, err := h.sqlite.AcquireLease(context.Background(), id, owner, ttl); err != nil {
+		h.t.Fatal(err)
+	}
+	return h.clock.Now()
 }
 
 // assertLeaseHeld checks that an attempt's lease is still live and returns it.
@@ -359,6 +412,36 @@ func detailOf(t *testing.T, appErr *temporal.ApplicationError) activities.Failur
 func delegateTo(m *storemock.MockStore, real store.Store) {
 	m.EXPECT().Get(gomock.Any(), gomock.Any()).DoAndReturn(real.Get).AnyTimes()
 	m.EXPECT().Put(gomock.Any(), gomock.Any()).DoAndReturn(real.Put).AnyTimes()
-	m.EXPECT().AcquireLease(gomock.Any(), gomock.Any(), gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(real.AcquireLease).AnyTimes()
+	m.EXPECT().AcquireLease(gomock.Any(), gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(real.AcquireLease).AnyTimes()
 	m.EXPECT().ReleaseLease(gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(real.ReleaseLease).AnyTimes()
+}
+
+// flakyStore is the real store with CompareAndSwap sabotaged: the first failures calls
+// return failErr, then it delegates. failures < 0 fails forever.
+type flakyStore struct {
+	store.Store
+	mu       sync.Mutex
+	failures int
+	failErr  error
+	calls    int
+}
+
+func (s *flakyStore) CompareAndSwap(ctx context.Context, rec store.Record, expected int64, owner string) (store.Record, error) {
+	s.mu.Lock()
+	s.calls++
+	fail := s.failures != 0
+	if s.failures > 0 {
+		s.failures--
+	}
+	s.mu.Unlock()
+	if fail {
+		return store.Record{}, s.failErr
+	}
+	return s.Store.CompareAndSwap(ctx, rec, expected, owner)
+}
+
+func (s *flakyStore) casCalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
 }

@@ -38,10 +38,7 @@ func (h *harness) introspecting(req activities.RefreshRequest) activities.Refres
 func (h *harness) takeStaleLease(id string) store.Lease {
 	h.t.Helper()
 	d := activities.DefaultLeaseDuration
-	takenAt := h.clock.Now().Add(-d - time.Second)
-	if _, err := h.sqlite.AcquireLease(context.Background(), id, staleLeaseOwner, takenAt, takenAt.Add(d)); err != nil {
-		h.t.Fatal(err)
-	}
+	takenAt := h.takeLeaseAgo(id, staleLeaseOwner, d+time.Second, d)
 	lease := h.get(id).Lease
 	if lease.Owner != staleLeaseOwner || !lease.TakenAt.Equal(takenAt) {
 		h.t.Fatalf("stale lease not stored as taken: %+v", lease)
@@ -53,8 +50,7 @@ func (h *harness) takeStaleLease(id string) store.Lease {
 // cannot take it.
 func (h *harness) assertLeaseNotTakeable(id string) {
 	h.t.Helper()
-	now := h.clock.Now()
-	_, err := h.sqlite.AcquireLease(context.Background(), id, "someone-else", now, now.Add(time.Minute))
+	_, err := h.sqlite.AcquireLease(context.Background(), id, "someone-else", time.Minute)
 	if !errors.Is(err, store.ErrLeaseHeld) {
 		h.t.Fatalf("another owner took (or failed to take) the lease: %v, want ErrLeaseHeld", err)
 	}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/tokenwarden/tokenwarden/internal/leasetiming"
+	"github.com/tokenwarden/tokenwarden/internal/outbox"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
@@ -39,19 +42,19 @@ type RefreshResult struct {
 	RenewableAt time.Time
 }
 
-// commitTimeout bounds the commit after a successful provider call. The commit runs on a
-// context detached from the activity's, so that a worker shutting down does not throw
-// away a token the provider has already rotated.
-const commitTimeout = 30 * time.Second
-
 // Refresh runs the refresh protocol of DESIGN.md:
 //  1. read the record; if it is newer than the workflow expected, return it (an
 //     earlier attempt committed), unless its access token lived below the lifetime
-//     floor, which that attempt reported as a provider error: then refresh on top;
-//  2. take the refresh lease, or report "in flight" without calling the provider;
-//  3. present the refresh token once, with a deadline shorter than the lease;
-//  4. commit the new token set as version v+1 (compare-and-swap) before anything else;
-//  5. an access token below the lifetime floor is, once stored, a provider error.
+//     floor, which that attempt reported as a provider error: then refresh on top; if
+//     it is older, the store went back, and nothing is presented;
+//  2. take the refresh lease (a fresh owner, timed by the store's clock), or report
+//     "in flight" without calling the provider;
+//  3. commit an earlier attempt's token set left in the outbox, if any, and stop there;
+//  4. present the refresh token once, with a deadline shorter than the lease;
+//  5. commit the new token set as version v+1 (compare-and-swap on the version and the
+//     lease owner) before anything else, retrying until the lease nears its end, then
+//     into the outbox;
+//  6. an access token below the lifetime floor is, once stored, a provider error.
 func (a *Activities) Refresh(ctx context.Context, req RefreshRequest) (RefreshResult, error) {
 	var calledAt time.Time
 	res, err := a.refresh(ctx, req, &calledAt)
@@ -79,6 +82,19 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	if err != nil {
 		return RefreshResult{}, storeError("read credential", err)
 	}
+	if rec.Version < req.ExpectedVersion {
+		// The store is behind what it already told the workflow: restored from a
+		// backup, or rolled back by someone who can write the database (the sealed
+		// secrets are bound to their version, so a whole older row is the only rollback
+		// that opens). Its refresh token was very likely consumed since: presenting it
+		// could trip the provider's reuse detection and revoke the grant.
+		log.Error("the token store holds an older version than the workflow last saw; nothing is presented",
+			"store_version", rec.Version, "expected_version", req.ExpectedVersion)
+		return RefreshResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("the token store holds version %d of this credential, older than the version %d already committed: "+
+				"the store went back (restored or rolled back); reseed the credential", rec.Version, req.ExpectedVersion),
+			ErrTypePermanent, nil, FailureDetail{Code: "store_went_back"})
+	}
 	if rec.Version > req.ExpectedVersion && !a.tooShort(rec) {
 		log.Info("refresh already committed by an earlier attempt", "version", rec.Version)
 		return resultOf(rec, true, false), nil
@@ -99,9 +115,14 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 
 	owner := leaseOwner(ctx)
 	now := a.now()
-	previous, err := a.Store.AcquireLease(ctx, req.CredentialID, owner, now, now.Add(a.leaseDuration()))
+	// The lease's end as this worker can count it: from before it asked, so no later
+	// than the store's own expiry. The commit retries until a margin before it.
+	commitDeadline := now.Add(a.leaseDuration() - leasetiming.Margin)
+	previous, err := a.Store.AcquireLease(ctx, req.CredentialID, owner, a.leaseDuration())
 	if errors.Is(err, store.ErrLeaseHeld) {
-		wait := previous.ExpiresAt.Sub(now) + time.Second
+		// The expiry is on the store's clock, this worker's may differ: the wait is
+		// kept within what one lease can last.
+		wait := min(max(previous.ExpiresAt.Sub(now), 0), a.leaseDuration()) + time.Second
 		return RefreshResult{}, temporal.NewApplicationErrorWithOptions(
 			fmt.Sprintf("another refresh attempt holds the lease until %s", previous.ExpiresAt.Format(time.RFC3339)),
 			ErrTypeInFlight, temporal.ApplicationErrorOptions{NextRetryDelay: wait})
@@ -109,11 +130,21 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	if err != nil {
 		return RefreshResult{}, storeError("take refresh lease", err)
 	}
+	// An earlier attempt's token set that the store did not take is committed before
+	// anything is presented: the provider has already consumed the stored refresh token.
+	if res, done, err := a.commitOutbox(ctx, log, rec, owner, commitDeadline); done {
+		return res, err
+	}
 	// A lease left behind by another attempt means that attempt may have presented the
 	// token and died before committing: its outcome is uncertain.
 	interrupted := previous.Owner != "" && previous.Owner != owner
 	stopHeartbeat := heartbeat(ctx)
 	defer stopHeartbeat()
+	// The worker checked the lease against this bound (internal/leasetiming): whatever
+	// the store calls below cost, the provider's answer arrives, or is abandoned,
+	// within it, leaving the commit its retries before the lease ends.
+	work, cancelWork := context.WithTimeout(ctx, leasetiming.BeforeCommit(a.providerTimeout()))
+	defer cancelWork()
 
 	grant := provider.Grant{
 		RefreshToken: rec.Secrets.RefreshToken,
@@ -122,19 +153,19 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 		Password:     rec.Secrets.Password,
 		AccessToken:  rec.Secrets.AccessToken,
 	}
-	if grant.ParentAccessToken, err = a.parentToken(ctx, p, req.Config); err != nil {
+	if grant.ParentAccessToken, err = a.parentToken(work, p, req.Config); err != nil {
 		a.releaseLease(ctx, req.CredentialID, owner)
 		return RefreshResult{}, err
 	}
 	if interrupted {
-		if err := a.settleInterrupted(ctx, p, req, grant, owner, previous); err != nil {
+		if err := a.settleInterrupted(work, p, req, grant, owner, previous); err != nil {
 			return RefreshResult{}, err
 		}
 		log.Info("an interrupted attempt left a lease; presenting the refresh token once", "interrupted_at", previous.TakenAt)
 	}
 
 	*calledAt = time.Now()
-	callCtx, cancel := context.WithTimeout(ctx, a.providerTimeout())
+	callCtx, cancel := context.WithTimeout(work, a.providerTimeout())
 	tokens, err := p.Refresh(callCtx, req.Config, grant)
 	cancel()
 	if err != nil {
@@ -162,13 +193,25 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	} else if !tokens.RefreshExpiresAt.IsZero() {
 		next.RefreshExpiresAt = tokens.RefreshExpiresAt.UTC()
 	}
-	saved, err := a.commit(ctx, next, rec.Version)
+	saved, err := a.commit(ctx, next, rec.Version, owner, commitDeadline)
 	if err != nil {
-		// The provider may have rotated the token and we could not store it. Say so
-		// loudly; the lease stays, so the next attempt treats the outcome as uncertain.
-		log.Error("COMMIT FAILED after a successful provider refresh; the new token is lost unless the store recovers",
+		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrNotFound) || a.Outbox == nil {
+			// Someone else committed, or the credential was deleted: the token set
+			// has no place to go. Say so loudly; the lease stays, so the next attempt
+			// treats the outcome as uncertain.
+			log.Error("COMMIT FAILED after a successful provider refresh; the new token is lost unless the store recovers",
+				"expected_version", rec.Version, "error", err)
+			return RefreshResult{}, storeError("commit refreshed token", err)
+		}
+		entry := outbox.Entry{Record: next, Expected: rec.Version, Rotated: rotated, RenewableAt: tokens.RenewableAt.UTC()}
+		if oerr := a.Outbox.Put(entry); oerr != nil {
+			log.Error("COMMIT FAILED after a successful provider refresh, and the outbox did not take the token set; it is lost unless the store recovers",
+				"expected_version", rec.Version, "error", err, "outbox_error", oerr)
+			return RefreshResult{}, storeError("commit refreshed token", errors.Join(err, oerr))
+		}
+		log.Warn("the token store did not take the refreshed token set before the lease's end; it is kept in the outbox, and the next attempt commits it before presenting anything",
 			"expected_version", rec.Version, "error", err)
-		return RefreshResult{}, storeError("commit refreshed token", err)
+		return RefreshResult{}, storeError("commit refreshed token (kept in the outbox)", err)
 	}
 	log.Info("refresh committed", "version", saved.Version, "access_expires_at", saved.AccessExpiresAt, "rotated", rotated)
 	if a.tooShort(saved) {
@@ -188,6 +231,61 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	res := resultOf(saved, false, rotated)
 	res.RenewableAt = tokens.RenewableAt.UTC()
 	return res, nil
+}
+
+// commitOutbox commits the outbox's entry for the credential, if it has one, under
+// the lease owner just took: done reports that the attempt ends here, with the
+// committed result or an error, and nothing is presented. An entry the store has moved
+// past (a reseed, or one committed whose removal failed) is dropped, and the attempt
+// goes on.
+func (a *Activities) commitOutbox(ctx context.Context, log *slog.Logger, rec store.Record, owner string,
+	deadline time.Time) (res RefreshResult, done bool, err error) {
+	if a.Outbox == nil {
+		return RefreshResult{}, false, nil
+	}
+	entry, ok, err := a.Outbox.Get(rec.ID)
+	if err != nil {
+		// It may hold the only live refresh token: present nothing until someone looks.
+		a.releaseLease(ctx, rec.ID, owner)
+		log.Error("the outbox holds an entry for this credential that cannot be read; nothing is presented until it is fixed", "error", err)
+		return RefreshResult{}, true, storeError("read the outbox", err)
+	}
+	if !ok {
+		return RefreshResult{}, false, nil
+	}
+	switch {
+	case entry.Expected < rec.Version:
+		log.Warn("dropping an outbox entry the store has moved past", "entry_version", entry.Expected+1, "store_version", rec.Version)
+		if err := a.Outbox.Remove(rec.ID); err != nil {
+			log.Warn("could not remove the outbox entry", "error", err)
+		}
+		return RefreshResult{}, false, nil
+	case entry.Expected > rec.Version:
+		// The store went back (restored from a backup?): the entry's token set is newer
+		// than anything stored, and presenting the stored token would spend a dead one.
+		a.releaseLease(ctx, rec.ID, owner)
+		log.Error("the outbox holds a token set newer than the store's; nothing is presented", "entry_version", entry.Expected+1, "store_version", rec.Version)
+		return RefreshResult{}, true, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("the local outbox holds version %d of this credential but the token store is at version %d: the store went back; restore it or reseed",
+				entry.Expected+1, rec.Version), ErrTypePermanent, nil, FailureDetail{Code: "store_behind_outbox"})
+	}
+	next := entry.Record
+	next.LastUsedAt = rec.LastUsedAt // the store keeps the later of the two anyway
+	saved, err := a.commit(ctx, next, entry.Expected, owner, deadline)
+	if err != nil {
+		// Nothing was presented: the lease can go, and the entry stays for the next attempt.
+		a.releaseLease(ctx, rec.ID, owner)
+		log.Warn("could not commit the outbox entry yet; nothing was presented", "entry_version", entry.Expected+1, "error", err)
+		return RefreshResult{}, true, storeError("commit the outbox entry", err)
+	}
+	if err := a.Outbox.Remove(rec.ID); err != nil {
+		// Harmless: the next attempt finds the store past it and drops it.
+		log.Warn("committed the outbox entry but could not remove it", "error", err)
+	}
+	log.Info("committed the token set an earlier attempt left in the outbox", "version", saved.Version, "rotated", entry.Rotated)
+	res = resultOf(saved, false, entry.Rotated)
+	res.RenewableAt = entry.RenewableAt
+	return res, true, nil
 }
 
 // parentRejected handles a child whose parent's token the provider refused: the child's
@@ -301,29 +399,55 @@ func heartbeat(ctx context.Context) (stop func()) {
 	return func() { close(done) }
 }
 
-// commit writes the new token set, retrying store failures until commitTimeout: once
-// the provider has answered, the new refresh token exists nowhere else.
-func (a *Activities) commit(ctx context.Context, next store.Record, expected int64) (store.Record, error) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-	defer cancel()
+// commit writes the new token set, retrying store failures until deadline, when the
+// lease nears its end: once the provider has answered, the new refresh token exists
+// nowhere else. It runs on a context detached from the activity's, so that a worker
+// shutting down does not throw away a token the provider has already rotated. Each
+// store call is bounded by the time left, so a hanging store cannot carry the commit
+// past the lease.
+func (a *Activities) commit(ctx context.Context, next store.Record, expected int64, owner string, deadline time.Time) (store.Record, error) {
+	detached := context.WithoutCancel(ctx)
 	delay := 50 * time.Millisecond
 	for {
-		saved, err := a.Store.CompareAndSwap(cctx, next, expected)
+		left := deadline.Sub(a.now())
+		if left <= 0 {
+			return store.Record{}, fmt.Errorf("%w: the lease nears its end", context.DeadlineExceeded)
+		}
+		cctx, cancel := context.WithTimeout(detached, left)
+		saved, err := a.Store.CompareAndSwap(cctx, next, expected, owner)
+		cancel()
 		if err == nil {
 			return saved, nil
 		}
-		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrNotFound) {
-			// Retrying cannot help: someone else wrote, or the credential was deleted.
+		if errors.Is(err, store.ErrVersionConflict) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrLeaseLost) {
+			// Retrying cannot help: someone else wrote, the credential was deleted, or
+			// the lease expired and another attempt may be presenting the token.
 			return store.Record{}, err
 		}
-		select {
-		case <-cctx.Done():
-			return store.Record{}, fmt.Errorf("%w (last store error: %v)", cctx.Err(), err)
-		case <-time.After(delay):
+		if left = deadline.Sub(a.now()); left <= 0 {
+			return store.Record{}, fmt.Errorf("%w: the lease nears its end (last store error: %v)", context.DeadlineExceeded, err)
+		}
+		if err := a.sleep(detached, min(delay, left)); err != nil {
+			return store.Record{}, err
 		}
 		if delay < 2*time.Second {
 			delay *= 2
 		}
+	}
+}
+
+// sleep waits for d, by the Sleep hook when one is set.
+func (a *Activities) sleep(ctx context.Context, d time.Duration) error {
+	if a.Sleep != nil {
+		return a.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
@@ -373,12 +497,11 @@ func (a *Activities) releaseLease(ctx context.Context, id, owner string) {
 	}
 }
 
-// leaseOwner is a fresh ID for this attempt (DESIGN.md, refresh step 3): workflow run,
-// activity and attempt number, which tell a reader of the logs or the store whose lease
-// it is, then a random UUID, which makes it unique. The first three are unique only
-// where Temporal assigns them: callers outside a worker (activity test environments,
-// Refresh called directly) repeat them, and AcquireLease gives a lease back to its
-// owner as if to the same attempt, so Refresh would not see the interrupted one.
+// leaseOwner names this attempt: workflow run, activity and attempt number for the
+// logs, and a random ID that makes it unique. Run, activity and attempt alone can
+// repeat (a reset workflow, a test environment, an attempt started twice), and two
+// attempts sharing an owner would each take the other's lease as their own, which the
+// fencing of CompareAndSwap exists to prevent.
 func leaseOwner(ctx context.Context) string {
 	id := uuid.NewString()
 	if !activity.IsActivity(ctx) {

@@ -98,7 +98,7 @@ func TestRefreshLeaseHeldTouchesNothing(t *testing.T) {
 	held := store.Lease{Owner: "other-run/7#1/" + uuid.NewString(), TakenAt: m.now.Add(-45 * time.Second), ExpiresAt: m.now.Add(45 * time.Second)}
 	p.EXPECT().ValidateConfig(m.cfg).Return(nil)
 	m.store.EXPECT().Get(gomock.Any(), credID).Return(m.record(1), nil)
-	m.store.EXPECT().AcquireLease(gomock.Any(), credID, gomock.Any(), m.now, m.now.Add(activities.DefaultLeaseDuration)).
+	m.store.EXPECT().AcquireLease(gomock.Any(), credID, gomock.Any(), activities.DefaultLeaseDuration).
 		Return(held, store.ErrLeaseHeld)
 
 	_, err := m.refresh(nil, m.request(1))
@@ -118,8 +118,8 @@ func TestRefreshLeaseOwnerIsFreshPerAttempt(t *testing.T) {
 	var taken, released []string
 	p.EXPECT().ValidateConfig(m.cfg).Return(nil).Times(3)
 	m.store.EXPECT().Get(gomock.Any(), credID).Return(m.record(1), nil).Times(3)
-	m.store.EXPECT().AcquireLease(gomock.Any(), credID, gomock.Any(), m.now, gomock.Any()).Times(3).
-		DoAndReturn(func(_ context.Context, _, owner string, _, _ time.Time) (store.Lease, error) {
+	m.store.EXPECT().AcquireLease(gomock.Any(), credID, gomock.Any(), gomock.Any()).Times(3).
+		DoAndReturn(func(_ context.Context, _, owner string, _ time.Duration) (store.Lease, error) {
 			taken = append(taken, owner)
 			return store.Lease{}, nil
 		})
@@ -171,8 +171,8 @@ func TestInterruptedConsumedTokenIsNeverPresented(t *testing.T) {
 	var owner string
 	p.MockProvider.EXPECT().ValidateConfig(m.cfg).Return(nil)
 	m.store.EXPECT().Get(gomock.Any(), credID).Return(m.record(1), nil)
-	m.store.EXPECT().AcquireLease(gomock.Any(), credID, gomock.Any(), m.now, gomock.Any()).
-		DoAndReturn(func(_ context.Context, _, o string, _, _ time.Time) (store.Lease, error) {
+	m.store.EXPECT().AcquireLease(gomock.Any(), credID, gomock.Any(), gomock.Any()).
+		DoAndReturn(func(_ context.Context, _, o string, _ time.Duration) (store.Lease, error) {
 			owner = o
 			return stale, nil
 		})
@@ -214,7 +214,7 @@ func TestParentRejectedAsksTheParentOnce(t *testing.T) {
 
 	p.MockProvider.EXPECT().ValidateConfig(m.cfg).Return(nil)
 	m.store.EXPECT().Get(gomock.Any(), credID).Return(m.record(1), nil)
-	m.store.EXPECT().AcquireLease(gomock.Any(), credID, gomock.Any(), m.now, gomock.Any()).Return(store.Lease{}, nil)
+	m.store.EXPECT().AcquireLease(gomock.Any(), credID, gomock.Any(), gomock.Any()).Return(store.Lease{}, nil)
 	m.store.EXPECT().Get(gomock.Any(), "company-1").Return(parent, nil)
 	p.MockChild.EXPECT().ParentProvider().Return("company")
 	// The child's use of its parent counts as the parent's use.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
+	"github.com/tokenwarden/tokenwarden/internal/leasetiming"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/store"
@@ -124,9 +125,7 @@ func TestRefreshAlreadyCommitted(t *testing.T) {
 func TestRefreshLeaseHeldByAnotherAttempt(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	rt, v := h.seed(credID, "fam", testClientSecret)
-	now := h.clock.Now()
-	expires := now.Add(45 * time.Second)
-	if _, err := h.sqlite.AcquireLease(context.Background(), credID, "other-run/7#1", now, expires); err != nil {
+	if _, err := h.sqlite.AcquireLease(context.Background(), credID, "other-run/7#1", 45*time.Second); err != nil {
 		t.Fatal(err)
 	}
 
@@ -189,10 +188,7 @@ func TestRefreshAfterInterruptedAttempt(t *testing.T) {
 	// takeStaleLease leaves the lease of an attempt that died leaseDuration+1s ago.
 	takeStaleLease := func(h *harness) store.Lease {
 		t.Helper()
-		takenAt := h.clock.Now().Add(-leaseDuration - time.Second)
-		if _, err := h.sqlite.AcquireLease(context.Background(), credID, "dead-run/3#2", takenAt, takenAt.Add(leaseDuration)); err != nil {
-			t.Fatal(err)
-		}
+		h.takeLeaseAgo(credID, "dead-run/3#2", leaseDuration+time.Second, leaseDuration)
 		return h.get(credID).Lease
 	}
 
@@ -556,8 +552,8 @@ func TestRefreshCommitRetriesStoreFailures(t *testing.T) {
 		m := storemock.NewMockStore(ctrl)
 		delegateTo(m, real)
 		gomock.InOrder(
-			m.EXPECT().CompareAndSwap(gomock.Any(), gomock.Any(), int64(1)).Return(store.Record{}, busy).Times(3),
-			m.EXPECT().CompareAndSwap(gomock.Any(), gomock.Any(), int64(1)).DoAndReturn(real.CompareAndSwap),
+			m.EXPECT().CompareAndSwap(gomock.Any(), gomock.Any(), int64(1), gomock.Any()).Return(store.Record{}, busy).Times(3),
+			m.EXPECT().CompareAndSwap(gomock.Any(), gomock.Any(), int64(1), gomock.Any()).DoAndReturn(real.CompareAndSwap),
 		)
 		return m
 	}})
@@ -576,6 +572,34 @@ func TestRefreshCommitRetriesStoreFailures(t *testing.T) {
 	}
 }
 
+// A store that stays down: the commit retries for as long as the lease allows, not a
+// fixed time, and stops a margin before the lease ends, while no retry can have taken
+// it. The clock is the harness's: the retries' waits advance it instead of sleeping.
+func TestRefreshCommitRetriesUntilTheLeaseNearsItsEnd(t *testing.T) {
+	var flaky *flakyStore
+	h := newHarness(t, harnessOptions{wrapStore: func(s store.Store) store.Store {
+		flaky = &flakyStore{Store: s, failures: -1, failErr: errors.New("sqlite store: compare-and-swap: database is locked (5) (SQLITE_BUSY)")}
+		return flaky
+	}})
+	h.acts.Sleep = func(_ context.Context, d time.Duration) error { h.clock.Advance(d); return nil }
+	_, v := h.seed(credID, "fam", testClientSecret)
+
+	start := h.clock.Now()
+	_, err := h.refresh(h.request(credID, v))
+	appError(t, err, activities.ErrTypeStore, false)
+	spent := h.clock.Now().Sub(start)
+	end := activities.DefaultLeaseDuration - leasetiming.Margin
+	if spent > end || spent < end-3*time.Second {
+		t.Fatalf("the commit retried for %s, want until %s (the lease of %s less the margin)", spent, end, activities.DefaultLeaseDuration)
+	}
+	if flaky.casCalls() < 40 { // every 2 s at most, once the backoff has grown
+		t.Fatalf("only %d CompareAndSwap calls in %s", flaky.casCalls(), spent)
+	}
+	h.assertLeaseHeld(credID)
+	t.Logf("%d commits over %s of simulated time; the lease had %s left", flaky.casCalls(), spent,
+		h.get(credID).Lease.ExpiresAt.Sub(h.clock.Now()))
+}
+
 // A version conflict means someone else wrote: retrying the commit cannot help, so it
 // is tried exactly once (the mock fails the test on a second call).
 func TestRefreshCommitConflict(t *testing.T) {
@@ -584,7 +608,7 @@ func TestRefreshCommitConflict(t *testing.T) {
 	h := newHarness(t, harnessOptions{wrapStore: func(real store.Store) store.Store {
 		m := storemock.NewMockStore(ctrl)
 		delegateTo(m, real)
-		m.EXPECT().CompareAndSwap(gomock.Any(), gomock.Any(), int64(1)).Return(store.Record{}, conflict)
+		m.EXPECT().CompareAndSwap(gomock.Any(), gomock.Any(), int64(1), gomock.Any()).Return(store.Record{}, conflict)
 		return m
 	}})
 	rt, v := h.seed(credID, "fam", testClientSecret)

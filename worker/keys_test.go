@@ -97,7 +97,11 @@ func (k keyTestStore) seed(t *testing.T, n int) map[string]store.Record {
 		}
 		if i%3 == 0 { // some records at version 2
 			put.Secrets.AccessToken += "-b"
-			if put, err = s.CompareAndSwap(t.Context(), put, 1); err != nil {
+			// Commits are fenced: the writer holds the refresh lease.
+			if _, err := s.AcquireLease(t.Context(), rec.ID, "test-writer", time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if put, err = s.CompareAndSwap(t.Context(), put, 1, "test-writer"); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"sync/atomic"
 	"syscall"
@@ -31,6 +32,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/notify"
+	"github.com/tokenwarden/tokenwarden/internal/outbox"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
@@ -132,6 +134,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := checkStoreKeys(ctx, tokens, ring, cfg.KeyFile, storeDesc); err != nil {
 		fmt.Fprintf(stderr, "worker: refusing to start: %v\n", err)
 		return 2
+	}
+	// Token sets the store did not take in time wait here for the next attempt
+	// (internal/outbox); it is this host's, whichever store the worker uses.
+	pending, err := outbox.Open(filepath.Join(cfg.DataDir, "outbox"), ring)
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 1
+	}
+	if n, err := pending.Len(); err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 1
+	} else if n > 0 {
+		logger.Warn("the outbox holds token sets the store did not take; each credential's next refresh commits its own first", "entries", n)
 	}
 
 	// Every payload this worker writes (activity inputs and results, query and update
@@ -236,6 +251,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Logger:            logger,
 		ProviderTimeout:   cfg.ProviderTimeout,
 		LeaseDuration:     cfg.LeaseDuration,
+		Outbox:            pending,
 		MinAccessLifetime: cfg.MinAccessLifetime,
 		Parents:           parentSignaller{client: c},
 		Metrics:           wm.activity,

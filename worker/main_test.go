@@ -107,7 +107,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		}
 	}
 	// Defaults are part of the documentation.
-	for _, d := range []string{"localhost:7233", "90s", "30s"} {
+	for _, d := range []string{"localhost:7233", "120s", "30s"} {
 		if !strings.Contains(r.stderr, d) {
 			t.Errorf("-help does not show the default %q", d)
 		}
@@ -130,15 +130,16 @@ func TestBadConfig(t *testing.T) {
 		wantStderr []string
 	}{
 		{
-			// The lease must outlive the provider call, or two workers could refresh at once.
+			// The lease must outlive the attempt and its commit retries, or a retry could
+			// present the token while the first attempt is still committing it.
 			name:       "lease equal to provider timeout",
 			env:        map[string]string{"TOKENWARDEN_LEASE_DURATION": "30s", "TOKENWARDEN_PROVIDER_TIMEOUT": "30s"},
-			wantStderr: []string{"TOKENWARDEN_LEASE_DURATION (30s) must be longer than TOKENWARDEN_PROVIDER_TIMEOUT (30s)"},
+			wantStderr: []string{"TOKENWARDEN_LEASE_DURATION (30s) must be longer than 1m32s"},
 		},
 		{
-			name:       "lease shorter than provider timeout",
-			env:        map[string]string{"TOKENWARDEN_LEASE_DURATION": "10s"},
-			wantStderr: []string{"TOKENWARDEN_LEASE_DURATION (10s) must be longer than TOKENWARDEN_PROVIDER_TIMEOUT (30s)"},
+			name:       "lease shorter than an attempt and its commit retries",
+			env:        map[string]string{"TOKENWARDEN_LEASE_DURATION": "45s"},
+			wantStderr: []string{"TOKENWARDEN_LEASE_DURATION (45s) must be longer than 1m32s", "TOKENWARDEN_COMMIT_RETRY=30s"},
 		},
 		{
 			name:       "provider timeout equal to the activity timeout",

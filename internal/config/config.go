@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/tokenwarden/tokenwarden/internal/leasetiming"
 )
 
 // Prefix is the common prefix of every environment variable.
@@ -77,7 +79,11 @@ type Worker struct {
 	Temporal
 	TokenStore
 	ProviderTimeout time.Duration `split_words:"true" default:"30s" desc:"deadline of one call to a provider's token endpoint"`
-	LeaseDuration   time.Duration `split_words:"true" default:"90s" desc:"refresh lease lifetime; must exceed PROVIDER_TIMEOUT"`
+	// LeaseDuration must outlast an attempt's whole life after it takes the lease
+	// (leasetiming.MinLease): 2 x 30 s of provider calls capped at the 60 s
+	// start-to-close timeout, 30 s of commit retries and 2 s of margin by default.
+	LeaseDuration time.Duration `split_words:"true" default:"120s" desc:"refresh lease lifetime; must be longer than the attempt before its commit (2 x PROVIDER_TIMEOUT + 2s, at most 60s) + COMMIT_RETRY + 2s"`
+	CommitRetry   time.Duration `split_words:"true" default:"30s" desc:"how long, at least, a commit retries a failing token store before the token set goes to the outbox (at least 1s)"`
 	// MinAccessLifetime: a provider that issues shorter access tokens is misbehaving,
 	// and following it would refresh many times a second.
 	MinAccessLifetime time.Duration `split_words:"true" default:"1m" desc:"shortest access-token lifetime accepted from a provider (at least 1s); a shorter one is stored and reported as a provider error, and the next refresh waits for the backoff"`
@@ -292,9 +298,11 @@ func (w Worker) Check() error {
 	if w.ProviderTimeout <= 0 {
 		return fmt.Errorf("%s_PROVIDER_TIMEOUT: must be positive, got %s", Prefix, w.ProviderTimeout)
 	}
-	if w.LeaseDuration <= w.ProviderTimeout {
-		return fmt.Errorf("%s_LEASE_DURATION (%s) must be longer than %s_PROVIDER_TIMEOUT (%s), or a slow provider call could outlive its lease",
-			Prefix, w.LeaseDuration, Prefix, w.ProviderTimeout)
+	if w.CommitRetry < time.Second {
+		return fmt.Errorf("%s_COMMIT_RETRY: must be at least 1s, got %s", Prefix, w.CommitRetry)
+	}
+	if err := leasetiming.Check(Prefix, w.LeaseDuration, w.ProviderTimeout, w.CommitRetry); err != nil {
+		return err
 	}
 	if w.MinAccessLifetime < time.Second {
 		return fmt.Errorf("%s_MIN_ACCESS_LIFETIME: must be at least 1s, got %s", Prefix, w.MinAccessLifetime)

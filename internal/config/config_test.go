@@ -63,7 +63,7 @@ func TestTokenAPIVariables(t *testing.T) {
 		t.Errorf("TokenClient variables = %v, want TOKENWARDEN_API_KEY, TOKENWARDEN_TOKEN_API", names)
 	}
 
-	w := Worker{ProviderTimeout: 1, LeaseDuration: 2, MinAccessLifetime: time.Minute, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite}, NotifyFormat: "json", NotifyTimeout: 1, TokenAPIRate: 10, TokenAPIBurst: 20, WorkflowCacheSize: 2000}
+	w := Worker{ProviderTimeout: time.Second, LeaseDuration: 10 * time.Second, CommitRetry: time.Second, MinAccessLifetime: time.Minute, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite}, NotifyFormat: "json", NotifyTimeout: 1, TokenAPIRate: 10, TokenAPIBurst: 20, WorkflowCacheSize: 2000}
 	if err := w.Check(); err != nil {
 		t.Fatalf("valid config refused: %v", err)
 	}
@@ -231,7 +231,7 @@ func TestCodecBearerTokenRequiredBeyondLoopback(t *testing.T) {
 		{"localhost.:8234", "beyond loopback"}, // a name that is not exactly localhost
 	} {
 		t.Run(tc.addr, func(t *testing.T) {
-			w := Worker{ProviderTimeout: 1, LeaseDuration: 2, MinAccessLifetime: time.Minute, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite},
+			w := Worker{ProviderTimeout: time.Second, LeaseDuration: 10 * time.Second, CommitRetry: time.Second, MinAccessLifetime: time.Minute, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite},
 				NotifyFormat: "json", NotifyTimeout: 1, TokenAPIRate: 10, TokenAPIBurst: 20, WorkflowCacheSize: 1, HTTPAddr: tc.addr}
 			err := w.Check()
 			if tc.wantError == "" {
@@ -262,5 +262,45 @@ func TestCodecBearerTokenRequiredBeyondLoopback(t *testing.T) {
 	t.Setenv("TOKENWARDEN_HTTP_ADDR", "127.0.0.1:8234")
 	if _, err := LoadWorker(); err != nil {
 		t.Fatalf("LoadWorker on loopback without a token = %v", err)
+	}
+}
+
+// The lease must outlast an attempt's life after taking it: the calls before the commit
+// (two provider timeouts and the store calls, at most the start-to-close timeout), the
+// commit's retries and the margin. The example: 45 s with the 30 s provider
+// timeout, when an attempt may take 60 s and then retry its commit for 30 s.
+func TestLeaseMustOutlastTheAttempt(t *testing.T) {
+	valid := Worker{ProviderTimeout: 30 * time.Second, LeaseDuration: 120 * time.Second, CommitRetry: 30 * time.Second,
+		MinAccessLifetime: time.Minute, LogLevel: "info", LogFormat: "text", TokenStore: TokenStore{Store: StoreSQLite},
+		NotifyFormat: "json", NotifyTimeout: 1, TokenAPIRate: 10, TokenAPIBurst: 20, WorkflowCacheSize: 1}
+	if err := valid.Check(); err != nil {
+		t.Fatalf("the defaults are refused: %v", err)
+	}
+	for _, tc := range []struct {
+		provider, lease, commit time.Duration
+		ok                      bool
+	}{
+		{30 * time.Second, 45 * time.Second, 30 * time.Second, false},
+		{30 * time.Second, 90 * time.Second, 30 * time.Second, false}, // the old default: 60 + 30 + 2 = 92
+		{30 * time.Second, 92 * time.Second, 30 * time.Second, false}, // not longer than the minimum
+		{30 * time.Second, 93 * time.Second, 30 * time.Second, true},
+		{30 * time.Second, 93 * time.Second, 31 * time.Second, false},
+		{59 * time.Second, 93 * time.Second, 30 * time.Second, true}, // before the commit: capped at 60 s
+		{3 * time.Second, 6 * time.Second, 4 * time.Second, false},   // the end-to-end tests' former lease
+		{3 * time.Second, 15 * time.Second, 4 * time.Second, true},   // theirs now: 8 + 4 + 2 = 14
+		{3 * time.Second, 15 * time.Second, 0, false},                // a commit must retry for at least 1 s
+	} {
+		w := valid
+		w.ProviderTimeout, w.LeaseDuration, w.CommitRetry = tc.provider, tc.lease, tc.commit
+		err := w.Check()
+		if tc.ok && err != nil {
+			t.Errorf("provider %s, lease %s, commit %s: refused: %v", tc.provider, tc.lease, tc.commit, err)
+		}
+		if !tc.ok && err == nil {
+			t.Errorf("provider %s, lease %s, commit %s: accepted, want refused", tc.provider, tc.lease, tc.commit)
+		}
+		if !tc.ok && tc.commit > 0 && err != nil && !strings.Contains(err.Error(), "TOKENWARDEN_LEASE_DURATION") {
+			t.Errorf("provider %s, lease %s, commit %s: error does not name the lease: %v", tc.provider, tc.lease, tc.commit, err)
+		}
 	}
 }

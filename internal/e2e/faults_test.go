@@ -6,8 +6,9 @@ package e2e
 // provider saw (the fake's counters), what the store holds (read after the worker has
 // stopped) and what the workflow says.
 //
-// Timings: provider timeout 3 s and lease 6 s (env.vars), the activity's heartbeat
-// timeout is 10 s, so an attempt on a killed worker is retried about 11 s after the kill;
+// Timings: provider timeout 3 s, commit retries 4 s and lease 15 s (env.vars), the
+// activity's heartbeat timeout is 10 s, so an attempt on a killed worker is retried
+// about 11 s after the kill, and waits for the lease taken before it;
 // access tokens live 3 s unless a test says otherwise.
 
 import (

@@ -61,8 +61,11 @@ func (e *env) vars() []string {
 		"TOKENWARDEN_TASK_QUEUE="+e.taskQueue,
 		"TOKENWARDEN_DATA_DIR="+e.dataDir,
 		"TOKENWARDEN_KEY_FILE="+stack.keyFile,
+		// The shortest lease the worker accepts for these (internal/leasetiming):
+		// 2 x 3 s + 2 s before the commit, 4 s of commit retries, 2 s of margin.
 		"TOKENWARDEN_PROVIDER_TIMEOUT=3s",
-		"TOKENWARDEN_LEASE_DURATION=6s",
+		"TOKENWARDEN_COMMIT_RETRY=4s",
+		"TOKENWARDEN_LEASE_DURATION=15s",
 		// The fakes' tokens live a few seconds, so that the tests see many cycles.
 		"TOKENWARDEN_MIN_ACCESS_LIFETIME=1s",
 		"TOKENWARDEN_SEAL_BEARER_TOKEN="+sealToken,

@@ -208,8 +208,12 @@ func WorkerEnv(temporalAddr, dataDir, taskQueue string) []string {
 		"TOKENWARDEN_TEMPORAL_ADDRESS="+temporalAddr,
 		"TOKENWARDEN_DATA_DIR="+dataDir,
 		"TOKENWARDEN_TASK_QUEUE="+taskQueue,
+		// The shortest lease the worker accepts for these (internal/leasetiming), as in
+		// the end-to-end tests: 2 x 3 s + 2 s before the commit, 4 s of commit
+		// retries, 2 s of margin.
 		"TOKENWARDEN_PROVIDER_TIMEOUT=3s",
-		"TOKENWARDEN_LEASE_DURATION=6s",
+		"TOKENWARDEN_COMMIT_RETRY=4s",
+		"TOKENWARDEN_LEASE_DURATION=15s",
 		// The soak's tokens live 10 s.
 		"TOKENWARDEN_MIN_ACCESS_LIFETIME=1s",
 		"TOKENWARDEN_LOG_LEVEL=warn",

@@ -49,8 +49,9 @@ const (
 	clientID     = "soak-client"
 	clientSecret = "soak-client-secret"
 	// settleTime is how long the stack runs without kills and faults before the final
-	// check, so that refreshes interrupted near the end are settled (a lease of 6 s plus
-	// retries) rather than caught half-way.
+	// check, so that refreshes interrupted near the end are settled (the 10 s heartbeat
+	// timeout, then the rest of a 15 s lease, then the retry) rather than caught
+	// half-way.
 	settleTime = 20 * time.Second
 	// progressEvery is the interval of the progress lines.
 	progressEvery = 15 * time.Second

@@ -303,7 +303,7 @@ func (s *Postgres) Get(ctx context.Context, id string) (Record, error) {
 		return Record{}, fmt.Errorf("postgres store: get credential %q: %w", id, err)
 	}
 	t.apply(&rec)
-	secrets, err := openSecrets(s.ring, rec.ID, keyID, sealed)
+	secrets, err := openSecrets(s.ring, rec.ID, rec.Version, keyID, sealed)
 	if err != nil {
 		return Record{}, fmt.Errorf("postgres store: get credential %q (version %d): %w", id, rec.Version, err)
 	}
@@ -337,35 +337,58 @@ func (s *Postgres) List(ctx context.Context) ([]Record, error) {
 }
 
 // Put writes rec as the next version, creating the record at version 1 if needed. The
-// upsert is one statement: concurrent Puts of a new ID do not both insert (the loser's
-// INSERT waits on the winner's index entry and turns into the UPDATE), and concurrent
-// Puts of an existing one each add one to the version.
+// secrets are sealed for the version they are written at, so Put first locks the row
+// and reads its version, then upserts on the condition that it is still that one:
+// concurrent Puts of an existing ID queue on the row lock, and of the concurrent Puts of
+// a new ID one inserts while the others find the row there (their condition fails) and
+// try again on top of it.
 func (s *Postgres) Put(ctx context.Context, rec Record) (Record, error) {
 	w, err := prepareWrite(rec, s.ring, s.now)
 	if err != nil {
 		return Record{}, fmt.Errorf("postgres store: put: %w", err)
 	}
 	var version int64
-	err = s.pool.QueryRow(ctx, `INSERT INTO tokenwarden_credentials AS c (
-			id, provider, version, key_id, secrets, token_type,
-			access_expires_at, refresh_expires_at, updated_at, last_used_at,
-			lease_owner, lease_taken_at, lease_expires_at)
-		VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9, '', 0, 0)
-		ON CONFLICT (id) DO UPDATE SET
-			provider = excluded.provider,
-			version = c.version + 1,
-			key_id = excluded.key_id,
-			secrets = excluded.secrets,
-			token_type = excluded.token_type,
-			access_expires_at = excluded.access_expires_at,
-			refresh_expires_at = excluded.refresh_expires_at,
-			updated_at = excluded.updated_at,
-			last_used_at = greatest(c.last_used_at, excluded.last_used_at),
-			lease_owner = '', lease_taken_at = 0, lease_expires_at = 0
-		RETURNING version, last_used_at`,
-		w.rec.ID, w.rec.Provider, w.keyID, w.sealed, w.rec.TokenType,
-		w.t.accessExpires, w.t.refreshExpires, w.t.updated, w.t.lastUsed,
-	).Scan(&version, &w.t.lastUsed)
+	for range putAttempts {
+		version = 0
+		err = s.writeTx(ctx, func(tx pgx.Tx) error {
+			var current int64
+			err := tx.QueryRow(ctx, `SELECT version FROM tokenwarden_credentials WHERE id = $1 FOR UPDATE`, rec.ID).Scan(&current)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("lock row: %w", err)
+			}
+			if err := w.seal(current + 1); err != nil {
+				return err
+			}
+			err = tx.QueryRow(ctx, `INSERT INTO tokenwarden_credentials AS c (
+					id, provider, version, key_id, secrets, token_type,
+					access_expires_at, refresh_expires_at, updated_at, last_used_at,
+					lease_owner, lease_taken_at, lease_expires_at)
+				VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8, $9, '', 0, 0)
+				ON CONFLICT (id) DO UPDATE SET
+					provider = excluded.provider,
+					version = c.version + 1,
+					key_id = excluded.key_id,
+					secrets = excluded.secrets,
+					token_type = excluded.token_type,
+					access_expires_at = excluded.access_expires_at,
+					refresh_expires_at = excluded.refresh_expires_at,
+					updated_at = excluded.updated_at,
+					last_used_at = greatest(c.last_used_at, excluded.last_used_at),
+					lease_owner = '', lease_taken_at = 0, lease_expires_at = 0
+				WHERE c.version = $10
+				RETURNING version, last_used_at`,
+				w.rec.ID, w.rec.Provider, w.keyID, w.sealed, w.rec.TokenType,
+				w.t.accessExpires, w.t.refreshExpires, w.t.updated, w.t.lastUsed, current,
+			).Scan(&version, &w.t.lastUsed)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return errPutRaced // another Put created the row since the read
+			}
+			return err
+		})
+		if !errors.Is(err, errPutRaced) {
+			break
+		}
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("postgres store: put credential %q: %w", rec.ID, err)
 	}
@@ -374,17 +397,41 @@ func (s *Postgres) Put(ctx context.Context, rec Record) (Record, error) {
 	return w.rec, nil
 }
 
+// putAttempts bounds how often Put starts over after another Put created the row
+// between its read and its write; the row lock decides every later round.
+const putAttempts = 5
+
+var errPutRaced = errors.New("record created by a concurrent write")
+
+// postgresNowNS is the server's clock in the store's time encoding (Unix nanoseconds,
+// exact to the microsecond the server keeps). clock_timestamp(), not now(): now() is
+// the start of the transaction, which may be long before the row lock was granted.
+// extract returns numeric, so the product is exact.
+const postgresNowNS = `(extract(epoch FROM clock_timestamp()) * 1000000)::int8 * 1000`
+
 // CompareAndSwap writes rec as expectedVersion+1 if the stored version is
-// expectedVersion. The row is locked first, so the version compared is the latest
-// committed one and no other writer can slip in between the check and the write.
-func (s *Postgres) CompareAndSwap(ctx context.Context, rec Record, expectedVersion int64) (Record, error) {
+// expectedVersion and leaseOwner holds a lease that is live by the server's clock. The
+// row is locked first, so the version and lease compared are the latest committed ones
+// and no other writer can slip in between the check and the write.
+func (s *Postgres) CompareAndSwap(ctx context.Context, rec Record, expectedVersion int64, leaseOwner string) (Record, error) {
+	if leaseOwner == "" {
+		return Record{}, fmt.Errorf("postgres store: compare-and-swap credential %q: empty lease owner", rec.ID)
+	}
 	w, err := prepareWrite(rec, s.ring, s.now)
+	if err == nil {
+		err = w.seal(expectedVersion + 1)
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("postgres store: compare-and-swap: %w", err)
 	}
 	err = s.writeTx(ctx, func(tx pgx.Tx) error {
-		var found int64
-		err := tx.QueryRow(ctx, `SELECT version FROM tokenwarden_credentials WHERE id = $1 FOR UPDATE`, rec.ID).Scan(&found)
+		var (
+			found          int64
+			owner          string
+			expires, nowNS int64
+		)
+		err := tx.QueryRow(ctx, `SELECT version, lease_owner, lease_expires_at, `+postgresNowNS+`
+			FROM tokenwarden_credentials WHERE id = $1 FOR UPDATE`, rec.ID).Scan(&found, &owner, &expires, &nowNS)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("at version %d: %w", expectedVersion, ErrNotFound)
 		}
@@ -393,6 +440,9 @@ func (s *Postgres) CompareAndSwap(ctx context.Context, rec Record, expectedVersi
 		}
 		if found != expectedVersion {
 			return fmt.Errorf("expected version %d, found %d: %w", expectedVersion, found, ErrVersionConflict)
+		}
+		if err := checkLeaseHeld(owner, leaseOwner, expires, nowNS); err != nil {
+			return fmt.Errorf("at version %d: %w", expectedVersion, err)
 		}
 		// last_used_at keeps the later value: a consumer's read recorded
 		// (TouchLastUsed) after this writer read the record must not be undone.
@@ -418,33 +468,22 @@ func (s *Postgres) CompareAndSwap(ctx context.Context, rec Record, expectedVersi
 	return w.rec, nil
 }
 
-// AcquireLease takes the refresh lease for owner until expiresAt if it is free, expired
-// at now, or already owner's. It returns the lease that was there before. The row is
-// locked while deciding, so of several processes racing for a free lease exactly one
-// takes it and the others see it held.
-func (s *Postgres) AcquireLease(ctx context.Context, id, owner string, now, expiresAt time.Time) (Lease, error) {
-	if owner == "" {
-		// An empty owner is how a free lease is stored; taking it would look free.
-		return Lease{}, fmt.Errorf("postgres store: acquire lease on credential %q: empty owner", id)
+// AcquireLease takes the refresh lease for owner for ttl if it is free, expired by the
+// server's clock, or already owner's. It returns the lease that was there before. The
+// row is locked while deciding, so of several processes racing for a free lease exactly
+// one takes it and the others see it held; the server's clock, read after the lock is
+// granted, both judges the old lease and stamps the new one, so workers whose clocks
+// disagree still agree on who holds it.
+func (s *Postgres) AcquireLease(ctx context.Context, id, owner string, ttl time.Duration) (Lease, error) {
+	if err := checkLeaseRequest(owner, ttl); err != nil {
+		return Lease{}, fmt.Errorf("postgres store: acquire lease on credential %q: %w", id, err)
 	}
-	if !expiresAt.After(now) {
-		return Lease{}, fmt.Errorf("postgres store: acquire lease on credential %q: expiry %s is not after now %s", id, expiresAt.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
-	}
-	nowNS, err := toNanos(now)
-	if err != nil {
-		return Lease{}, fmt.Errorf("postgres store: acquire lease on credential %q: now: %w", id, err)
-	}
-	expNS, err := toNanos(expiresAt)
-	if err != nil {
-		return Lease{}, fmt.Errorf("postgres store: acquire lease on credential %q: expiry: %w", id, err)
-	}
-
 	var prev Lease
-	err = s.writeTx(ctx, func(tx pgx.Tx) error {
-		var takenNS, prevNS int64
-		err := tx.QueryRow(ctx, `SELECT lease_owner, lease_taken_at, lease_expires_at
+	err := s.writeTx(ctx, func(tx pgx.Tx) error {
+		var takenNS, prevNS, nowNS int64
+		err := tx.QueryRow(ctx, `SELECT lease_owner, lease_taken_at, lease_expires_at, `+postgresNowNS+`
 			FROM tokenwarden_credentials WHERE id = $1 FOR UPDATE`, id).
-			Scan(&prev.Owner, &takenNS, &prevNS)
+			Scan(&prev.Owner, &takenNS, &prevNS, &nowNS)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -456,6 +495,10 @@ func (s *Postgres) AcquireLease(ctx context.Context, id, owner string, now, expi
 		if prev.Owner != "" && prev.Owner != owner && nowNS < prevNS {
 			return fmt.Errorf("for %q: held by %q until %s: %w",
 				owner, prev.Owner, prev.ExpiresAt.Format(time.RFC3339Nano), ErrLeaseHeld)
+		}
+		_, expNS, err := leaseSpan(fromNanos(nowNS), ttl)
+		if err != nil {
+			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE tokenwarden_credentials
 			SET lease_owner = $1, lease_taken_at = $2, lease_expires_at = $3 WHERE id = $4`,
@@ -517,7 +560,7 @@ func (s *Postgres) Reseal(ctx context.Context, id string) (bool, error) {
 			if err != nil {
 				return err
 			}
-			row, ok, err := resealSecrets(s.ring, id, keyID, sealed)
+			row, ok, err := resealSecrets(s.ring, id, version, keyID, sealed)
 			if err != nil || !ok {
 				return err
 			}

@@ -160,6 +160,38 @@ func freshPostgres(t *testing.T, p *testPostgres, ring *keyring.Keyring) (*store
 	return s, schema, dsn
 }
 
+// postgresRows is storetest.RowAccess on a test schema, through the test connection.
+type postgresRows struct {
+	p      *testPostgres
+	schema string
+}
+
+func (r postgresRows) ReadRow(t *testing.T, id string) storetest.RawRow {
+	t.Helper()
+	r.p.mu.Lock()
+	defer r.p.mu.Unlock()
+	var row storetest.RawRow
+	if err := r.p.conn.QueryRow(t.Context(), `SELECT version, key_id, secrets FROM `+r.schema+`.tokenwarden_credentials WHERE id = $1`, id).
+		Scan(&row.Version, &row.KeyID, &row.Sealed); err != nil {
+		t.Fatalf("read row %q: %v", id, err)
+	}
+	return row
+}
+
+func (r postgresRows) WriteRow(t *testing.T, id string, row storetest.RawRow) {
+	t.Helper()
+	r.p.exec(t, `UPDATE `+r.schema+`.tokenwarden_credentials SET version = $1, key_id = $2, secrets = $3 WHERE id = $4`,
+		row.Version, row.KeyID, row.Sealed, id)
+}
+
+func TestPostgresTamperingContract(t *testing.T) {
+	p := newTestPostgres(t)
+	storetest.RunTampering(t, func(t *testing.T, ring *keyring.Keyring) (store.Store, storetest.RowAccess) {
+		schema, dsn := p.newSchema(t)
+		return openPostgres(t, dsn, ring, nil), postgresRows{p: p, schema: schema}
+	})
+}
+
 func TestPostgresContract(t *testing.T) {
 	p := newTestPostgres(t)
 	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
@@ -197,6 +229,17 @@ func TestPostgresAPIKeyAuthContract(t *testing.T) {
 	})
 }
 
+func TestPostgresDatabaseClockContract(t *testing.T) {
+	p := newTestPostgres(t)
+	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
+	storetest.RunDatabaseClock(t, func(t *testing.T) storetest.ClockOpener {
+		_, dsn := p.newSchema(t)
+		return func(t *testing.T, now func() time.Time) store.Store {
+			return openPostgres(t, dsn, ring, now)
+		}
+	})
+}
+
 // Two pools are two workers: separate server sessions that share nothing but the
 // database. For every round, attempts spread over both pools race a compare-and-swap
 // at the same version and a lease on the same row; exactly one of each must win.
@@ -227,6 +270,11 @@ func TestPostgresCrossProcessRaces(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// One lease for the round: the race is on the version.
+			owner := fmt.Sprintf("round-%d", round)
+			if _, err := workers[round%2].AcquireLease(ctx, id, owner, time.Minute); err != nil {
+				t.Fatal(err)
+			}
 			var (
 				wg    sync.WaitGroup
 				start = make(chan struct{})
@@ -237,7 +285,7 @@ func TestPostgresCrossProcessRaces(t *testing.T) {
 					rec := secretRecord(id)
 					rec.Secrets.AccessToken = fmt.Sprintf("round-%d-attempt-%d", round, i)
 					<-start
-					_, errs[i] = workers[i%2].CompareAndSwap(ctx, rec, cur.Version)
+					_, errs[i] = workers[i%2].CompareAndSwap(ctx, rec, cur.Version, owner)
 				})
 			}
 			close(start)
@@ -273,7 +321,6 @@ func TestPostgresCrossProcessRaces(t *testing.T) {
 	})
 
 	t.Run("Leases", func(t *testing.T) {
-		now := time.Date(2026, 11, 26, 18, 30, 0, 123456789, time.UTC)
 		for round := range rounds {
 			id := ids[round%len(ids)]
 			var (
@@ -286,7 +333,7 @@ func TestPostgresCrossProcessRaces(t *testing.T) {
 			for i := range attempts {
 				wg.Go(func() {
 					<-start
-					prevs[i], errs[i] = workers[i%2].AcquireLease(ctx, id, owner(i), now, now.Add(time.Minute))
+					prevs[i], errs[i] = workers[i%2].AcquireLease(ctx, id, owner(i), time.Minute)
 				})
 			}
 			close(start)
@@ -337,13 +384,13 @@ func TestPostgresCrossProcessRaces(t *testing.T) {
 
 	// Expired-lease takeover raced from both workers: still exactly one new holder.
 	t.Run("ExpiredLeaseTakeover", func(t *testing.T) {
-		base := time.Date(2026, 11, 26, 18, 30, 0, 0, time.UTC)
+		const short = 50 * time.Millisecond
 		for round := range rounds {
 			id := ids[round%len(ids)]
-			if _, err := workers[0].AcquireLease(ctx, id, "dead-attempt", base, base.Add(time.Second)); err != nil {
+			if _, err := workers[0].AcquireLease(ctx, id, "dead-attempt", short); err != nil {
 				t.Fatal(err)
 			}
-			later := base.Add(time.Second) // the expiry instant: no longer live
+			time.Sleep(2 * short) // expired by the server's clock
 			var (
 				wg    sync.WaitGroup
 				start = make(chan struct{})
@@ -353,7 +400,7 @@ func TestPostgresCrossProcessRaces(t *testing.T) {
 			for i := range attempts {
 				wg.Go(func() {
 					<-start
-					prevs[i], errs[i] = workers[i%2].AcquireLease(ctx, id, fmt.Sprintf("taker-%d", i), later, later.Add(time.Minute))
+					prevs[i], errs[i] = workers[i%2].AcquireLease(ctx, id, fmt.Sprintf("taker-%d", i), time.Minute)
 				})
 			}
 			close(start)
@@ -433,7 +480,7 @@ func TestPostgresTableHoldsNoPlaintext(t *testing.T) {
 	}
 	next := secretRecord("c1")
 	next.Secrets.AccessToken = "PLAINTEXT-ROTATED-ACCESS"
-	if _, err := s.CompareAndSwap(ctx, next, r1.Version); err != nil {
+	if _, err := leasedCAS(t, s, next, r1.Version); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Put(ctx, secretRecord("c2")); err != nil {
@@ -672,12 +719,11 @@ func TestPostgresRejects(t *testing.T) {
 	if _, err := s.Put(ctx, secretRecord("c1")); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	if _, err := s.AcquireLease(ctx, "c1", "", now, now.Add(time.Minute)); err == nil {
+	if _, err := s.AcquireLease(ctx, "c1", "", time.Minute); err == nil {
 		t.Error("AcquireLease with an empty owner succeeded")
 	}
-	if _, err := s.AcquireLease(ctx, "c1", "a", now, now); err == nil {
-		t.Error("AcquireLease with expiry == now succeeded")
+	if _, err := s.AcquireLease(ctx, "c1", "a", 0); err == nil {
+		t.Error("AcquireLease with a zero duration succeeded")
 	}
 }
 

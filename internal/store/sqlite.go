@@ -245,7 +245,7 @@ func (s *SQLite) Get(ctx context.Context, id string) (Record, error) {
 		return Record{}, fmt.Errorf("sqlite store: get credential %q: %w", id, err)
 	}
 	t.apply(&rec)
-	secrets, err := openSecrets(s.ring, rec.ID, keyID, sealed)
+	secrets, err := openSecrets(s.ring, rec.ID, rec.Version, keyID, sealed)
 	if err != nil {
 		return Record{}, fmt.Errorf("sqlite store: get credential %q (version %d): %w", id, rec.Version, err)
 	}
@@ -290,8 +290,18 @@ func (s *SQLite) Put(ctx context.Context, rec Record) (Record, error) {
 	}
 	defer tx.Rollback()
 
-	// One upsert decides between insert (version 1) and update (version + 1) under the
-	// write lock, and reports the version it wrote.
+	// The write lock is held (BEGIN IMMEDIATE): the version read here is the one the
+	// upsert below writes on top of, and the secrets are sealed for it.
+	var current int64
+	err = tx.QueryRowContext(ctx, `SELECT version FROM credentials WHERE id = ?`, rec.ID).Scan(&current)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return Record{}, fmt.Errorf("sqlite store: put credential %q: read version: %w", rec.ID, err)
+	}
+	if err := w.seal(current + 1); err != nil {
+		return Record{}, fmt.Errorf("sqlite store: put: %w", err)
+	}
+	// One upsert decides between insert (version 1) and update (version + 1), and
+	// reports the version it wrote.
 	var version int64
 	err = tx.QueryRowContext(ctx, `INSERT INTO credentials (
 			id, provider, version, key_id, secrets, token_type,
@@ -316,6 +326,9 @@ func (s *SQLite) Put(ctx context.Context, rec Record) (Record, error) {
 	if err != nil {
 		return Record{}, fmt.Errorf("sqlite store: put credential %q: %w", rec.ID, err)
 	}
+	if version != current+1 { // cannot happen under the write lock
+		return Record{}, fmt.Errorf("sqlite store: put credential %q: wrote version %d, sealed for %d", rec.ID, version, current+1)
+	}
 	if err := tx.Commit(); err != nil {
 		return Record{}, fmt.Errorf("sqlite store: put credential %q: commit: %w", rec.ID, err)
 	}
@@ -325,9 +338,17 @@ func (s *SQLite) Put(ctx context.Context, rec Record) (Record, error) {
 }
 
 // CompareAndSwap writes rec as expectedVersion+1 if the stored version is
-// expectedVersion.
-func (s *SQLite) CompareAndSwap(ctx context.Context, rec Record, expectedVersion int64) (Record, error) {
+// expectedVersion and leaseOwner holds a live lease. The transaction holds the write
+// lock (BEGIN IMMEDIATE) from the check to the write, and the lease is judged by the
+// store's clock read under that lock.
+func (s *SQLite) CompareAndSwap(ctx context.Context, rec Record, expectedVersion int64, leaseOwner string) (Record, error) {
+	if leaseOwner == "" {
+		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: empty lease owner", rec.ID)
+	}
 	w, err := prepareWrite(rec, s.ring, s.now)
+	if err == nil {
+		err = w.seal(expectedVersion + 1)
+	}
 	if err != nil {
 		return Record{}, fmt.Errorf("sqlite store: compare-and-swap: %w", err)
 	}
@@ -337,6 +358,29 @@ func (s *SQLite) CompareAndSwap(ctx context.Context, rec Record, expectedVersion
 	}
 	defer tx.Rollback()
 
+	var (
+		found   int64
+		owner   string
+		expires int64
+	)
+	err = tx.QueryRowContext(ctx, `SELECT version, lease_owner, lease_expires_at FROM credentials WHERE id = ?`, rec.ID).
+		Scan(&found, &owner, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q at version %d: %w", rec.ID, expectedVersion, ErrNotFound)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: read row: %w", rec.ID, err)
+	}
+	if found != expectedVersion {
+		return Record{}, fmt.Errorf("credential %q: expected version %d, found %d: %w", rec.ID, expectedVersion, found, ErrVersionConflict)
+	}
+	nowNS, err := toNanos(s.now())
+	if err != nil {
+		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: store clock: %w", rec.ID, err)
+	}
+	if err := checkLeaseHeld(owner, leaseOwner, expires, nowNS); err != nil {
+		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q at version %d: %w", rec.ID, expectedVersion, err)
+	}
 	// last_used_at keeps the later value: a consumer's read recorded (TouchLastUsed)
 	// after this writer read the record must not be undone.
 	err = tx.QueryRowContext(ctx, `UPDATE credentials SET
@@ -348,21 +392,8 @@ func (s *SQLite) CompareAndSwap(ctx context.Context, rec Record, expectedVersion
 		w.rec.Provider, w.keyID, w.sealed, w.rec.TokenType,
 		w.t.accessExpires, w.t.refreshExpires, w.t.updated, w.t.lastUsed,
 		w.rec.ID, expectedVersion).Scan(&w.t.lastUsed)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	if err != nil {
 		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: %w", rec.ID, err)
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		// Still inside the write transaction, so the version we read is the one that
-		// made the update miss.
-		var found int64
-		err := tx.QueryRowContext(ctx, `SELECT version FROM credentials WHERE id = ?`, rec.ID).Scan(&found)
-		if errors.Is(err, sql.ErrNoRows) {
-			return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q at version %d: %w", rec.ID, expectedVersion, ErrNotFound)
-		}
-		if err != nil {
-			return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: read version: %w", rec.ID, err)
-		}
-		return Record{}, fmt.Errorf("credential %q: expected version %d, found %d: %w", rec.ID, expectedVersion, found, ErrVersionConflict)
 	}
 	if err := tx.Commit(); err != nil {
 		return Record{}, fmt.Errorf("sqlite store: compare-and-swap credential %q: commit: %w", rec.ID, err)
@@ -372,25 +403,14 @@ func (s *SQLite) CompareAndSwap(ctx context.Context, rec Record, expectedVersion
 	return w.rec, nil
 }
 
-// AcquireLease takes the refresh lease for owner until expiresAt if it is free, expired
-// at now, or already owner's. It returns the lease that was there before.
-func (s *SQLite) AcquireLease(ctx context.Context, id, owner string, now, expiresAt time.Time) (Lease, error) {
-	if owner == "" {
-		// An empty owner is how a free lease is stored; taking it would look free.
-		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: empty owner", id)
+// AcquireLease takes the refresh lease for owner for ttl if it is free, expired by the
+// store's clock, or already owner's. It returns the lease that was there before. The
+// store's clock is read under the write lock, so the lease is judged and stamped at
+// one instant.
+func (s *SQLite) AcquireLease(ctx context.Context, id, owner string, ttl time.Duration) (Lease, error) {
+	if err := checkLeaseRequest(owner, ttl); err != nil {
+		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: %w", id, err)
 	}
-	if !expiresAt.After(now) {
-		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: expiry %s is not after now %s", id, expiresAt.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano))
-	}
-	nowNS, err := toNanos(now)
-	if err != nil {
-		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: now: %w", id, err)
-	}
-	expNS, err := toNanos(expiresAt)
-	if err != nil {
-		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: expiry: %w", id, err)
-	}
-
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: begin: %w", id, err)
@@ -411,6 +431,10 @@ func (s *SQLite) AcquireLease(ctx context.Context, id, owner string, now, expire
 	}
 	prev.TakenAt, prev.ExpiresAt = fromNanos(takenNS), fromNanos(prevNS)
 
+	nowNS, expNS, err := leaseSpan(s.now(), ttl)
+	if err != nil {
+		return Lease{}, fmt.Errorf("sqlite store: acquire lease on credential %q: %w", id, err)
+	}
 	// Live means now < ExpiresAt, compared in integer nanoseconds.
 	if prev.Owner != "" && prev.Owner != owner && nowNS < prevNS {
 		return prev, fmt.Errorf("sqlite store: acquire lease on credential %q for %q: held by %q until %s: %w",
@@ -479,7 +503,7 @@ func (s *SQLite) resealOnce(ctx context.Context, id string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	row, ok, err := resealSecrets(s.ring, id, keyID, sealed)
+	row, ok, err := resealSecrets(s.ring, id, version, keyID, sealed)
 	if err != nil || !ok {
 		return false, err
 	}

@@ -43,6 +43,44 @@ func openSQLite(t *testing.T, path string, ring *keyring.Keyring, now func() tim
 	return s
 }
 
+// leasedCAS commits as the refresh activity does: under a lease it has just taken.
+func leasedCAS(t *testing.T, s store.Store, rec store.Record, expected int64) (store.Record, error) {
+	t.Helper()
+	const owner = "test-writer"
+	if _, err := s.AcquireLease(t.Context(), rec.ID, owner, time.Minute); err != nil {
+		t.Fatalf("AcquireLease(%q): %v", rec.ID, err)
+	}
+	return s.CompareAndSwap(t.Context(), rec, expected, owner)
+}
+
+// sqliteRows is storetest.RowAccess on the database file itself.
+type sqliteRows struct{ db *sql.DB }
+
+func (r sqliteRows) ReadRow(t *testing.T, id string) storetest.RawRow {
+	t.Helper()
+	var row storetest.RawRow
+	if err := r.db.QueryRowContext(t.Context(), `SELECT version, key_id, secrets FROM credentials WHERE id = ?`, id).
+		Scan(&row.Version, &row.KeyID, &row.Sealed); err != nil {
+		t.Fatalf("read row %q: %v", id, err)
+	}
+	return row
+}
+
+func (r sqliteRows) WriteRow(t *testing.T, id string, row storetest.RawRow) {
+	t.Helper()
+	if _, err := r.db.ExecContext(t.Context(), `UPDATE credentials SET version = ?, key_id = ?, secrets = ? WHERE id = ?`,
+		row.Version, row.KeyID, row.Sealed, id); err != nil {
+		t.Fatalf("write row %q: %v", id, err)
+	}
+}
+
+func TestSQLiteTamperingContract(t *testing.T) {
+	storetest.RunTampering(t, func(t *testing.T, ring *keyring.Keyring) (store.Store, storetest.RowAccess) {
+		path := filepath.Join(t.TempDir(), "tokens.db")
+		return openSQLite(t, path, ring, nil), sqliteRows{db: rawDB(t, path)}
+	})
+}
+
 func TestSQLiteContract(t *testing.T) {
 	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
 	storetest.Run(t, func(t *testing.T) store.Store {
@@ -111,7 +149,7 @@ func TestSQLiteFilesHoldNoPlaintext(t *testing.T) {
 	}
 	next := secretRecord("c1")
 	next.Secrets.AccessToken = "PLAINTEXT-ROTATED-ACCESS"
-	if _, err := s.CompareAndSwap(ctx, next, r1.Version); err != nil {
+	if _, err := leasedCAS(t, s, next, r1.Version); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Put(ctx, secretRecord("c2")); err != nil {
@@ -265,7 +303,7 @@ func TestSQLiteKeyRotation(t *testing.T) {
 	}
 	// Rewriting c1 re-seals it under the new key; c2 stays on the old one.
 	c1, _ := s.Get(ctx, "c1")
-	if _, err := s.CompareAndSwap(ctx, c1, c1.Version); err != nil {
+	if _, err := leasedCAS(t, s, c1, c1.Version); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -417,12 +455,11 @@ func TestSQLiteRejects(t *testing.T) {
 	if _, err := s.Put(ctx, secretRecord("c1")); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	if _, err := s.AcquireLease(ctx, "c1", "", now, now.Add(time.Minute)); err == nil {
+	if _, err := s.AcquireLease(ctx, "c1", "", time.Minute); err == nil {
 		t.Error("AcquireLease with an empty owner succeeded")
 	}
-	if _, err := s.AcquireLease(ctx, "c1", "a", now, now); err == nil {
-		t.Error("AcquireLease with expiry == now succeeded")
+	if _, err := s.AcquireLease(ctx, "c1", "a", 0); err == nil {
+		t.Error("AcquireLease with a zero duration succeeded")
 	}
 }
 

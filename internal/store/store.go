@@ -22,6 +22,12 @@ var ErrVersionConflict = errors.New("token store version conflict")
 // ErrLeaseHeld means another owner holds a live refresh lease.
 var ErrLeaseHeld = errors.New("refresh lease held by another attempt")
 
+// ErrLeaseLost means a CompareAndSwap's lease owner no longer holds a live lease: it
+// expired by the store's clock, another attempt took it, or it was never taken. The
+// write is refused, because another attempt may already be presenting the token set
+// it was based on.
+var ErrLeaseLost = errors.New("refresh lease lost: the writer no longer holds it")
+
 // Secrets are the fields sealed at rest.
 type Secrets struct {
 	AccessToken  string `json:"access_token,omitempty"`
@@ -74,13 +80,19 @@ type Store interface {
 	// used for seeding, where the human-supplied material always wins.
 	Put(ctx context.Context, rec Record) (Record, error)
 	// CompareAndSwap writes rec as version expectedVersion+1 only if the stored version
-	// is expectedVersion, in one transaction; otherwise ErrVersionConflict (or
-	// ErrNotFound). It clears the lease.
-	CompareAndSwap(ctx context.Context, rec Record, expectedVersion int64) (Record, error)
-	// AcquireLease takes the refresh lease for owner until expiresAt if it is free,
-	// expired, or already held by owner, and returns the lease that was there before.
-	// It returns ErrLeaseHeld (and the live lease) when another owner holds it.
-	AcquireLease(ctx context.Context, id, owner string, now, expiresAt time.Time) (previous Lease, err error)
+	// is expectedVersion and leaseOwner holds a live lease on the record (by the
+	// store's clock), deciding both in the transaction that writes; otherwise
+	// ErrNotFound, ErrVersionConflict (checked first: someone else committed) or
+	// ErrLeaseLost. An empty leaseOwner is an error: every commit is fenced. It clears
+	// the lease.
+	CompareAndSwap(ctx context.Context, rec Record, expectedVersion int64, leaseOwner string) (Record, error)
+	// AcquireLease takes the refresh lease for owner for ttl if it is free, expired, or
+	// already held by owner, and returns the lease that was there before. It returns
+	// ErrLeaseHeld (and the live lease) when another owner holds it. The lease is timed
+	// by the store's clock, not the caller's: PostgreSQL's server clock; for SQLite, a
+	// file on this host, the clock the store was opened with. A caller whose clock is
+	// skewed therefore cannot see another worker's live lease as expired.
+	AcquireLease(ctx context.Context, id, owner string, ttl time.Duration) (previous Lease, err error)
 	// ReleaseLease drops the lease if owner holds it; otherwise it does nothing.
 	ReleaseLease(ctx context.Context, id, owner string) error
 	// Delete removes the record and its secrets. Deleting a missing record is not an error.

@@ -82,18 +82,18 @@ func (c *MockStoreAPIKeyKeyIDsCall) DoAndReturn(f func(context.Context) (map[str
 }
 
 // AcquireLease mocks base method.
-func (m *MockStore) AcquireLease(ctx context.Context, id, owner string, now, expiresAt time.Time) (store.Lease, error) {
+func (m *MockStore) AcquireLease(ctx context.Context, id, owner string, ttl time.Duration) (store.Lease, error) {
 	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "AcquireLease", ctx, id, owner, now, expiresAt)
+	ret := m.ctrl.Call(m, "AcquireLease", ctx, id, owner, ttl)
 	ret0, _ := ret[0].(store.Lease)
 	ret1, _ := ret[1].(error)
 	return ret0, ret1
 }
 
 // AcquireLease indicates an expected call of AcquireLease.
-func (mr *MockStoreMockRecorder) AcquireLease(ctx, id, owner, now, expiresAt any) *MockStoreAcquireLeaseCall {
+func (mr *MockStoreMockRecorder) AcquireLease(ctx, id, owner, ttl any) *MockStoreAcquireLeaseCall {
 	mr.mock.ctrl.T.Helper()
-	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "AcquireLease", reflect.TypeOf((*MockStore)(nil).AcquireLease), ctx, id, owner, now, expiresAt)
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "AcquireLease", reflect.TypeOf((*MockStore)(nil).AcquireLease), ctx, id, owner, ttl)
 	return &MockStoreAcquireLeaseCall{Call: call}
 }
 
@@ -109,13 +109,13 @@ func (c *MockStoreAcquireLeaseCall) Return(previous store.Lease, err error) *Moc
 }
 
 // Do rewrite *gomock.Call.Do
-func (c *MockStoreAcquireLeaseCall) Do(f func(context.Context, string, string, time.Time, time.Time) (store.Lease, error)) *MockStoreAcquireLeaseCall {
+func (c *MockStoreAcquireLeaseCall) Do(f func(context.Context, string, string, time.Duration) (store.Lease, error)) *MockStoreAcquireLeaseCall {
 	c.Call = c.Call.Do(f)
 	return c
 }
 
 // DoAndReturn rewrite *gomock.Call.DoAndReturn
-func (c *MockStoreAcquireLeaseCall) DoAndReturn(f func(context.Context, string, string, time.Time, time.Time) (store.Lease, error)) *MockStoreAcquireLeaseCall {
+func (c *MockStoreAcquireLeaseCall) DoAndReturn(f func(context.Context, string, string, time.Duration) (store.Lease, error)) *MockStoreAcquireLeaseCall {
 	c.Call = c.Call.DoAndReturn(f)
 	return c
 }
@@ -159,18 +159,18 @@ func (c *MockStoreCloseCall) DoAndReturn(f func() error) *MockStoreCloseCall {
 }
 
 // CompareAndSwap mocks base method.
-func (m *MockStore) CompareAndSwap(ctx context.Context, rec store.Record, expectedVersion int64) (store.Record, error) {
+func (m *MockStore) CompareAndSwap(ctx context.Context, rec store.Record, expectedVersion int64, leaseOwner string) (store.Record, error) {
 	m.ctrl.T.Helper()
-	ret := m.ctrl.Call(m, "CompareAndSwap", ctx, rec, expectedVersion)
+	ret := m.ctrl.Call(m, "CompareAndSwap", ctx, rec, expectedVersion, leaseOwner)
 	ret0, _ := ret[0].(store.Record)
 	ret1, _ := ret[1].(error)
 	return ret0, ret1
 }
 
 // CompareAndSwap indicates an expected call of CompareAndSwap.
-func (mr *MockStoreMockRecorder) CompareAndSwap(ctx, rec, expectedVersion any) *MockStoreCompareAndSwapCall {
+func (mr *MockStoreMockRecorder) CompareAndSwap(ctx, rec, expectedVersion, leaseOwner any) *MockStoreCompareAndSwapCall {
 	mr.mock.ctrl.T.Helper()
-	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "CompareAndSwap", reflect.TypeOf((*MockStore)(nil).CompareAndSwap), ctx, rec, expectedVersion)
+	call := mr.mock.ctrl.RecordCallWithMethodType(mr.mock, "CompareAndSwap", reflect.TypeOf((*MockStore)(nil).CompareAndSwap), ctx, rec, expectedVersion, leaseOwner)
 	return &MockStoreCompareAndSwapCall{Call: call}
 }
 
@@ -186,13 +186,13 @@ func (c *MockStoreCompareAndSwapCall) Return(arg0 store.Record, arg1 error) *Moc
 }
 
 // Do rewrite *gomock.Call.Do
-func (c *MockStoreCompareAndSwapCall) Do(f func(context.Context, store.Record, int64) (store.Record, error)) *MockStoreCompareAndSwapCall {
+func (c *MockStoreCompareAndSwapCall) Do(f func(context.Context, store.Record, int64, string) (store.Record, error)) *MockStoreCompareAndSwapCall {
 	c.Call = c.Call.Do(f)
 	return c
 }
 
 // DoAndReturn rewrite *gomock.Call.DoAndReturn
-func (c *MockStoreCompareAndSwapCall) DoAndReturn(f func(context.Context, store.Record, int64) (store.Record, error)) *MockStoreCompareAndSwapCall {
+func (c *MockStoreCompareAndSwapCall) DoAndReturn(f func(context.Context, store.Record, int64, string) (store.Record, error)) *MockStoreCompareAndSwapCall {
 	c.Call = c.Call.DoAndReturn(f)
 	return c
 }

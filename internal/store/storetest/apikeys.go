@@ -16,7 +16,7 @@ func testTouchLastUsed(t *testing.T, s store.Store) {
 	rec := sample("c1")
 	rec.LastUsedAt = time.Time{}
 	v1 := mustPut(t, s, rec)
-	if _, err := s.AcquireLease(ctx, "c1", "attempt-A", base, base.Add(time.Hour)); err != nil {
+	if _, err := s.AcquireLease(ctx, "c1", "attempt-A", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	want := mustGet(t, s, "c1")
@@ -62,7 +62,7 @@ func testLastUsedNeverGoesBack(t *testing.T, s store.Store) {
 	}
 	next := v1 // still carries the older LastUsedAt
 	next.Secrets.AccessToken = "rotated"
-	v2, err := s.CompareAndSwap(ctx, next, v1.Version)
+	v2, err := cas(t, s, next, v1.Version)
 	if err != nil {
 		t.Fatalf("CompareAndSwap: %v", err)
 	}
@@ -80,7 +80,7 @@ func testLastUsedNeverGoesBack(t *testing.T, s store.Store) {
 	// A later value written by CompareAndSwap does move it on.
 	next = v3
 	next.LastUsedAt = touched.Add(time.Minute)
-	v4, err := s.CompareAndSwap(ctx, next, v3.Version)
+	v4, err := cas(t, s, next, v3.Version)
 	if err != nil {
 		t.Fatalf("CompareAndSwap: %v", err)
 	}

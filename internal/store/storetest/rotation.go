@@ -152,10 +152,10 @@ func testResealUnderNewPrimary(t *testing.T, open Opener) {
 	}
 	next := sample("c2")
 	next.Secrets.AccessToken = "c2-second-access"
-	if _, err := before.CompareAndSwap(ctx, next, 1); err != nil {
+	if _, err := cas(t, before, next, 1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := before.AcquireLease(ctx, "c3", "worker-a", base, base.Add(time.Hour)); err != nil {
+	if _, err := before.AcquireLease(ctx, "c3", "worker-a", time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	checkKeyIDs(t, "before the rotation", before, map[string]int{"old": 3})
@@ -201,7 +201,7 @@ func testResealUnderNewPrimary(t *testing.T, open Opener) {
 	// resealing is not a new token set.
 	stale := want["c2"]
 	stale.Secrets.AccessToken = "c2-third-access"
-	got, err := during.CompareAndSwap(ctx, stale, want["c2"].Version)
+	got, err := cas(t, during, stale, want["c2"].Version)
 	if err != nil {
 		t.Fatalf("CompareAndSwap at the version read before Reseal: %v", err)
 	}
@@ -253,7 +253,12 @@ func testResealRacesCompareAndSwap(t *testing.T, open Opener) {
 					return
 				}
 				cur.Secrets.AccessToken = fmt.Sprintf("%s-round-%d", id, i)
-				if _, err := worker.CompareAndSwap(ctx, cur, cur.Version); err != nil {
+				owner := fmt.Sprintf("%s-round-%d", id, i)
+				if _, err := worker.AcquireLease(ctx, id, owner, time.Hour); err != nil {
+					errs <- fmt.Errorf("round %d: AcquireLease(%q): %w", i, id, err)
+					return
+				}
+				if _, err := worker.CompareAndSwap(ctx, cur, cur.Version, owner); err != nil {
 					errs <- fmt.Errorf("round %d: CompareAndSwap(%q) at version %d: %w", i, id, cur.Version, err)
 					return
 				}

@@ -46,6 +46,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CompareAndSwap", testCompareAndSwap},
 		{"CompareAndSwapMissing", testCompareAndSwapMissing},
 		{"CompareAndSwapRace", testCompareAndSwapRace},
+		{"CompareAndSwapFenced", testCompareAndSwapFenced},
+		{"StaleOwnerCommitRefused", testStaleOwnerCommitRefused},
 		{"Leases", testLeases},
 		{"LeaseOnMissingRecord", testLeaseMissing},
 		{"WritesClearLease", testWritesClearLease},
@@ -165,6 +167,39 @@ func mustGet(t *testing.T, s store.Store, id string) store.Record {
 	return got
 }
 
+// ownerSeq makes lease owners unique within a test binary, as the activities' are.
+var ownerSeq struct {
+	sync.Mutex
+	n int
+}
+
+func newOwner(name string) string {
+	ownerSeq.Lock()
+	defer ownerSeq.Unlock()
+	ownerSeq.n++
+	return fmt.Sprintf("%s-%d", name, ownerSeq.n)
+}
+
+// cas is CompareAndSwap as the refresh activity runs it: under a live lease taken for a
+// fresh owner (every commit is fenced). A missing record gets no lease, and the
+// CompareAndSwap reports it.
+func cas(t *testing.T, s store.Store, rec store.Record, expected int64) (store.Record, error) {
+	t.Helper()
+	owner := newOwner("writer")
+	if _, err := s.AcquireLease(t.Context(), rec.ID, owner, time.Hour); err != nil && !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("AcquireLease(%q) before CompareAndSwap: %v", rec.ID, err)
+	}
+	got, err := s.CompareAndSwap(t.Context(), rec, expected, owner)
+	if err != nil {
+		// A refused commit keeps its lease (it is the record of an unknown outcome);
+		// the next write of the test must not find it held.
+		if rerr := s.ReleaseLease(t.Context(), rec.ID, owner); rerr != nil {
+			t.Fatalf("ReleaseLease(%q) after a refused CompareAndSwap: %v", rec.ID, rerr)
+		}
+	}
+	return got, err
+}
+
 func testPutVersions(t *testing.T, s store.Store) {
 	rec := sample("c1")
 	rec.Version = 42 // ignored: Put always writes the next version
@@ -228,7 +263,7 @@ func testCompareAndSwap(t *testing.T, s store.Store) {
 	next.Secrets.RefreshToken = "rotated-refresh"
 	next.AccessExpiresAt = base.Add(2 * time.Hour)
 	next.Version = 99 // ignored: the version written is expectedVersion+1
-	v2, err := s.CompareAndSwap(t.Context(), next, 1)
+	v2, err := cas(t, s, next, 1)
 	if err != nil {
 		t.Fatalf("CompareAndSwap at current version: %v", err)
 	}
@@ -241,7 +276,7 @@ func testCompareAndSwap(t *testing.T, s store.Store) {
 	for _, stale := range []int64{1, 3, 0} {
 		loser := v1
 		loser.Secrets.AccessToken = "must-not-win"
-		_, err := s.CompareAndSwap(t.Context(), loser, stale)
+		_, err := cas(t, s, loser, stale)
 		if !errors.Is(err, store.ErrVersionConflict) {
 			t.Errorf("CompareAndSwap at version %d (stored 2) error = %v, want ErrVersionConflict", stale, err)
 		}
@@ -256,7 +291,7 @@ func testCompareAndSwap(t *testing.T, s store.Store) {
 }
 
 func testCompareAndSwapMissing(t *testing.T, s store.Store) {
-	_, err := s.CompareAndSwap(t.Context(), sample("ghost"), 1)
+	_, err := cas(t, s, sample("ghost"), 1)
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("CompareAndSwap(missing) error = %v, want ErrNotFound", err)
 	}
@@ -268,6 +303,11 @@ func testCompareAndSwapMissing(t *testing.T, s store.Store) {
 func testCompareAndSwapRace(t *testing.T, s store.Store) {
 	const n = 20
 	mustPut(t, s, sample("race"))
+	// One lease for all: the race is on the version, which is checked first.
+	owner := newOwner("racer")
+	if _, err := s.AcquireLease(t.Context(), "race", owner, time.Hour); err != nil {
+		t.Fatal(err)
+	}
 
 	var (
 		wg      sync.WaitGroup
@@ -280,7 +320,7 @@ func testCompareAndSwapRace(t *testing.T, s store.Store) {
 			rec := sample("race")
 			rec.Secrets.AccessToken = fmt.Sprintf("access-from-%d", i)
 			<-start // line everyone up so the attempts really overlap
-			written[i], results[i] = s.CompareAndSwap(t.Context(), rec, 1)
+			written[i], results[i] = s.CompareAndSwap(t.Context(), rec, 1, owner)
 		})
 	}
 	close(start)
@@ -312,54 +352,75 @@ func testCompareAndSwapRace(t *testing.T, s store.Store) {
 	checkRecord(t, "Get after race", written[winner], got, true, true)
 }
 
+// storeClockTolerance bounds how far the store's clock (the database server's, for a
+// store that has one) may be from the test's: the tests run beside the database.
+const storeClockTolerance = 5 * time.Second
+
+// checkTakenNow checks a lease taken just now for owner and ttl: TakenAt on the store's
+// clock, near the test's, and ExpiresAt exactly ttl later.
+func checkTakenNow(t *testing.T, what string, got store.Lease, owner string, ttl time.Duration) {
+	t.Helper()
+	now := time.Now()
+	if got.Owner != owner || got.TakenAt.Location() != time.UTC || got.ExpiresAt.Sub(got.TakenAt) != ttl ||
+		got.TakenAt.Before(now.Add(-storeClockTolerance)) || got.TakenAt.After(now.Add(storeClockTolerance)) {
+		t.Errorf("%s = {Owner:%q TakenAt:%v ExpiresAt:%v}, want %q's, taken about %v (in UTC) for %s",
+			what, got.Owner, got.TakenAt, got.ExpiresAt, owner, now.UTC(), ttl)
+	}
+}
+
+// waitPast sleeps until a lease of ttl taken just before has expired. The store's clock
+// may be offset from the test's, but it runs at the same rate, so the lease's own
+// length (plus a little) is enough; leases meant to expire are kept short.
+func waitPast(ttl time.Duration) { time.Sleep(ttl + 50*time.Millisecond) }
+
 func testLeases(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	mustPut(t, s, sample("c1"))
-	now := base.In(elsewhere)
-	expA := now.Add(30 * time.Second)
-	leaseA := store.Lease{Owner: "attempt-A", TakenAt: now, ExpiresAt: expA}
 
 	// Free lease: taken, and the previous lease is empty.
-	prev, err := s.AcquireLease(ctx, "c1", "attempt-A", now, expA)
+	prev, err := s.AcquireLease(ctx, "c1", "attempt-A", time.Hour)
 	if err != nil {
 		t.Fatalf("AcquireLease(free): %v", err)
 	}
 	checkLease(t, "previous lease of a free record", store.Lease{}, prev)
-	checkLease(t, "Get after AcquireLease", leaseA, mustGet(t, s, "c1").Lease)
+	leaseA := mustGet(t, s, "c1").Lease
+	checkTakenNow(t, "Get after AcquireLease", leaseA, "attempt-A", time.Hour)
 
 	// Another owner while live: refused, and told who holds it.
-	prev, err = s.AcquireLease(ctx, "c1", "attempt-B", now.Add(time.Second), now.Add(time.Minute))
+	prev, err = s.AcquireLease(ctx, "c1", "attempt-B", time.Minute)
 	if !errors.Is(err, store.ErrLeaseHeld) {
 		t.Fatalf("AcquireLease(held by other) error = %v, want ErrLeaseHeld", err)
 	}
 	checkLease(t, "lease returned with ErrLeaseHeld", leaseA, prev)
-	// One nanosecond before expiry it is still live.
-	if _, err := s.AcquireLease(ctx, "c1", "attempt-B", expA.Add(-1), expA.Add(time.Minute)); !errors.Is(err, store.ErrLeaseHeld) {
-		t.Fatalf("AcquireLease 1ns before expiry error = %v, want ErrLeaseHeld", err)
-	}
 	checkLease(t, "Get after refused AcquireLease", leaseA, mustGet(t, s, "c1").Lease)
 
-	// The same owner may take it again (e.g. a retried activity) and extend it.
-	again := now.Add(10 * time.Second)
-	expA2 := again.Add(30 * time.Second)
-	prev, err = s.AcquireLease(ctx, "c1", "attempt-A", again, expA2)
+	// The same owner may take it again (e.g. a retried activity) and change its length;
+	// here to a short one that the rest of the test outlives.
+	const short = 150 * time.Millisecond
+	prev, err = s.AcquireLease(ctx, "c1", "attempt-A", short)
 	if err != nil {
 		t.Fatalf("AcquireLease(same owner): %v", err)
 	}
 	checkLease(t, "previous lease on re-acquire", leaseA, prev)
-	leaseA2 := store.Lease{Owner: "attempt-A", TakenAt: again, ExpiresAt: expA2}
-	checkLease(t, "Get after re-acquire", leaseA2, mustGet(t, s, "c1").Lease)
+	leaseA2 := mustGet(t, s, "c1").Lease
+	checkTakenNow(t, "Get after re-acquire", leaseA2, "attempt-A", short)
+	if leaseA2.TakenAt.Before(leaseA.TakenAt) {
+		t.Errorf("re-acquired lease taken at %v, before the first (%v): the store's clock went back", leaseA2.TakenAt, leaseA.TakenAt)
+	}
 
-	// At the expiry instant the lease is no longer live (live means now < ExpiresAt):
-	// another owner takes it and learns who held it before, and since when.
-	expB := expA2.Add(30 * time.Second)
-	prev, err = s.AcquireLease(ctx, "c1", "attempt-B", expA2, expB)
+	// Once expired by the store's clock, another owner takes it and learns who held it
+	// before, and since when.
+	waitPast(short)
+	prev, err = s.AcquireLease(ctx, "c1", "attempt-B", time.Hour)
 	if err != nil {
 		t.Fatalf("AcquireLease(expired): %v", err)
 	}
 	checkLease(t, "previous (expired) lease", leaseA2, prev)
-	leaseB := store.Lease{Owner: "attempt-B", TakenAt: expA2, ExpiresAt: expB}
-	checkLease(t, "Get after takeover", leaseB, mustGet(t, s, "c1").Lease)
+	leaseB := mustGet(t, s, "c1").Lease
+	checkTakenNow(t, "Get after takeover", leaseB, "attempt-B", time.Hour)
+	if !leaseB.TakenAt.After(leaseA2.ExpiresAt) && !leaseB.TakenAt.Equal(leaseA2.ExpiresAt) {
+		t.Errorf("takeover at %v, before the expired lease's end %v", leaseB.TakenAt, leaseA2.ExpiresAt)
+	}
 
 	// Release by a non-owner (A, whose lease expired and was taken over) changes nothing.
 	if err := s.ReleaseLease(ctx, "c1", "attempt-A"); err != nil {
@@ -376,16 +437,128 @@ func testLeases(t *testing.T, s store.Store) {
 	}
 
 	// A released lease is free for anyone, and the previous lease is empty.
-	prev, err = s.AcquireLease(ctx, "c1", "attempt-C", now, expA)
+	prev, err = s.AcquireLease(ctx, "c1", "attempt-C", time.Minute)
 	if err != nil {
 		t.Fatalf("AcquireLease after release: %v", err)
 	}
 	checkLease(t, "previous lease after release", store.Lease{}, prev)
 
+	// No owner, and no length, are refused and change nothing.
+	held := mustGet(t, s, "c1").Lease
+	for _, bad := range []struct {
+		owner string
+		ttl   time.Duration
+	}{{"", time.Minute}, {"attempt-D", 0}, {"attempt-D", -time.Second}} {
+		if _, err := s.AcquireLease(ctx, "c1", bad.owner, bad.ttl); err == nil || errors.Is(err, store.ErrLeaseHeld) {
+			t.Errorf("AcquireLease(owner %q, ttl %s) error = %v, want a refusal of the arguments", bad.owner, bad.ttl, err)
+		}
+	}
+	checkLease(t, "Get after refused arguments", held, mustGet(t, s, "c1").Lease)
+
 	// Leases do not change the version: they are not writes of the token set.
 	if v := mustGet(t, s, "c1").Version; v != 1 {
 		t.Errorf("Version after lease operations = %d, want 1", v)
 	}
+}
+
+// testCompareAndSwapFenced: a commit needs its writer's live lease. Each refusal is
+// ErrLeaseLost (not a version conflict, which would tell the activity another attempt
+// committed) and leaves the record as it was.
+func testCompareAndSwapFenced(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	v1 := mustPut(t, s, sample("c1"))
+	next := v1
+	next.Secrets.AccessToken = "fenced-out"
+	refused := func(what string, owner string) {
+		t.Helper()
+		_, err := s.CompareAndSwap(ctx, next, 1, owner)
+		if !errors.Is(err, store.ErrLeaseLost) {
+			t.Errorf("CompareAndSwap %s: error = %v, want ErrLeaseLost", what, err)
+		}
+		if errors.Is(err, store.ErrVersionConflict) {
+			t.Errorf("CompareAndSwap %s: error also matches ErrVersionConflict", what)
+		}
+		if err != nil && strings.Contains(err.Error(), "fenced-out") {
+			t.Errorf("CompareAndSwap error contains a secret: %v", err)
+		}
+		checkRecord(t, "Get after CompareAndSwap "+what, v1, mustGet(t, s, "c1"), true, false)
+	}
+
+	if _, err := s.CompareAndSwap(ctx, next, 1, ""); err == nil {
+		t.Error("CompareAndSwap without a lease owner succeeded")
+	}
+	refused("with no lease taken", "attempt-A")
+
+	if _, err := s.AcquireLease(ctx, "c1", "attempt-B", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	refused("while another owner holds the lease", "attempt-A")
+	if err := s.ReleaseLease(ctx, "c1", "attempt-B"); err != nil {
+		t.Fatal(err)
+	}
+	refused("after its owner released the lease", "attempt-B")
+
+	// Expired by the store's clock, and nobody else took it: still refused, since
+	// another attempt may be about to.
+	const short = 100 * time.Millisecond
+	if _, err := s.AcquireLease(ctx, "c1", "attempt-A", short); err != nil {
+		t.Fatal(err)
+	}
+	waitPast(short)
+	refused("after its lease expired", "attempt-A")
+
+	// A writer holding the lease at a stale version is told about the version: that
+	// another attempt committed is what it needs to know.
+	if _, err := s.AcquireLease(ctx, "c1", "attempt-A", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CompareAndSwap(ctx, next, 7, "attempt-A"); !errors.Is(err, store.ErrVersionConflict) {
+		t.Errorf("CompareAndSwap under the lease at a stale version: error = %v, want ErrVersionConflict", err)
+	}
+	if _, err := s.CompareAndSwap(ctx, next, 1, "attempt-A"); err != nil {
+		t.Errorf("CompareAndSwap under the writer's live lease: %v", err)
+	}
+}
+
+// testStaleOwnerCommitRefused is the interleaving fencing exists for: attempt A's lease
+// expires while it is still working, attempt B takes the lease over, and A's late
+// commit must not land, neither before B commits nor after.
+func testStaleOwnerCommitRefused(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	v1 := mustPut(t, s, sample("c1"))
+	const short = 100 * time.Millisecond
+	if _, err := s.AcquireLease(ctx, "c1", "attempt-A", short); err != nil {
+		t.Fatal(err)
+	}
+	waitPast(short)
+	prev, err := s.AcquireLease(ctx, "c1", "attempt-B", time.Hour)
+	if err != nil {
+		t.Fatalf("AcquireLease over the expired lease: %v", err)
+	}
+	if prev.Owner != "attempt-A" {
+		t.Fatalf("previous lease owner = %q, want attempt-A", prev.Owner)
+	}
+
+	fromA := v1
+	fromA.Secrets.RefreshToken = "from-stale-A"
+	if _, err := s.CompareAndSwap(ctx, fromA, 1, "attempt-A"); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("stale owner's CompareAndSwap: error = %v, want ErrLeaseLost", err)
+	}
+	checkRecord(t, "Get after the stale owner's commit", v1, mustGet(t, s, "c1"), true, false)
+	if got := mustGet(t, s, "c1").Lease.Owner; got != "attempt-B" {
+		t.Fatalf("lease owner after the stale commit = %q, want attempt-B (a refused commit must not clear it)", got)
+	}
+
+	fromB := v1
+	fromB.Secrets.RefreshToken = "from-B"
+	v2, err := s.CompareAndSwap(ctx, fromB, 1, "attempt-B")
+	if err != nil {
+		t.Fatalf("lease holder's CompareAndSwap: %v", err)
+	}
+	if _, err := s.CompareAndSwap(ctx, fromA, 1, "attempt-A"); !errors.Is(err, store.ErrVersionConflict) {
+		t.Fatalf("stale owner's CompareAndSwap after B committed: error = %v, want ErrVersionConflict", err)
+	}
+	checkRecord(t, "Get after both commits", v2, mustGet(t, s, "c1"), true, true)
 }
 
 func checkLease(t *testing.T, what string, want, got store.Lease) {
@@ -397,7 +570,7 @@ func checkLease(t *testing.T, what string, want, got store.Lease) {
 }
 
 func testLeaseMissing(t *testing.T, s store.Store) {
-	_, err := s.AcquireLease(t.Context(), "ghost", "attempt-A", base, base.Add(time.Minute))
+	_, err := s.AcquireLease(t.Context(), "ghost", "attempt-A", time.Minute)
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("AcquireLease(missing) error = %v, want ErrNotFound", err)
 	}
@@ -409,15 +582,10 @@ func testLeaseMissing(t *testing.T, s store.Store) {
 func testWritesClearLease(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	v1 := mustPut(t, s, sample("c1"))
-	hold := func() {
-		t.Helper()
-		if _, err := s.AcquireLease(ctx, "c1", "attempt-A", base, base.Add(time.Hour)); err != nil {
-			t.Fatalf("AcquireLease: %v", err)
-		}
+	if _, err := s.AcquireLease(ctx, "c1", "attempt-A", time.Hour); err != nil {
+		t.Fatalf("AcquireLease: %v", err)
 	}
-
-	hold()
-	v2, err := s.CompareAndSwap(ctx, v1, 1)
+	v2, err := s.CompareAndSwap(ctx, v1, 1, "attempt-A")
 	if err != nil {
 		t.Fatalf("CompareAndSwap: %v", err)
 	}
@@ -426,7 +594,7 @@ func testWritesClearLease(t *testing.T, s store.Store) {
 	}
 	checkLease(t, "Get after CompareAndSwap", store.Lease{}, mustGet(t, s, "c1").Lease)
 	// Another owner can take it at once, well before the old lease would have expired.
-	prev, err := s.AcquireLease(ctx, "c1", "attempt-B", base, base.Add(time.Hour))
+	prev, err := s.AcquireLease(ctx, "c1", "attempt-B", time.Hour)
 	if err != nil {
 		t.Fatalf("AcquireLease after CompareAndSwap: %v", err)
 	}
@@ -448,7 +616,7 @@ func testDelete(t *testing.T, s store.Store) {
 	if _, err := s.Get(ctx, "c1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get after Delete error = %v, want ErrNotFound", err)
 	}
-	if _, err := s.CompareAndSwap(ctx, sample("c1"), 2); !errors.Is(err, store.ErrNotFound) {
+	if _, err := cas(t, s, sample("c1"), 2); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("CompareAndSwap after Delete error = %v, want ErrNotFound", err)
 	}
 	if err := s.Delete(ctx, "c1"); err != nil {
@@ -477,11 +645,14 @@ func testList(t *testing.T, s store.Store) {
 		want[id] = mustPut(t, s, sample(id))
 	}
 	want["beta"] = mustPut(t, s, sample("beta")) // version 2
-	if _, err := s.AcquireLease(ctx, "gamma", "attempt-A", base, base.Add(time.Minute)); err != nil {
+	if _, err := s.AcquireLease(ctx, "gamma", "attempt-A", time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	g := want["gamma"]
-	g.Lease = store.Lease{Owner: "attempt-A", TakenAt: base, ExpiresAt: base.Add(time.Minute)}
+	g.Lease = mustGet(t, s, "gamma").Lease
+	if g.Lease.Owner != "attempt-A" || g.Lease.ExpiresAt.Sub(g.Lease.TakenAt) != time.Minute {
+		t.Fatalf("lease after AcquireLease = %+v, want attempt-A's for 1m", g.Lease)
+	}
 	want["gamma"] = g
 
 	got, err := s.List(ctx)
