@@ -9,8 +9,11 @@
 // mixture, and a crash at any point leaves the old file intact (at worst a stray
 // temporary file ".NAME.tmp-*" next to it).
 //
+// Update refuses a symbolic link, anything but a regular file, and a file over
+// MaxFileSize (see Update for what is checked and when).
+//
 // Writers of one file exclude each other twice over: an in-process lock keyed by the
-// file's resolved path (credentials of one worker that share a file), and an OS-level
+// file's path (credentials of one worker that share a file), and an OS-level
 // flock(2) on a sidecar lock file ".NAME.lock" in the same directory (two worker
 // processes on one machine). The sidecar exists because the file itself is replaced on
 // every write: a lock on the old inode would not exclude a writer that opened the new
@@ -27,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -114,11 +118,42 @@ func Quote(v string) string {
 	}
 }
 
+// MaxFileSize bounds the file Update reads and rewrites. A dotenv file holds a few
+// dozen short lines; a megabyte is thousands of times that, yet small enough that a
+// sink pointed by mistake at a log or a database is refused instead of being read
+// into memory and rewritten on every refresh.
+const MaxFileSize = 1 << 20
+
+// Refusals: the file at the path is not one Update will touch. Retrying cannot help;
+// the operator must change the file or the sink.
+var (
+	// ErrSymlink: the path's final component is a symbolic link.
+	ErrSymlink = errors.New("is a symbolic link, which is not followed")
+	// ErrNotRegular: the path names a directory, FIFO, socket or device.
+	ErrNotRegular = errors.New("is not a regular file")
+	// ErrTooLarge: the file is bigger than MaxFileSize.
+	ErrTooLarge = fmt.Errorf("is larger than %d bytes", MaxFileSize)
+)
+
+// IsRefusal reports whether err is one of Update's refusals (ErrSymlink,
+// ErrNotRegular, ErrTooLarge), as opposed to a failure a retry may cure.
+func IsRefusal(err error) bool {
+	return errors.Is(err, ErrSymlink) || errors.Is(err, ErrNotRegular) || errors.Is(err, ErrTooLarge)
+}
+
 // Update sets each entry's key in the dotenv file at path and reports whether the file
 // changed (it is not rewritten when every key already has its value). path must be
-// absolute; its directory must exist. A missing file is created with mode 0600. A
-// symbolic link is followed and its target replaced, so the link stays. The caller's
-// context bounds the wait for the locks.
+// absolute; its directory must exist. A missing file is created with mode 0600.
+//
+// What is checked, before anything is read: the final component must not be a
+// symbolic link (lstat, then open with O_NOFOLLOW, so a link swapped in between is
+// refused too), the file must be a regular file (lstat, then fstat of what was opened,
+// which must be the file lstat saw; the open is non-blocking, so a FIFO swapped in
+// cannot hang it), and it must hold at most MaxFileSize bytes. Links among the
+// directories above are followed: a caller that restricts where files may be written
+// resolves the directory first and passes the resolved path (activities/sinkpath.go).
+//
+// The caller's context bounds the wait for the locks; every return releases them.
 func Update(ctx context.Context, path string, entries []Entry) (changed bool, err error) {
 	if !filepath.IsAbs(path) {
 		return false, fmt.Errorf("envfile: %s: path must be absolute", path)
@@ -131,8 +166,10 @@ func Update(ctx context.Context, path string, entries []Entry) (changed bool, er
 			return false, fmt.Errorf("envfile: %s: %s: %w", path, e.Key, err)
 		}
 	}
-	target, err := resolve(path)
-	if err != nil {
+	target := filepath.Clean(path)
+	// Refuse what is plainly unfit before taking a lock: a link or a FIFO is never
+	// worth a sidecar lock file beside it.
+	if _, err := statTarget(target); err != nil {
 		return false, err
 	}
 	unlock, err := lockPath(ctx, target)
@@ -141,23 +178,17 @@ func Update(ctx context.Context, path string, entries []Entry) (changed bool, er
 	}
 	defer unlock()
 
-	old, err := os.ReadFile(target)
-	exists := err == nil
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return false, fmt.Errorf("envfile: read %s: %w", target, err)
+	old, info, err := readTarget(target)
+	if err != nil {
+		return false, err
 	}
-	var info fs.FileInfo
-	if exists {
-		if info, err = os.Stat(target); err != nil {
-			return false, fmt.Errorf("envfile: %w", err)
-		}
-		if !info.Mode().IsRegular() {
-			return false, fmt.Errorf("envfile: %s is not a regular file", target)
-		}
-	}
+	exists := info != nil
 	updated := Rewrite(old, entries)
 	if exists && bytes.Equal(updated, old) {
 		return false, nil
+	}
+	if len(updated) > MaxFileSize {
+		return false, fmt.Errorf("envfile: %s: the updated file %w", target, ErrTooLarge)
 	}
 	if err := writeAtomic(target, updated, info); err != nil {
 		return false, err
@@ -165,31 +196,76 @@ func Update(ctx context.Context, path string, entries []Entry) (changed bool, er
 	return true, nil
 }
 
-// resolve follows a symbolic link at path; a path that does not exist yet is its own
-// target.
-func resolve(path string) (string, error) {
-	path = filepath.Clean(path)
-	fi, err := os.Lstat(path)
+// statTarget lstats target and refuses a link, anything but a regular file, and a
+// file over MaxFileSize. A missing target is fine (nil info) if its directory exists.
+func statTarget(target string) (fs.FileInfo, error) {
+	li, err := os.Lstat(target)
 	if errors.Is(err, fs.ErrNotExist) {
-		if _, err := os.Stat(filepath.Dir(path)); err != nil {
-			return "", fmt.Errorf("envfile: directory of %s: %w", path, err)
+		if _, err := os.Stat(filepath.Dir(target)); err != nil {
+			return nil, fmt.Errorf("envfile: directory of %s: %w", target, err)
 		}
-		return path, nil
+		return nil, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("envfile: %w", err)
+		return nil, fmt.Errorf("envfile: %w", err)
 	}
-	if fi.Mode()&fs.ModeSymlink == 0 {
-		return path, nil
+	if err := checkInfo(target, li); err != nil {
+		return nil, err
 	}
-	t, err := filepath.EvalSymlinks(path)
-	if err != nil {
-		return "", fmt.Errorf("envfile: follow the link %s: %w", path, err)
-	}
-	return t, nil
+	return li, nil
 }
 
-// locks holds one in-process lock per resolved path: a channel of capacity one, so a
+func checkInfo(target string, fi fs.FileInfo) error {
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("envfile: %s %w", target, ErrSymlink)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("envfile: %s %w (%s)", target, ErrNotRegular, fi.Mode().Type())
+	case fi.Size() > MaxFileSize:
+		return fmt.Errorf("envfile: %s %w (%d bytes)", target, ErrTooLarge, fi.Size())
+	}
+	return nil
+}
+
+// readTarget reads target under the locks: its content and its fstat info, or
+// (nil, nil) if it does not exist. It opens without following a link and without
+// blocking, and checks what it opened before reading a byte.
+func readTarget(target string) ([]byte, fs.FileInfo, error) {
+	li, err := statTarget(target)
+	if err != nil || li == nil {
+		return nil, nil, err
+	}
+	f, err := os.OpenFile(target, os.O_RDONLY|openNoFollow, 0)
+	if err != nil {
+		if isLinkRefusal(err) {
+			return nil, nil, fmt.Errorf("envfile: %s %w", target, ErrSymlink)
+		}
+		return nil, nil, fmt.Errorf("envfile: open %s: %w", target, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("envfile: %w", err)
+	}
+	if err := checkInfo(target, fi); err != nil {
+		return nil, nil, err
+	}
+	if !os.SameFile(li, fi) {
+		// Replaced between the lstat and the open: a retry looks again.
+		return nil, nil, fmt.Errorf("envfile: %s was replaced while being opened", target)
+	}
+	// The file may grow after the fstat: read one byte more than allowed to see it.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("envfile: read %s: %w", target, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, nil, fmt.Errorf("envfile: %s %w", target, ErrTooLarge)
+	}
+	return data, fi, nil
+}
+
+// locks holds one in-process lock per path: a channel of capacity one, so a
 // waiter can give up when its context ends.
 var locks sync.Map // string -> chan struct{}
 

@@ -138,19 +138,47 @@ func TestNewFileIs0600(t *testing.T) {
 	}
 }
 
-func TestSymlinkTargetIsReplaced(t *testing.T) {
+func TestSymlinkIsRefused(t *testing.T) {
 	real := write(t, "A=1\n", 0o644)
 	link := filepath.Join(t.TempDir(), "link.env")
 	if err := os.Symlink(real, link); err != nil {
 		t.Fatal(err)
 	}
-	update(t, link, "A", "2")
+	changed, err := Update(context.Background(), link, []Entry{{"A", "2"}})
+	if !errors.Is(err, ErrSymlink) || !IsRefusal(err) || changed {
+		t.Fatalf("Update through a link = %v, %v; want ErrSymlink", changed, err)
+	}
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
-		t.Fatalf("the link was replaced by a file: %v", err)
+		t.Fatalf("the link was replaced: %v", err)
 	}
-	if got := read(t, real); got != "A=2\n" {
-		t.Fatalf("target = %q", got)
+	if got := read(t, real); got != "A=1\n" {
+		t.Fatalf("target = %q, want it unchanged", got)
 	}
+}
+
+func TestDirectoryIsRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "app.env")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Update(context.Background(), dir, []Entry{{"A", "2"}}); !errors.Is(err, ErrNotRegular) {
+		t.Fatalf("Update of a directory = %v, want ErrNotRegular", err)
+	}
+}
+
+func TestOversizedFileIsRefused(t *testing.T) {
+	path := write(t, "A=1\n"+strings.Repeat("# padding\n", MaxFileSize/10+1), 0o600)
+	before := read(t, path)
+	_, err := Update(context.Background(), path, []Entry{{"A", "2"}})
+	if !errors.Is(err, ErrTooLarge) || !IsRefusal(err) {
+		t.Fatalf("Update of a %d-byte file = %v, want ErrTooLarge", len(before), err)
+	}
+	if read(t, path) != before {
+		t.Fatal("the oversized file was changed")
+	}
+	// Just under the cap is fine.
+	small := write(t, "A=1\n"+strings.Repeat("#", MaxFileSize-100)+"\n", 0o600)
+	update(t, small, "A", "2")
 }
 
 func TestQuote(t *testing.T) {

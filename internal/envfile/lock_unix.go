@@ -12,12 +12,34 @@ import (
 	"time"
 )
 
+// openNoFollow opens without following a symbolic link in the final component and
+// without blocking: opening a FIFO for reading would otherwise wait for a writer.
+const openNoFollow = syscall.O_NOFOLLOW | syscall.O_NONBLOCK
+
+// isLinkRefusal reports whether an open with O_NOFOLLOW failed because the final
+// component is a link: ELOOP on Linux, EMLINK on the BSDs.
+func isLinkRefusal(err error) bool {
+	return errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EMLINK)
+}
+
 // flockSidecar takes an exclusive flock(2) on the sidecar lock file, creating it
-// (mode 0600) if needed, polling so that the wait ends with ctx.
+// (mode 0600) if needed, polling so that the wait ends with ctx. Like the file
+// itself, the sidecar is opened without following a link or blocking, and must be a
+// regular file.
 func flockSidecar(ctx context.Context, name string) (release func(), err error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|openNoFollow, 0o600)
 	if err != nil {
+		if isLinkRefusal(err) {
+			return nil, fmt.Errorf("envfile: the lock file %s %w", name, ErrSymlink)
+		}
 		return nil, fmt.Errorf("envfile: open the lock file %s: %w", name, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		_ = f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("envfile: the lock file %s: %w", name, err)
+		}
+		return nil, fmt.Errorf("envfile: the lock file %s %w", name, ErrNotRegular)
 	}
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
