@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -120,6 +121,11 @@ type Worker struct {
 	// API key.
 	TokenAPIRate  float64 `split_words:"true" default:"10" desc:"token API: requests per second each API key may make on average"`
 	TokenAPIBurst int     `split_words:"true" default:"20" desc:"token API: requests each API key may make at once before TOKEN_API_RATE applies"`
+
+	// Env sinks (activities/sinkpath.go). Whoever can start a workflow names a sink's
+	// path, so the worker writes only inside directories its operator lists, and never
+	// beside its own key file or store.
+	SinkDirs string `split_words:"true" desc:"directories env sinks may write in, comma-separated absolute clean paths (empty: env sinks are refused); never the data directory or the directory of the key file or SQLite store"`
 }
 
 // DefaultTokenAPI is where `starter token` finds the token API unless
@@ -323,7 +329,86 @@ func (w Worker) Check() error {
 	if err := w.CheckStore(); err != nil {
 		return err
 	}
+	if err := w.checkSinkDirs(); err != nil {
+		return err
+	}
 	return w.checkNotify()
+}
+
+// SinkDirList parses TOKENWARDEN_SINK_DIRS: absolute, clean directories, not the root
+// (which would let a workflow starter name any file the worker may write).
+func (w Worker) SinkDirList() ([]string, error) {
+	var dirs []string
+	for _, d := range strings.Split(w.SinkDirs, ",") {
+		d = strings.TrimSpace(d)
+		if d == "" {
+			continue
+		}
+		if !filepath.IsAbs(d) || filepath.Clean(d) != d {
+			return nil, fmt.Errorf("%s_SINK_DIRS: %q is not an absolute, clean path (no trailing /, no . or .. components)", Prefix, d)
+		}
+		if filepath.Dir(d) == d {
+			return nil, fmt.Errorf("%s_SINK_DIRS: %q is the root: list the directories that hold the .env files", Prefix, d)
+		}
+		if !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	return dirs, nil
+}
+
+// ProtectedDirs are the directories no env sink may write in, whatever
+// TOKENWARDEN_SINK_DIRS says: the data directory (the SQLite store, the outbox, the
+// default key file) and the directories of the key file and of the SQLite store. A
+// sink there could append to the key file (the worker would then not start) or
+// replace the store. The paths are made absolute against the working directory.
+func (s TokenStore) ProtectedDirs() ([]string, error) {
+	var dirs []string
+	for _, p := range []string{s.DataDir, filepath.Dir(s.KeyFile), filepath.Dir(s.SqlitePath)} {
+		if p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return nil, fmt.Errorf("make %s absolute: %w", p, err)
+		}
+		if !slices.Contains(dirs, abs) {
+			dirs = append(dirs, abs)
+		}
+	}
+	return dirs, nil
+}
+
+// checkSinkDirs refuses a sink directory that is, or lies inside, a protected one: a
+// mistake the activity would refuse on every write anyway. A protected directory
+// inside a sink directory is fine; sinks there are refused.
+func (w Worker) checkSinkDirs() error {
+	dirs, err := w.SinkDirList()
+	if err != nil {
+		return err
+	}
+	protected, err := w.ProtectedDirs()
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		for _, p := range protected {
+			if PathWithin(p, d) {
+				return fmt.Errorf("%s_SINK_DIRS: %q is inside %s, which holds the token store or the key file: env sinks may never write there", Prefix, d, p)
+			}
+		}
+	}
+	return nil
+}
+
+// PathWithin reports whether path is dir or lies below it, comparing whole path
+// components ("/srv/app" is not within "/srv/ap"). Both must be absolute and clean.
+func PathWithin(dir, path string) bool {
+	rel, err := filepath.Rel(dir, path)
+	if err != nil {
+		return false
+	}
+	return rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
 }
 
 // Token stores (TOKENWARDEN_STORE), as store.Open names its backends.

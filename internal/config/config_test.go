@@ -304,3 +304,81 @@ func TestLeaseMustOutlastTheAttempt(t *testing.T) {
 		}
 	}
 }
+
+func TestSinkDirs(t *testing.T) {
+	data := t.TempDir()
+	for _, tc := range []struct {
+		name, dirs string
+		key        string
+		want       []string
+		wantError  string
+	}{
+		{name: "unset: none", dirs: "", want: nil},
+		{name: "two, spaces and a duplicate", dirs: "/srv/app, /srv/other,/srv/app", want: []string{"/srv/app", "/srv/other"}},
+		{name: "relative", dirs: "srv/app", wantError: "not an absolute, clean path"},
+		{name: "not clean", dirs: "/srv/app/", wantError: "not an absolute, clean path"},
+		{name: "dot-dot", dirs: "/srv/app/../etc", wantError: "not an absolute, clean path"},
+		{name: "root", dirs: "/", wantError: "is the root"},
+		{name: "the data directory", dirs: data, wantError: "holds the token store or the key file"},
+		{name: "inside the data directory", dirs: filepath.Join(data, "outbox"), wantError: "holds the token store or the key file"},
+		{name: "the key file's directory", dirs: "/etc/tw", key: "/etc/tw/keys.json", wantError: "holds the token store or the key file"},
+		{name: "a parent of the data directory is fine", dirs: filepath.Dir(data), want: []string{filepath.Dir(data)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			unsetAll(t, &Worker{})
+			isolateTemporalEnv(t)
+			t.Setenv("TOKENWARDEN_DATA_DIR", data)
+			t.Setenv("TOKENWARDEN_SINK_DIRS", tc.dirs)
+			if tc.key != "" {
+				t.Setenv("TOKENWARDEN_KEY_FILE", tc.key)
+			}
+			w, err := LoadWorker()
+			if tc.wantError != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantError) || !strings.Contains(err.Error(), "TOKENWARDEN_SINK_DIRS") {
+					t.Fatalf("LoadWorker = %v, want an error naming TOKENWARDEN_SINK_DIRS and %q", err, tc.wantError)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := w.SinkDirList()
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("SinkDirList = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestProtectedDirsAreAbsolute(t *testing.T) {
+	s := TokenStore{DataDir: "data", KeyFile: "/etc/tw/keys.json", SqlitePath: "data/tokens.db"}
+	got, err := s.ProtectedDirs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, _ := os.Getwd()
+	want := []string{filepath.Join(wd, "data"), "/etc/tw"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("ProtectedDirs = %q, want %q", got, want)
+	}
+}
+
+func TestPathWithin(t *testing.T) {
+	for _, tc := range []struct {
+		dir, path string
+		want      bool
+	}{
+		{"/srv/app", "/srv/app", true},
+		{"/srv/app", "/srv/app/.env", true},
+		{"/srv/app", "/srv/app/sub/.env", true},
+		{"/srv/app", "/srv/app/..env", true},
+		{"/srv/ap", "/srv/app/.env", false},
+		{"/srv/app", "/srv/apple/.env", false},
+		{"/srv/app", "/srv/.env", false},
+		{"/srv/app", "/etc/passwd", false},
+	} {
+		if got := PathWithin(tc.dir, tc.path); got != tc.want {
+			t.Errorf("PathWithin(%q, %q) = %v, want %v", tc.dir, tc.path, got, tc.want)
+		}
+	}
+}
