@@ -95,6 +95,13 @@ type Activities struct {
 	Metrics *metrics.Activity
 	// SinkWebhooks delivers webhook sinks (sink.go); nil refuses them.
 	SinkWebhooks SinkDeliverer
+	// EnvSinkDirs are the absolute directories env sinks may write in
+	// (TOKENWARDEN_SINK_DIRS); none refuses every env sink (sinkpath.go).
+	EnvSinkDirs []string
+	// EnvSinkProtected are absolute directories no env sink may write in, even inside
+	// EnvSinkDirs: the data directory and those of the key file and SQLite store
+	// (config.TokenStore.ProtectedDirs).
+	EnvSinkProtected []string
 	// ReloadTimeout bounds one POST to an env sink's reload_url (default
 	// DefaultReloadTimeout).
 	ReloadTimeout time.Duration

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -184,6 +185,12 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		Now:             clk.Now,
 		Logger:          slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ProviderTimeout: opts.providerTimeout,
+		// Env sinks may write in the tests' temporary directories (t.TempDir, also a
+		// subtest's, lies in os.TempDir), except the store's and the outbox's.
+		EnvSinkDirs: []string{os.TempDir()},
+	}
+	if dbPath != "" {
+		acts.EnvSinkProtected = append(acts.EnvSinkProtected, filepath.Dir(dbPath))
 	}
 	var outboxDir string
 	if opts.outbox {
@@ -191,6 +198,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		if acts.Outbox, err = outbox.Open(outboxDir, ring); err != nil {
 			t.Fatal(err)
 		}
+		acts.EnvSinkProtected = append(acts.EnvSinkProtected, outboxDir)
 	}
 	env := newActivityEnv(acts)
 	return &harness{t: t, clock: clk, fake: fake, tokenURL: tokenURL, sqlite: db, primary: primary, dbPath: dbPath, outboxDir: outboxDir,

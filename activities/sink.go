@@ -290,8 +290,21 @@ func (a *Activities) Sink(ctx context.Context, req SinkRequest) (SinkResult, err
 		// Update returns only once the new file is synced and renamed into place and
 		// the rename synced: a consumer told below reads the new token, even after a
 		// crash of this machine. A failed update tells nobody.
-		changed, err := envfile.Update(ctx, p, fu.entries)
-		if err != nil {
+		//
+		// Where the file may be is the worker's to decide (sinkpath.go); what it may be
+		// (a regular file of bounded size, not a link) is envfile's. Neither refusal
+		// can be cured by a retry.
+		changed := false
+		target, err := a.envSinkPath(p)
+		if err == nil {
+			changed, err = envfile.Update(ctx, target, fu.entries)
+		}
+		var refused *SinkRefusedError
+		switch {
+		case errors.As(err, &refused) || envfile.IsRefusal(err):
+			refuse(fmt.Sprintf("sinks[%s]: %s", strings.Join(fu.sinks, ","), hide(err.Error())))
+			continue
+		case err != nil:
 			failures = append(failures, fmt.Sprintf("sinks[%s]: %s", strings.Join(fu.sinks, ","), hide(err.Error())))
 			continue
 		}
