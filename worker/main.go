@@ -270,6 +270,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		acts.SinkWebhooks = activities.NewWebhookSinks(st, cfg.NotifyBearerToken, cfg.NotifyTimeout, nil)
 	}
+	// Env sinks write only where the operator allows, never beside the key file or
+	// the store (activities/sinkpath.go); Check has accepted both lists.
+	if acts.EnvSinkDirs, err = cfg.SinkDirList(); err == nil {
+		acts.EnvSinkProtected, err = cfg.ProtectedDirs()
+	}
+	if err != nil {
+		codecSrv.shutdown(logger)
+		fmt.Fprintf(stderr, "worker: env sinks: %v\n", err)
+		return 1
+	}
 	w.RegisterActivity(acts)
 	if err := w.Start(); err != nil {
 		codecSrv.shutdown(logger)
@@ -277,7 +287,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	logger.Info("worker started", "temporal", conn, "task_queue", cfg.TaskQueue, "tracing", tr != nil,
-		"store", storeDesc, "key_id", ring.PrimaryID(), "notify", notifyTargets(notifier), "codec_endpoint", codecSrv.url())
+		"store", storeDesc, "key_id", ring.PrimaryID(), "notify", notifyTargets(notifier), "codec_endpoint", codecSrv.url(), "sink_dirs", acts.EnvSinkDirs)
 	<-ctx.Done()
 	logger.Info("shutting down: finishing running activities")
 	w.Stop()

@@ -30,11 +30,12 @@ func TestEnvSinkFollowsRefreshes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	fake, tokenURL := startProvider(t, 3*time.Second)
-	e.startWorker()
+	dir := t.TempDir()
+	// Env sinks write only in the directories the worker's operator lists.
+	e.startWorkerBin(stack.workerBin, "TOKENWARDEN_SINK_DIRS="+dir)
 	const id = "e2e-sink"
 	seed := fake.Seed(id)
 
-	dir := t.TempDir()
 	envPath := filepath.Join(dir, ".env")
 	head := "# chat-bot settings\nAPP_NAME=chat bot\nexport DB_URL=\"postgres://db/app\"\n\n"
 	tail := "# keep this comment\nLAST_KEY=1\n"
