@@ -59,7 +59,8 @@ const ErrTypeSinkFailed = "SinkFailed"
 type SinkSpec struct {
 	// Type is SinkEnv or SinkWebhook.
 	Type string `json:"type"`
-	// Path (env) is the absolute, clean path of the dotenv file.
+	// Path (env) is the absolute, clean path of the dotenv file. Check sees only its
+	// form; the worker writes it only inside its TOKENWARDEN_SINK_DIRS (sinkpath.go).
 	Path string `json:"path,omitempty"`
 	// Key (env) is the variable to set, [A-Za-z_][A-Za-z0-9_]*.
 	Key string `json:"key,omitempty"`
