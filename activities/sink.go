@@ -1,18 +1,17 @@
 package activities
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/envfile"
 	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/webhook"
 )
 
 // Sink types.
@@ -188,6 +188,9 @@ type SinkResult struct {
 // SinkPayload is the JSON body a webhook sink receives. It is secret: it carries the
 // access token (never the refresh token).
 type SinkPayload struct {
+	// ID is the delivery's webhook-id (SinkMessageID), the same for every delivery of
+	// this token set.
+	ID              string    `json:"id"`
 	Event           string    `json:"event"` // "token_refreshed"
 	CredentialID    string    `json:"credential_id"`
 	Provider        string    `json:"provider"`
@@ -438,45 +441,49 @@ func (e *SinkRefusedError) Error() string { return e.msg }
 func (e *SinkRefusedError) Unwrap() error { return e.err }
 
 // SinkTarget is a worker-configured webhook (an entry of TOKENWARDEN_NOTIFY_TARGETS).
-// URL is a secret.
+// URL and Secret are secrets.
 type SinkTarget struct {
 	Name   string
 	Format string
 	URL    string
+	// Secret signs the deliveries (TOKENWARDEN_NOTIFY_TARGET_SECRETS); empty: unsigned.
+	Secret string
 }
 
-// WebhookSinks delivers SinkPayloads to the worker's named targets. Because the body
-// carries an access token, it posts only to json-format targets over https (or plain
-// http to a loopback address, for tests and same-host receivers), follows no
-// redirects, and never puts a URL, the bearer token or the access token into an error.
+// WebhookSinks delivers SinkPayloads to the worker's named targets through
+// internal/webhook (https beyond loopback, no redirects, signed when the target has a
+// secret). Because the body carries an access token, it posts only to json-format
+// targets, and the token joins the secrets no error may show.
 type WebhookSinks struct {
 	targets map[string]SinkTarget
 	bearer  string
-	timeout time.Duration
-	client  *http.Client
+	sender  *webhook.Sender
 }
 
 var _ SinkDeliverer = (*WebhookSinks)(nil)
 
 // NewWebhookSinks returns a deliverer for targets. bearer, if set, is sent as
-// "Authorization: Bearer ..."; timeout bounds one delivery (default 10 s); client may
-// be nil.
+// "Authorization: Bearer ..."; timeout bounds one delivery (default 10 s); client, if
+// set, is used for https deliveries (webhook.Options.Client).
 func NewWebhookSinks(targets []SinkTarget, bearer string, timeout time.Duration, client *http.Client) *WebhookSinks {
-	w := &WebhookSinks{targets: map[string]SinkTarget{}, bearer: bearer, timeout: timeout}
+	w := &WebhookSinks{targets: map[string]SinkTarget{}, bearer: bearer,
+		sender: webhook.New(webhook.Options{Timeout: timeout, Client: client, UserAgent: "tokenwarden-sink"})}
 	for _, t := range targets {
 		w.targets[t.Name] = t
 	}
-	if w.timeout <= 0 {
-		w.timeout = 10 * time.Second
-	}
-	c := &http.Client{}
-	if client != nil {
-		cc := *client
-		c = &cc
-	}
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	w.client = c
 	return w
+}
+
+// sinkNamespace is the UUID namespace of sink message IDs (SinkMessageID).
+const sinkNamespace = "5b1f3c0a-8d4e-4f6b-9a27-3e6c2d9b7f41"
+
+// SinkMessageID is the webhook-id of the sink delivery of one token set: a name-based
+// (SHA-1) UUID of the credential ID and the store version. A retry, a later run of the
+// Sink activity for the same version, or another worker derives the same ID, so a
+// receiver can drop duplicates; a newer token set has another.
+func SinkMessageID(credentialID string, version int64) string {
+	name := credentialID + "\x00" + strconv.FormatInt(version, 10)
+	return uuid.NewSHA1(uuid.MustParse(sinkNamespace), []byte(name)).String()
 }
 
 // DeliverSink posts p as JSON to the target named target.
@@ -488,71 +495,24 @@ func (w *WebhookSinks) DeliverSink(ctx context.Context, target string, p SinkPay
 	if t.Format == config.NotifyFormatSlack {
 		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q is a slack target: a chat channel must never receive a token", target)}
 	}
-	u, err := url.Parse(t.URL)
-	if err != nil {
-		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q: not a valid URL (not shown)", target)}
-	}
-	if u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
-		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q: a token-carrying sink needs an https URL (plain http only to a loopback address)", target)}
-	}
+	p.ID = SinkMessageID(p.CredentialID, p.Version)
 	body, err := json.Marshal(p)
 	if err != nil {
-		return fmt.Errorf("webhook target %q: encode the body", target)
+		return fmt.Errorf("webhook target %q: encode the body: %w", target, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, w.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
-	if err != nil {
-		return &SinkRefusedError{msg: fmt.Sprintf("webhook target %q: cannot build the request (the URL is not shown)", target)}
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "tokenwarden-sink")
-	req.Header.Set("Cache-Control", "no-store")
-	// The same on every retry and for every worker: the token set's identity.
-	req.Header.Set("Idempotency-Key", fmt.Sprintf("%s/v%d", p.CredentialID, p.Version))
+	h := http.Header{"Cache-Control": {"no-store"}, "Idempotency-Key": {p.ID}}
 	if w.bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+w.bearer)
+		h.Set("Authorization", "Bearer "+w.bearer)
 	}
-	resp, err := w.client.Do(req)
-	if err != nil {
-		// Go's *url.Error quotes the URL: keep only a scrubbed description, no chain.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("webhook target %q: no answer within %s", target, w.timeout)
-		}
-		return fmt.Errorf("webhook target %q: post: %s", target, w.scrubber(t.URL, p.AccessToken).Scrub(err.Error(), 200))
+	err = w.sender.Send(ctx, webhook.Target{Label: fmt.Sprintf("webhook target %q", target), URL: t.URL, Secret: t.Secret},
+		webhook.Message{ID: p.ID, Body: body, Header: h, Redact: []string{p.AccessToken}})
+	var we *webhook.Error
+	if errors.As(err, &we) && we.Refused {
+		// A webhook.Error wraps nothing: the chain ends here.
+		return &SinkRefusedError{msg: we.Error(), err: we}
 	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
-		return nil
-	}
-	msg := fmt.Sprintf("webhook target %q answered %s", target, resp.Status)
-	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
-		msg += " (redirects are not followed for token-carrying sinks)"
-	}
-	return errors.New(msg)
+	return err
 }
 
-func (w *WebhookSinks) scrubber(rawURL, token string) scrub.Scrubber {
-	secrets := []string{rawURL, w.bearer, token}
-	if u, err := url.Parse(rawURL); err == nil {
-		for _, part := range []string{u.Path, u.EscapedPath(), u.RawQuery, u.Fragment, u.User.String()} {
-			if len(part) >= 8 {
-				secrets = append(secrets, part)
-			}
-		}
-	}
-	return scrub.New(secrets...)
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+// isLoopback is webhook.IsLoopbackHost; reload URLs (reload.go) follow the same rule.
+func isLoopback(host string) bool { return webhook.IsLoopbackHost(host) }

@@ -1,7 +1,9 @@
 package activities_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/webhook"
 )
 
 func (h *harness) sink(req activities.SinkRequest) (activities.SinkResult, error) {
@@ -202,10 +205,17 @@ func TestSinkFailures(t *testing.T) {
 	appError(t, err, activities.ErrTypeSinkRefused, true)
 }
 
+// Signing secrets of the webhook sink tests ("whsec_" and 32 base64 bytes).
+var (
+	sinkSecret  = webhook.SecretPrefix + base64.StdEncoding.EncodeToString([]byte("sink-signing-key-0123456789abcde"))
+	otherSecret = webhook.SecretPrefix + base64.StdEncoding.EncodeToString([]byte("another-targets-key-0123456789ab"))
+)
+
 func TestSinkWebhook(t *testing.T) {
 	var mu sync.Mutex
 	var bodies []activities.SinkPayload
 	var headers []http.Header
+	var raw [][]byte
 	fail := false
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -218,6 +228,7 @@ func TestSinkWebhook(t *testing.T) {
 			return
 		}
 		bodies = append(bodies, p)
+		raw = append(raw, b)
 		headers = append(headers, r.Header.Clone())
 	}))
 	t.Cleanup(srv.Close)
@@ -225,14 +236,15 @@ func TestSinkWebhook(t *testing.T) {
 
 	h := newHarness(t, harnessOptions{})
 	h.acts.SinkWebhooks = activities.NewWebhookSinks([]activities.SinkTarget{
-		{Name: "app", Format: "json", URL: hookURL},
+		{Name: "app", Format: "json", URL: hookURL, Secret: sinkSecret},
 		{Name: "chat", Format: "slack", URL: hookURL},
 		{Name: "plain", Format: "json", URL: "http://hooks.example.com/abcdefgh"},
 	}, "bearer-Th1s-is-secret", 5*time.Second, nil)
 	_, v := h.seed(credID, "fam", testClientSecret)
 	h.mustRefresh(h.request(credID, v))
 	rec := h.get(credID)
-	secrets := append(h.secrets(credID, "fam"), hookURL, "s3cr3t-path-Xy9", "bearer-Th1s-is-secret")
+	secrets := append(h.secrets(credID, "fam"), hookURL, "s3cr3t-path-Xy9", "bearer-Th1s-is-secret", sinkSecret,
+		strings.TrimPrefix(sinkSecret, webhook.SecretPrefix))
 
 	out, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: 2,
 		Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: "app"}}})
@@ -247,8 +259,29 @@ func TestSinkWebhook(t *testing.T) {
 	if got := headers[0].Get("Authorization"); got != "Bearer bearer-Th1s-is-secret" {
 		t.Errorf("Authorization = %q", got)
 	}
-	if got := headers[0].Get("Idempotency-Key"); got != credID+"/v2" {
-		t.Errorf("Idempotency-Key = %q", got)
+	wantID := activities.SinkMessageID(credID, rec.Version)
+	if got := headers[0].Get("Idempotency-Key"); got != wantID {
+		t.Errorf("Idempotency-Key = %q, want %q", got, wantID)
+	}
+	if got := headers[0].Get(webhook.HeaderID); got != wantID || bodies[0].ID != wantID {
+		t.Errorf("webhook-id = %q, body id %q, want %q", got, bodies[0].ID, wantID)
+	}
+	if err := webhook.Verify(sinkSecret, headers[0], raw[0], time.Now(), 0); err != nil {
+		t.Errorf("the target's secret does not verify the delivery: %v", err)
+	}
+	if err := webhook.Verify(otherSecret, headers[0], raw[0], time.Now(), 0); !errors.Is(err, webhook.ErrBadSignature) {
+		t.Errorf("another secret verifies the delivery: %v", err)
+	}
+	mu.Unlock()
+
+	// Delivered again (a retry, or a late run for the same version): the same webhook-id.
+	if _, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: 2,
+		Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: "app"}}}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(headers) != 2 || headers[1].Get(webhook.HeaderID) != wantID {
+		t.Errorf("the second delivery's webhook-id = %q, want %q", headers[len(headers)-1].Get(webhook.HeaderID), wantID)
 	}
 	fail = true
 	mu.Unlock()
@@ -257,7 +290,7 @@ func TestSinkWebhook(t *testing.T) {
 	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: 2,
 		Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: "app"}}})
 	appErr := appError(t, err, activities.ErrTypeSinkFailed, false)
-	if !strings.Contains(appErr.Message(), `webhook target "app" answered 500`) {
+	if !strings.Contains(appErr.Message(), `webhook target "app": webhook answered 500`) {
 		t.Errorf("message %q", appErr.Message())
 	}
 	h.assertNoSecrets(err, secrets...)

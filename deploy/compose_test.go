@@ -572,7 +572,7 @@ func TestComposeWorkerVariables(t *testing.T) {
 }
 
 // secretName matches variables that hold secrets.
-var secretName = regexp.MustCompile(`(PASSWORD|PWD|SECRET|BEARER_TOKEN|_DSN|WEBHOOK_URL|NOTIFY_TARGETS)$`)
+var secretName = regexp.MustCompile(`(PASSWORD|PWD|SECRETS?|BEARER_TOKEN|_DSN|WEBHOOK_URL|NOTIFY_TARGETS)$`)
 
 // ref is one ${NAME}, ${NAME:?msg}, ${NAME-default}... interpolation.
 var ref = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}`)

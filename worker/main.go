@@ -262,7 +262,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if notifier != nil { // a nil *Webhook in the interface would not read as "none"
 		acts.Notifier = notifier
 	}
-	// Webhook sinks post access tokens to the same named targets (checked by notify.FromConfig).
+	// Webhook sinks post access tokens to the same named targets, signed with the same
+	// secrets (checked by notify.FromConfig).
 	if targets, _ := cfg.NotifyTargetList(); len(targets) > 0 {
 		var st []activities.SinkTarget
 		for _, t := range targets {

@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/netip"
@@ -20,6 +21,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/tokenwarden/tokenwarden/internal/leasetiming"
+	"github.com/tokenwarden/tokenwarden/internal/webhook"
 )
 
 // Prefix is the common prefix of every environment variable.
@@ -99,11 +101,15 @@ type Worker struct {
 
 	// Notifications (internal/notify). Webhook URLs and the bearer token are secrets:
 	// no error message or log line ever shows them.
-	NotifyWebhookURL  string        `split_words:"true" desc:"default notification webhook, absolute http(s) URL; a secret (empty: notifications are only logged)"`
-	NotifyFormat      string        `split_words:"true" default:"json" desc:"json or slack: body format of NOTIFY_WEBHOOK_URL and of targets that name none"`
-	NotifyTargets     string        `split_words:"true" desc:"named targets for policy.notify_target: name=[json:|slack:]URL, comma-separated"`
-	NotifyBearerToken string        `split_words:"true" desc:"optional Authorization: Bearer token sent to json-format webhooks; a secret"`
-	NotifyTimeout     time.Duration `split_words:"true" default:"10s" desc:"deadline of one webhook delivery"`
+	NotifyWebhookURL  string `split_words:"true" desc:"default notification webhook, absolute http(s) URL; a secret (empty: notifications are only logged)"`
+	NotifyFormat      string `split_words:"true" default:"json" desc:"json or slack: body format of NOTIFY_WEBHOOK_URL and of targets that name none"`
+	NotifyTargets     string `split_words:"true" desc:"named targets for policy.notify_target: name=[json:|slack:]URL, comma-separated"`
+	NotifyBearerToken string `split_words:"true" desc:"optional Authorization: Bearer token sent to json-format webhooks; a secret"`
+	// Signing secrets (Standard Webhooks): one per target, so that a receiver holding
+	// one cannot forge deliveries to another.
+	NotifyWebhookSecret string        `split_words:"true" desc:"whsec_<base64> secret signing the deliveries to NOTIFY_WEBHOOK_URL (empty: unsigned); a secret"`
+	NotifyTargetSecrets string        `split_words:"true" desc:"signing secrets of named targets: name=whsec_<base64>, comma-separated (a target without one is unsigned); secrets"`
+	NotifyTimeout       time.Duration `split_words:"true" default:"10s" desc:"deadline of one webhook delivery"`
 
 	// The HTTP codec endpoint (internal/codec) for the Web UI, the temporal CLI and
 	// starters without the key file. The bearer token is a secret.
@@ -442,11 +448,14 @@ const (
 	NotifyFormatSlack = "slack"
 )
 
-// NotifyTarget is one named destination of TOKENWARDEN_NOTIFY_TARGETS. URL is a secret.
+// NotifyTarget is one named destination of TOKENWARDEN_NOTIFY_TARGETS. URL and Secret
+// are secrets.
 type NotifyTarget struct {
 	Name   string
 	Format string // json or slack, the entry's own or TOKENWARDEN_NOTIFY_FORMAT
 	URL    string
+	// Secret signs its deliveries (TOKENWARDEN_NOTIFY_TARGET_SECRETS); empty: unsigned.
+	Secret string
 }
 
 // String never shows the URL.
@@ -478,7 +487,15 @@ func (w Worker) checkNotify() error {
 			return fmt.Errorf("%s_NOTIFY_WEBHOOK_URL: %w", Prefix, err)
 		}
 	}
-	if _, err := ParseNotifyTargets(w.NotifyTargets, w.NotifyFormat); err != nil {
+	if w.NotifyWebhookSecret != "" {
+		if w.NotifyWebhookURL == "" {
+			return fmt.Errorf("%s_NOTIFY_WEBHOOK_SECRET is set but %s_NOTIFY_WEBHOOK_URL is not", Prefix, Prefix)
+		}
+		if _, err := webhook.ParseSecret(w.NotifyWebhookSecret); err != nil {
+			return fmt.Errorf("%s_NOTIFY_WEBHOOK_SECRET: %w", Prefix, err)
+		}
+	}
+	if _, err := w.NotifyTargetList(); err != nil {
 		return err
 	}
 	if strings.ContainsFunc(w.NotifyBearerToken, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
@@ -490,9 +507,54 @@ func (w Worker) checkNotify() error {
 	return nil
 }
 
-// NotifyTargetList parses TOKENWARDEN_NOTIFY_TARGETS (Check has already accepted it).
+// NotifyTargetList parses TOKENWARDEN_NOTIFY_TARGETS and gives each target its secret
+// from TOKENWARDEN_NOTIFY_TARGET_SECRETS (Check has already accepted both).
 func (w Worker) NotifyTargetList() ([]NotifyTarget, error) {
-	return ParseNotifyTargets(w.NotifyTargets, w.NotifyFormat)
+	targets, err := ParseNotifyTargets(w.NotifyTargets, w.NotifyFormat)
+	if err != nil {
+		return nil, err
+	}
+	secrets, err := ParseNotifyTargetSecrets(w.NotifyTargetSecrets)
+	if err != nil {
+		return nil, err
+	}
+	for i, t := range targets {
+		targets[i].Secret = secrets[t.Name]
+		delete(secrets, t.Name)
+	}
+	if len(secrets) > 0 {
+		// A secret for no target is most likely a misspelt name, whose target would
+		// then go unsigned.
+		return nil, fmt.Errorf("%s_NOTIFY_TARGET_SECRETS: target %q is not in %s_NOTIFY_TARGETS", Prefix,
+			slices.Sorted(maps.Keys(secrets))[0], Prefix)
+	}
+	return targets, nil
+}
+
+// ParseNotifyTargetSecrets parses TOKENWARDEN_NOTIFY_TARGET_SECRETS: entries separated
+// by commas (or white space), each name=whsec_<base64>. The secrets live in a variable
+// of their own, beside the URLs rather than inside them, so that a target's URL can be
+// rotated without its secret and the other way round. Errors name entries by position
+// or target name and never quote a secret.
+func ParseNotifyTargetSecrets(s string) (map[string]string, error) {
+	const what = Prefix + "_NOTIFY_TARGET_SECRETS"
+	secrets := map[string]string{}
+	for i, e := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r' }) {
+		name, secret, ok := strings.Cut(e, "=")
+		// A bare secret's base64 padding would cut it into a valid-looking name, which
+		// the errors below would quote.
+		if !ok || !ValidNotifyTargetName(name) || strings.HasPrefix(name, webhook.SecretPrefix) {
+			return nil, fmt.Errorf("%s: entry %d is not name=whsec_<base64> (the entry is not shown: it may hold a secret)", what, i+1)
+		}
+		if _, dup := secrets[name]; dup {
+			return nil, fmt.Errorf("%s: target %q has two secrets", what, name)
+		}
+		if _, err := webhook.ParseSecret(secret); err != nil {
+			return nil, fmt.Errorf("%s: target %q: %w", what, name, err)
+		}
+		secrets[name] = secret
+	}
+	return secrets, nil
 }
 
 func checkNotifyFormat(f string) error {
@@ -503,24 +565,11 @@ func checkNotifyFormat(f string) error {
 	return fmt.Errorf("%q is not json or slack", f)
 }
 
-// CheckWebhookURL accepts an absolute http or https URL with a host. Its errors never
-// quote the URL (url.Parse's do, so they are not passed on): webhook URLs are secrets.
+// CheckWebhookURL accepts what internal/webhook will send to: an absolute https URL
+// with a host, or plain http to a loopback host. Its errors never quote the URL:
+// webhook URLs are secrets.
 func CheckWebhookURL(raw string) error {
-	const hidden = " (the URL is not shown: webhook URLs are secrets)"
-	if strings.ContainsFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-		return fmt.Errorf("URL contains spaces or control characters" + hidden)
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("not a valid URL" + hidden)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("must be an absolute http or https URL" + hidden)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return fmt.Errorf("URL has no host" + hidden)
-	}
-	return nil
+	return webhook.CheckURL(raw)
 }
 
 // ParseNotifyTargets parses TOKENWARDEN_NOTIFY_TARGETS: entries separated by commas

@@ -1,6 +1,7 @@
 package notify_test
 
 import (
+	"encoding/base64"
 	"os"
 	"slices"
 	"strings"
@@ -47,6 +48,7 @@ func TestParseNotifyTargetsRejects(t *testing.T) {
 		{"format only", "ops=slack:", `target "ops" has no URL`},
 		{"relative URL", "ops=hooks.example" + s, `target "ops": must be an absolute http or https URL`},
 		{"ftp", "ops=ftp://hooks.example" + s, `target "ops": must be an absolute http or https URL`},
+		{"plain http beyond loopback", "ops=http://hooks.example" + s, `target "ops": needs an https URL (plain http only to a loopback address)`},
 		{"unknown format", "ops=teams:https://hooks.example" + s, `target "ops": must be an absolute http or https URL`},
 		{"no host", "ops=https://" + s, `target "ops": URL has no host`},
 		{"bad escape", "ops=https://hooks.example" + s + "%zz", `target "ops": not a valid URL`},
@@ -69,6 +71,10 @@ func TestParseNotifyTargetsRejects(t *testing.T) {
 		})
 	}
 }
+
+// testSecret is a signing secret ("whsec_" and 32 base64 bytes) whose key reads
+// SECRET, so that the checks below catch it in an error.
+var testSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("SECRET-SECRET-SECRET-SECRET-1234"))
 
 // clearEnv unsets every worker variable for the test.
 func clearEnv(t *testing.T) {
@@ -113,6 +119,8 @@ func TestWorkerNotifyVariables(t *testing.T) {
 	t.Setenv("TOKENWARDEN_NOTIFY_TARGETS", "ops=json:https://ops.example/h,team-b=https://hooks.slack.com/services/T/B/X")
 	t.Setenv("TOKENWARDEN_NOTIFY_BEARER_TOKEN", "tok")
 	t.Setenv("TOKENWARDEN_NOTIFY_TIMEOUT", "3s")
+	t.Setenv("TOKENWARDEN_NOTIFY_WEBHOOK_SECRET", testSecret)
+	t.Setenv("TOKENWARDEN_NOTIFY_TARGET_SECRETS", "ops="+testSecret)
 	cfg, err = config.LoadWorker()
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +129,7 @@ func TestWorkerNotifyVariables(t *testing.T) {
 	if err != nil || n == nil {
 		t.Fatalf("FromConfig = %v, %v", n, err)
 	}
-	if s, _ := n.(interface{ String() string }); s == nil || s.String() != "default (slack), ops (json), team-b (slack)" {
+	if s, _ := n.(interface{ String() string }); s == nil || s.String() != "default (slack, signed), ops (json, signed), team-b (slack)" {
 		t.Errorf("notifier = %v", n)
 	}
 }
@@ -140,6 +148,13 @@ func TestWorkerNotifyCheck(t *testing.T) {
 		{"bad target", map[string]string{"TOKENWARDEN_NOTIFY_TARGETS": "ops=mailto:xoxSecret@hooks.example"}, `TOKENWARDEN_NOTIFY_TARGETS: target "ops"`},
 		{"zero timeout", map[string]string{"TOKENWARDEN_NOTIFY_TIMEOUT": "0s"}, "TOKENWARDEN_NOTIFY_TIMEOUT: must be positive"},
 		{"bearer with a newline", map[string]string{"TOKENWARDEN_NOTIFY_BEARER_TOKEN": "xoxSecret\nX-Evil: 1"}, "TOKENWARDEN_NOTIFY_BEARER_TOKEN: must not contain"},
+		{"plain http default URL", map[string]string{"TOKENWARDEN_NOTIFY_WEBHOOK_URL": "http://hooks.example/services/T0SECRET/xoxSecret"}, "TOKENWARDEN_NOTIFY_WEBHOOK_URL: needs an https URL"},
+		{"default secret without a URL", map[string]string{"TOKENWARDEN_NOTIFY_WEBHOOK_SECRET": testSecret}, "NOTIFY_WEBHOOK_SECRET is set but"},
+		{"default secret not whsec_", map[string]string{"TOKENWARDEN_NOTIFY_WEBHOOK_URL": secret, "TOKENWARDEN_NOTIFY_WEBHOOK_SECRET": "xoxSecretSECRET"}, `TOKENWARDEN_NOTIFY_WEBHOOK_SECRET: a signing secret must start with "whsec_"`},
+		{"target secret too short", map[string]string{"TOKENWARDEN_NOTIFY_TARGETS": "ops=" + secret, "TOKENWARDEN_NOTIFY_TARGET_SECRETS": "ops=whsec_eG94U2VjcmV0"}, `TOKENWARDEN_NOTIFY_TARGET_SECRETS: target "ops": a signing secret's key must be`},
+		{"target secret entry without a name", map[string]string{"TOKENWARDEN_NOTIFY_TARGETS": "ops=" + secret, "TOKENWARDEN_NOTIFY_TARGET_SECRETS": testSecret}, "TOKENWARDEN_NOTIFY_TARGET_SECRETS: entry 1 is not name=whsec_"},
+		{"secret of no target", map[string]string{"TOKENWARDEN_NOTIFY_TARGETS": "ops=" + secret, "TOKENWARDEN_NOTIFY_TARGET_SECRETS": "opz=" + testSecret}, `TOKENWARDEN_NOTIFY_TARGET_SECRETS: target "opz" is not in`},
+		{"two secrets", map[string]string{"TOKENWARDEN_NOTIFY_TARGETS": "ops=" + secret, "TOKENWARDEN_NOTIFY_TARGET_SECRETS": "ops=" + testSecret + ",ops=" + testSecret}, `target "ops" has two secrets`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,7 +166,10 @@ func TestWorkerNotifyCheck(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
-			if strings.Contains(err.Error(), "SECRET") || strings.Contains(err.Error(), "xoxSecret") {
+			// The variables' own names end in SECRET(S): those may be named.
+			msg := strings.NewReplacer("_SECRETS", "", "_SECRET", "").Replace(err.Error())
+			if strings.Contains(msg, "SECRET") || strings.Contains(msg, "xoxSecret") ||
+				strings.Contains(msg, testSecret[len("whsec_"):44]) || strings.Contains(msg, "eG94U2VjcmV0") {
 				t.Errorf("error shows a secret: %v", err)
 			}
 		})

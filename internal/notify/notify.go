@@ -2,30 +2,29 @@
 // retired) to webhooks: a JSON body for generic receivers, or a Slack incoming-webhook
 // message.
 //
-// Webhook URLs are secrets (anyone holding a Slack webhook URL can post to the channel),
-// so no error, log line or String() of this package ever contains one. Errors carry no
-// cause chain either: Temporal records every error's Unwrap chain in workflow history,
-// and Go's HTTP errors quote the URL.
+// Delivery is internal/webhook's: https beyond loopback, no redirects, signed when the
+// target has a secret, and errors that never show a URL (webhook URLs are secrets; no
+// log line or String() of this package shows one either).
 //
 // Delivery failures are ordinary (retryable) errors; see Webhook.Notify for why.
 package notify
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
+	"github.com/tokenwarden/tokenwarden/internal/webhook"
 )
 
 // Formats of a webhook body.
@@ -37,15 +36,14 @@ const (
 // DefaultTimeout bounds one delivery when Options.Timeout is zero.
 const DefaultTimeout = 10 * time.Second
 
-// maxRedirects bounds the 307/308 redirects followed within the same host.
-const maxRedirects = 3
-
-// Target is one webhook. URL is a secret.
+// Target is one webhook. URL and Secret are secrets.
 type Target struct {
 	// Name is the policy.notify_target that selects it; empty for the default target.
 	Name   string
 	Format string // FormatJSON or FormatSlack
 	URL    string
+	// Secret signs the deliveries ("whsec_...", see internal/webhook); empty: unsigned.
+	Secret string
 }
 
 func (t Target) label() string {
@@ -53,6 +51,11 @@ func (t Target) label() string {
 		return "default target"
 	}
 	return fmt.Sprintf("target %q", t.Name)
+}
+
+// webhook is t as internal/webhook sends to it; its label names the target and format.
+func (t Target) webhook() webhook.Target {
+	return webhook.Target{Label: fmt.Sprintf("notify %s (%s)", t.label(), t.Format), URL: t.URL, Secret: t.Secret}
 }
 
 // Options configure a Webhook.
@@ -65,10 +68,9 @@ type Options struct {
 	// BearerToken, if set, is sent as "Authorization: Bearer ..." to json-format
 	// webhooks (never to Slack ones: Slack does not need it, and should not see it).
 	BearerToken string
-	// Timeout bounds one delivery, redirects included (default DefaultTimeout).
+	// Timeout bounds one delivery (default DefaultTimeout).
 	Timeout time.Duration
-	// Client is the HTTP client to use (default: a new one on http.DefaultTransport).
-	// It is copied; its CheckRedirect is replaced by the same-host policy.
+	// Client is the HTTP client for https deliveries (see webhook.Options.Client).
 	Client *http.Client
 	Logger *slog.Logger
 	// Now is the clock for "for 2h15m" durations; nil means time.Now.
@@ -80,8 +82,7 @@ type Webhook struct {
 	def     Target
 	targets map[string]Target
 	bearer  string
-	timeout time.Duration
-	client  *http.Client
+	sender  *webhook.Sender
 	logger  *slog.Logger
 	now     func() time.Time
 }
@@ -93,12 +94,12 @@ func New(o Options) (*Webhook, error) {
 	w := &Webhook{
 		targets: map[string]Target{},
 		bearer:  o.BearerToken,
-		timeout: o.Timeout,
 		logger:  o.Logger,
 		now:     o.Now,
 	}
-	if w.timeout <= 0 {
-		w.timeout = DefaultTimeout
+	timeout := o.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
 	}
 	if w.logger == nil {
 		w.logger = slog.Default()
@@ -127,13 +128,7 @@ func New(o Options) (*Webhook, error) {
 		}
 		w.targets[t.Name] = t
 	}
-	if o.Client != nil {
-		c := *o.Client
-		w.client = &c
-	} else {
-		w.client = &http.Client{}
-	}
-	w.client.CheckRedirect = sameHostRedirects
+	w.sender = webhook.New(webhook.Options{Timeout: timeout, Client: o.Client, UserAgent: "tokenwarden-notify", Now: w.now})
 	return w, nil
 }
 
@@ -141,8 +136,8 @@ func checkTarget(t Target) error {
 	if t.Format != FormatJSON && t.Format != FormatSlack {
 		return fmt.Errorf("notify: %s: format %q is not json or slack", t.label(), t.Format)
 	}
-	if err := config.CheckWebhookURL(t.URL); err != nil {
-		return fmt.Errorf("notify: %s: %w", t.label(), err)
+	if err := webhook.CheckTarget(webhook.Target{Label: "notify: " + t.label(), URL: t.URL, Secret: t.Secret}); err != nil {
+		return fmt.Errorf("check the notification targets: %w", err)
 	}
 	return nil
 }
@@ -158,7 +153,7 @@ func FromConfig(cfg config.Worker, logger *slog.Logger) (activities.Notifier, er
 		return nil, nil
 	}
 	o := Options{
-		Default:     Target{Format: cfg.NotifyFormat, URL: cfg.NotifyWebhookURL},
+		Default:     Target{Format: cfg.NotifyFormat, URL: cfg.NotifyWebhookURL, Secret: cfg.NotifyWebhookSecret},
 		BearerToken: cfg.NotifyBearerToken,
 		Timeout:     cfg.NotifyTimeout,
 		Logger:      logger,
@@ -173,12 +168,12 @@ func FromConfig(cfg config.Worker, logger *slog.Logger) (activities.Notifier, er
 	return w, nil
 }
 
-// String describes the targets without their URLs, for the worker's start-up log:
-// "default (slack), ops (json), team-b (slack)".
+// String describes the targets without their URLs or secrets, for the worker's start-up
+// log: "default (slack, signed), ops (json), team-b (slack)".
 func (w *Webhook) String() string {
 	var parts []string
 	if w.def.URL != "" {
-		parts = append(parts, fmt.Sprintf("default (%s)", w.def.Format))
+		parts = append(parts, "default ("+w.def.describe()+")")
 	} else {
 		parts = append(parts, "default (log only)")
 	}
@@ -188,9 +183,16 @@ func (w *Webhook) String() string {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		parts = append(parts, fmt.Sprintf("%s (%s)", n, w.targets[n].Format))
+		parts = append(parts, n+" ("+w.targets[n].describe()+")")
 	}
 	return strings.Join(parts, ", ")
+}
+
+func (t Target) describe() string {
+	if t.Secret != "" {
+		return t.Format + ", signed"
+	}
+	return t.Format
 }
 
 // Notify delivers n to the target it names.
@@ -207,7 +209,7 @@ func (w *Webhook) String() string {
 // that answers 404 or 403 is a configuration change and a worker restart, after which
 // the pending retries deliver the notification; retries are cheap and bounded by the
 // workflow's activity options; and activities.Notify wraps whatever is returned in a
-// retryable NotifyFailed error anyway. *DeliveryError carries the status code.
+// retryable NotifyFailed error anyway. A *webhook.Error carries the status code.
 func (w *Webhook) Notify(ctx context.Context, n activities.Notification) error {
 	t, note, err := w.route(n)
 	if err != nil {
@@ -227,7 +229,7 @@ func (w *Webhook) Notify(ctx context.Context, n activities.Notification) error {
 		body, err = jsonBody(n, note, w.now())
 	}
 	if err != nil {
-		return &DeliveryError{Target: t.Name, msg: fmt.Sprintf("notify %s: encode the message: %v", t.label(), err)}
+		return fmt.Errorf("notify %s: encode the message: %w", t.label(), err)
 	}
 	if err := w.post(ctx, t, n.ID, body); err != nil {
 		w.logger.Warn("notification delivery failed", "event", n.Event, "credential", n.CredentialID,
@@ -247,9 +249,9 @@ func (w *Webhook) route(n activities.Notification) (Target, string, error) {
 	}
 	name := scrub.New().Scrub(n.Target, config.MaxNotifyTargetName)
 	if w.def.URL == "" {
-		return Target{}, "", &DeliveryError{Target: name, msg: fmt.Sprintf(
+		return Target{}, "", fmt.Errorf(
 			"notify target %q is not configured on this worker (%s_NOTIFY_TARGETS) and there is no default target (%s_NOTIFY_WEBHOOK_URL)",
-			name, config.Prefix, config.Prefix)}
+			name, config.Prefix, config.Prefix)
 	}
 	w.logger.Warn("notify target is not configured on this worker; using the default target", "target", name,
 		"event", n.Event, "credential", n.CredentialID)
@@ -273,116 +275,18 @@ func clean(n activities.Notification) activities.Notification {
 	return n
 }
 
+// post delivers one body. id is the notification's ID, the same in every retry of its
+// delivery (the Notify activity derives it), and so the webhook-id, so that a receiver
+// can drop the duplicate of a delivery whose answer was lost; the json body carries it
+// as "id" too, and Idempotency-Key repeats it for receivers that predate the webhook-*
+// headers. Outside an activity nothing retries, and a fresh ID will do.
 func (w *Webhook) post(ctx context.Context, t Target, id string, body []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, w.timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
-	if err != nil {
-		return &DeliveryError{Target: t.Name, msg: fmt.Sprintf("notify %s: cannot build the request (the URL is not shown)", t.label())}
+	if id == "" {
+		id = uuid.NewString()
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "tokenwarden-notify")
+	h := http.Header{"Idempotency-Key": {id}}
 	if w.bearer != "" && t.Format == FormatJSON {
-		req.Header.Set("Authorization", "Bearer "+w.bearer)
+		h.Set("Authorization", "Bearer "+w.bearer)
 	}
-	if id != "" {
-		// The notification's ID, the same in every retry of its delivery (the Notify
-		// activity derives it), so a receiver can drop the duplicate of a delivery whose
-		// answer was lost. The json body carries it as "id" too.
-		req.Header.Set("Idempotency-Key", id)
-	}
-	resp, err := w.client.Do(req)
-	if err != nil {
-		return w.transportError(ctx, t, err)
-	}
-	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
-	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
-		return nil
-	}
-	e := &DeliveryError{Target: t.Name, StatusCode: resp.StatusCode}
-	msg := fmt.Sprintf("notify %s (%s): webhook answered %s", t.label(), t.Format, resp.Status)
-	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
-		msg += " (redirects are followed only as 307/308 within the same host)"
-	} else if s := secretScrubber(t.URL, w.bearer).Scrub(string(snippet), 120); s != "" {
-		// Slack explains itself in the body: no_service, invalid_payload, channel_is_archived.
-		msg += ": " + s
-	}
-	e.msg = msg
-	return e
-}
-
-// transportError describes a failed round trip without the URL that Go's *url.Error
-// quotes, and without keeping that error in the chain.
-func (w *Webhook) transportError(ctx context.Context, t Target, err error) error {
-	e := &DeliveryError{Target: t.Name}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	switch {
-	case errors.Is(ctx.Err(), context.DeadlineExceeded) || (ue != nil && ue.Timeout()):
-		e.Timeout = true
-		e.msg = fmt.Sprintf("notify %s: no answer from the webhook within %s", t.label(), w.timeout)
-	case errors.Is(ctx.Err(), context.Canceled):
-		e.canceled = true
-		e.msg = fmt.Sprintf("notify %s: delivery canceled", t.label())
-	default:
-		e.msg = fmt.Sprintf("notify %s: post to the webhook: %s", t.label(), secretScrubber(t.URL, w.bearer).Scrub(err.Error(), 200))
-	}
-	return e
-}
-
-// secretScrubber redacts the URL, the parts of it that an error could quote (those long
-// enough not to be common words, such as "/" or "/hook"), and the bearer token.
-func secretScrubber(raw, bearer string) scrub.Scrubber {
-	secrets := []string{raw, bearer}
-	if u, err := url.Parse(raw); err == nil {
-		p, _ := u.User.Password()
-		for _, part := range []string{u.Path, u.EscapedPath(), u.RawQuery, u.Fragment, u.User.String(), p} {
-			if len(part) >= 8 {
-				secrets = append(secrets, part)
-			}
-		}
-	}
-	return scrub.New(secrets...)
-}
-
-// sameHostRedirects follows only 307 and 308 (which keep the method and the body) to
-// the same scheme and host. A 301/302/303 would turn the POST into a body-less GET
-// whose 200 would pass for a delivery, and another host must not receive the message
-// or the bearer token.
-func sameHostRedirects(req *http.Request, via []*http.Request) error {
-	if len(via) > maxRedirects || req.Response == nil {
-		return http.ErrUseLastResponse
-	}
-	if c := req.Response.StatusCode; c != http.StatusTemporaryRedirect && c != http.StatusPermanentRedirect {
-		return http.ErrUseLastResponse
-	}
-	if req.URL.Scheme != via[0].URL.Scheme || req.URL.Host != via[0].URL.Host {
-		return http.ErrUseLastResponse
-	}
-	return nil
-}
-
-// DeliveryError is a failed delivery. Its message names the target, never its URL, and
-// it wraps nothing (Temporal would record a wrapped *url.Error, URL included).
-type DeliveryError struct {
-	// Target is the target's name; empty for the default target.
-	Target string
-	// StatusCode is the webhook's HTTP status; 0 when there was no answer.
-	StatusCode int
-	// Timeout: no answer within the delivery timeout.
-	Timeout  bool
-	canceled bool
-	msg      string
-}
-
-func (e *DeliveryError) Error() string { return e.msg }
-
-// Is makes errors.Is(err, context.DeadlineExceeded) and context.Canceled work without
-// a cause chain.
-func (e *DeliveryError) Is(target error) bool {
-	return (e.Timeout && target == context.DeadlineExceeded) || (e.canceled && target == context.Canceled)
+	return w.sender.Send(ctx, t.webhook(), webhook.Message{ID: id, Body: body, Header: h})
 }

@@ -3,6 +3,7 @@ package notify_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/notify"
 	"github.com/tokenwarden/tokenwarden/internal/notify/notifytest"
+	"github.com/tokenwarden/tokenwarden/internal/webhook"
 )
 
 // secretPath looks like a Slack webhook path; it must never appear in an error or a log.
@@ -390,8 +392,7 @@ func TestNoDefaultTarget(t *testing.T) {
 	n := incident()
 	n.Target = "team-x"
 	err := w.Notify(context.Background(), n)
-	var de *notify.DeliveryError
-	if !errors.As(err, &de) || de.Target != "team-x" || !strings.Contains(err.Error(), `notify target "team-x" is not configured`) {
+	if err == nil || !strings.Contains(err.Error(), `notify target "team-x" is not configured`) {
 		t.Fatalf("err = %v", err)
 	}
 	if len(ops.Received()) != 0 {
@@ -422,8 +423,8 @@ func TestFailuresNeverShowTheURL(t *testing.T) {
 		{name: "410", status: http.StatusGone, wantStatus: 410, wantMsg: []string{"410 Gone"}},
 		{name: "429", status: http.StatusTooManyRequests, wantStatus: 429, wantMsg: []string{"429"}},
 		{name: "500", status: http.StatusInternalServerError, wantStatus: 500, wantMsg: []string{"500 Internal Server Error"}},
-		{name: "302 not followed", status: http.StatusFound, wantStatus: 302, wantMsg: []string{"302 Found", "redirects are followed only"}},
-		{name: "connection refused", url: func(*capture) string { return closedURL + secretPath }, wantMsg: []string{`notify target "ops": post to the webhook`}},
+		{name: "302 not followed", status: http.StatusFound, wantStatus: 302, wantMsg: []string{"302 Found", "redirects are not followed"}},
+		{name: "connection refused", url: func(*capture) string { return closedURL + secretPath }, wantMsg: []string{`notify target "ops" (slack): post to the webhook`}},
 		{name: "timeout", status: http.StatusOK, delay: 5 * time.Second, timeout: true, wantMsg: []string{"no answer from the webhook within 200ms"}},
 	}
 	for _, tt := range tests {
@@ -448,8 +449,8 @@ func TestFailuresNeverShowTheURL(t *testing.T) {
 			if el := time.Since(start); el > 3*time.Second {
 				t.Errorf("took %s", el)
 			}
-			var de *notify.DeliveryError
-			if !errors.As(err, &de) || de.Target != "ops" || de.StatusCode != tt.wantStatus || de.Timeout != tt.timeout {
+			var de *webhook.Error
+			if !errors.As(err, &de) || de.Target != `notify target "ops" (slack)` || de.StatusCode != tt.wantStatus || de.Timeout != tt.timeout {
 				t.Errorf("err = %#v", err)
 			}
 			if tt.timeout && !errors.Is(err, context.DeadlineExceeded) {
@@ -475,7 +476,9 @@ func TestFailuresNeverShowTheURL(t *testing.T) {
 	}
 }
 
-func TestRedirects(t *testing.T) {
+// TestNoRedirects: no redirect is followed, not even a 307 within the same host (the
+// rule internal/webhook keeps for every webhook).
+func TestNoRedirects(t *testing.T) {
 	other := newCapture(t, http.StatusOK)
 	var hits []string
 	var mu sync.Mutex
@@ -484,9 +487,8 @@ func TestRedirects(t *testing.T) {
 		http.Redirect(w, r, "/final", http.StatusTemporaryRedirect)
 	})
 	mux.HandleFunc("/final", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
 		mu.Lock()
-		hits = append(hits, r.Method+" "+string(body[:min(len(body), 12)]))
+		hits = append(hits, r.Method)
 		mu.Unlock()
 	})
 	mux.HandleFunc("/elsewhere", func(w http.ResponseWriter, r *http.Request) {
@@ -499,24 +501,69 @@ func TestRedirects(t *testing.T) {
 		Default: notify.Target{Format: notify.FormatJSON, URL: srv.URL + "/same"},
 		Targets: []notify.Target{{Name: "x", Format: notify.FormatJSON, URL: srv.URL + "/elsewhere"}},
 	})
-	if err := w.Notify(context.Background(), incident()); err != nil {
-		t.Fatalf("307 within the host: %v", err)
+	err := w.Notify(context.Background(), incident())
+	var de *webhook.Error
+	if !errors.As(err, &de) || de.StatusCode != http.StatusTemporaryRedirect {
+		t.Errorf("307 within the host: err = %v", err)
 	}
 	mu.Lock()
-	if len(hits) != 1 || hits[0] != `POST {"event":"in` {
-		t.Errorf("final handler saw %q", hits)
+	if len(hits) != 0 {
+		t.Errorf("the redirect was followed: %q", hits)
 	}
 	mu.Unlock()
 
 	n := incident()
 	n.Target = "x"
-	err := w.Notify(context.Background(), n)
-	var de *notify.DeliveryError
+	err = w.Notify(context.Background(), n)
 	if !errors.As(err, &de) || de.StatusCode != http.StatusPermanentRedirect {
 		t.Errorf("308 to another host: err = %v", err)
 	}
 	if len(other.requests()) != 0 {
 		t.Error("the other host received the notification")
+	}
+}
+
+// TestSignedAndRetried: a target with a secret gets deliveries that verify with that
+// secret and no other, and a retried delivery of one notification keeps its webhook-id.
+func TestSignedAndRetried(t *testing.T) {
+	secret := webhook.SecretPrefix + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	other := webhook.SecretPrefix + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{8}, 32))
+	c := newCapture(t, http.StatusServiceUnavailable)
+	w, logs := newWebhook(t, notify.Options{Targets: []notify.Target{
+		{Name: "ops", Format: notify.FormatJSON, URL: c.URL + secretPath, Secret: secret}}})
+	n := incident()
+	n.Target, n.ID = "ops", "5f0c3c4e-6d0a-5b7e-9a51-0d7c1f4f2a10"
+	if err := w.Notify(context.Background(), n); err == nil {
+		t.Fatal("503 accepted")
+	}
+	c.mu.Lock()
+	c.status = http.StatusOK
+	c.mu.Unlock()
+	if err := w.Notify(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	reqs := c.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests", len(reqs))
+	}
+	for i, r := range reqs {
+		if got := r.header.Get(webhook.HeaderID); got != n.ID {
+			t.Errorf("attempt %d: webhook-id %q, want the notification's ID %q", i+1, got, n.ID)
+		}
+		if err := webhook.Verify(secret, r.header, r.body, now, 0); err != nil {
+			t.Errorf("attempt %d: %v", i+1, err)
+		}
+		if err := webhook.Verify(other, r.header, r.body, now, 0); !errors.Is(err, webhook.ErrBadSignature) {
+			t.Errorf("attempt %d: verified with another target's secret: %v", i+1, err)
+		}
+	}
+	for _, s := range []string{secret, strings.TrimPrefix(secret, webhook.SecretPrefix), "xoxSecretWebhookPath"} {
+		if strings.Contains(logs.String(), s) {
+			t.Errorf("log shows a secret:\n%s", logs)
+		}
+	}
+	if w.String() != "default (log only), ops (json, signed)" {
+		t.Errorf("String() = %q", w.String())
 	}
 }
 
@@ -530,8 +577,8 @@ func TestNon2xxAnd2xx(t *testing.T) {
 	c.status = http.StatusBadGateway
 	c.mu.Unlock()
 	err := w.Notify(context.Background(), incident())
-	var de *notify.DeliveryError
-	if !errors.As(err, &de) || de.StatusCode != http.StatusBadGateway || de.Target != "" || !strings.Contains(err.Error(), "notify default target (json): webhook answered 502") {
+	var de *webhook.Error
+	if !errors.As(err, &de) || de.StatusCode != http.StatusBadGateway || de.Target != "notify default target (json)" || !strings.Contains(err.Error(), "notify default target (json): webhook answered 502") {
 		t.Errorf("502: err = %v", err)
 	}
 }
@@ -578,6 +625,9 @@ func TestThroughTheActivity(t *testing.T) {
 	// derives it so that every retry of the delivery has the same one).
 	if key := recv.Deliveries()[0].Header.Get("Idempotency-Key"); key == "" || key != got.ID {
 		t.Errorf("Idempotency-Key %q, notification ID %q: want the same, not empty", key, got.ID)
+	}
+	if id := recv.Deliveries()[0].Header.Get(webhook.HeaderID); id != got.ID {
+		t.Errorf("webhook-id %q, notification ID %q: want the same", id, got.ID)
 	}
 
 	recv.FailNext(1, http.StatusForbidden)
