@@ -2,55 +2,13 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
+	"github.com/tokenwarden/tokenwarden/internal/tracing/tracingtest"
 )
-
-// otlpCollector is a fake OTLP/HTTP trace receiver: each span as its name followed by
-// its attributes.
-type otlpCollector struct {
-	mu    sync.Mutex
-	spans []string
-}
-
-func (c *otlpCollector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	var req coltrace.ExportTraceServiceRequest
-	if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &req) != nil {
-		http.Error(w, "bad export", http.StatusBadRequest)
-		return
-	}
-	c.mu.Lock()
-	for _, rs := range req.GetResourceSpans() {
-		for _, ss := range rs.GetScopeSpans() {
-			for _, s := range ss.GetSpans() {
-				line := s.GetName()
-				for _, a := range s.GetAttributes() {
-					line += " " + a.GetKey() + "=" + a.GetValue().String()
-				}
-				c.spans = append(c.spans, line)
-			}
-		}
-	}
-	c.mu.Unlock()
-	out, _ := proto.Marshal(&coltrace.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
-}
-
-func (c *otlpCollector) names() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.spans...)
-}
 
 // TestTracingToOTLP: a worker given OTEL_EXPORTER_OTLP_ENDPOINT exports the SDK
 // interceptor's spans (activities started by the workflow and run by the worker) and
@@ -59,7 +17,7 @@ func (c *otlpCollector) names() []string {
 func TestTracingToOTLP(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	col := &otlpCollector{}
+	col := &tracingtest.Collector{}
 	cs := httptest.NewServer(col)
 	t.Cleanup(cs.Close)
 	fake, tokenURL := startProvider(t, time.Hour)
@@ -78,7 +36,7 @@ func TestTracingToOTLP(t *testing.T) {
 	// No RunWorkflow span: it would end with the workflow, and a credential's never ends.
 	want := []string{"StartActivity:", "RunActivity:", "HTTP POST 127.0.0.1:"}
 	waitFor(t, 60*time.Second, "workflow, activity and provider spans at the collector", func() (bool, string) {
-		spans := col.names()
+		spans := col.Spans()
 		var missing []string
 		for _, p := range want {
 			found := false
@@ -92,7 +50,7 @@ func TestTracingToOTLP(t *testing.T) {
 		return len(missing) == 0, fmt.Sprintf("%d spans, none starting with %v", len(spans), missing)
 	})
 	w.stop(t)
-	spans := col.names()
+	spans := col.Spans()
 	for _, s := range spans {
 		for _, secret := range []string{seed, clientSecret} {
 			if strings.Contains(s, secret) {

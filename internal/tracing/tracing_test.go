@@ -6,11 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
-	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	"google.golang.org/protobuf/proto"
+	"github.com/tokenwarden/tokenwarden/internal/tracing/tracingtest"
 )
 
 func mapEnv(m map[string]string) Env {
@@ -54,42 +52,11 @@ func TestOffByDefault(t *testing.T) {
 	}
 }
 
-// collector is a fake OTLP/HTTP trace receiver.
-type collector struct {
-	mu    sync.Mutex
-	spans []string // name, then every attribute as key=value, one line a span
-}
-
-func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	var req coltrace.ExportTraceServiceRequest
-	if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, &req) != nil {
-		http.Error(w, "bad export", http.StatusBadRequest)
-		return
-	}
-	c.mu.Lock()
-	for _, rs := range req.GetResourceSpans() {
-		for _, ss := range rs.GetScopeSpans() {
-			for _, s := range ss.GetSpans() {
-				line := s.GetName()
-				for _, a := range s.GetAttributes() {
-					line += " " + a.GetKey() + "=" + a.GetValue().String()
-				}
-				c.spans = append(c.spans, line)
-			}
-		}
-	}
-	c.mu.Unlock()
-	out, _ := proto.Marshal(&coltrace.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
-}
-
 // TestTransportSpansHideTheQuery: a provider call through Transport is sent with its
 // real URL and a traceparent header, and exported as a client span whose attributes
 // show neither the query (where a token may travel) nor user info.
 func TestTransportSpansHideTheQuery(t *testing.T) {
-	col := &collector{}
+	col := &tracingtest.Collector{}
 	cs := httptest.NewServer(col)
 	defer cs.Close()
 	var gotQuery, gotTraceparent string
@@ -121,15 +88,14 @@ func TestTransportSpansHideTheQuery(t *testing.T) {
 	if err := tr.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	col.mu.Lock()
-	defer col.mu.Unlock()
-	if len(col.spans) != 1 || !strings.HasPrefix(col.spans[0], "HTTP GET 127.0.0.1:") {
-		t.Fatalf("exported spans %q, want one HTTP GET client span", col.spans)
+	spans := col.Spans()
+	if len(spans) != 1 || !strings.HasPrefix(spans[0], "HTTP GET 127.0.0.1:") {
+		t.Fatalf("exported spans %q, want one HTTP GET client span", spans)
 	}
 	for _, bad := range []string{secret, "access_token", "pw-secret-91", "user:"} {
-		if strings.Contains(col.spans[0], bad) {
-			t.Errorf("the span shows %q: %s", bad, col.spans[0])
+		if strings.Contains(spans[0], bad) {
+			t.Errorf("the span shows %q: %s", bad, spans[0])
 		}
 	}
-	t.Logf("exported span: %s", col.spans[0])
+	t.Logf("exported span: %s", spans[0])
 }
