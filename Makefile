@@ -19,7 +19,7 @@ help:
 	@echo "make test   run every test (starts the servers it needs)"
 	@echo "make lint   gofmt, generated mocks current, go vet, staticcheck, workflowcheck"
 	@echo "make build  build bin/worker, bin/starter, bin/fakeoauth"
-	@echo "make soak   bounded soak: 100 credentials, 5 minutes, worker kill -9s and provider faults (SOAK_FLAGS=...)"
+	@echo "make soak   bounded soak: 100 credentials, 5 minutes, worker kill -9s, provider faults, store outages, clock skew (SOAK_FLAGS=...)"
 	@echo "make bench  benchmark: the engine's ceiling, then 2000 credentials asking for 35% of it (BENCH_FLAGS=...)"
 	@echo "make record-histories  re-record the workflow histories make test replays (HISTORY_GEN=v2 adds a generation)"
 
@@ -41,10 +41,14 @@ test: $(TEMPORAL)
 	go test -race -count=1 -timeout 20m ./...
 
 # Bounded soak (not part of `make test`): a private dev server, the fake provider and the
-# worker, with kill -9s and injected provider faults; fails on refresh-token reuse or a
-# lost token. About 6 minutes with the defaults; e.g. SOAK_FLAGS='-duration 1m -json'.
-soak: $(TEMPORAL) build
-	go run ./internal/soak -temporal $(TEMPORAL) -worker $(BIN)/worker $(SOAK_FLAGS)
+# worker, with kill -9s, injected provider faults, store outages and skewed worker clocks;
+# fails on refresh-token reuse or a lost token. The skew needs the worker built with
+# -tags faultinject, into a temporary directory (never bin/). About 6 minutes with the
+# defaults; e.g. SOAK_FLAGS='-duration 1m -json'.
+soak: $(TEMPORAL)
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	go build -tags faultinject -o "$$d/worker" ./worker && \
+	go run ./internal/soak -temporal $(TEMPORAL) -worker "$$d/worker" $(SOAK_FLAGS)
 
 # Benchmark (not part of `make test`): a private dev server, the fake provider and the
 # worker; the engine's ceiling on that server, then 2000 credentials whose access tokens

@@ -123,7 +123,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	tokens, storeDesc, err := store.Open(ctx, cfg.Store, cfg.SqlitePath, cfg.PostgresDSN, ring)
+	// Only the faultinject build can skew the clock (activities/faults_on.go); clock is
+	// nil, the real one, otherwise.
+	clock, skew, err := activities.FaultClock()
+	if err != nil {
+		fmt.Fprintf(stderr, "worker: %v\n", err)
+		return 2
+	}
+	if clock != nil {
+		logger.Warn("fault injection: this worker's clock is skewed", "skew", skew)
+	}
+	tokens, storeDesc, err := store.OpenClock(ctx, cfg.Store, cfg.SqlitePath, cfg.PostgresDSN, ring, clock)
 	if err != nil {
 		fmt.Fprintf(stderr, "worker: open token store %s: %v\n", storeDesc, err)
 		return 1
@@ -249,6 +259,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Store:             tokens,
 		Providers:         providers.Registry(&http.Client{Transport: tr.Transport(nil)}, nil),
 		Logger:            logger,
+		Now:               clock,
 		ProviderTimeout:   cfg.ProviderTimeout,
 		LeaseDuration:     cfg.LeaseDuration,
 		Outbox:            pending,

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,13 +44,17 @@ func NewWorker(name, bin string, log *os.File, env []string) *Worker {
 }
 
 // Start starts the worker binary (with -init-dev-key).
-func (w *Worker) Start() error {
+func (w *Worker) Start() error { return w.StartWith(nil) }
+
+// StartWith starts the worker binary with extra NAME=value settings for this start only
+// (the soak's clock skew, which changes from one start to the next).
+func (w *Worker) StartWith(extra []string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.starts++
-	fmt.Fprintf(w.log, "=== %s: worker start #%d at %s\n", w.name, w.starts, time.Now().Format(time.RFC3339Nano))
+	fmt.Fprintf(w.log, "=== %s: worker start #%d at %s %s\n", w.name, w.starts, time.Now().Format(time.RFC3339Nano), strings.Join(extra, " "))
 	cmd := exec.Command(w.bin, "-init-dev-key")
-	cmd.Env = w.env
+	cmd.Env = append(slices.Clip(w.env), extra...)
 	cmd.Stdout, cmd.Stderr = w.log, w.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

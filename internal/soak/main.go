@@ -1,7 +1,8 @@
 // Command soak is tokenwarden's bounded soak test (issue 3): many credentials with short
 // access-token lifetimes refreshing for minutes against the strict fake provider, while
-// the worker is killed with SIGKILL at random and the provider misbehaves at random. At
-// the end it prints a table and checks the invariants:
+// the worker is killed with SIGKILL at random, the provider misbehaves at random, the
+// token store is locked for seconds at a time, and every restarted worker runs with a
+// clock skewed by up to -skew. At the end it prints a table and checks the invariants:
 //
 //   - the provider detected no refresh-token reuse;
 //   - no refresh token was processed twice by the provider;
@@ -10,18 +11,22 @@
 //     lost), which is the documented NEEDS_REAUTH outcome, not a loss.
 //
 // It starts everything itself: a private Temporal dev server (bin/temporal), the fake
-// OAuth2 provider on a loopback listener, and the worker binary as a subprocess. Run it
-// with `make soak` (SOAK_FLAGS passes flags); it is not part of `make test`.
+// OAuth2 provider on a loopback listener, and the worker binary as a subprocess. The clock
+// skew needs the worker built with -tags faultinject (activities/faults_on.go), which
+// `make soak` builds; a worker that ignores the skew fails the soak. Run it with `make
+// soak` (SOAK_FLAGS passes flags); it is not part of `make test`.
 package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,6 +40,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	_ "modernc.org/sqlite" // the "sqlite" driver for the outages' second connection
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
@@ -55,6 +61,13 @@ const (
 	settleTime = 20 * time.Second
 	// progressEvery is the interval of the progress lines.
 	progressEvery = 15 * time.Second
+	// clockSkewEnv is activities.ClockSkewEnv, which only the faultinject build has.
+	clockSkewEnv = "TOKENWARDEN_FAULT_CLOCK_SKEW"
+	// skewConfirmed is what a faultinject worker logs when it runs skewed (worker/main.go).
+	skewConfirmed = "this worker's clock is skewed"
+	// outboxKept is what the worker logs when the store did not take a token set before
+	// the lease's end and the outbox keeps it (activities/refresh.go).
+	outboxKept = "it is kept in the outbox"
 )
 
 type options struct {
@@ -63,6 +76,10 @@ type options struct {
 	lifetime    time.Duration
 	killEvery   time.Duration
 	faultRate   float64
+	outageEvery time.Duration
+	outageMin   time.Duration
+	outageMax   time.Duration
+	skew        time.Duration
 	temporal    string
 	worker      string
 	seed        int64
@@ -82,6 +99,10 @@ func parseFlags() (options, error) {
 	fs.DurationVar(&o.lifetime, "lifetime", 10*time.Second, "access token lifetime at the fake provider")
 	fs.DurationVar(&o.killEvery, "kill-every", 45*time.Second, "mean interval between worker kill -9s (exponential); 0 = never")
 	fs.Float64Var(&o.faultRate, "fault-rate", 0.05, "probability that a token request gets an injected fault")
+	fs.DurationVar(&o.outageEvery, "outage-every", 40*time.Second, "mean interval between store outages (exponential; the soak holds BEGIN EXCLUSIVE on tokens.db); 0 = never")
+	fs.DurationVar(&o.outageMin, "outage-min", 5*time.Second, "shortest store outage")
+	fs.DurationVar(&o.outageMax, "outage-max", 20*time.Second, "longest store outage")
+	fs.DurationVar(&o.skew, "skew", 30*time.Second, "each restarted worker's clock is skewed by a uniform amount in [-skew, +skew] (needs a faultinject worker); 0 = never")
 	fs.StringVar(&o.temporal, "temporal", "bin/temporal", "path of the temporal CLI (dev server)")
 	fs.StringVar(&o.worker, "worker", "bin/worker", "path of the worker binary")
 	fs.Int64Var(&o.seed, "seed", 0, "random seed (default: time-based; printed so a run can be repeated)")
@@ -102,6 +123,12 @@ func parseFlags() (options, error) {
 		return o, errors.New("-kill-every: must not be negative")
 	case o.faultRate < 0 || o.faultRate > 1:
 		return o, errors.New("-fault-rate: must be between 0 and 1")
+	case o.outageEvery < 0:
+		return o, errors.New("-outage-every: must not be negative")
+	case o.outageMin <= 0 || o.outageMax < o.outageMin:
+		return o, errors.New("-outage-min, -outage-max: need 0 < min <= max")
+	case o.skew < 0:
+		return o, errors.New("-skew: must not be negative")
 	}
 	if o.seed == 0 {
 		o.seed = time.Now().UnixNano()
@@ -119,6 +146,10 @@ type soak struct {
 	stack   *harness.Stack
 	kills   atomic.Int64
 	crashes atomic.Int64 // worker exits the soak did not cause
+
+	faultsMu sync.Mutex
+	outages  []time.Duration // how long each store outage held the lock
+	skews    []time.Duration // the clock skew of each worker start after the first
 
 	maxLateness  time.Duration // worst window max
 	worstOverdue time.Duration // worst overdue credential seen at a progress line
@@ -146,6 +177,8 @@ func run() int {
 	fmt.Printf("soak: seed %d (repeat with -seed %d)\n", opts.seed, opts.seed)
 	fmt.Printf("soak: %d credentials, %s, access tokens live %s, a worker kill -9 every %s on average, fault rate %.3g per token request\n",
 		opts.credentials, opts.duration, opts.lifetime, killText(opts.killEvery), opts.faultRate)
+	fmt.Printf("soak: a store outage of %s-%s every %s on average, restarted workers' clocks skewed by up to ±%s\n",
+		opts.outageMin, opts.outageMax, killText(opts.outageEvery), opts.skew)
 
 	// Ctrl-C (or SIGTERM) ends the soak early with a partial summary; a second one gives up
 	// on the summary and only cleans up.
@@ -214,8 +247,9 @@ func (s *soak) main(runCtx, abortCtx context.Context) int {
 
 	s.stack.Proxy.SetFaults(s.opts.faultRate > 0)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.superviseWorker(phaseCtx) }()
+	go func() { defer wg.Done(); s.storeOutages(phaseCtx) }()
 	go func() { defer wg.Done(); s.progress(phaseCtx) }()
 	<-phaseCtx.Done()
 	elapsed := time.Since(s.started)
@@ -343,7 +377,15 @@ func (s *soak) superviseWorker(ctx context.Context) {
 			restart = time.After(time.Second + time.Duration(rng.Float64()*float64(2*time.Second)))
 		case <-restart:
 			restart = nil
-			if err := w.Start(); err != nil {
+			var extra []string
+			if s.opts.skew > 0 {
+				skew := time.Duration((2*rng.Float64() - 1) * float64(s.opts.skew)).Round(time.Millisecond)
+				extra = []string{clockSkewEnv + "=" + skew.String()}
+				s.faultsMu.Lock()
+				s.skews = append(s.skews, skew)
+				s.faultsMu.Unlock()
+			}
+			if err := w.StartWith(extra); err != nil {
 				fmt.Println("soak:", err)
 				restart = time.After(time.Second)
 				continue
@@ -357,6 +399,69 @@ func (s *soak) superviseWorker(ctx context.Context) {
 			restart = time.After(time.Second)
 		}
 	}
+}
+
+// storeOutages makes the token store unavailable at exponentially distributed intervals
+// (mean -outage-every), the way a stuck process or an operator's tool would: a second
+// connection holds SQLite's write lock (BEGIN EXCLUSIVE) for -outage-min to -outage-max.
+// Readers still read (WAL); every write the worker tries waits its 5 s busy timeout and
+// fails, so a commit after the provider rotated retries until the lease nears its end
+// and then goes to the outbox (activities/refresh.go). An outage still on when ctx ends
+// is cut short.
+func (s *soak) storeOutages(ctx context.Context) {
+	if s.opts.outageEvery <= 0 {
+		return
+	}
+	rng := rand.New(rand.NewPCG(uint64(s.opts.seed), 2))
+	path := filepath.Join(s.stack.DataDir, "tokens.db")
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(rng.ExpFloat64() * float64(s.opts.outageEvery))):
+		}
+		hold := s.opts.outageMin + time.Duration(rng.Float64()*float64(s.opts.outageMax-s.opts.outageMin))
+		held, err := lockStore(ctx, path, hold)
+		if err != nil {
+			fmt.Println("soak: store outage:", err)
+			continue
+		}
+		s.faultsMu.Lock()
+		s.outages = append(s.outages, held)
+		s.faultsMu.Unlock()
+	}
+}
+
+// lockStore holds the write lock of the SQLite database at path for hold (less if ctx
+// ends) and returns how long it held it.
+func lockStore(ctx context.Context, path string, hold time.Duration) (time.Duration, error) {
+	q := url.Values{}
+	// The worker's own transactions are short: wait for one to end rather than fail.
+	q.Add("_pragma", "busy_timeout(5000)")
+	db, err := sql.Open("sqlite", (&url.URL{Scheme: "file", Path: filepath.ToSlash(path), RawQuery: q.Encode()}).String())
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", filepath.Base(path), err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("connect to %s: %w", filepath.Base(path), err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		return 0, fmt.Errorf("lock %s: %w", filepath.Base(path), err)
+	}
+	locked := time.Now()
+	select {
+	case <-ctx.Done():
+	case <-time.After(hold):
+	}
+	held := time.Since(locked)
+	// Not ctx: the lock must be released even when the phase has ended.
+	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+		return held, fmt.Errorf("unlock %s: %w", filepath.Base(path), err)
+	}
+	return held, nil
 }
 
 // ---------------------------------------------------------------------------------------
@@ -384,8 +489,11 @@ func (s *soak) progress(ctx context.Context) {
 		}
 		n, worst := s.stack.Proxy.Overdue(time.Now())
 		s.worstOverdue = max(s.worstOverdue, worst)
-		fmt.Printf("[%7s] committed %s  provider refreshes %d  kills %d  faults %d  parked %s  expired %s  %s  overdue now %d (worst %s)  load %s\n",
-			time.Since(s.started).Round(time.Second), committed, s.stack.Fake.Refreshes(), s.kills.Load(),
+		s.faultsMu.Lock()
+		outages := len(s.outages)
+		s.faultsMu.Unlock()
+		fmt.Printf("[%7s] committed %s  provider refreshes %d  kills %d  store outages %d  faults %d  parked %s  expired %s  %s  overdue now %d (worst %s)  load %s\n",
+			time.Since(s.started).Round(time.Second), committed, s.stack.Fake.Refreshes(), s.kills.Load(), outages,
 			s.stack.Proxy.FaultCount(), s.countState(ctx, workflows.StateNeedsReauth), s.countState(ctx, workflows.StateExpired), lateText,
 			n, harness.Sec(worst), harness.LoadAverage())
 	}
@@ -478,11 +586,19 @@ type summary struct {
 	NeedsReauth          map[string][]string `json:"needs_reauth_by_reason"`
 	NeedsReauthForbidden []string            `json:"needs_reauth_other_reason"`
 
-	WorkerKills    int64                 `json:"worker_kills"`
-	WorkerCrashes  int64                 `json:"worker_exits_not_caused_by_soak"`
-	FaultsInjected map[string]int        `json:"faults_injected"`
-	FaultsTotal    int                   `json:"faults_injected_total"`
-	Lateness       harness.LatenessStats `json:"lateness"`
+	StoreOutages       int                   `json:"store_outages"`
+	StoreOutageTotal   string                `json:"store_outage_total"`
+	StoreOutageLongest string                `json:"store_outage_longest"`
+	OutboxKept         int                   `json:"outbox_kept"`
+	SkewedStarts       int                   `json:"skewed_worker_starts"`
+	SkewConfirmed      int                   `json:"skewed_worker_starts_confirmed"`
+	SkewMin            string                `json:"clock_skew_min"`
+	SkewMax            string                `json:"clock_skew_max"`
+	WorkerKills        int64                 `json:"worker_kills"`
+	WorkerCrashes      int64                 `json:"worker_exits_not_caused_by_soak"`
+	FaultsInjected     map[string]int        `json:"faults_injected"`
+	FaultsTotal        int                   `json:"faults_injected_total"`
+	Lateness           harness.LatenessStats `json:"lateness"`
 	// LatenessNearKill: refreshes due within 15 s after a worker kill.
 	LatenessNearKill harness.LatenessStats `json:"lateness_after_kills"`
 	ExpiredBeforeRT  int                   `json:"refreshes_started_after_expiry"`
@@ -523,6 +639,30 @@ func (s *soak) summarize(elapsed time.Duration, partial bool, statuses map[strin
 	}
 	for _, t := range presented {
 		sum.Processed += s.stack.Fake.Processed(t)
+	}
+	s.faultsMu.Lock()
+	var total, longest time.Duration
+	for _, d := range s.outages {
+		total += d
+		longest = max(longest, d)
+	}
+	sum.StoreOutages = len(s.outages)
+	sum.StoreOutageTotal = total.Round(100 * time.Millisecond).String()
+	sum.StoreOutageLongest = longest.Round(100 * time.Millisecond).String()
+	var lo, hi time.Duration
+	for _, d := range s.skews {
+		if d != 0 {
+			sum.SkewedStarts++
+		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	sum.SkewMin, sum.SkewMax = lo.String(), hi.String()
+	s.faultsMu.Unlock()
+	if logText, err := os.ReadFile(s.stack.WorkerLogName()); err == nil {
+		sum.OutboxKept = strings.Count(string(logText), outboxKept)
+		sum.SkewConfirmed = strings.Count(string(logText), skewConfirmed)
+	} else {
+		return nil, fmt.Errorf("read the worker log: %w", err)
 	}
 	for _, n := range faults {
 		sum.FaultsTotal += n
@@ -587,6 +727,9 @@ func (s *soak) summarize(elapsed time.Duration, partial bool, statuses map[strin
 	}
 	if sum.MaxProcessedPerToken > 1 {
 		sum.Failures = append(sum.Failures, fmt.Sprintf("a refresh token was processed %d times", sum.MaxProcessedPerToken))
+	}
+	if sum.SkewedStarts > 0 && sum.SkewConfirmed < sum.SkewedStarts {
+		sum.Failures = append(sum.Failures, fmt.Sprintf("only %d of %d skewed worker starts ran skewed (is the worker a faultinject build?)", sum.SkewConfirmed, sum.SkewedStarts))
 	}
 	if len(sum.NeedsReauthForbidden) > 0 {
 		sum.Failures = append(sum.Failures, fmt.Sprintf("%d credentials in NEEDS_REAUTH for another reason than an interrupted refresh", len(sum.NeedsReauthForbidden)))
@@ -655,6 +798,9 @@ func (sum *summary) print(out io.Writer) {
 		row("  reason", len(sum.NeedsReauth[r]), r)
 	}
 	row("worker kills (SIGKILL)", sum.WorkerKills, fmt.Sprintf("exits not caused by the soak: %d", sum.WorkerCrashes))
+	row("store outages (SQLite locked)", sum.StoreOutages, fmt.Sprintf("BEGIN EXCLUSIVE on a second connection; %s in all, longest %s", sum.StoreOutageTotal, sum.StoreOutageLongest))
+	row("  token sets kept in the outbox", sum.OutboxKept, "the store did not take them before the lease's end (worker log)")
+	row("worker starts with a skewed clock", sum.SkewedStarts, fmt.Sprintf("%s to %s; %d confirmed in the worker log (faultinject build)", sum.SkewMin, sum.SkewMax, sum.SkewConfirmed))
 	row("faults injected", sum.FaultsTotal, "")
 	var kinds []string
 	for _, k := range harness.FaultKinds {

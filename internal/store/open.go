@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 )
@@ -23,16 +24,24 @@ const (
 // and database. It never holds the DSN, which may carry a password, and neither does
 // the error.
 func Open(ctx context.Context, backend, sqlitePath, postgresDSN string, ring *keyring.Keyring) (s Store, desc string, err error) {
+	return OpenClock(ctx, backend, sqlitePath, postgresDSN, ring, nil)
+}
+
+// OpenClock is Open with the store's clock: UpdatedAt for both stores, and the lease
+// times of the SQLite store (PostgreSQL times leases on its server's clock). Nil is
+// time.Now; the worker passes another one only in its faultinject build
+// (activities.FaultClock).
+func OpenClock(ctx context.Context, backend, sqlitePath, postgresDSN string, ring *keyring.Keyring, now func() time.Time) (s Store, desc string, err error) {
 	switch backend {
 	case BackendPostgres:
 		desc = DescribePostgresDSN(postgresDSN)
-		pg, err := OpenPostgres(ctx, postgresDSN, ring, nil)
+		pg, err := OpenPostgres(ctx, postgresDSN, ring, now)
 		if err != nil {
 			return nil, desc, err
 		}
 		return pg, desc, nil // not (pg, desc, err): a nil *Postgres in a Store is not nil
 	case BackendSQLite:
-		lite, err := OpenSQLite(ctx, sqlitePath, ring, nil)
+		lite, err := OpenSQLite(ctx, sqlitePath, ring, now)
 		if err != nil {
 			return nil, sqlitePath, err
 		}
