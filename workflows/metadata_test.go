@@ -21,7 +21,8 @@ func (s *credentialSuite) TestSearchAttributesOnlyOnStateChanges() {
 	s.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		upserts = append(upserts, args.Get(0).(temporal.SearchAttributes))
 	}).Return(nil)
-	s.stopAt(24 * time.Hour)
+	// Between two refreshes (every 40 minutes from t0), so that none is in flight.
+	s.stopAt(24*time.Hour + 20*time.Minute)
 	s.env.ExecuteWorkflow(WorkflowType, input())
 
 	s.Greater(len(log.times), 20, "hourly tokens refresh about every 40 minutes")
