@@ -58,7 +58,7 @@ const (
 	targetP99         = 2 * time.Second
 	targetCeiling     = 0.80
 	targetRSS         = 200 << 20
-	targetEvents      = 12.0
+	targetEvents      = 11.0
 )
 
 type options struct {
@@ -1019,7 +1019,7 @@ func (res *result) print(b *bench) {
 		epc = float64(res.histEvents) / float64(res.histCycles)
 	}
 	t.Row("history events per refresh cycle", fmt.Sprintf("%.1f", epc),
-		verdict(res.histCycles > 0 && epc <= targetEvents, "<= 12")+
+		verdict(res.histCycles > 0 && epc <= targetEvents, "<= 11")+
 			fmt.Sprintf("; %d sampled workflows: events from the first to the last refresh scheduled in the run / the cycles between them (%d events, %d cycles; %d skipped: fewer than two refreshes in the run)", res.histUsed, res.histEvents, res.histCycles, res.histRuns))
 	t.Row("worker peak RSS", fmt.Sprintf("%.1f MiB", float64(res.worker.PeakRSS)/(1<<20)),
 		verdict(res.worker.PeakRSS > 0 && res.worker.PeakRSS <= targetRSS, "<= 200 MiB")+fmt.Sprintf("; VmHWM of the worker process (RSS at the end %.1f MiB)", float64(res.worker.RSS)/(1<<20)))
