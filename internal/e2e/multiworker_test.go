@@ -317,16 +317,11 @@ func TestMultiWorkerPostgresKill9(t *testing.T) {
 	stoppedAt := time.Now()
 
 	// The store, read after both workers stopped, against the provider.
-	s, err := store.OpenPostgres(context.Background(), dsn, stack.ring, nil)
-	if err != nil {
-		t.Fatalf("open the PostgreSQL store (schema %s): %v", schema, err)
-	}
-	defer s.Close()
+	recs := postgresRecords(t, dsn, schema, ids)
 	var storedRefreshes int64
 	for _, id := range ids {
-		rec, err := s.Get(context.Background(), id)
-		if err != nil {
-			t.Errorf("read %s from the store: %v", id, err)
+		rec, found := recs[id]
+		if !found {
 			continue
 		}
 		storedRefreshes += rec.Version - 1
@@ -382,4 +377,25 @@ func TestMultiWorkerPostgresKill9(t *testing.T) {
 		numCreds, total, storedRefreshes, fake.Refreshes(), len(parked), stoppedAt.Sub(started).Round(time.Second),
 		fmt.Sprintf("presentations %d, introspections %d, max processed %d, reuse %d",
 			fake.TotalPresentations(), fake.Introspections(), fake.MaxProcessed(), fake.ReuseDetections()))
+}
+
+// postgresRecords reads the credentials' records from the test's PostgreSQL schema, once
+// the workers have stopped; a record that cannot be read is an error of the test.
+func postgresRecords(t *testing.T, dsn, schema string, ids []string) map[string]store.Record {
+	t.Helper()
+	s, err := store.OpenPostgres(context.Background(), dsn, stack.ring, nil)
+	if err != nil {
+		t.Fatalf("open the PostgreSQL store (schema %s): %v", schema, err)
+	}
+	defer s.Close()
+	recs := make(map[string]store.Record, len(ids))
+	for _, id := range ids {
+		rec, err := s.Get(context.Background(), id)
+		if err != nil {
+			t.Errorf("read %s from the store: %v", id, err)
+			continue
+		}
+		recs[id] = rec
+	}
+	return recs
 }
