@@ -29,7 +29,7 @@ $(TEMPORAL):
 	GOBIN=$(BIN) go install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
 
 build:
-	go build -o $(BIN)/ ./worker ./starter ./internal/fakeoauth/cmd/fakeoauth
+	go build -o $(BIN)/ ./worker ./starter ./internal/provider/oauth2/oauth2test/cmd/fakeoauth
 
 run: $(TEMPORAL) build
 	scripts/stack.sh run
@@ -48,7 +48,7 @@ test: $(TEMPORAL)
 soak: $(TEMPORAL)
 	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
 	go build -tags faultinject -o "$$d/worker" ./worker && \
-	go run ./internal/soak -temporal $(TEMPORAL) -worker "$$d/worker" $(SOAK_FLAGS)
+	go run ./internal/loadtest/soak -temporal $(TEMPORAL) -worker "$$d/worker" $(SOAK_FLAGS)
 
 # Benchmark (not part of `make test`): a private dev server, the fake provider and the
 # worker; the engine's ceiling on that server, then 2000 credentials whose access tokens
@@ -56,7 +56,7 @@ soak: $(TEMPORAL)
 # figures beside their targets (PASS/MISS) and never fails on a MISS; 10 minutes or more.
 # E.g. BENCH_FLAGS='-credentials 10000'.
 bench: $(TEMPORAL) build
-	go run ./internal/bench -temporal $(TEMPORAL) -worker $(BIN)/worker $(BENCH_FLAGS)
+	go run ./internal/loadtest/bench -temporal $(TEMPORAL) -worker $(BIN)/worker $(BENCH_FLAGS)
 
 # Re-record the workflow histories that `make test` replays (workflows/testdata/histories):
 # a private dev server, a worker in the test process with the real activities, the fake

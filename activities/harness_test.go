@@ -21,10 +21,10 @@ import (
 	"go.uber.org/mock/gomock"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/outbox"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
@@ -89,7 +89,7 @@ func (b *syncBuffer) String() string {
 }
 
 type harnessOptions struct {
-	fake fakeoauth.Options
+	fake oauth2test.Options
 	// wrapStore, if set, wraps the real SQLite store (to inject store failures; see
 	// delegateTo).
 	wrapStore       func(store.Store) store.Store
@@ -109,7 +109,7 @@ type harnessOptions struct {
 type harness struct {
 	t        *testing.T
 	clock    *clock
-	fake     *fakeoauth.Server
+	fake     *oauth2test.Server
 	tokenURL string
 	sqlite   *store.SQLite // the real store, also reachable when wrapped
 	primary  store.Store   // the real store, SQLite or PostgreSQL, unwrapped
@@ -136,7 +136,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		fopts.AccessLifetime = accessLifetime
 	}
 	fopts.Now = clk.Now
-	fake := fakeoauth.New(fopts)
+	fake := oauth2test.New(fopts)
 	tokenURL := fake.Start()
 	t.Cleanup(fake.Close)
 

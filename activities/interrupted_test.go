@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
@@ -132,14 +132,14 @@ func TestInterruptedLiveTokenRefreshes(t *testing.T) {
 func TestInterruptedIntrospectionTransientKeepsLease(t *testing.T) {
 	cases := []struct {
 		name       string
-		fault      fakeoauth.Fault
+		fault      oauth2test.Fault
 		code       string
 		retryAfter time.Duration
 	}{
-		{"503", fakeoauth.Fault{Kind: fakeoauth.FaultStatus}, "http_503", 0},
-		{"429 with Retry-After", fakeoauth.Fault{Kind: fakeoauth.FaultRateLimit, RetryAfter: 9 * time.Second}, "http_429", 9 * time.Second},
-		{"answer without active", fakeoauth.Fault{Kind: fakeoauth.FaultMissingAccessToken}, "malformed_response", 0},
-		{"connection reset", fakeoauth.Fault{Kind: fakeoauth.FaultCloseConnection}, "network", 0},
+		{"503", oauth2test.Fault{Kind: oauth2test.FaultStatus}, "http_503", 0},
+		{"429 with Retry-After", oauth2test.Fault{Kind: oauth2test.FaultRateLimit, RetryAfter: 9 * time.Second}, "http_429", 9 * time.Second},
+		{"answer without active", oauth2test.Fault{Kind: oauth2test.FaultMissingAccessToken}, "malformed_response", 0},
+		{"connection reset", oauth2test.Fault{Kind: oauth2test.FaultCloseConnection}, "network", 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,7 +147,7 @@ func TestInterruptedIntrospectionTransientKeepsLease(t *testing.T) {
 			rt, v := h.seed(credID, "fam", testClientSecret)
 			h.takeStaleLease(credID)
 			f := tc.fault
-			f.Path, f.Count = fakeoauth.IntrospectionPath, 1
+			f.Path, f.Count = oauth2test.IntrospectionPath, 1
 			h.fake.InjectFault(f)
 			req := h.introspecting(h.request(credID, v))
 
@@ -310,7 +310,7 @@ func TestInterruptedTransientAnswerKeepsLease(t *testing.T) {
 			if tc.staleLease {
 				h.takeStaleLease(credID)
 			}
-			h.fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Path: fakeoauth.TokenPath, Count: 1})
+			h.fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultStatus, Path: oauth2test.TokenPath, Count: 1})
 			req := h.request(credID, v)
 			if tc.introspect {
 				req = h.introspecting(req)
@@ -399,11 +399,11 @@ func TestRefreshHeartbeatsWhileProviderIsSlow(t *testing.T) {
 	delay := 2*activities.HeartbeatInterval + activities.HeartbeatInterval/2
 	for _, tc := range []struct {
 		name  string
-		fault fakeoauth.Fault
+		fault oauth2test.Fault
 		stale bool
 	}{
-		{"slow token endpoint", fakeoauth.Fault{Kind: fakeoauth.FaultLatency, Path: fakeoauth.TokenPath, Count: 1, Delay: delay}, false},
-		{"slow introspection", fakeoauth.Fault{Kind: fakeoauth.FaultLatency, Path: fakeoauth.IntrospectionPath, Count: 1, Delay: delay}, true},
+		{"slow token endpoint", oauth2test.Fault{Kind: oauth2test.FaultLatency, Path: oauth2test.TokenPath, Count: 1, Delay: delay}, false},
+		{"slow introspection", oauth2test.Fault{Kind: oauth2test.FaultLatency, Path: oauth2test.IntrospectionPath, Count: 1, Delay: delay}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, harnessOptions{introspect: true})

@@ -11,8 +11,8 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/activities/activitiesmock"
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 )
 
 // withMetrics gives the harness's activities a metrics registry.
@@ -73,7 +73,7 @@ func TestMetricsRefreshOutcomes(t *testing.T) {
 	wantLines(t, r, `tokenwarden_refreshes_total{outcome="in_flight",provider="oauth2"} 1`)
 
 	// The provider answers 503: transient, timed.
-	h.fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Count: 1, Status: 503})
+	h.fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultStatus, Count: 1, Status: 503})
 	if _, err := h.refresh(h.request(credID, res.Version)); err == nil {
 		t.Fatal("refresh against a 503 succeeded")
 	}

@@ -12,9 +12,9 @@ import (
 	"go.uber.org/mock/gomock"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/leasetiming"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/internal/store/storemock"
@@ -71,7 +71,7 @@ func TestRefreshCommitsRotatedToken(t *testing.T) {
 }
 
 func TestRefreshChainPresentsEveryTokenOnce(t *testing.T) {
-	h := newHarness(t, harnessOptions{fake: fakeoauth.Options{RefreshLifetime: 24 * time.Hour}})
+	h := newHarness(t, harnessOptions{fake: oauth2test.Options{RefreshLifetime: 24 * time.Hour}})
 	_, v := h.seed(credID, "fam", testClientSecret)
 	seen := map[string]bool{}
 	for i := range 5 {
@@ -150,7 +150,7 @@ func TestRefreshLeaseHeldByAnotherAttempt(t *testing.T) {
 func TestRefreshConcurrentAttemptsPresentOnce(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	rt, v := h.seed(credID, "fam", testClientSecret)
-	h.fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultLatency, Count: 1, Delay: 300 * time.Millisecond})
+	h.fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultLatency, Count: 1, Delay: 300 * time.Millisecond})
 
 	type outcome struct {
 		res activities.RefreshResult
@@ -296,7 +296,7 @@ func TestRefreshPermanentProviderErrors(t *testing.T) {
 			name:         "error description echoes secrets",
 			clientSecret: testClientSecret,
 			setup: func(h *harness, rt string) []string {
-				h.fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Count: 1, Status: 400,
+				h.fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultStatus, Count: 1, Status: 400,
 					Body: fmt.Sprintf(`{"error":"invalid_request","error_description":"bad grant refresh_token=%s client_secret=%s (%s)"}`,
 						rt, testClientSecret, url.QueryEscape(rt))})
 				return nil
@@ -307,7 +307,7 @@ func TestRefreshPermanentProviderErrors(t *testing.T) {
 			name:         "invalid_grant in a 200",
 			clientSecret: testClientSecret,
 			setup: func(h *harness, rt string) []string {
-				h.fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultErrorIn200, Count: 1, ErrorCode: "invalid_grant"})
+				h.fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultErrorIn200, Count: 1, ErrorCode: "invalid_grant"})
 				return nil
 			},
 			code: "invalid_grant",
@@ -345,15 +345,15 @@ func TestRefreshPermanentProviderErrors(t *testing.T) {
 func TestRefreshTransientAnswers(t *testing.T) {
 	cases := []struct {
 		name       string
-		fault      fakeoauth.Fault
+		fault      oauth2test.Fault
 		code       string
 		retryAfter time.Duration
 	}{
-		{"503", fakeoauth.Fault{Kind: fakeoauth.FaultStatus}, "http_503", 0},
-		{"503 with Retry-After", fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Status: 503, RetryAfter: 20 * time.Second}, "http_503", 20 * time.Second},
-		{"429 with Retry-After", fakeoauth.Fault{Kind: fakeoauth.FaultRateLimit, RetryAfter: 7 * time.Second}, "http_429", 7 * time.Second},
-		{"502 page echoing secrets", fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Status: 502}, "http_502", 0},
-		{"temporarily_unavailable", fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Status: 400,
+		{"503", oauth2test.Fault{Kind: oauth2test.FaultStatus}, "http_503", 0},
+		{"503 with Retry-After", oauth2test.Fault{Kind: oauth2test.FaultStatus, Status: 503, RetryAfter: 20 * time.Second}, "http_503", 20 * time.Second},
+		{"429 with Retry-After", oauth2test.Fault{Kind: oauth2test.FaultRateLimit, RetryAfter: 7 * time.Second}, "http_429", 7 * time.Second},
+		{"502 page echoing secrets", oauth2test.Fault{Kind: oauth2test.FaultStatus, Status: 502}, "http_502", 0},
+		{"temporarily_unavailable", oauth2test.Fault{Kind: oauth2test.FaultStatus, Status: 400,
 			Body: `{"error":"temporarily_unavailable"}`}, "temporarily_unavailable", 0},
 	}
 	for _, tc := range cases {
@@ -395,13 +395,13 @@ func TestRefreshTransientAnswers(t *testing.T) {
 func TestRefreshWithoutAnswerKeepsLease(t *testing.T) {
 	cases := []struct {
 		name     string
-		fault    fakeoauth.Fault
+		fault    oauth2test.Fault
 		consumed bool // the provider processed the grant before the failure
 	}{
-		{"connection reset before grant", fakeoauth.Fault{Kind: fakeoauth.FaultCloseConnection}, false},
-		{"hang", fakeoauth.Fault{Kind: fakeoauth.FaultHang}, false},
-		{"connection reset after grant", fakeoauth.Fault{Kind: fakeoauth.FaultCloseConnection, Phase: fakeoauth.AfterGrant}, true},
-		{"slow answer after grant", fakeoauth.Fault{Kind: fakeoauth.FaultLatency, Phase: fakeoauth.AfterGrant, Delay: 5 * time.Second}, true},
+		{"connection reset before grant", oauth2test.Fault{Kind: oauth2test.FaultCloseConnection}, false},
+		{"hang", oauth2test.Fault{Kind: oauth2test.FaultHang}, false},
+		{"connection reset after grant", oauth2test.Fault{Kind: oauth2test.FaultCloseConnection, Phase: oauth2test.AfterGrant}, true},
+		{"slow answer after grant", oauth2test.Fault{Kind: oauth2test.FaultLatency, Phase: oauth2test.AfterGrant, Delay: 5 * time.Second}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -463,13 +463,13 @@ func TestRefreshWithoutAnswerKeepsLease(t *testing.T) {
 func TestRefreshUnusableSuccessAnswer(t *testing.T) {
 	cases := []struct {
 		name     string
-		fault    fakeoauth.Fault
+		fault    oauth2test.Fault
 		consumed bool
 	}{
-		{"malformed JSON before grant", fakeoauth.Fault{Kind: fakeoauth.FaultMalformedJSON}, false},
-		{"missing access_token before grant", fakeoauth.Fault{Kind: fakeoauth.FaultMissingAccessToken}, false},
-		{"malformed JSON after grant", fakeoauth.Fault{Kind: fakeoauth.FaultMalformedJSON, Phase: fakeoauth.AfterGrant}, true},
-		{"missing access_token after grant", fakeoauth.Fault{Kind: fakeoauth.FaultMissingAccessToken, Phase: fakeoauth.AfterGrant}, true},
+		{"malformed JSON before grant", oauth2test.Fault{Kind: oauth2test.FaultMalformedJSON}, false},
+		{"missing access_token before grant", oauth2test.Fault{Kind: oauth2test.FaultMissingAccessToken}, false},
+		{"malformed JSON after grant", oauth2test.Fault{Kind: oauth2test.FaultMalformedJSON, Phase: oauth2test.AfterGrant}, true},
+		{"missing access_token after grant", oauth2test.Fault{Kind: oauth2test.FaultMissingAccessToken, Phase: oauth2test.AfterGrant}, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -513,7 +513,7 @@ func TestRefreshUnusableSuccessAnswer(t *testing.T) {
 }
 
 func TestRefreshWithoutRotation(t *testing.T) {
-	h := newHarness(t, harnessOptions{fake: fakeoauth.Options{NoRotation: true, RefreshLifetime: 30 * 24 * time.Hour}})
+	h := newHarness(t, harnessOptions{fake: oauth2test.Options{NoRotation: true, RefreshLifetime: 30 * 24 * time.Hour}})
 	rt, v := h.seed(credID, "fam", testClientSecret)
 	seededAt := h.clock.Now()
 	var firstAccess string
@@ -725,7 +725,7 @@ func (h *harness) assertNoSecretsInLogs(secrets ...string) {
 // error without quick retries; the next round refreshes on top of it, presenting the
 // rotated refresh token once; a sane lifetime ends it.
 func TestAccessLifetimeBelowTheFloor(t *testing.T) {
-	h := newHarness(t, harnessOptions{fake: fakeoauth.Options{AccessLifetime: 2 * time.Second}})
+	h := newHarness(t, harnessOptions{fake: oauth2test.Options{AccessLifetime: 2 * time.Second}})
 	rt, v := h.seed(credID, "fam", testClientSecret)
 	_, err := h.refresh(h.request(credID, v))
 	appErr := appError(t, err, activities.ErrTypeTransient, true)

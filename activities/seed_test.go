@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/fakechathub"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/chathub/chathubtest"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
@@ -176,7 +176,7 @@ func TestRefreshBindsARecordSeededBeforeBindings(t *testing.T) {
 // parent's retirement does not break its children.
 func TestChildUseCountsAsParentUse(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	company := fakechathub.New(fakechathub.Options{Now: h.clock.Now})
+	company := chathubtest.New(chathubtest.Options{Now: h.clock.Now})
 	base := company.Start()
 	t.Cleanup(company.Close)
 	companyCfg := provider.Config{BaseURL: base}

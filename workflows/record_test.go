@@ -30,10 +30,10 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/codec"
-	"github.com/tokenwarden/tokenwarden/internal/fakebaoming"
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/baoming/baomingtest"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
@@ -355,9 +355,9 @@ func num(n int) *int { return &n }
 
 // fakeOAuth2 starts a fake OAuth2 provider whose access tokens live for lifetime. Each
 // scenario has its own, so that the faults it injects hit only that scenario.
-func fakeOAuth2(t *testing.T, lifetime time.Duration) (*fakeoauth.Server, provider.Config) {
+func fakeOAuth2(t *testing.T, lifetime time.Duration) (*oauth2test.Server, provider.Config) {
 	t.Helper()
-	fake := fakeoauth.New(fakeoauth.Options{AccessLifetime: lifetime, ClientID: fakeClientID, ClientSecret: fakeClientSecret})
+	fake := oauth2test.New(oauth2test.Options{AccessLifetime: lifetime, ClientID: fakeClientID, ClientSecret: fakeClientSecret})
 	tokenURL := fake.Start()
 	t.Cleanup(fake.Close)
 	return fake, provider.Config{TokenURL: tokenURL, ClientID: fakeClientID}
@@ -374,7 +374,7 @@ func fastPolicy() workflows.Policy {
 	}
 }
 
-func oauth2Input(fake *fakeoauth.Server, cfg provider.Config, id string, p workflows.Policy) workflows.CredentialInput {
+func oauth2Input(fake *oauth2test.Server, cfg provider.Config, id string, p workflows.Policy) workflows.CredentialInput {
 	return workflows.CredentialInput{
 		Provider: providers.OAuth2,
 		Config:   cfg,
@@ -611,7 +611,7 @@ func recordTransientFailure(sc *scene) {
 		return s.Refreshes == 1 && s.State == workflows.StateActive
 	})
 	// Four attempts make one failed round (providerActivityOptions' MaximumAttempts).
-	fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Status: http.StatusServiceUnavailable, Count: 4})
+	fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultStatus, Status: http.StatusServiceUnavailable, Count: 4})
 	sc.signal(id, workflows.SignalRefreshNow, nil)
 	sc.waitFor(id, "DEGRADED after a failed round", func(s workflows.Status) bool {
 		return s.State == workflows.StateDegraded && s.ConsecutiveFailures == 1 && s.Incident != nil
@@ -624,7 +624,7 @@ func recordTransientFailure(sc *scene) {
 
 // parkByRevocation refreshes once, then revokes the grant at the provider: the next
 // refresh is refused with invalid_grant and the credential parks in NEEDS_REAUTH.
-func parkByRevocation(sc *scene, id string, fake *fakeoauth.Server) {
+func parkByRevocation(sc *scene, id string, fake *oauth2test.Server) {
 	sc.t.Helper()
 	sc.waitFor(id, "a first refresh", func(s workflows.Status) bool {
 		return s.Refreshes >= 1 && s.State == workflows.StateActive
@@ -682,11 +682,11 @@ func recordReauthByUpdate(sc *scene) {
 // degrades it, a dead token parks it, and a reseed signal with a new token revives it.
 func recordProbeOnly(sc *scene) {
 	const id = "probe-only-baoming"
-	fake := fakebaoming.New()
+	fake := baomingtest.New()
 	base := fake.Start()
 	sc.t.Cleanup(fake.Close)
 	first := fake.Issue()
-	eid := fakebaoming.NewEnrollID()
+	eid := baomingtest.NewEnrollID()
 	fake.Enroll(first, eid)
 	run := sc.start(id, workflows.CredentialInput{
 		Provider: providers.Baoming,
@@ -736,11 +736,11 @@ func recordRetireSignal(sc *scene) {
 // check once retire_after_unused has passed.
 func recordRetireUnused(sc *scene) {
 	const id = "retire-unused"
-	fake := fakebaoming.New()
+	fake := baomingtest.New()
 	base := fake.Start()
 	sc.t.Cleanup(fake.Close)
 	token := fake.Issue()
-	eid := fakebaoming.NewEnrollID()
+	eid := baomingtest.NewEnrollID()
 	fake.Enroll(token, eid)
 	run := sc.start(id, workflows.CredentialInput{
 		Provider: providers.Baoming,

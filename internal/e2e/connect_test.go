@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakefeishu"
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
-	"github.com/tokenwarden/tokenwarden/internal/fakezalo"
+	"github.com/tokenwarden/tokenwarden/internal/provider/feishu/feishutest"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
+	"github.com/tokenwarden/tokenwarden/internal/provider/zalo/zalotest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -70,10 +70,10 @@ func TestConnect(t *testing.T) {
 
 	t.Run("oauth2", func(t *testing.T) {
 		rec := &tokenRecorder{seen: map[string]bool{}}
-		fake := fakeoauth.New(fakeoauth.Options{AccessLifetime: connectLifetime, ClientID: clientID, ClientSecret: clientSecret})
+		fake := oauth2test.New(oauth2test.Options{AccessLifetime: connectLifetime, ClientID: clientID, ClientSecret: clientSecret})
 		srv := recordedServer(t, rec, fake)
 		c := connectCase{name: "oauth2", provider: "oauth2", secret: clientSecret, refreshed: fake.Refreshes,
-			config: map[string]any{"token_url": srv.URL + fakeoauth.TokenPath, "authorize_url": srv.URL + fakeoauth.AuthorizePath,
+			config: map[string]any{"token_url": srv.URL + oauth2test.TokenPath, "authorize_url": srv.URL + oauth2test.AuthorizePath,
 				"client_id": clientID, "scopes": []string{"offline_access"}}}
 		e, id := runConnect(t, c, rec, browse)
 
@@ -93,7 +93,7 @@ func TestConnect(t *testing.T) {
 	t.Run("zalo-oa", func(t *testing.T) {
 		rec := &tokenRecorder{seen: map[string]bool{}}
 		const appID, appSecret = "4321987650123456789", "Zalo-App-Secret-connect-0123"
-		fake := fakezalo.New(fakezalo.Options{AppID: appID, AppSecret: appSecret, AccessLifetime: connectLifetime})
+		fake := zalotest.New(zalotest.Options{AppID: appID, AppSecret: appSecret, AccessLifetime: connectLifetime})
 		srv := recordedServer(t, rec, fake)
 		c := connectCase{name: "zalo-oa", provider: "zalo-oa", secret: appSecret, refreshed: fake.Refreshes,
 			config: map[string]any{"client_id": appID, "base_url": srv.URL}}
@@ -114,7 +114,7 @@ func TestConnect(t *testing.T) {
 	t.Run("zalo-user", func(t *testing.T) {
 		rec := &tokenRecorder{seen: map[string]bool{}}
 		const appID, appSecret = "5432198760123456789", "Zalo-App-Secret-connect-user-4567"
-		fake := fakezalo.New(fakezalo.Options{AppID: appID, AppSecret: appSecret, AccessLifetime: connectLifetime})
+		fake := zalotest.New(zalotest.Options{AppID: appID, AppSecret: appSecret, AccessLifetime: connectLifetime})
 		srv := recordedServer(t, rec, fake)
 		c := connectCase{name: "zalo-user", provider: "zalo-user", secret: appSecret, refreshed: fake.Refreshes,
 			config: map[string]any{"client_id": appID, "base_url": srv.URL}}
@@ -124,7 +124,7 @@ func TestConnect(t *testing.T) {
 	t.Run("feishu-user", func(t *testing.T) {
 		rec := &tokenRecorder{seen: map[string]bool{}}
 		const appID, appSecret = "cli_connect_e2e", "feishu-app-secret-connect-0123"
-		fake := fakefeishu.New(fakefeishu.Options{AppID: appID, AppSecret: appSecret, UserAccessLifetime: connectLifetime})
+		fake := feishutest.New(feishutest.Options{AppID: appID, AppSecret: appSecret, UserAccessLifetime: connectLifetime})
 		srv := recordedServer(t, rec, fake)
 		c := connectCase{name: "feishu-user", provider: "feishu-user", secret: appSecret, refreshed: fake.Refreshes,
 			config: map[string]any{"client_id": appID, "base_url": srv.URL, "scopes": []string{"offline_access"}}}
@@ -145,7 +145,7 @@ func runConnect(t *testing.T, c connectCase, rec *tokenRecorder, browse browseFu
 		// stopped and its log is complete.
 		for _, s := range rec.secrets() {
 			if strings.Contains(w.output.String(), s) {
-				t.Errorf("the worker's log holds secret %s", fakeoauth.Fingerprint(s))
+				t.Errorf("the worker's log holds secret %s", oauth2test.Fingerprint(s))
 			}
 		}
 	})
@@ -239,7 +239,7 @@ func assertNoSecrets(t *testing.T, e *env, id string, rec *tokenRecorder, output
 	}
 	for _, s := range secrets {
 		if strings.Contains(output, s) {
-			t.Errorf("the starter's output (or the browser's page) holds secret %s", fakeoauth.Fingerprint(s))
+			t.Errorf("the starter's output (or the browser's page) holds secret %s", oauth2test.Fingerprint(s))
 		}
 	}
 	res := scanHistories(t, id, runsOf(t, id), secrets, "http://"+e.httpAddr+"/codec")
@@ -269,14 +269,14 @@ func recordedServer(t *testing.T, rec *tokenRecorder, fake http.Handler) *httpte
 					}
 				}
 			}
-		} else if r.URL.Path != fakeoauth.AuthorizePath && !strings.Contains(r.URL.Path, "/permission") && !strings.Contains(r.URL.Path, "/authorize") {
+		} else if r.URL.Path != oauth2test.AuthorizePath && !strings.Contains(r.URL.Path, "/permission") && !strings.Contains(r.URL.Path, "/authorize") {
 			if form, err := url.ParseQuery(string(body)); err == nil {
 				for _, k := range keys {
 					rec.add(form.Get(k))
 				}
 			}
 		}
-		rec.add(r.Header.Get(fakezalo.SecretKeyHeader))
+		rec.add(r.Header.Get(zalotest.SecretKeyHeader))
 		if _, pw, ok := r.BasicAuth(); ok {
 			if dec, err := url.QueryUnescape(pw); err == nil {
 				rec.add(dec)

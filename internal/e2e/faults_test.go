@@ -24,14 +24,14 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
 const faultPointsEnv = "TOKENWARDEN_FAULT_POINTS" // activities.FaultEnv, which only the faultinject build has
 
 // counters renders the fake's view of a credential for logs and failure messages.
-func counters(fake *fakeoauth.Server, seed string) string {
+func counters(fake *oauth2test.Server, seed string) string {
 	return fmt.Sprintf("seed presented %d / processed %d; all tokens: %d presentations, %d refreshes, max presentations %d, max processed %d, reuse detections %d, introspections %d",
 		fake.Presentations(seed), fake.Processed(seed), fake.TotalPresentations(), fake.Refreshes(),
 		fake.MaxPresentations(), fake.MaxProcessed(), fake.ReuseDetections(), fake.Introspections())
@@ -41,7 +41,7 @@ func counters(fake *fakeoauth.Server, seed string) string {
 // the store holds the provider's live refresh token, one version per provider refresh
 // on top of the seed, and no leftover lease; and the provider never processed a refresh
 // token twice.
-func assertStoreHoldsLatest(t *testing.T, e *env, fake *fakeoauth.Server, id string) {
+func assertStoreHoldsLatest(t *testing.T, e *env, fake *oauth2test.Server, id string) {
 	t.Helper()
 	rec := e.storedRecord(id)
 	latest, ok := fake.Latest(id)
@@ -50,7 +50,7 @@ func assertStoreHoldsLatest(t *testing.T, e *env, fake *fakeoauth.Server, id str
 	}
 	if rec.Secrets.RefreshToken != latest {
 		t.Errorf("store holds refresh token %s, the provider's live one is %s",
-			fakeoauth.Fingerprint(rec.Secrets.RefreshToken), fakeoauth.Fingerprint(latest))
+			oauth2test.Fingerprint(rec.Secrets.RefreshToken), oauth2test.Fingerprint(latest))
 	}
 	if want := int64(fake.Refreshes()) + 1; rec.Version != want {
 		t.Errorf("store version %d, want %d (the seed plus one per provider refresh)", rec.Version, want)
@@ -73,7 +73,7 @@ func assertStoreKeptSeed(t *testing.T, e *env, id, seed string) {
 	rec := e.storedRecord(id)
 	if rec.Version != 1 || rec.Secrets.RefreshToken != seed {
 		t.Errorf("store at version %d with refresh token %s, want the seed %s at version 1",
-			rec.Version, fakeoauth.Fingerprint(rec.Secrets.RefreshToken), fakeoauth.Fingerprint(seed))
+			rec.Version, oauth2test.Fingerprint(rec.Secrets.RefreshToken), oauth2test.Fingerprint(seed))
 	}
 	if rec.Lease.Owner != "" {
 		t.Errorf("a parked credential keeps a lease by %s; a reseed would have to wait for it", rec.Lease.Owner)
@@ -89,31 +89,31 @@ func TestWorkerKilledWhileProviderHoldsRequest(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name       string
-		phase      fakeoauth.Phase
+		phase      oauth2test.Phase
 		introspect bool
 	}{
 		// The provider had not looked at the grant: the token is unspent, and after the
 		// lease the retry asks the introspection endpoint, learns so, and refreshes.
-		{"before grant", fakeoauth.BeforeGrant, true},
+		{"before grant", oauth2test.BeforeGrant, true},
 		// The provider consumed the token and minted a successor whose answer died with
 		// the worker. Introspection says "inactive", so the credential parks without
 		// presenting the spent token again.
-		{"after grant", fakeoauth.AfterGrant, true},
+		{"after grant", oauth2test.AfterGrant, true},
 		// Same, with a provider that offers no introspection: the only way to learn the
 		// outcome is to present the token once more. The provider sees a used token,
 		// its reuse detection fires and revokes the family. That second presentation is
 		// the expected cost of a provider without introspection; the credential parks
 		// with the same reason.
-		{"after grant without introspection", fakeoauth.AfterGrant, false},
+		{"after grant without introspection", oauth2test.AfterGrant, false},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			fake := startFake(t, fakeoauth.Options{AccessLifetime: 3 * time.Second})
+			fake := startFake(t, oauth2test.Options{AccessLifetime: 3 * time.Second})
 			// The first token request is held for a minute, far beyond the provider timeout:
 			// the worker is killed while it waits.
-			fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultLatency, Phase: tc.phase, Delay: time.Minute, Count: 1})
+			fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultLatency, Phase: tc.phase, Delay: time.Minute, Count: 1})
 			w := e.startWorker()
 			id := fmt.Sprintf("kill-held-%d", i)
 			seed := e.startCredential(stack.client, credential{id: id, fake: fake, introspect: tc.introspect})
@@ -127,7 +127,7 @@ func TestWorkerKilledWhileProviderHoldsRequest(t *testing.T) {
 				return fake.InFlight() == 0, fmt.Sprintf("%d requests in flight", fake.InFlight())
 			})
 			wantProcessed := 0
-			if tc.phase == fakeoauth.AfterGrant {
+			if tc.phase == oauth2test.AfterGrant {
 				wantProcessed = 1
 			}
 			if got := fake.Processed(seed); got != wantProcessed || fake.Presentations(seed) != 1 {
@@ -139,7 +139,7 @@ func TestWorkerKilledWhileProviderHoldsRequest(t *testing.T) {
 			}
 
 			w2 := e.startWorker()
-			if tc.phase == fakeoauth.BeforeGrant {
+			if tc.phase == oauth2test.BeforeGrant {
 				waitForStatus(t, id, 60*time.Second, "the refresh to go through after the restart", func(s workflows.Status) bool {
 					return s.Refreshes >= 1
 				})
@@ -206,7 +206,7 @@ func TestWorkerKilledWhileProviderHoldsRequest(t *testing.T) {
 func TestKilledAfterProviderBeforeCommit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	fake := startFake(t, fakeoauth.Options{AccessLifetime: 3 * time.Second})
+	fake := startFake(t, oauth2test.Options{AccessLifetime: 3 * time.Second})
 	// Armed for this process only: the restarted worker is a normal build.
 	w := e.startWorkerBin(stack.faultWorkerBin, faultPointsEnv+"="+activities.FaultAfterProviderBeforeCommit)
 	const id = "kill-before-commit"
@@ -247,8 +247,8 @@ func TestKilledAfterProviderBeforeCommit(t *testing.T) {
 func TestHangingProviderRetryWaitsForLease(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	fake := startFake(t, fakeoauth.Options{AccessLifetime: 3 * time.Second})
-	fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultHang, Count: 1})
+	fake := startFake(t, oauth2test.Options{AccessLifetime: 3 * time.Second})
+	fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultHang, Count: 1})
 	w := e.startWorker()
 	const id = "hang-zombie"
 	seed := e.startCredential(stack.client, credential{id: id, fake: fake, introspect: true})
@@ -303,10 +303,10 @@ func TestHangingProviderRetryWaitsForLease(t *testing.T) {
 func TestStoreLockedDuringCommit(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	fake := startFake(t, fakeoauth.Options{AccessLifetime: 3 * time.Second})
+	fake := startFake(t, oauth2test.Options{AccessLifetime: 3 * time.Second})
 	// The first answer takes 1.5 s: time for the test to take the lock after the lease
 	// was written and before the commit.
-	fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultLatency, Delay: 1500 * time.Millisecond, Count: 1})
+	fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultLatency, Delay: 1500 * time.Millisecond, Count: 1})
 	w := e.startWorker()
 	const id = "store-locked"
 	seed := e.startCredential(stack.client, credential{id: id, fake: fake, introspect: true})
@@ -360,7 +360,7 @@ func TestProviderMisbehaviour(t *testing.T) {
 	t.Parallel()
 	type tcase struct {
 		name       string
-		fault      *fakeoauth.Fault
+		fault      *oauth2test.Fault
 		noRotation bool
 		// reauth: the case ends in NEEDS_REAUTH with this code; otherwise it recovers to
 		// ACTIVE with ConsecutiveFailures back to 0.
@@ -376,27 +376,27 @@ func TestProviderMisbehaviour(t *testing.T) {
 		// Error answers: the provider did not rotate, the lease is released, the next
 		// attempt presents the same token at once. All four attempts of the first round
 		// fail, then the workflow's backoff retries and succeeds.
-		{name: "500", fault: &fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Status: 500, Count: 4},
+		{name: "500", fault: &oauth2test.Fault{Kind: oauth2test.FaultStatus, Status: 500, Count: 4},
 			failCode: "http_500", seedPresented: 5, seedProcessed: 1},
-		{name: "502", fault: &fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Status: 502, Count: 4},
+		{name: "502", fault: &oauth2test.Fault{Kind: oauth2test.FaultStatus, Status: 502, Count: 4},
 			failCode: "http_502", seedPresented: 5, seedProcessed: 1},
-		{name: "429 with Retry-After 2s", fault: &fakeoauth.Fault{Kind: fakeoauth.FaultRateLimit, RetryAfter: 2 * time.Second, Count: 4},
+		{name: "429 with Retry-After 2s", fault: &oauth2test.Fault{Kind: oauth2test.FaultRateLimit, RetryAfter: 2 * time.Second, Count: 4},
 			failCode: "http_429", retryAfter: true, seedPresented: 5, seedProcessed: 1},
 		// No answer: the provider may have consumed the token, so the lease stays; the
 		// retry waits for it, introspects ("active") and refreshes, inside one round.
-		{name: "connection reset", fault: &fakeoauth.Fault{Kind: fakeoauth.FaultCloseConnection, Count: 1},
+		{name: "connection reset", fault: &oauth2test.Fault{Kind: oauth2test.FaultCloseConnection, Count: 1},
 			seedPresented: 2, seedProcessed: 1, introspections: 1},
 		// Slow but within the 3 s provider timeout: nothing fails.
-		{name: "slow answer", fault: &fakeoauth.Fault{Kind: fakeoauth.FaultLatency, Delay: time.Second, Count: 3},
+		{name: "slow answer", fault: &oauth2test.Fault{Kind: oauth2test.FaultLatency, Delay: time.Second, Count: 3},
 			seedPresented: 1, seedProcessed: 1},
 		// Unusable 2xx: the provider may have rotated, so the lease stays as for no
 		// answer: recovery takes a lease period and an introspection.
-		{name: "malformed JSON", fault: &fakeoauth.Fault{Kind: fakeoauth.FaultMalformedJSON, Count: 1},
+		{name: "malformed JSON", fault: &oauth2test.Fault{Kind: oauth2test.FaultMalformedJSON, Count: 1},
 			seedPresented: 2, seedProcessed: 1, introspections: 1},
-		{name: "200 with temporarily_unavailable", fault: &fakeoauth.Fault{Kind: fakeoauth.FaultErrorIn200, ErrorCode: "temporarily_unavailable", Count: 1},
+		{name: "200 with temporarily_unavailable", fault: &oauth2test.Fault{Kind: oauth2test.FaultErrorIn200, ErrorCode: "temporarily_unavailable", Count: 1},
 			seedPresented: 2, seedProcessed: 1, introspections: 1},
 		// A permanent code, even in a 200: the grant is dead, a human must reseed.
-		{name: "200 with invalid_grant", fault: &fakeoauth.Fault{Kind: fakeoauth.FaultErrorIn200, ErrorCode: "invalid_grant", Count: 1},
+		{name: "200 with invalid_grant", fault: &oauth2test.Fault{Kind: oauth2test.FaultErrorIn200, ErrorCode: "invalid_grant", Count: 1},
 			reauth: "invalid_grant", seedPresented: 1, seedProcessed: 0},
 		// No new refresh token in the answer: the old one is kept and used again.
 		{name: "no rotation", noRotation: true},
@@ -410,7 +410,7 @@ func TestProviderMisbehaviour(t *testing.T) {
 	type outcome struct {
 		tc           tcase
 		id, seed     string
-		fake         *fakeoauth.Server
+		fake         *oauth2test.Server
 		done         chan struct{}
 		final        workflows.Status
 		firstFailure *workflows.Status
@@ -420,7 +420,7 @@ func TestProviderMisbehaviour(t *testing.T) {
 	outcomes := make([]*outcome, len(cases))
 	for i, tc := range cases {
 		o := &outcome{tc: tc, id: fmt.Sprintf("misbehave-%d", i), done: make(chan struct{})}
-		o.fake = startFake(t, fakeoauth.Options{AccessLifetime: 3 * time.Second, NoRotation: tc.noRotation})
+		o.fake = startFake(t, oauth2test.Options{AccessLifetime: 3 * time.Second, NoRotation: tc.noRotation})
 		if tc.fault != nil {
 			o.fake.InjectFault(*tc.fault)
 		}
@@ -535,7 +535,7 @@ func TestTemporalServerRestart(t *testing.T) {
 	srv := startPrivateServer(t)
 	e := newEnv(t)
 	e.address = srv.hostPort
-	fake := startFake(t, fakeoauth.Options{AccessLifetime: 3 * time.Second})
+	fake := startFake(t, oauth2test.Options{AccessLifetime: 3 * time.Second})
 	w := e.startWorker()
 	const id = "server-restart"
 	seed := e.startCredential(srv.client(), credential{id: id, fake: fake, introspect: true})
@@ -544,7 +544,7 @@ func TestTemporalServerRestart(t *testing.T) {
 	// Stop the server mid-cycle, while the next refresh is at the provider (held 2 s):
 	// the worker gets the answer and commits during the outage, and cannot report the
 	// activity's completion until the server is back, if at all.
-	fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultLatency, Delay: 2 * time.Second, Count: 1})
+	fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultLatency, Delay: 2 * time.Second, Count: 1})
 	waitFor(t, 30*time.Second, "the third refresh at the provider", func() (bool, string) {
 		return fake.InFlight() == 1, counters(fake, seed)
 	})
@@ -584,8 +584,8 @@ func TestRefreshNowStorm(t *testing.T) {
 	// Access tokens live a minute, so the credential sleeps ~40 s between scheduled
 	// refreshes; each refresh takes a second at the provider, longer than the storm
 	// lasts, so the storm overlaps a refresh in flight.
-	fake := startFake(t, fakeoauth.Options{AccessLifetime: time.Minute})
-	fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultLatency, Delay: time.Second})
+	fake := startFake(t, oauth2test.Options{AccessLifetime: time.Minute})
+	fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultLatency, Delay: time.Second})
 	w := e.startWorker()
 	const id = "signal-storm"
 	seed := e.startCredential(stack.client, credential{id: id, fake: fake, introspect: true})
@@ -681,9 +681,9 @@ func TestRefreshNowStorm(t *testing.T) {
 func TestGracefulStopFinishesRefresh(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	fake := startFake(t, fakeoauth.Options{AccessLifetime: 3 * time.Second})
+	fake := startFake(t, oauth2test.Options{AccessLifetime: 3 * time.Second})
 	// The grant is processed at once; the answer takes 2 s, inside the provider timeout.
-	fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultLatency, Phase: fakeoauth.AfterGrant, Delay: 2 * time.Second, Count: 1})
+	fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultLatency, Phase: oauth2test.AfterGrant, Delay: 2 * time.Second, Count: 1})
 	w := e.startWorker()
 	const id = "graceful-stop"
 	seed := e.startCredential(stack.client, credential{id: id, fake: fake, introspect: true})
@@ -698,7 +698,7 @@ func TestGracefulStopFinishesRefresh(t *testing.T) {
 	latest, _ := fake.Latest(id)
 	if rec.Version != 2 || rec.Secrets.RefreshToken != latest {
 		t.Fatalf("after a graceful stop mid-refresh the store is at version %d holding %s, the provider's live token is %s: the rotated token was dropped (lease owner %q)",
-			rec.Version, fakeoauth.Fingerprint(rec.Secrets.RefreshToken), fakeoauth.Fingerprint(latest), rec.Lease.Owner)
+			rec.Version, oauth2test.Fingerprint(rec.Secrets.RefreshToken), oauth2test.Fingerprint(latest), rec.Lease.Owner)
 	}
 
 	// The next worker carries on from the committed version.

@@ -20,9 +20,9 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tokenwarden/tokenwarden/internal/codec"
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store" // also registers the "sqlite" driver lockStore uses
 	"github.com/tokenwarden/tokenwarden/workflows"
@@ -405,10 +405,10 @@ func (e *env) lockStore() (version func(id string) int64, release func()) {
 
 // startFake runs a fake OAuth2 provider (token and introspection endpoints) that knows
 // the e2e client.
-func startFake(t *testing.T, opts fakeoauth.Options) *fakeoauth.Server {
+func startFake(t *testing.T, opts oauth2test.Options) *oauth2test.Server {
 	t.Helper()
 	opts.ClientID, opts.ClientSecret = clientID, clientSecret
-	fake := fakeoauth.New(opts)
+	fake := oauth2test.New(opts)
 	fake.Start()
 	t.Cleanup(fake.Close)
 	return fake
@@ -417,7 +417,7 @@ func startFake(t *testing.T, opts fakeoauth.Options) *fakeoauth.Server {
 // credential describes a credential a test starts through the SDK client.
 type credential struct {
 	id   string
-	fake *fakeoauth.Server
+	fake *oauth2test.Server
 	// introspect gives the credential the fake's RFC 7662 endpoint.
 	introspect bool
 }
@@ -445,7 +445,7 @@ func (e *env) startCredential(c client.Client, cred credential) (seed string) {
 	e.t.Helper()
 	seed = cred.fake.Seed(cred.id)
 	dur := func(d time.Duration) *workflows.Duration { v := workflows.Duration(d); return &v }
-	cfg := provider.Config{TokenURL: cred.fake.URL() + fakeoauth.TokenPath, ClientID: clientID}
+	cfg := provider.Config{TokenURL: cred.fake.URL() + oauth2test.TokenPath, ClientID: clientID}
 	if cred.introspect {
 		cfg.IntrospectionURL = cred.fake.IntrospectionURL()
 	}

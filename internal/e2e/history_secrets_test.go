@@ -29,8 +29,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tokenwarden/tokenwarden/internal/codec"
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -200,8 +200,8 @@ func TestPlaintextSeedRefused(t *testing.T) {
 		scan.events, scan.payloads, scan.encrypted, scan.plaintext, len(scan.findings), strings.Join(scan.findings, "\n"))
 	var seedFound, secretFound bool
 	for _, f := range scan.findings {
-		seedFound = seedFound || strings.Contains(f, fakeoauth.Fingerprint(seed))
-		secretFound = secretFound || strings.Contains(f, fakeoauth.Fingerprint(clientSecret))
+		seedFound = seedFound || strings.Contains(f, oauth2test.Fingerprint(seed))
+		secretFound = secretFound || strings.Contains(f, oauth2test.Fingerprint(clientSecret))
 	}
 	if !seedFound || !secretFound {
 		t.Errorf("the check missed the plaintext seed (refresh token found: %v, client secret found: %v)", seedFound, secretFound)
@@ -296,9 +296,9 @@ func (r *tokenRecorder) secrets() []string {
 
 // startRecordedFake serves a fake provider behind a recorder that notes every refresh
 // token and client secret presented and every access and refresh token issued.
-func startRecordedFake(t *testing.T, rec *tokenRecorder, lifetime time.Duration) (*fakeoauth.Server, string) {
+func startRecordedFake(t *testing.T, rec *tokenRecorder, lifetime time.Duration) (*oauth2test.Server, string) {
 	t.Helper()
-	fake := fakeoauth.New(fakeoauth.Options{AccessLifetime: lifetime, ClientID: clientID, ClientSecret: clientSecret})
+	fake := oauth2test.New(oauth2test.Options{AccessLifetime: lifetime, ClientID: clientID, ClientSecret: clientSecret})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -327,7 +327,7 @@ func startRecordedFake(t *testing.T, rec *tokenRecorder, lifetime time.Duration)
 		fake.Close()
 		srv.Close()
 	})
-	return fake, srv.URL + fakeoauth.TokenPath
+	return fake, srv.URL + oauth2test.TokenPath
 }
 
 type captureWriter struct {
@@ -418,7 +418,7 @@ func scanHistories(t *testing.T, id string, runs []run, secrets []string, codecU
 	}
 	var all []needle
 	for _, s := range secrets {
-		all = append(all, needle{fp: fakeoauth.Fingerprint(s), forms: needles(s)})
+		all = append(all, needle{fp: oauth2test.Fingerprint(s), forms: needles(s)})
 	}
 	check := func(where string, blob []byte) {
 		for _, n := range all {

@@ -11,7 +11,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -22,9 +22,9 @@ const (
 )
 
 // startProvider runs the fake OAuth2 provider with short-lived access tokens.
-func startProvider(t *testing.T, lifetime time.Duration) (*fakeoauth.Server, string) {
+func startProvider(t *testing.T, lifetime time.Duration) (*oauth2test.Server, string) {
 	t.Helper()
-	fake := fakeoauth.New(fakeoauth.Options{AccessLifetime: lifetime, ClientID: clientID, ClientSecret: clientSecret})
+	fake := oauth2test.New(oauth2test.Options{AccessLifetime: lifetime, ClientID: clientID, ClientSecret: clientSecret})
 	url := fake.Start()
 	t.Cleanup(fake.Close)
 	return fake, url
@@ -42,7 +42,7 @@ func credentialFile(id, tokenURL string) map[string]any {
 
 // assertRotationWasClean checks the provider's and the store's view after the worker
 // has stopped: every refresh token presented once, no reuse, the latest one stored.
-func assertRotationWasClean(t *testing.T, e *env, fake *fakeoauth.Server, id string) {
+func assertRotationWasClean(t *testing.T, e *env, fake *oauth2test.Server, id string) {
 	t.Helper()
 	if got := fake.MaxPresentations(); got != 1 {
 		t.Errorf("some refresh token was presented %d times, want exactly once each", got)
@@ -57,7 +57,7 @@ func assertRotationWasClean(t *testing.T, e *env, fake *fakeoauth.Server, id str
 	}
 	if rec.Secrets.RefreshToken != latest {
 		t.Errorf("store holds refresh token %s, provider's live one is %s",
-			fakeoauth.Fingerprint(rec.Secrets.RefreshToken), fakeoauth.Fingerprint(latest))
+			oauth2test.Fingerprint(rec.Secrets.RefreshToken), oauth2test.Fingerprint(latest))
 	}
 	if !fake.ValidAccessToken(rec.Secrets.AccessToken) {
 		t.Errorf("store's access token is not one the provider issued and still honours")

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/store/storetest"
 )
 
@@ -31,7 +31,7 @@ func TestMultiWorkerPostgresClockSkewKills(t *testing.T) {
 	)
 	schema, dsn := storetest.PostgresSchema(t)
 	e := newEnv(t)
-	fake := startFake(t, fakeoauth.Options{AccessLifetime: 3 * time.Second})
+	fake := startFake(t, oauth2test.Options{AccessLifetime: 3 * time.Second})
 	pgEnv := []string{"TOKENWARDEN_STORE=postgres", "TOKENWARDEN_POSTGRES_DSN=" + dsn}
 	skewedEnv := append([]string{clockSkewEnv + "=" + skew}, pgEnv...)
 
@@ -130,7 +130,7 @@ func TestMultiWorkerPostgresClockSkewKills(t *testing.T) {
 		}
 		if !ok || rec.Secrets.RefreshToken != latest {
 			t.Errorf("%s: the stored refresh token %s is not the provider's live one %s (revoked: %v)",
-				id, fakeoauth.Fingerprint(rec.Secrets.RefreshToken), fakeoauth.Fingerprint(latest), fake.Revoked(id))
+				id, oauth2test.Fingerprint(rec.Secrets.RefreshToken), oauth2test.Fingerprint(latest), fake.Revoked(id))
 		}
 	}
 	if got, want := int64(fake.Refreshes()), storedRefreshes+int64(len(parked)); got != want {

@@ -19,8 +19,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/internal/store/storetest"
 	"github.com/tokenwarden/tokenwarden/workflows"
@@ -28,13 +28,13 @@ import (
 
 // startMultiCredential is startCredential with the policy of the many-workers test
 // (retry_max 3s) and introspection on.
-func (e *env) startMultiCredential(fake *fakeoauth.Server, id string) (seed string) {
+func (e *env) startMultiCredential(fake *oauth2test.Server, id string) (seed string) {
 	e.t.Helper()
 	seed = fake.Seed(id)
 	dur := func(d time.Duration) *workflows.Duration { v := workflows.Duration(d); return &v }
 	in := workflows.CredentialInput{
 		Provider: "oauth2",
-		Config: provider.Config{TokenURL: fake.URL() + fakeoauth.TokenPath, ClientID: clientID,
+		Config: provider.Config{TokenURL: fake.URL() + oauth2test.TokenPath, ClientID: clientID,
 			IntrospectionURL: fake.IntrospectionURL()},
 		Policy: workflows.Policy{
 			RefreshMargin: dur(time.Second),
@@ -132,7 +132,7 @@ func TestMultiWorkerPostgresKill9(t *testing.T) {
 	const numCreds = 12
 	schema, dsn := storetest.PostgresSchema(t)
 	e := newEnv(t)
-	fake := startFake(t, fakeoauth.Options{AccessLifetime: 3 * time.Second})
+	fake := startFake(t, oauth2test.Options{AccessLifetime: 3 * time.Second})
 	pgEnv := []string{"TOKENWARDEN_STORE=postgres", "TOKENWARDEN_POSTGRES_DSN=" + dsn}
 
 	workers := [2]*worker{e.startWorkerBin(stack.workerBin, pgEnv...), e.startWorkerBin(stack.workerBin, pgEnv...)}
@@ -164,7 +164,7 @@ func TestMultiWorkerPostgresKill9(t *testing.T) {
 
 	// Hold the next refresh request at the provider, before the grant, far beyond the
 	// provider timeout; find whose request it is and which worker sent it.
-	fake.InjectFault(fakeoauth.Fault{Kind: fakeoauth.FaultLatency, Phase: fakeoauth.BeforeGrant, Delay: time.Minute, Count: 1})
+	fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultLatency, Phase: oauth2test.BeforeGrant, Delay: time.Minute, Count: 1})
 	var held string
 	waitFor(t, 30*time.Second, "a refresh request held by the provider", func() (bool, string) {
 		if fake.PendingFaults() != 0 || fake.InFlight() == 0 {
@@ -333,7 +333,7 @@ func TestMultiWorkerPostgresKill9(t *testing.T) {
 			// The provider consumed the stored token and its successor died with the worker.
 			if ok && rec.Secrets.RefreshToken == latest || fake.Processed(rec.Secrets.RefreshToken) != 1 {
 				t.Errorf("%s parked, but the stored token %s is not the one consumed once by the interrupted refresh (processed %d, latest %s)",
-					id, fakeoauth.Fingerprint(rec.Secrets.RefreshToken), fake.Processed(rec.Secrets.RefreshToken), fakeoauth.Fingerprint(latest))
+					id, oauth2test.Fingerprint(rec.Secrets.RefreshToken), fake.Processed(rec.Secrets.RefreshToken), oauth2test.Fingerprint(latest))
 			}
 			continue
 		}
@@ -343,7 +343,7 @@ func TestMultiWorkerPostgresKill9(t *testing.T) {
 		}
 		if rec.Secrets.RefreshToken != latest {
 			t.Errorf("%s: store holds refresh token %s, the provider's live one is %s",
-				id, fakeoauth.Fingerprint(rec.Secrets.RefreshToken), fakeoauth.Fingerprint(latest))
+				id, oauth2test.Fingerprint(rec.Secrets.RefreshToken), oauth2test.Fingerprint(latest))
 		}
 		if rec.Version < final[id].Version {
 			t.Errorf("%s: store version %d, older than the %d the workflow reported", id, rec.Version, final[id].Version)

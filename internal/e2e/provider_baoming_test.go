@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakebaoming"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/baoming/baomingtest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -18,13 +18,13 @@ import (
 func TestBaomingLivenessLifecycle(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	fake := fakebaoming.New()
+	fake := baomingtest.New()
 	base := fake.Start()
 	t.Cleanup(fake.Close)
 	e.startWorker()
 	const id = "e2e-baoming"
 	first := fake.Issue()
-	eid := fakebaoming.NewEnrollID()
+	eid := baomingtest.NewEnrollID()
 	fake.Enroll(first, eid)
 
 	cred := e.writeJSON("baoming.json", map[string]any{

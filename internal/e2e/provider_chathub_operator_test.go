@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakechathub"
+	"github.com/tokenwarden/tokenwarden/internal/provider/chathub/chathubtest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -14,7 +14,7 @@ import (
 // operator asks the company credential to log in again and carries on — no human needed.
 func TestChatHubOperatorMintedWithItsParent(t *testing.T) {
 	e := newEnv(t)
-	fake := startChatHub(t, fakechathub.Options{CompanyLifetime: time.Hour})
+	fake := startChatHub(t, chathubtest.Options{CompanyLifetime: time.Hour})
 	const operatorID = 7
 	fake.AddOperator(chathubLogin, operatorID)
 	w := e.startWorker()

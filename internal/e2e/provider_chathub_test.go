@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakechathub"
 	"github.com/tokenwarden/tokenwarden/internal/provider/chathub"
+	"github.com/tokenwarden/tokenwarden/internal/provider/chathub/chathubtest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -15,9 +15,9 @@ const (
 	chathubPassword = "chathub-e2e-password"
 )
 
-func startChatHub(t *testing.T, opts fakechathub.Options) *fakechathub.Server {
+func startChatHub(t *testing.T, opts chathubtest.Options) *chathubtest.Server {
 	t.Helper()
-	fake := fakechathub.New(opts)
+	fake := chathubtest.New(opts)
 	fake.AddCompany(chathubLogin, chathubPassword)
 	fake.Start()
 	t.Cleanup(fake.Close)
@@ -45,7 +45,7 @@ func chathubStart(t *testing.T, e *env, id, baseURL string, policy map[string]an
 // are re-minted by logging in again, scheduled by the exp claim.
 func TestChatHubCompanyTokenFromExpClaim(t *testing.T) {
 	e := newEnv(t)
-	fake := startChatHub(t, fakechathub.Options{CompanyLifetime: 3 * time.Second})
+	fake := startChatHub(t, chathubtest.Options{CompanyLifetime: 3 * time.Second})
 	w := e.startWorker()
 	const id = "e2e-chathub-exp"
 	chathubStart(t, e, id, fake.URL(), nil)
@@ -85,7 +85,7 @@ func TestChatHubCompanyTokenFromExpClaim(t *testing.T) {
 // login_rejected.
 func TestChatHubCompanyTokenWithoutExp(t *testing.T) {
 	e := newEnv(t)
-	fake := startChatHub(t, fakechathub.Options{Unsigned: true})
+	fake := startChatHub(t, chathubtest.Options{Unsigned: true})
 	e.startWorker()
 	const id = "e2e-chathub-noexp"
 	file := chathubCredentialFile(id, fake.URL(), nil)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakefeishu"
+	"github.com/tokenwarden/tokenwarden/internal/provider/feishu/feishutest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -43,7 +43,7 @@ func feishuCredential(id, providerName, base string) map[string]any {
 func TestFeishuUserRefreshCycles(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	fake := fakefeishu.New(fakefeishu.Options{AppID: feishuAppID, AppSecret: feishuAppSecret, UserAccessLifetime: 4 * time.Second})
+	fake := feishutest.New(feishutest.Options{AppID: feishuAppID, AppSecret: feishuAppSecret, UserAccessLifetime: 4 * time.Second})
 	base := fake.Start()
 	t.Cleanup(fake.Close)
 	w := e.startWorker()
@@ -84,7 +84,7 @@ func TestFeishuUserRefreshCycles(t *testing.T) {
 	}
 	if rec.Secrets.RefreshToken != latest {
 		t.Errorf("store holds refresh token %s, Feishu's live one is %s",
-			fakefeishu.Fingerprint(rec.Secrets.RefreshToken), fakefeishu.Fingerprint(latest))
+			feishutest.Fingerprint(rec.Secrets.RefreshToken), feishutest.Fingerprint(latest))
 	}
 	if !fake.ValidUserAccessToken(rec.Secrets.AccessToken) && time.Now().Before(rec.AccessExpiresAt) {
 		t.Errorf("store's access token is not one the fake issued")
@@ -102,7 +102,7 @@ func TestFeishuUserRefreshCycles(t *testing.T) {
 func TestFeishuTenantMints(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	fake := fakefeishu.New(fakefeishu.Options{AppID: feishuAppID, AppSecret: feishuAppSecret,
+	fake := feishutest.New(feishutest.Options{AppID: feishuAppID, AppSecret: feishuAppSecret,
 		TenantLifetime: 6 * time.Second, ReissueWindow: 1500 * time.Millisecond})
 	base := fake.Start()
 	t.Cleanup(fake.Close)
@@ -131,12 +131,12 @@ func TestFeishuTenantMints(t *testing.T) {
 	rec := e.storedRecord(id)
 	if rec.Secrets.AccessToken != fake.CurrentTenantToken() {
 		t.Errorf("store holds tenant token %s, the fake's current one is %s",
-			fakefeishu.Fingerprint(rec.Secrets.AccessToken), fakefeishu.Fingerprint(fake.CurrentTenantToken()))
+			feishutest.Fingerprint(rec.Secrets.AccessToken), feishutest.Fingerprint(fake.CurrentTenantToken()))
 	}
 	if rec.Secrets.RefreshToken != "" || rec.Secrets.ClientSecret != feishuAppSecret {
 		t.Errorf("store holds a refresh token or lost the app secret")
 	}
-	if want := int64(fake.Requests(fakefeishu.TenantTokenPath)) + 1; rec.Version != want {
+	if want := int64(fake.Requests(feishutest.TenantTokenPath)) + 1; rec.Version != want {
 		t.Errorf("store version %d, want %d (the seed plus one per mint)", rec.Version, want)
 	}
 	t.Logf("%s: %d mints, %d unchanged re-issues, store version %d, %d refreshes in status",

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakezalo"
+	"github.com/tokenwarden/tokenwarden/internal/provider/zalo/zalotest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -21,7 +21,7 @@ const (
 // the store holding the fake's latest, then a revoked authorization parks it.
 func TestZaloOARefreshCycles(t *testing.T) {
 	e := newEnv(t)
-	fake := fakezalo.New(fakezalo.Options{
+	fake := zalotest.New(zalotest.Options{
 		AppID:     zaloAppID,
 		AppSecret: zaloAppSecret,
 		// 4 s instead of Zalo's 25 h, sent as a string as Zalo sometimes does.
@@ -84,7 +84,7 @@ func TestZaloOARefreshCycles(t *testing.T) {
 	}
 	if rec.Secrets.RefreshToken != latest {
 		t.Errorf("store holds refresh token %s, the fake's live one is %s",
-			fakezalo.Fingerprint(rec.Secrets.RefreshToken), fakezalo.Fingerprint(latest))
+			zalotest.Fingerprint(rec.Secrets.RefreshToken), zalotest.Fingerprint(latest))
 	}
 	if rec.Secrets.ClientSecret != zaloAppSecret {
 		t.Errorf("store lost the app secret")

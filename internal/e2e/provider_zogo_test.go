@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakezogo"
+	"github.com/tokenwarden/tokenwarden/internal/provider/zogo/zogotest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -17,9 +17,9 @@ const (
 )
 
 // startZogo runs the fake Zogo API with short-lived access tokens and one account.
-func startZogo(t *testing.T, lifetime time.Duration) *fakezogo.Server {
+func startZogo(t *testing.T, lifetime time.Duration) *zogotest.Server {
 	t.Helper()
-	fake := fakezogo.New(fakezogo.Options{AccessLifetime: lifetime, ClientID: zogoClientID, ClientSecret: zogoClientSecret})
+	fake := zogotest.New(zogotest.Options{AccessLifetime: lifetime, ClientID: zogoClientID, ClientSecret: zogoClientSecret})
 	fake.AddUser(zogoUser, zogoPassword)
 	fake.Start()
 	t.Cleanup(fake.Close)
@@ -106,7 +106,7 @@ func TestZogoRefreshCyclesAndLoginFallback(t *testing.T) {
 	}
 	if rec.Secrets.RefreshToken != latest {
 		t.Errorf("store holds refresh token %s, provider's live one is %s",
-			fakezogo.Fingerprint(rec.Secrets.RefreshToken), fakezogo.Fingerprint(latest))
+			zogotest.Fingerprint(rec.Secrets.RefreshToken), zogotest.Fingerprint(latest))
 	}
 	if !fake.ValidAccessToken(rec.Secrets.AccessToken) {
 		t.Errorf("stored access token is not one the provider still honours")

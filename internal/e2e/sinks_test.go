@@ -18,8 +18,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -172,7 +172,7 @@ func TestEnvSinkFollowsRefreshes(t *testing.T) {
 		}
 	}
 	t.Logf("%d refreshes; store version %d; sinks at version %d; %d reloads; fingerprint %s", st.Refreshes, rec.Version, st.SinkVersion,
-		len(calls), fakeoauth.Fingerprint(rec.Secrets.AccessToken))
+		len(calls), oauth2test.Fingerprint(rec.Secrets.AccessToken))
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }

@@ -10,7 +10,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakebaoming"
+	"github.com/tokenwarden/tokenwarden/internal/provider/baoming/baomingtest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -35,7 +35,7 @@ func TestStarterStats(t *testing.T) {
 	e := newEnv(t)
 	e.address = srv.hostPort
 	fake, tokenURL := startProvider(t, cliAccessLifetime)
-	bm := fakebaoming.New()
+	bm := baomingtest.New()
 	bmBase := bm.Start()
 	t.Cleanup(bm.Close)
 	e.startWorker()
@@ -81,7 +81,7 @@ func TestStarterStats(t *testing.T) {
 	// A second provider.
 	const probed = "e2e-stats-baoming"
 	token := bm.Issue()
-	eid := fakebaoming.NewEnrollID()
+	eid := baomingtest.NewEnrollID()
 	bm.Enroll(token, eid)
 	start(probed, map[string]any{"id": probed, "provider": "baoming", "config": map[string]any{"base_url": bmBase, "eid": eid}},
 		fmt.Sprintf(`{"access_token":%q}`, token))

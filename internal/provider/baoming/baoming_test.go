@@ -13,19 +13,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakebaoming"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/baoming/baomingtest"
 )
 
 // seedEID is the enrollment the seed 004 run read (its info_id is the same form).
 const seedEID = "698add7c7068f814935d6804"
 
 func TestProbeAgainstTheFake(t *testing.T) {
-	fake := fakebaoming.New()
+	fake := baomingtest.New()
 	base := fake.Start()
 	defer fake.Close()
 	p := New(nil)
-	eid := fakebaoming.NewEnrollID()
+	eid := baomingtest.NewEnrollID()
 	cfg := provider.Config{BaseURL: base, EnrollID: eid}
 	ctx := context.Background()
 	tok := fake.Issue()
@@ -73,12 +73,12 @@ func TestProbeAgainstTheFake(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Kind != provider.Transient || pe.Code != "http_503" {
 		t.Fatalf("503: got %v, want a transient http_503", err)
 	}
-	fake.InjectFault(fakebaoming.Fault{Kind: fakebaoming.FaultRateLimit, RetryAfter: 30 * time.Second, Count: 1})
+	fake.InjectFault(baomingtest.Fault{Kind: baomingtest.FaultRateLimit, RetryAfter: 30 * time.Second, Count: 1})
 	_, err = p.Probe(ctx, cfg, provider.Grant{AccessToken: again})
 	if !errors.As(err, &pe) || pe.Kind != provider.Transient || pe.Code != "http_429" || pe.RetryAfter != 30*time.Second {
 		t.Fatalf("429: got %v, want a transient http_429 asking for 30s", err)
 	}
-	fake.InjectFault(fakebaoming.Fault{Kind: fakebaoming.FaultEmptyBody, Count: 1})
+	fake.InjectFault(baomingtest.Fault{Kind: baomingtest.FaultEmptyBody, Count: 1})
 	_, err = p.Probe(ctx, cfg, provider.Grant{AccessToken: again})
 	if !errors.As(err, &pe) || pe.Kind != provider.Transient || pe.Code != CodeMalformedResponse {
 		t.Fatalf("empty body: got %v, want a transient %s", err, CodeMalformedResponse)

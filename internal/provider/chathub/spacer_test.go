@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakechathub"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/chathub/chathubtest"
 )
 
 // TestLoginsOfOneCompanyAreSpacedAtTheFake: three logins of one company asked for at
@@ -20,7 +20,7 @@ func TestLoginsOfOneCompanyAreSpacedAtTheFake(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits about two seconds of real time")
 	}
-	fake := fakechathub.New(fakechathub.Options{MinLoginInterval: MinLoginInterval})
+	fake := chathubtest.New(chathubtest.Options{MinLoginInterval: MinLoginInterval})
 	base := fake.Start()
 	t.Cleanup(fake.Close)
 	fake.AddCompany(testLogin, testPassword)
@@ -71,7 +71,7 @@ func TestLoginsOfOneCompanyAreSpacedAtTheFake(t *testing.T) {
 // TestTheFakeThrottlesAnUnspacedClient: the fake really enforces the spacing the test
 // above relies on, so a client that did not space its logins would fail it.
 func TestTheFakeThrottlesAnUnspacedClient(t *testing.T) {
-	fake := fakechathub.New(fakechathub.Options{MinLoginInterval: MinLoginInterval})
+	fake := chathubtest.New(chathubtest.Options{MinLoginInterval: MinLoginInterval})
 	base := fake.Start()
 	t.Cleanup(fake.Close)
 	fake.AddCompany(testLogin, testPassword)

@@ -5,14 +5,14 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakeconsent"
-	"github.com/tokenwarden/tokenwarden/internal/fakefeishu"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/feishu"
+	"github.com/tokenwarden/tokenwarden/internal/provider/feishu/feishutest"
+	"github.com/tokenwarden/tokenwarden/internal/provider/providertest/consent"
 )
 
 func TestConnectAgainstFake(t *testing.T) {
-	fake := fakefeishu.New(fakefeishu.Options{AppID: fakeAppID, AppSecret: fakeAppSecret})
+	fake := feishutest.New(feishutest.Options{AppID: fakeAppID, AppSecret: fakeAppSecret})
 	fake.Start()
 	t.Cleanup(fake.Close)
 	const redirect, verifier = "http://127.0.0.1:5123/callback", "verifier-0123456789-0123456789-0123456789"
@@ -23,11 +23,11 @@ func TestConnectAgainstFake(t *testing.T) {
 		wantRefresh bool
 	}{{[]string{"offline_access"}, true}, {nil, false}} {
 		cfg := provider.Config{ClientID: fakeAppID, BaseURL: fake.URL(), Scopes: tc.scopes}
-		authURL, err := u.AuthCodeURL(cfg, redirect, "st", fakeconsent.ChallengeS256(verifier))
+		authURL, err := u.AuthCodeURL(cfg, redirect, "st", consent.ChallengeS256(verifier))
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := fakeconsent.Submit(http.DefaultClient, authURL, "approve")
+		back, err := consent.Submit(http.DefaultClient, authURL, "approve")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakefeishu"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/feishu"
+	"github.com/tokenwarden/tokenwarden/internal/provider/feishu/feishutest"
 )
 
 const (
@@ -27,7 +27,7 @@ func (c *clock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return 
 func (c *clock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
 
 func TestUserAgainstFake(t *testing.T) {
-	fake := fakefeishu.New(fakefeishu.Options{AppID: fakeAppID, AppSecret: fakeAppSecret})
+	fake := feishutest.New(feishutest.Options{AppID: fakeAppID, AppSecret: fakeAppSecret})
 	base := fake.Start()
 	defer fake.Close()
 	p := feishu.NewUser(nil, nil)
@@ -56,7 +56,7 @@ func TestUserAgainstFake(t *testing.T) {
 		t.Fatalf("reused token: %v", err)
 	}
 	// A rate limit in a 200 answer is retried later, and consumed nothing.
-	fake.InjectFault(fakefeishu.Fault{Kind: fakefeishu.FaultErrorCode, Count: 1, RetryAfter: 5 * time.Second})
+	fake.InjectFault(feishutest.Fault{Kind: feishutest.FaultErrorCode, Count: 1, RetryAfter: 5 * time.Second})
 	_, err = p.Refresh(context.Background(), cfg, grant)
 	if !errors.As(err, &pe) || pe.Kind != provider.Transient || pe.Code != "99991400" || pe.RetryAfter != 5*time.Second {
 		t.Fatalf("rate limit: %v", err)
@@ -80,10 +80,10 @@ func TestBothReuseAnswersArePermanent(t *testing.T) {
 		want      string
 	}{
 		{0, "20064"},
-		{fakefeishu.CodeRefreshTokenRevoked, "20064"},
-		{fakefeishu.CodeRefreshTokenUsed, "20073"},
+		{feishutest.CodeRefreshTokenRevoked, "20064"},
+		{feishutest.CodeRefreshTokenUsed, "20073"},
 	} {
-		fake := fakefeishu.New(fakefeishu.Options{AppID: fakeAppID, AppSecret: fakeAppSecret, ReuseCode: tc.reuseCode})
+		fake := feishutest.New(feishutest.Options{AppID: fakeAppID, AppSecret: fakeAppSecret, ReuseCode: tc.reuseCode})
 		base := fake.Start()
 		p := feishu.NewUser(nil, nil)
 		cfg := provider.Config{ClientID: fakeAppID, BaseURL: base}
@@ -105,7 +105,7 @@ func TestBothReuseAnswersArePermanent(t *testing.T) {
 
 func TestTenantAgainstFakeAcrossTheThirtyMinuteLine(t *testing.T) {
 	clk := &clock{now: time.Date(2026, 1, 19, 0, 0, 0, 0, time.UTC)}
-	fake := fakefeishu.New(fakefeishu.Options{AppID: fakeAppID, AppSecret: fakeAppSecret, Now: clk.Now})
+	fake := feishutest.New(feishutest.Options{AppID: fakeAppID, AppSecret: fakeAppSecret, Now: clk.Now})
 	base := fake.Start()
 	defer fake.Close()
 	p := feishu.NewTenant(nil, clk.Now)

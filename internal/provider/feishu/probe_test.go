@@ -5,12 +5,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakefeishu"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/feishu/feishutest"
 )
 
 func TestUserProbeAgainstTheFake(t *testing.T) {
-	fake := fakefeishu.New(fakefeishu.Options{AppID: "cli_probe", AppSecret: "probe-secret-Value-1", UserAccessLifetime: time.Hour})
+	fake := feishutest.New(feishutest.Options{AppID: "cli_probe", AppSecret: "probe-secret-Value-1", UserAccessLifetime: time.Hour})
 	base := fake.Start()
 	defer fake.Close()
 	cfg := provider.Config{ClientID: "cli_probe", BaseURL: base}

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakefeishu"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/feishu"
+	"github.com/tokenwarden/tokenwarden/internal/provider/feishu/feishutest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -30,7 +30,7 @@ func (c *testClock) Set(t time.Time) {
 // with the default policy, every mint yields a new token: one call a cycle, none wasted.
 func TestTenantMintsOncePerCycle(t *testing.T) {
 	clock := &testClock{t: time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)}
-	fake := fakefeishu.New(fakefeishu.Options{AppID: "cli_test", AppSecret: "app-secret-0123456789", Now: clock.Now})
+	fake := feishutest.New(feishutest.Options{AppID: "cli_test", AppSecret: "app-secret-0123456789", Now: clock.Now})
 	base := fake.Start()
 	t.Cleanup(fake.Close)
 	tenant := feishu.NewTenant(&http.Client{Timeout: 5 * time.Second}, clock.Now)
@@ -54,7 +54,7 @@ func TestTenantMintsOncePerCycle(t *testing.T) {
 		st.RefreshRequested = false
 		st.LastRefreshAt, st.AccessExpiresAt, st.AccessRenewableAt = clock.Now(), ts.AccessExpiresAt, ts.RenewableAt
 	}
-	if got := fake.Requests(fakefeishu.TenantTokenPath); got != cycles {
+	if got := fake.Requests(feishutest.TenantTokenPath); got != cycles {
 		t.Errorf("%d calls for %d cycles", got, cycles)
 	}
 	if fake.TenantReissues() != 0 || tenant.UnchangedRemints() != 0 {

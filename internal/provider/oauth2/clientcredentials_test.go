@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 )
 
 // TestClientCredentialsMintsWithTheSecret: each Refresh is one client_credentials
@@ -14,7 +14,7 @@ import (
 // is a permanent failure.
 func TestClientCredentialsMintsWithTheSecret(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	srv := fakeoauth.New(fakeoauth.Options{ClientID: testClientID, ClientSecret: testClientSecret, AccessLifetime: 15 * time.Minute,
+	srv := oauth2test.New(oauth2test.Options{ClientID: testClientID, ClientSecret: testClientSecret, AccessLifetime: 15 * time.Minute,
 		Now: func() time.Time { return now }})
 	tokenURL := srv.Start()
 	t.Cleanup(srv.Close)

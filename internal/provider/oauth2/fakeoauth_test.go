@@ -5,15 +5,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 )
 
 // TestAgainstStrictFake runs the adapter against the rotating, reuse-detecting fake: a
 // chain of refreshes must present every refresh token exactly once.
 func TestAgainstStrictFake(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	srv := fakeoauth.New(fakeoauth.Options{
+	srv := oauth2test.New(oauth2test.Options{
 		AccessLifetime: 10 * time.Minute, RefreshLifetime: 24 * time.Hour,
 		ClientID: testClientID, ClientSecret: testClientSecret,
 		Now: func() time.Time { return now },
@@ -52,22 +52,22 @@ func TestAgainstStrictFake(t *testing.T) {
 // and that a fault never makes it present the token twice or return a token set.
 func TestAgainstStrictFakeFaults(t *testing.T) {
 	cases := []struct {
-		fault    fakeoauth.Fault
+		fault    oauth2test.Fault
 		kind     provider.Kind
 		code     string
 		consumed bool
 	}{
-		{fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Status: 502}, provider.Transient, "http_502", false},
-		{fakeoauth.Fault{Kind: fakeoauth.FaultRateLimit, RetryAfter: 3 * time.Second}, provider.Transient, "http_429", false},
-		{fakeoauth.Fault{Kind: fakeoauth.FaultMalformedJSON, Phase: fakeoauth.AfterGrant}, provider.Transient, CodeMalformedResponse, true},
-		{fakeoauth.Fault{Kind: fakeoauth.FaultMissingAccessToken, Phase: fakeoauth.AfterGrant}, provider.Transient, CodeMalformedResponse, true},
-		{fakeoauth.Fault{Kind: fakeoauth.FaultErrorIn200, ErrorCode: "invalid_grant"}, provider.Permanent, "invalid_grant", false},
-		{fakeoauth.Fault{Kind: fakeoauth.FaultCloseConnection, Phase: fakeoauth.AfterGrant}, provider.Transient, CodeNetwork, true},
-		{fakeoauth.Fault{Kind: fakeoauth.FaultHang}, provider.Transient, CodeNetwork, false},
+		{oauth2test.Fault{Kind: oauth2test.FaultStatus, Status: 502}, provider.Transient, "http_502", false},
+		{oauth2test.Fault{Kind: oauth2test.FaultRateLimit, RetryAfter: 3 * time.Second}, provider.Transient, "http_429", false},
+		{oauth2test.Fault{Kind: oauth2test.FaultMalformedJSON, Phase: oauth2test.AfterGrant}, provider.Transient, CodeMalformedResponse, true},
+		{oauth2test.Fault{Kind: oauth2test.FaultMissingAccessToken, Phase: oauth2test.AfterGrant}, provider.Transient, CodeMalformedResponse, true},
+		{oauth2test.Fault{Kind: oauth2test.FaultErrorIn200, ErrorCode: "invalid_grant"}, provider.Permanent, "invalid_grant", false},
+		{oauth2test.Fault{Kind: oauth2test.FaultCloseConnection, Phase: oauth2test.AfterGrant}, provider.Transient, CodeNetwork, true},
+		{oauth2test.Fault{Kind: oauth2test.FaultHang}, provider.Transient, CodeNetwork, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.fault.Kind.String()+"/"+tc.fault.Phase.String(), func(t *testing.T) {
-			srv := fakeoauth.New(fakeoauth.Options{ClientID: testClientID, ClientSecret: testClientSecret})
+			srv := oauth2test.New(oauth2test.Options{ClientID: testClientID, ClientSecret: testClientSecret})
 			tokenURL := srv.Start()
 			t.Cleanup(srv.Close)
 			rt := srv.Seed("fam")
@@ -110,18 +110,18 @@ func asProviderError(err error, target **provider.Error) bool {
 func TestIntrospectionSettlesInterruptedRefresh(t *testing.T) {
 	cases := []struct {
 		name     string
-		fault    fakeoauth.Fault
+		fault    oauth2test.Fault
 		consumed bool
 	}{
-		{"reset before grant", fakeoauth.Fault{Kind: fakeoauth.FaultCloseConnection}, false},
-		{"reset after grant", fakeoauth.Fault{Kind: fakeoauth.FaultCloseConnection, Phase: fakeoauth.AfterGrant}, true},
-		{"hang before grant", fakeoauth.Fault{Kind: fakeoauth.FaultHang}, false},
-		{"hang after grant", fakeoauth.Fault{Kind: fakeoauth.FaultHang, Phase: fakeoauth.AfterGrant}, true},
+		{"reset before grant", oauth2test.Fault{Kind: oauth2test.FaultCloseConnection}, false},
+		{"reset after grant", oauth2test.Fault{Kind: oauth2test.FaultCloseConnection, Phase: oauth2test.AfterGrant}, true},
+		{"hang before grant", oauth2test.Fault{Kind: oauth2test.FaultHang}, false},
+		{"hang after grant", oauth2test.Fault{Kind: oauth2test.FaultHang, Phase: oauth2test.AfterGrant}, true},
 	}
 	for _, style := range []string{"header", "body"} {
 		for _, tc := range cases {
 			t.Run(style+"/"+tc.name, func(t *testing.T) {
-				srv := fakeoauth.New(fakeoauth.Options{ClientID: testClientID, ClientSecret: testClientSecret})
+				srv := oauth2test.New(oauth2test.Options{ClientID: testClientID, ClientSecret: testClientSecret})
 				tokenURL := srv.Start()
 				t.Cleanup(srv.Close)
 				rt := srv.Seed("fam")
@@ -164,7 +164,7 @@ func TestIntrospectionSettlesInterruptedRefresh(t *testing.T) {
 }
 
 func TestIntrospectionFaultsFromStrictFake(t *testing.T) {
-	srv := fakeoauth.New(fakeoauth.Options{ClientID: testClientID, ClientSecret: testClientSecret})
+	srv := oauth2test.New(oauth2test.Options{ClientID: testClientID, ClientSecret: testClientSecret})
 	tokenURL := srv.Start()
 	t.Cleanup(srv.Close)
 	rt := srv.Seed("fam")
@@ -172,20 +172,20 @@ func TestIntrospectionFaultsFromStrictFake(t *testing.T) {
 	g := provider.Grant{RefreshToken: rt, ClientSecret: testClientSecret}
 	p := New(nil, nil)
 	cases := []struct {
-		fault fakeoauth.Fault
+		fault oauth2test.Fault
 		kind  provider.Kind
 		code  string
 	}{
-		{fakeoauth.Fault{Kind: fakeoauth.FaultStatus, Status: 502}, provider.Transient, "http_502"},
-		{fakeoauth.Fault{Kind: fakeoauth.FaultRateLimit, RetryAfter: 3 * time.Second}, provider.Transient, "http_429"},
-		{fakeoauth.Fault{Kind: fakeoauth.FaultMalformedJSON}, provider.Transient, CodeMalformedResponse},
-		{fakeoauth.Fault{Kind: fakeoauth.FaultMissingAccessToken}, provider.Transient, CodeMalformedResponse},
-		{fakeoauth.Fault{Kind: fakeoauth.FaultErrorIn200}, provider.Transient, "server_error"},
-		{fakeoauth.Fault{Kind: fakeoauth.FaultCloseConnection}, provider.Transient, CodeNetwork},
+		{oauth2test.Fault{Kind: oauth2test.FaultStatus, Status: 502}, provider.Transient, "http_502"},
+		{oauth2test.Fault{Kind: oauth2test.FaultRateLimit, RetryAfter: 3 * time.Second}, provider.Transient, "http_429"},
+		{oauth2test.Fault{Kind: oauth2test.FaultMalformedJSON}, provider.Transient, CodeMalformedResponse},
+		{oauth2test.Fault{Kind: oauth2test.FaultMissingAccessToken}, provider.Transient, CodeMalformedResponse},
+		{oauth2test.Fault{Kind: oauth2test.FaultErrorIn200}, provider.Transient, "server_error"},
+		{oauth2test.Fault{Kind: oauth2test.FaultCloseConnection}, provider.Transient, CodeNetwork},
 	}
 	for _, tc := range cases {
 		f := tc.fault
-		f.Count, f.Path = 1, fakeoauth.IntrospectionPath
+		f.Count, f.Path = 1, oauth2test.IntrospectionPath
 		srv.InjectFault(f)
 		_, _, err := p.RefreshTokenActive(context.Background(), cfg, g)
 		var perr *provider.Error

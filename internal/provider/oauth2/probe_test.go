@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakeoauth"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 )
 
 func TestProbeByIntrospectionSpendsNothing(t *testing.T) {
-	fake := fakeoauth.New(fakeoauth.Options{AccessLifetime: time.Hour, ClientID: "app", ClientSecret: "s3cret-Client-9"})
+	fake := oauth2test.New(oauth2test.Options{AccessLifetime: time.Hour, ClientID: "app", ClientSecret: "s3cret-Client-9"})
 	tokenURL := fake.Start()
 	defer fake.Close()
 	cfg := provider.Config{TokenURL: tokenURL, IntrospectionURL: fake.IntrospectionURL(), ClientID: "app"}

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/fakezalo"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/zalo"
+	"github.com/tokenwarden/tokenwarden/internal/provider/zalo/zalotest"
 )
 
 const (
@@ -17,20 +17,20 @@ const (
 	appSecret = "Fake-App-Secret-0123456789"
 )
 
-func startFake(t *testing.T, opts fakezalo.Options) *fakezalo.Server {
+func startFake(t *testing.T, opts zalotest.Options) *zalotest.Server {
 	t.Helper()
 	opts.AppID, opts.AppSecret = appID, appSecret
-	f := fakezalo.New(opts)
+	f := zalotest.New(opts)
 	f.Start()
 	t.Cleanup(f.Close)
 	return f
 }
 
-func cfgFor(f *fakezalo.Server) provider.Config {
+func cfgFor(f *zalotest.Server) provider.Config {
 	return provider.Config{ClientID: appID, BaseURL: f.URL()}
 }
 
-func refresh(t *testing.T, p *zalo.Provider, f *fakezalo.Server, rt string) (provider.TokenSet, error) {
+func refresh(t *testing.T, p *zalo.Provider, f *zalotest.Server, rt string) (provider.TokenSet, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -57,16 +57,16 @@ func TestRotationAgainstTheFake(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		p      *zalo.Provider
-		seed   func(*fakezalo.Server, string) string
+		seed   func(*zalotest.Server, string) string
 		asText bool
 	}{
-		{"oa", zalo.NewOA(nil, nil), (*fakezalo.Server).SeedOA, false},
-		{"oa expires_in string", zalo.NewOA(nil, nil), (*fakezalo.Server).SeedOA, true},
-		{"user", zalo.NewUser(nil, nil), (*fakezalo.Server).SeedUser, false},
+		{"oa", zalo.NewOA(nil, nil), (*zalotest.Server).SeedOA, false},
+		{"oa expires_in string", zalo.NewOA(nil, nil), (*zalotest.Server).SeedOA, true},
+		{"user", zalo.NewUser(nil, nil), (*zalotest.Server).SeedUser, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := time.Now()
-			f := startFake(t, fakezalo.Options{ExpiresInAsString: tc.asText})
+			f := startFake(t, zalotest.Options{ExpiresInAsString: tc.asText})
 			rt := tc.seed(f, "fam")
 			var last provider.TokenSet
 			for i := 0; i < 4; i++ {
@@ -100,7 +100,7 @@ func TestRotationAgainstTheFake(t *testing.T) {
 }
 
 func TestFakeRulesSeenByTheAdapter(t *testing.T) {
-	f := startFake(t, fakezalo.Options{})
+	f := startFake(t, zalotest.Options{})
 	oa := zalo.NewOA(nil, nil)
 
 	used := f.SeedOA("reuse")
@@ -143,7 +143,7 @@ func TestFakeRulesSeenByTheAdapter(t *testing.T) {
 }
 
 func TestRefreshTokenLifetimeFromTheFake(t *testing.T) {
-	f := startFake(t, fakezalo.Options{RefreshLifetime: 30 * 24 * time.Hour, SendRefreshTokenExpiresIn: true, ExpiresInAsString: true, AccessLifetime: time.Hour})
+	f := startFake(t, zalotest.Options{RefreshLifetime: 30 * 24 * time.Hour, SendRefreshTokenExpiresIn: true, ExpiresInAsString: true, AccessLifetime: time.Hour})
 	now := time.Now()
 	ts, err := refresh(t, zalo.NewUser(nil, nil), f, f.SeedUser("u"))
 	if err != nil {
@@ -160,24 +160,24 @@ func TestRefreshTokenLifetimeFromTheFake(t *testing.T) {
 func TestFaultsSeenByTheAdapter(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		fault    fakezalo.Fault
+		fault    zalotest.Fault
 		kind     provider.Kind
 		code     string
 		consumed bool
 	}{
-		{"502", fakezalo.Fault{Kind: fakezalo.FaultStatus}, provider.Transient, "http_502", false},
-		{"503 retry-after", fakezalo.Fault{Kind: fakezalo.FaultStatus, Status: 503, RetryAfter: 7 * time.Second}, provider.Transient, "http_503", false},
-		{"rate limit in 200", fakezalo.Fault{Kind: fakezalo.FaultErrorIn200}, provider.Transient, "-32", false},
-		{"invalid refresh token in 200", fakezalo.Fault{Kind: fakezalo.FaultErrorIn200, ErrorCode: -14014, ErrorName: "Invalid refresh token"}, provider.Permanent, "-14014", false},
-		{"malformed", fakezalo.Fault{Kind: fakezalo.FaultMalformedJSON}, provider.Transient, zalo.CodeMalformedResponse, false},
-		{"empty body", fakezalo.Fault{Kind: fakezalo.FaultEmptyBody}, provider.Transient, zalo.CodeMalformedResponse, false},
-		{"close connection", fakezalo.Fault{Kind: fakezalo.FaultCloseConnection}, provider.Transient, zalo.CodeNetwork, false},
-		{"hang", fakezalo.Fault{Kind: fakezalo.FaultHang}, provider.Transient, zalo.CodeNetwork, false},
-		{"missing access token after grant", fakezalo.Fault{Kind: fakezalo.FaultMissingAccessToken, Phase: fakezalo.AfterGrant}, provider.Transient, zalo.CodeMalformedResponse, true},
-		{"close after grant", fakezalo.Fault{Kind: fakezalo.FaultCloseConnection, Phase: fakezalo.AfterGrant}, provider.Transient, zalo.CodeNetwork, true},
+		{"502", zalotest.Fault{Kind: zalotest.FaultStatus}, provider.Transient, "http_502", false},
+		{"503 retry-after", zalotest.Fault{Kind: zalotest.FaultStatus, Status: 503, RetryAfter: 7 * time.Second}, provider.Transient, "http_503", false},
+		{"rate limit in 200", zalotest.Fault{Kind: zalotest.FaultErrorIn200}, provider.Transient, "-32", false},
+		{"invalid refresh token in 200", zalotest.Fault{Kind: zalotest.FaultErrorIn200, ErrorCode: -14014, ErrorName: "Invalid refresh token"}, provider.Permanent, "-14014", false},
+		{"malformed", zalotest.Fault{Kind: zalotest.FaultMalformedJSON}, provider.Transient, zalo.CodeMalformedResponse, false},
+		{"empty body", zalotest.Fault{Kind: zalotest.FaultEmptyBody}, provider.Transient, zalo.CodeMalformedResponse, false},
+		{"close connection", zalotest.Fault{Kind: zalotest.FaultCloseConnection}, provider.Transient, zalo.CodeNetwork, false},
+		{"hang", zalotest.Fault{Kind: zalotest.FaultHang}, provider.Transient, zalo.CodeNetwork, false},
+		{"missing access token after grant", zalotest.Fault{Kind: zalotest.FaultMissingAccessToken, Phase: zalotest.AfterGrant}, provider.Transient, zalo.CodeMalformedResponse, true},
+		{"close after grant", zalotest.Fault{Kind: zalotest.FaultCloseConnection, Phase: zalotest.AfterGrant}, provider.Transient, zalo.CodeNetwork, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := startFake(t, fakezalo.Options{})
+			f := startFake(t, zalotest.Options{})
 			rt := f.SeedOA("fam")
 			tc.fault.Count = 1
 			f.InjectFault(tc.fault)
@@ -200,11 +200,11 @@ func TestFaultsSeenByTheAdapter(t *testing.T) {
 }
 
 func TestExchangeCodeAgainstTheFake(t *testing.T) {
-	f := startFake(t, fakezalo.Options{})
+	f := startFake(t, zalotest.Options{})
 	const verifier = "Verifier-0123456789-abcdefghijklmnopqrstuvwxyz"
 	user := zalo.NewUser(nil, nil)
 
-	code := f.IssueCode(fakezalo.User, "u", fakezalo.CodeChallenge(verifier))
+	code := f.IssueCode(zalotest.User, "u", zalotest.CodeChallenge(verifier))
 	ts, err := user.ExchangeCode(context.Background(), cfgFor(f), appSecret, code, verifier)
 	if err != nil {
 		t.Fatalf("ExchangeCode: %v", err)
@@ -220,14 +220,14 @@ func TestExchangeCodeAgainstTheFake(t *testing.T) {
 	_, err = user.ExchangeCode(context.Background(), cfgFor(f), appSecret, code, verifier)
 	wantCode(t, err, provider.Permanent, "-14005")
 	// A wrong verifier burns the code.
-	code = f.IssueCode(fakezalo.User, "u2", fakezalo.CodeChallenge(verifier))
+	code = f.IssueCode(zalotest.User, "u2", zalotest.CodeChallenge(verifier))
 	_, err = user.ExchangeCode(context.Background(), cfgFor(f), appSecret, code, "Wrong-Verifier-0123456789abcdefghijklmnop")
 	wantCode(t, err, provider.Permanent, "-14005")
 	if strings.Contains(err.Error(), code) {
 		t.Errorf("error leaks the code: %v", err)
 	}
 	// OA without PKCE.
-	code = f.IssueCode(fakezalo.OA, "oa", "")
+	code = f.IssueCode(zalotest.OA, "oa", "")
 	if _, err := zalo.NewOA(nil, nil).ExchangeCode(context.Background(), cfgFor(f), appSecret, code, ""); err != nil {
 		t.Fatalf("OA exchange: %v", err)
 	}
