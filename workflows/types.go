@@ -4,6 +4,9 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	// Named cred here: in this package, credential is the workflow's in-memory state
+	// (credential.go).
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 )
@@ -24,26 +27,19 @@ const (
 	DefaultEventLimit  = 1000
 )
 
-// State is where a credential is in its lifecycle.
-type State string
+// State is where a credential is in its lifecycle: credential.State, named here for the
+// callers that know it from the workflow.
+type State = cred.State
 
-// The states of DESIGN.md's state machine.
+// The states of the state machine (credential.go), as credential names them.
 const (
-	// StateSeeding: the workflow has started and is storing the seed material.
-	StateSeeding State = "SEEDING"
-	// StateActive: the token is valid; the workflow sleeps until the next action.
-	StateActive State = "ACTIVE"
-	// StateRefreshing: a refresh activity is in flight.
-	StateRefreshing State = "REFRESHING"
-	// StateDegraded: refreshes fail transiently; the access token is still valid.
-	StateDegraded State = "DEGRADED"
-	// StateExpired: refreshes fail transiently and the access token has run out.
-	StateExpired State = "EXPIRED"
-	// StateNeedsReauth: the provider rejected the grant; a human must reseed.
-	StateNeedsReauth State = "NEEDS_REAUTH"
-	// StateRetired: the credential was retired; its secrets are deleted and the
-	// workflow has completed.
-	StateRetired State = "RETIRED"
+	StateSeeding     = cred.StateSeeding
+	StateActive      = cred.StateActive
+	StateRefreshing  = cred.StateRefreshing
+	StateDegraded    = cred.StateDegraded
+	StateExpired     = cred.StateExpired
+	StateNeedsReauth = cred.StateNeedsReauth
+	StateRetired     = cred.StateRetired
 )
 
 // Policy is the per-credential timing configuration. Every field is optional: nil

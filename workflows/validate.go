@@ -8,6 +8,8 @@ import (
 	"unicode"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	// Named cred as in types.go.
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 )
@@ -30,7 +32,7 @@ func (in CredentialInput) validate(workflowID string, rules inputRules) error {
 	if id == "" {
 		id = workflowID
 	}
-	if err := ValidateID(id); err != nil {
+	if err := cred.ValidateID(id); err != nil {
 		errs = append(errs, err)
 	}
 	switch {
@@ -44,7 +46,7 @@ func (in CredentialInput) validate(workflowID string, rules inputRules) error {
 		errs = append(errs, fmt.Errorf("provider: unknown %q (one of %s)", in.Provider, strings.Join(providers.Names(), ", ")))
 	}
 	if in.Config.Parent != "" {
-		if err := ValidateID(in.Config.Parent); err != nil {
+		if err := cred.ValidateID(in.Config.Parent); err != nil {
 			errs = append(errs, fmt.Errorf("config.parent: %w", err))
 		} else if in.Config.Parent == id {
 			errs = append(errs, errors.New("config.parent: a credential cannot be its own parent"))
@@ -78,26 +80,8 @@ func (in CredentialInput) validate(workflowID string, rules inputRules) error {
 	return errors.Join(errs...)
 }
 
-// ValidateID accepts credential IDs that are safe in a workflow ID, a URL path and a
-// file name: 1 to 200 of [A-Za-z0-9._-], not starting with a dot or dash.
-func ValidateID(id string) error {
-	if id == "" {
-		return errors.New("id: required")
-	}
-	if len(id) > 200 {
-		return errors.New("id: longer than 200 characters")
-	}
-	if id[0] == '.' || id[0] == '-' {
-		return fmt.Errorf("id: %q must not start with '.' or '-'", id)
-	}
-	for _, r := range id {
-		ok := r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
-		if !ok {
-			return fmt.Errorf("id: %q may contain only letters, digits, '.', '_' and '-'", id)
-		}
-	}
-	return nil
-}
+// ValidateID is credential.ValidateID, for the callers that know it from here.
+func ValidateID(id string) error { return cred.ValidateID(id) }
 
 // Validate checks that set durations are at least MinPolicyDuration and that the
 // backoff bounds agree.
@@ -138,7 +122,7 @@ func (p Policy) validate(rules inputRules) error {
 		errs = append(errs, fmt.Errorf("policy.notify_after_failures: must be at least 1, got %d", *p.NotifyAfterFailures))
 	}
 	if p.NotifyTarget != "" {
-		if err := ValidateID(p.NotifyTarget); err != nil {
+		if err := cred.ValidateID(p.NotifyTarget); err != nil {
 			errs = append(errs, fmt.Errorf("policy.notify_target: %w", err))
 		}
 	}

@@ -47,8 +47,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/store"
-	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
 // The key format (see the package documentation).
@@ -163,7 +163,7 @@ func checkCredentialIDs(ids []string) error {
 		return invalid("no credential IDs: an API key needs -credential ID[,ID...], the credentials it may read")
 	}
 	for _, id := range ids {
-		if err := workflows.ValidateID(id); err != nil {
+		if err := credential.ValidateID(id); err != nil {
 			return invalid("credential %v", err)
 		}
 	}
