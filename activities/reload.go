@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 )
 
 // An env sink may tell the consumer of its file that the file changed: the seeds'
@@ -25,14 +27,9 @@ import (
 // and a signal name, or a URL that must carry no credentials (user info and queries
 // are refused) and is sent no token.
 
-// ReloadSignal signals the process whose pid a pid file holds.
-type ReloadSignal struct {
-	// PIDFile is the absolute, clean path of a regular file whose name ends in ".pid"
-	// and that holds one positive decimal integer (a trailing newline is allowed).
-	PIDFile string `json:"pid_file"`
-	// Signal is HUP, USR1, USR2 or TERM.
-	Signal string `json:"signal"`
-}
+// ReloadSignal is credential.ReloadSignal, named here for the callers that know it from
+// the activities.
+type ReloadSignal = credential.ReloadSignal
 
 // reloadSignalNames lists the signals a sink may send, for messages: those daemons use
 // for "re-read your configuration" or "stop, to be restarted". Anything stronger (KILL)
@@ -82,9 +79,9 @@ func checkFilePath(field, p string) error {
 	return nil
 }
 
-// Check validates a reload signal; its errors name the field
+// checkReloadSignal validates a reload signal; its errors name the field
 // ("reload_signal.signal: ...").
-func (r ReloadSignal) Check() error {
+func checkReloadSignal(r credential.ReloadSignal) error {
 	var errs []error
 	if err := checkFilePath("reload_signal.pid_file", r.PIDFile); err != nil {
 		errs = append(errs, err)

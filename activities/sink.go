@@ -16,28 +16,22 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tokenwarden/tokenwarden/internal/config"
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/envfile"
 	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/internal/webhook"
 )
 
-// Sink types.
+// Sink types and env sink values: credential's, named here for the callers that know
+// them from the activities.
 const (
-	// SinkEnv sets one KEY=value line of a dotenv file on the worker's machine.
-	SinkEnv = "env"
-	// SinkWebhook posts the new access token to a target configured on the worker.
-	SinkWebhook = "webhook"
-)
-
-// What an env sink writes. The refresh token is written only when chosen explicitly:
-// a consumer that spends a single-use refresh token takes the credential away from
-// tokenwarden.
-const (
-	SinkValueAccessToken  = "access_token" // the default
-	SinkValueTokenType    = "token_type"
-	SinkValueExpiresAt    = "expires_at" // the access token's expiry, RFC 3339 in UTC; empty when unknown
-	SinkValueRefreshToken = "refresh_token"
+	SinkEnv               = credential.SinkEnv
+	SinkWebhook           = credential.SinkWebhook
+	SinkValueAccessToken  = credential.SinkValueAccessToken
+	SinkValueTokenType    = credential.SinkValueTokenType
+	SinkValueExpiresAt    = credential.SinkValueExpiresAt
+	SinkValueRefreshToken = credential.SinkValueRefreshToken
 )
 
 // MaxSinks bounds the sinks of one credential.
@@ -52,41 +46,12 @@ const ErrTypeSinkRefused = "SinkRefused"
 // error).
 const ErrTypeSinkFailed = "SinkFailed"
 
-// SinkSpec is one place a credential's fresh token is delivered to after every
-// committed refresh. It is part of the workflow input, travels in history, and must
-// hold no secret: a webhook is named, its URL is the worker's; a reload URL is the
-// consumer's and must carry no credentials (reload.go).
-type SinkSpec struct {
-	// Type is SinkEnv or SinkWebhook.
-	Type string `json:"type"`
-	// Path (env) is the absolute, clean path of the dotenv file. Check sees only its
-	// form; the worker writes it only inside its TOKENWARDEN_SINK_DIRS (sinkpath.go).
-	Path string `json:"path,omitempty"`
-	// Key (env) is the variable to set, [A-Za-z_][A-Za-z0-9_]*.
-	Key string `json:"key,omitempty"`
-	// Value (env) is what to write: access_token (default), token_type, expires_at,
-	// or refresh_token.
-	Value string `json:"value,omitempty"`
-	// Target (webhook) names an entry of TOKENWARDEN_NOTIFY_TARGETS.
-	Target string `json:"target,omitempty"`
-	// ReloadSignal (env), if set, signals the file's consumer after the file has been
-	// written.
-	ReloadSignal *ReloadSignal `json:"reload_signal,omitempty"`
-	// ReloadURL (env), if set, is POSTed to after the file has been written (see
-	// CheckReloadURL); it is told no token.
-	ReloadURL string `json:"reload_url,omitempty"`
-}
+// SinkSpec is credential.Sink, named here for the callers that know it from the
+// activities.
+type SinkSpec = credential.Sink
 
-// value is the spec's Value with the default filled in.
-func (s SinkSpec) value() string {
-	if s.Value == "" {
-		return SinkValueAccessToken
-	}
-	return s.Value
-}
-
-// Check validates one sink; its errors name the field ("path: must be absolute").
-func (s SinkSpec) Check() error {
+// checkSink validates one sink; its errors name the field ("path: must be absolute").
+func checkSink(s credential.Sink) error {
 	var errs []error
 	switch s.Type {
 	case SinkEnv:
@@ -96,7 +61,7 @@ func (s SinkSpec) Check() error {
 		if !envfile.ValidKey(s.Key) {
 			errs = append(errs, fmt.Errorf("key: must be a variable name ([A-Za-z_][A-Za-z0-9_]*, at most %d), got %q", envfile.MaxKeyLen, s.Key))
 		}
-		switch s.value() {
+		switch s.EnvValue() {
 		case SinkValueAccessToken, SinkValueTokenType, SinkValueExpiresAt, SinkValueRefreshToken:
 		default:
 			errs = append(errs, fmt.Errorf("value: must be %s (default), %s, %s or %s, got %q",
@@ -106,7 +71,7 @@ func (s SinkSpec) Check() error {
 			errs = append(errs, errors.New("target: only for webhook sinks"))
 		}
 		if s.ReloadSignal != nil {
-			if err := s.ReloadSignal.Check(); err != nil {
+			if err := checkReloadSignal(*s.ReloadSignal); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -136,14 +101,14 @@ func (s SinkSpec) Check() error {
 
 // CheckSinks validates a credential's sinks; every error names the field
 // ("sinks[0].path: must be absolute ...").
-func CheckSinks(sinks []SinkSpec) error {
+func CheckSinks(sinks []credential.Sink) error {
 	var errs []error
 	if len(sinks) > MaxSinks {
 		errs = append(errs, fmt.Errorf("sinks: at most %d, got %d", MaxSinks, len(sinks)))
 	}
 	seen := map[string]int{}
 	for i, s := range sinks {
-		if err := s.Check(); err != nil {
+		if err := checkSink(s); err != nil {
 			for _, line := range strings.Split(err.Error(), "\n") {
 				errs = append(errs, fmt.Errorf("sinks[%d].%s", i, line))
 			}
@@ -269,9 +234,9 @@ func (a *Activities) Sink(ctx context.Context, req SinkRequest) (SinkResult, err
 		if s.Type != SinkEnv {
 			continue
 		}
-		v := values[s.value()]
-		if v == "" && (s.value() == SinkValueAccessToken || s.value() == SinkValueRefreshToken) {
-			refuse(fmt.Sprintf("sinks[%d]: the token store holds no %s to write", i, s.value()))
+		v := values[s.EnvValue()]
+		if v == "" && (s.EnvValue() == SinkValueAccessToken || s.EnvValue() == SinkValueRefreshToken) {
+			refuse(fmt.Sprintf("sinks[%d]: the token store holds no %s to write", i, s.EnvValue()))
 			continue
 		}
 		fu := files[s.Path]

@@ -3,7 +3,6 @@ package workflows
 import (
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/activities"
 	// Named cred here: in this package, credential is the workflow's in-memory state
 	// (credential.go).
 	cred "github.com/tokenwarden/tokenwarden/internal/credential"
@@ -248,14 +247,9 @@ type CredentialInput struct {
 	Sinks []Sink `json:"sinks,omitempty"`
 }
 
-// Sink is one destination of a credential's token after each refresh:
-// {"type":"env","path":"/srv/app/.env","key":"ZALO_ACCESS_TOKEN","value":"access_token"}
-// or {"type":"webhook","target":"<a TOKENWARDEN_NOTIFY_TARGETS name>"}; an env sink may
-// add "reload_signal" ({"pid_file":"/run/app.pid","signal":"HUP"}) and/or "reload_url"
-// to tell the file's consumer it changed. It names files, targets and a consumer's
-// reload endpoint, never holds a token or a credential-bearing URL; activities.Sink does
-// the writing.
-type Sink = activities.SinkSpec
+// Sink is one destination of a credential's token after each refresh: credential.Sink,
+// named here for the callers that know it from the workflow input.
+type Sink = cred.Sink
 
 // Action is what the workflow will do when it next wakes up.
 type Action string
