@@ -4,44 +4,26 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 )
 
-// Notification events.
+// Notification events: credential's, named here for the callers that know them from
+// the activities.
 const (
-	EventIncident  = "incident"  // an incident started, or got worse (DEGRADED -> EXPIRED -> NEEDS_REAUTH)
-	EventReminder  = "reminder"  // the incident still lasts
-	EventRecovered = "recovered" // the credential is healthy again
-	EventRetired   = "retired"   // the credential was retired
+	EventIncident  = credential.EventIncident
+	EventReminder  = credential.EventReminder
+	EventRecovered = credential.EventRecovered
+	EventRetired   = credential.EventRetired
 )
 
-// Notification tells the people who own a credential what happened and what to do. It
-// carries no secret: the reason is the workflow's LastError, already scrubbed by the
-// provider adapter.
-type Notification struct {
-	// ID identifies this notification to its receivers, so that they can drop a
-	// duplicate: the Notify activity sets it (notificationID), and a retried delivery
-	// carries the same ID. The workflow leaves it empty.
-	ID           string    `json:"id,omitempty"`
-	Event        string    `json:"event"`
-	CredentialID string    `json:"credential_id"`
-	Provider     string    `json:"provider"`
-	State        string    `json:"state"`
-	Reason       string    `json:"reason,omitempty"`
-	Code         string    `json:"code,omitempty"`
-	Since        time.Time `json:"since"`
-	Failures     int       `json:"consecutive_failures,omitempty"`
-	// Reminder counts reminders of this incident (1 for the first).
-	Reminder int `json:"reminder,omitempty"`
-	// ReseedCommand is the exact command that hands the credential new grant material.
-	ReseedCommand string `json:"reseed_command,omitempty"`
-	// Target names the worker-configured destination; empty means the default.
-	Target string `json:"target,omitempty"`
-}
+// Notification is credential.Notification, named here for the callers that know it from
+// the activities. Notify sets its ID (notificationID).
+type Notification = credential.Notification
 
 // Notifier delivers notifications. The worker's implementation posts webhooks to the
 // targets configured in its environment.

@@ -134,7 +134,7 @@ type SinkRequest struct {
 	// Version is the store version the workflow committed. The activity writes the
 	// record as it is now, which may be newer.
 	Version int64
-	Sinks   []SinkSpec
+	Sinks   []credential.Sink
 }
 
 // SinkResult is what was delivered. It never carries a token.

@@ -8,6 +8,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	// Named cred as in types.go.
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 )
@@ -53,9 +55,9 @@ func (c *credential) reviewIncident(ctx workflow.Context) {
 			since = inc.Since
 		}
 		c.st.Incident = &Incident{Kind: c.st.State, Since: since, NextReminderAt: now.Add(c.st.Timing.ReminderInterval.D())}
-		c.notify(ctx, activities.EventIncident)
+		c.notify(ctx, cred.EventIncident)
 	case inc != nil && c.st.State == StateActive:
-		c.notify(ctx, activities.EventRecovered)
+		c.notify(ctx, cred.EventRecovered)
 		c.st.Incident = nil
 	}
 }
@@ -65,17 +67,17 @@ func (c *credential) remind(ctx workflow.Context) {
 	inc := c.st.Incident
 	inc.Reminders++
 	inc.NextReminderAt = workflow.Now(ctx).Add(c.st.Timing.ReminderInterval.D())
-	c.notify(ctx, activities.EventReminder)
+	c.notify(ctx, cred.EventReminder)
 }
 
 // notify sends a notification without waiting for it: a slow or broken webhook must
 // never hold up a refresh. Temporal retries delivery for about half an hour.
 func (c *credential) notify(ctx workflow.Context, event string) {
-	n := activities.Notification{
+	n := cred.Notification{
 		Event:         event,
 		CredentialID:  c.st.ID,
 		Provider:      c.st.Provider,
-		State:         string(c.st.State),
+		State:         c.st.State,
 		Reason:        c.st.LastError,
 		Code:          c.st.LastErrorCode,
 		Since:         c.st.StateSince,
@@ -87,7 +89,7 @@ func (c *credential) notify(ctx workflow.Context, event string) {
 		n.Since = inc.Since
 		n.Reminder = inc.Reminders
 	}
-	if event == activities.EventRecovered || event == activities.EventRetired {
+	if event == cred.EventRecovered || event == cred.EventRetired {
 		n.ReseedCommand = ""
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -130,7 +132,7 @@ func (c *credential) retireNow(ctx workflow.Context) (Status, error) {
 	c.st.Incident = nil
 	c.st.NextAction, c.st.NextActionAt = "", time.Time{}
 	c.st.AccessExpiresAt = time.Time{}
-	c.notify(ctx, activities.EventRetired)
+	c.notify(ctx, cred.EventRetired)
 	if err := c.publish(ctx); err != nil {
 		return c.st, err
 	}

@@ -16,7 +16,7 @@ import (
 func (s *credentialSuite) events() []string {
 	var out []string
 	for _, n := range s.notes {
-		out = append(out, n.Event+":"+n.State)
+		out = append(out, n.Event+":"+string(n.State))
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package credential
 import (
 	"encoding/json"
 	"testing"
+	"time"
 )
 
 // These values travel through Temporal history (workflow inputs, activity inputs and
@@ -20,6 +21,13 @@ func TestEncodingsArePinned(t *testing.T) {
 			ReloadSignal: &ReloadSignal{PIDFile: "/run/app.pid", Signal: "HUP"}, ReloadURL: "https://app.example/reload"},
 			`{"type":"env","path":"/srv/app/.env","key":"K","value":"expires_at","target":"t",` +
 				`"reload_signal":{"pid_file":"/run/app.pid","signal":"HUP"},"reload_url":"https://app.example/reload"}`},
+		{"empty notification", Notification{}, `{"event":"","credential_id":"","provider":"","state":"","since":"0001-01-01T00:00:00Z"}`},
+		{"full notification", Notification{ID: "n1", Event: EventIncident, CredentialID: "crm", Provider: "oauth2",
+			State: StateNeedsReauth, Reason: "r", Code: "invalid_grant", Since: time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC),
+			Failures: 3, Reminder: 2, ReseedCommand: "starter reseed crm", Target: "ops"},
+			`{"id":"n1","event":"incident","credential_id":"crm","provider":"oauth2","state":"NEEDS_REAUTH","reason":"r",` +
+				`"code":"invalid_grant","since":"2026-11-26T10:00:00Z","consecutive_failures":3,"reminder":2,` +
+				`"reseed_command":"starter reseed crm","target":"ops"}`},
 	} {
 		b, err := json.Marshal(tc.v)
 		if err != nil {

@@ -6,31 +6,23 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/activities"
-)
-
-// Credential states named in messages (workflows.State values; not imported, so that
-// this package stays below workflows).
-const (
-	stateDegraded    = "DEGRADED"
-	stateExpired     = "EXPIRED"
-	stateNeedsReauth = "NEEDS_REAUTH"
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 )
 
 // jsonMessage is the json format's body: the notification, plus a human summary.
 type jsonMessage struct {
-	activities.Notification
+	credential.Notification
 	Text string `json:"text"`
 }
 
-func jsonBody(n activities.Notification, note string, now time.Time) ([]byte, error) {
+func jsonBody(n credential.Notification, note string, now time.Time) ([]byte, error) {
 	return json.Marshal(jsonMessage{Notification: n, Text: Summary(n, note, now)})
 }
 
 // Summary is the one-paragraph human text of n: what happened, to which credential,
 // since when, why, and for incidents and reminders what to do. note, if any, is
 // appended (routing remarks).
-func Summary(n activities.Notification, note string, now time.Time) string {
+func Summary(n credential.Notification, note string, now time.Time) string {
 	parts := []string{headline(n) + " " + stateClause(n, now) + "."}
 	if h := meaning(n); h != "" {
 		parts = append(parts, h)
@@ -48,40 +40,41 @@ func Summary(n activities.Notification, note string, now time.Time) string {
 }
 
 // title is the short name of the event: "Incident", "Reminder 2", "Recovered".
-func title(n activities.Notification) string {
+func title(n credential.Notification) string {
 	switch n.Event {
-	case activities.EventIncident:
+	case credential.EventIncident:
 		return "Incident"
-	case activities.EventReminder:
+	case credential.EventReminder:
 		if n.Reminder > 0 {
 			return fmt.Sprintf("Reminder %d", n.Reminder)
 		}
 		return "Reminder"
-	case activities.EventRecovered:
+	case credential.EventRecovered:
 		return "Recovered"
-	case activities.EventRetired:
+	case credential.EventRetired:
 		return "Retired"
 	}
 	return fmt.Sprintf("Notification %q", n.Event)
 }
 
-func headline(n activities.Notification) string {
+func headline(n credential.Notification) string {
 	who := fmt.Sprintf("credential %s (%s)", n.CredentialID, n.Provider)
+	state := string(n.State)
 	switch n.Event {
-	case activities.EventIncident:
-		return "Incident: " + who + " is " + n.State
-	case activities.EventReminder:
-		return title(n) + ": " + who + " is still " + n.State
-	case activities.EventRecovered:
-		return "Recovered: " + who + " is " + n.State + " again"
-	case activities.EventRetired:
-		return "Retired: " + who + " is no longer refreshed; state " + n.State
+	case credential.EventIncident:
+		return "Incident: " + who + " is " + state
+	case credential.EventReminder:
+		return title(n) + ": " + who + " is still " + state
+	case credential.EventRecovered:
+		return "Recovered: " + who + " is " + state + " again"
+	case credential.EventRetired:
+		return "Retired: " + who + " is no longer refreshed; state " + state
 	}
-	return title(n) + ": " + who + " is " + n.State
+	return title(n) + ": " + who + " is " + state
 }
 
 // stateClause: "since 2026-11-26T19:13:48Z (for 2h15m)".
-func stateClause(n activities.Notification, now time.Time) string {
+func stateClause(n credential.Notification, now time.Time) string {
 	if n.Since.IsZero() {
 		return "(since an unknown time)"
 	}
@@ -89,8 +82,8 @@ func stateClause(n activities.Notification, now time.Time) string {
 }
 
 // meaning explains the state of an incident to someone who does not know tokenwarden.
-func meaning(n activities.Notification) string {
-	if n.Event != activities.EventIncident && n.Event != activities.EventReminder {
+func meaning(n credential.Notification) string {
+	if n.Event != credential.EventIncident && n.Event != credential.EventReminder {
 		return ""
 	}
 	rounds := ""
@@ -98,17 +91,17 @@ func meaning(n activities.Notification) string {
 		rounds = fmt.Sprintf(" (%d rounds in a row)", n.Failures)
 	}
 	switch n.State {
-	case stateNeedsReauth:
+	case credential.StateNeedsReauth:
 		return "The provider rejected the grant: tokenwarden cannot refresh this credential until someone hands it new grant material."
-	case stateExpired:
+	case credential.StateExpired:
 		return "The access token has expired and refreshing keeps failing" + rounds + "; tokenwarden keeps retrying."
-	case stateDegraded:
+	case credential.StateDegraded:
 		return "Refreshing keeps failing" + rounds + "; the access token is still valid and tokenwarden keeps retrying."
 	}
 	return ""
 }
 
-func reason(n activities.Notification) string {
+func reason(n credential.Notification) string {
 	switch {
 	case n.Code != "" && n.Reason != "" && n.Code != n.Reason:
 		return n.Code + ": " + n.Reason
@@ -118,8 +111,8 @@ func reason(n activities.Notification) string {
 	return n.Reason
 }
 
-func reseed(n activities.Notification) string {
-	if n.Event != activities.EventIncident && n.Event != activities.EventReminder {
+func reseed(n credential.Notification) string {
+	if n.Event != credential.EventIncident && n.Event != credential.EventReminder {
 		return ""
 	}
 	return n.ReseedCommand
@@ -175,13 +168,13 @@ const (
 )
 
 var slackEmoji = map[string]string{
-	activities.EventIncident:  ":rotating_light:",
-	activities.EventReminder:  ":alarm_clock:",
-	activities.EventRecovered: ":white_check_mark:",
-	activities.EventRetired:   ":wastebasket:",
+	credential.EventIncident:  ":rotating_light:",
+	credential.EventReminder:  ":alarm_clock:",
+	credential.EventRecovered: ":white_check_mark:",
+	credential.EventRetired:   ":wastebasket:",
 }
 
-func slackBody(n activities.Notification, note string, now time.Time) ([]byte, error) {
+func slackBody(n credential.Notification, note string, now time.Time) ([]byte, error) {
 	header := title(n) + ": " + n.CredentialID
 	if e := slackEmoji[n.Event]; e != "" {
 		header = e + " " + header
@@ -196,7 +189,7 @@ func slackBody(n activities.Notification, note string, now time.Time) ([]byte, e
 	fields := []slackText{
 		field("Credential", "`"+escapeMrkdwn(n.CredentialID)+"`"),
 		field("Provider", escapeMrkdwn(n.Provider)),
-		field("State", escapeMrkdwn(n.State)),
+		field("State", escapeMrkdwn(string(n.State))),
 		field("Since", since),
 	}
 	if r := reason(n); r != "" {

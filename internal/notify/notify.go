@@ -23,6 +23,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/config"
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 	"github.com/tokenwarden/tokenwarden/internal/webhook"
 )
@@ -210,7 +211,7 @@ func (t Target) describe() string {
 // the pending retries deliver the notification; retries are cheap and bounded by the
 // workflow's activity options; and activities.Notify wraps whatever is returned in a
 // retryable NotifyFailed error anyway. A *webhook.Error carries the status code.
-func (w *Webhook) Notify(ctx context.Context, n activities.Notification) error {
+func (w *Webhook) Notify(ctx context.Context, n credential.Notification) error {
 	t, note, err := w.route(n)
 	if err != nil {
 		return err
@@ -240,7 +241,7 @@ func (w *Webhook) Notify(ctx context.Context, n activities.Notification) error {
 }
 
 // route picks the target of n, and a note for the message when it had to fall back.
-func (w *Webhook) route(n activities.Notification) (Target, string, error) {
+func (w *Webhook) route(n credential.Notification) (Target, string, error) {
 	if n.Target == "" {
 		return w.def, "", nil
 	}
@@ -260,7 +261,7 @@ func (w *Webhook) route(n activities.Notification) (Target, string, error) {
 
 // clean passes the provider-supplied text through the scrubber once more: it should
 // already be clean, but a notification leaves tokenwarden for a chat channel.
-func clean(n activities.Notification) activities.Notification {
+func clean(n credential.Notification) credential.Notification {
 	sc := scrub.New()
 	n.Reason = sc.Scrub(n.Reason, scrub.MaxDescriptionLen)
 	n.Code = sc.Scrub(n.Code, scrub.MaxCodeLen)

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/notify"
 	"github.com/tokenwarden/tokenwarden/internal/notify/notifytest"
 	"github.com/tokenwarden/tokenwarden/internal/webhook"
@@ -33,9 +34,9 @@ var (
 
 func clock() time.Time { return now }
 
-func incident() activities.Notification {
-	return activities.Notification{
-		Event:         activities.EventIncident,
+func incident() credential.Notification {
+	return credential.Notification{
+		Event:         credential.EventIncident,
 		CredentialID:  "crm-google",
 		Provider:      "oauth2",
 		State:         "NEEDS_REAUTH",
@@ -172,33 +173,33 @@ func TestJSONFormat(t *testing.T) {
 func TestSummaries(t *testing.T) {
 	tests := []struct {
 		name string
-		n    activities.Notification
+		n    credential.Notification
 		want []string
 		not  []string
 	}{
 		{
 			name: "reminder",
-			n: activities.Notification{Event: activities.EventReminder, Reminder: 3, CredentialID: "zalo-shop", Provider: "zalo",
+			n: credential.Notification{Event: credential.EventReminder, Reminder: 3, CredentialID: "zalo-shop", Provider: "zalo",
 				State: "EXPIRED", Code: "timeout", Since: now.Add(-50 * time.Hour), Failures: 12, ReseedCommand: "bin/starter reseed zalo-shop -secrets -"},
 			want: []string{"Reminder 3: credential zalo-shop (zalo) is still EXPIRED since 2026-11-24T10:15:00Z (for 2d2h).",
 				"has expired", "12 rounds in a row", "Reason: timeout.", "To reseed: bin/starter reseed zalo-shop -secrets -"},
 		},
 		{
 			name: "degraded incident",
-			n:    activities.Notification{Event: activities.EventIncident, CredentialID: "c", Provider: "feishu", State: "DEGRADED", Reason: "HTTP 502", Since: now.Add(-90 * time.Second), Failures: 3},
+			n:    credential.Notification{Event: credential.EventIncident, CredentialID: "c", Provider: "feishu", State: "DEGRADED", Reason: "HTTP 502", Since: now.Add(-90 * time.Second), Failures: 3},
 			want: []string{"Incident: credential c (feishu) is DEGRADED since", "(for 1m)", "still valid", "Reason: HTTP 502."},
 			not:  []string{"To reseed"},
 		},
 		{
 			name: "recovered",
-			n: activities.Notification{Event: activities.EventRecovered, CredentialID: "c", Provider: "oauth2", State: "ACTIVE",
+			n: credential.Notification{Event: credential.EventRecovered, CredentialID: "c", Provider: "oauth2", State: "ACTIVE",
 				Since: now.Add(-5 * time.Second), ReseedCommand: "bin/starter reseed c -secrets -"},
 			want: []string{"Recovered: credential c (oauth2) is ACTIVE again since", "(for 5s)."},
 			not:  []string{"To reseed", "Reason"},
 		},
 		{
 			name: "retired",
-			n:    activities.Notification{Event: activities.EventRetired, CredentialID: "c", Provider: "oauth2", State: "RETIRED", Since: now},
+			n:    credential.Notification{Event: credential.EventRetired, CredentialID: "c", Provider: "oauth2", State: "RETIRED", Since: now},
 			want: []string{"Retired: credential c (oauth2) is no longer refreshed; state RETIRED since 2026-11-26T12:15:00Z (for 0s)."},
 			not:  []string{"To reseed"},
 		},
@@ -322,7 +323,7 @@ func TestSlackFormat(t *testing.T) {
 func TestSlackRecoveredHasNoReseed(t *testing.T) {
 	c := newCapture(t, http.StatusOK)
 	w, _ := newWebhook(t, notify.Options{Default: notify.Target{Format: notify.FormatSlack, URL: c.URL}})
-	n := activities.Notification{Event: activities.EventRecovered, CredentialID: "c", Provider: "oauth2", State: "ACTIVE", Since: since,
+	n := credential.Notification{Event: credential.EventRecovered, CredentialID: "c", Provider: "oauth2", State: "ACTIVE", Since: since,
 		ReseedCommand: "bin/starter reseed c -secrets -"}
 	if err := w.Notify(context.Background(), n); err != nil {
 		t.Fatal(err)
@@ -617,7 +618,7 @@ func TestThroughTheActivity(t *testing.T) {
 	if _, err := env.ExecuteActivity(acts.Notify, incident()); err != nil {
 		t.Fatal(err)
 	}
-	got := recv.WaitFor(t, func(n activities.Notification) bool { return n.CredentialID == "crm-google" }, 5*time.Second)
+	got := recv.WaitFor(t, func(n credential.Notification) bool { return n.CredentialID == "crm-google" }, 5*time.Second)
 	if got.State != "NEEDS_REAUTH" {
 		t.Errorf("got %+v", got)
 	}

@@ -3,8 +3,8 @@
 //
 //	recv := notifytest.New(t)
 //	// ... TOKENWARDEN_NOTIFY_WEBHOOK_URL=recv.URL ...
-//	n := recv.WaitFor(t, func(n activities.Notification) bool {
-//		return n.Event == activities.EventIncident && n.CredentialID == "crm-google"
+//	n := recv.WaitFor(t, func(n credential.Notification) bool {
+//		return n.Event == credential.EventIncident && n.CredentialID == "crm-google"
 //	}, time.Minute)
 package notifytest
 
@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 )
 
 // Path is the path of URL: secret-looking, so that tests can check it never leaks.
@@ -27,7 +27,7 @@ const Path = "/hooks/T0KENWARDEN/B0TEST/s3cretWebhookPathDoNotLog"
 
 // Delivery is one request the receiver accepted.
 type Delivery struct {
-	Notification activities.Notification
+	Notification credential.Notification
 	// Text is the json format's human summary.
 	Text   string
 	Header http.Header
@@ -79,7 +79,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	var msg struct {
-		activities.Notification
+		credential.Notification
 		Text string `json:"text"`
 	}
 	if err := json.Unmarshal(body, &msg); err != nil {
@@ -107,10 +107,10 @@ func (r *Receiver) Deliveries() []Delivery {
 }
 
 // Received returns every notification received so far, oldest first.
-func (r *Receiver) Received() []activities.Notification {
+func (r *Receiver) Received() []credential.Notification {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]activities.Notification, len(r.deliveries))
+	out := make([]credential.Notification, len(r.deliveries))
 	for i, d := range r.deliveries {
 		out[i] = d.Notification
 	}
@@ -119,7 +119,7 @@ func (r *Receiver) Received() []activities.Notification {
 
 // WaitFor returns the first notification (oldest first) for which pred is true, waiting
 // up to timeout for it to arrive; it fails the test, listing what did arrive, if none does.
-func (r *Receiver) WaitFor(t testing.TB, pred func(activities.Notification) bool, timeout time.Duration) activities.Notification {
+func (r *Receiver) WaitFor(t testing.TB, pred func(credential.Notification) bool, timeout time.Duration) credential.Notification {
 	t.Helper()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
@@ -137,7 +137,7 @@ func (r *Receiver) WaitFor(t testing.TB, pred func(activities.Notification) bool
 		case <-changed:
 		case <-deadline.C:
 			t.Fatalf("notifytest: no matching notification within %s; received:\n%s", timeout, r.describe())
-			return activities.Notification{}
+			return credential.Notification{}
 		}
 	}
 }
