@@ -78,6 +78,13 @@ type Activities struct {
 	// end, and every later attempt commits it before presenting anything (refresh.go).
 	// Nil keeps nothing: such a token set is lost.
 	Outbox *outbox.Outbox
+	// OutboxQueue is the task queue only the worker owning Outbox polls
+	// (outbox.Outbox.TaskQueue). Workers that share a store cannot see each other's
+	// outboxes, so a refresh whose token set may wait in one is sent there: the attempt
+	// that filled the outbox, and any attempt that finds a lease left by this worker,
+	// stop with FailureDetail.OutboxQueue and the workflow routes the next round to it
+	// (refresh.go). Empty: one worker, no routing (an entry waits for the next attempt).
+	OutboxQueue string
 	// Sleep waits between commit retries; nil waits on a timer. Tests that run on a
 	// fake clock advance it here, so that a long store outage costs no real time.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -144,7 +151,21 @@ type FailureDetail struct {
 	RetryAfter  time.Duration `json:"retry_after,omitempty"`
 	// InterruptedAt is set when the failure follows an attempt that died mid-refresh.
 	InterruptedAt time.Time `json:"interrupted_at,omitempty"`
+	// OutboxQueue, with CodeOutboxPending or CodeOutboxElsewhere, is the task queue of
+	// the worker whose outbox holds, or may hold, the credential's newest token set:
+	// the next attempts must run there.
+	OutboxQueue string `json:"outbox_queue,omitempty"`
 }
+
+// Codes of the failures that send a refresh to another worker's outbox queue.
+const (
+	// CodeOutboxPending: the store did not take the rotated token set, which waits in
+	// this worker's outbox.
+	CodeOutboxPending = "outbox_pending"
+	// CodeOutboxElsewhere: an interrupted attempt ran on the worker of OutboxQueue, whose
+	// outbox may hold the rotated token set; nothing was presented here.
+	CodeOutboxElsewhere = "outbox_elsewhere"
+)
 
 func storeError(what string, err error) error {
 	return temporal.NewApplicationErrorWithCause(fmt.Sprintf("token store: %s", what), ErrTypeStore, err)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/outbox"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
@@ -267,4 +269,79 @@ func TestRolledBackStoreIsNotPresented(t *testing.T) {
 	if h.fake.TotalPresentations() != presented || h.fake.Presentations(rt) != 1 {
 		t.Fatalf("the consumed refresh token was presented again (%d presentations of it)", h.fake.Presentations(rt))
 	}
+}
+
+// Two workers on one store, each with its own outbox. The store goes down right after
+// the provider rotated on worker A, whose outbox takes the token set and whose attempt
+// names its queue (the workflow routes there). If A died before saying so, Temporal
+// retries on the fleet's queue: worker B finds A's lease expired, and instead of
+// presenting the consumed token it releases the lease and names A's queue. A commits
+// from its outbox; the next refresh, on B, presents the rotated token once.
+func TestOutboxOfAnotherWorkerIsNeverBypassed(t *testing.T) {
+	var outage *storeOutage
+	var wrapped *slowWhenLocked
+	h := newHarness(t, harnessOptions{outbox: true, wrapStore: func(s store.Store) store.Store {
+		wrapped = &slowWhenLocked{Store: s}
+		return wrapped
+	}})
+	wrapped.clock = h.clock
+	wrapped.lockAtFirstCommit = func() { outage = lockSQLite(t, h.dbPath) }
+	h.acts.Sleep = func(_ context.Context, d time.Duration) error { h.clock.Advance(d); return nil }
+	h.acts.OutboxQueue = "tokenwarden-outbox-a"
+	b := *h.acts
+	b.OutboxQueue = "tokenwarden-outbox-b"
+	ring, err := keyring.New("kb", map[string][]byte{"kb": make([]byte, keyring.KeySize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Outbox, err = outbox.Open(filepath.Join(t.TempDir(), "outbox-b"), ring); err != nil {
+		t.Fatal(err)
+	}
+	envB := newActivityEnv(&b)
+	rt, v := h.seed(credID, "fam", testClientSecret)
+
+	_, err = h.refresh(h.request(credID, v))
+	appErr := appError(t, err, activities.ErrTypeStore, true)
+	if d := detailOf(t, appErr); d.Code != activities.CodeOutboxPending || d.OutboxQueue != h.acts.OutboxQueue {
+		t.Fatalf("worker A's failure detail %+v, want %s naming its queue", d, activities.CodeOutboxPending)
+	}
+	latest, ok := h.fake.Latest("fam")
+	if !ok || latest == rt {
+		t.Fatal("the provider did not rotate")
+	}
+	outage.end()
+	h.clock.Advance(activities.DefaultLeaseDuration) // A's lease has run out
+	presented := h.fake.TotalPresentations()
+
+	_, err = envB.ExecuteActivity(b.Refresh, h.request(credID, v))
+	appErr = appError(t, err, activities.ErrTypeStore, true)
+	d := detailOf(t, appErr)
+	if d.Code != activities.CodeOutboxElsewhere || d.OutboxQueue != h.acts.OutboxQueue || d.InterruptedAt.IsZero() {
+		t.Fatalf("worker B's failure detail %+v, want %s naming A's queue and the interruption", d, activities.CodeOutboxElsewhere)
+	}
+	if n := h.fake.TotalPresentations(); n != presented {
+		t.Fatalf("worker B presented the consumed refresh token (%d presentations, want %d)", n, presented)
+	}
+
+	// The workflow's next round, on A's queue.
+	req := h.request(credID, v)
+	req.OutboxRouted, req.InterruptedAt = true, d.InterruptedAt
+	res := h.mustRefresh(req)
+	if res.Version != v+1 || !res.Rotated || h.fake.TotalPresentations() != presented {
+		t.Fatalf("the routed attempt: %+v, %d presentations (want version %d from the outbox, none)", res, h.fake.TotalPresentations(), v+1)
+	}
+	val, err := envB.ExecuteActivity(b.Refresh, h.request(credID, v+1))
+	if err != nil {
+		t.Fatalf("worker B's next refresh: %v", err)
+	}
+	var next activities.RefreshResult
+	if err := val.Get(&next); err != nil {
+		t.Fatal(err)
+	}
+	if next.Version != v+2 || h.fake.Presentations(latest) != 1 || h.fake.MaxPresentations() != 1 || h.fake.ReuseDetections() != 0 {
+		t.Fatalf("next refresh %+v: rotated token presented %d times, max %d, reuse %d",
+			next, h.fake.Presentations(latest), h.fake.MaxPresentations(), h.fake.ReuseDetections())
+	}
+	t.Logf("two workers, one store: A's outbox held version %d; B presented nothing and named A's queue; A committed from its outbox; "+
+		"max presentations per token %d, reuse detections %d", v+1, h.fake.MaxPresentations(), h.fake.ReuseDetections())
 }

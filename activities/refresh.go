@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,6 +26,12 @@ type RefreshRequest struct {
 	// ExpectedVersion is the store version the workflow last saw. A newer stored version
 	// means an earlier attempt already committed, and this attempt must not refresh again.
 	ExpectedVersion int64
+	// OutboxRouted is set when the workflow sent this attempt to the queue of the worker
+	// whose outbox may hold the token set (FailureDetail.OutboxQueue): it commits that
+	// outbox's entry, or refreshes, but never routes again. InterruptedAt, when set, is
+	// the interrupted attempt whose lease the worker that routed it found.
+	OutboxRouted  bool      `json:",omitempty"`
+	InterruptedAt time.Time `json:",omitzero"`
 }
 
 // RefreshResult is the metadata of the committed token set. It never carries a token.
@@ -50,6 +57,8 @@ type RefreshResult struct {
 //  2. take the refresh lease (a fresh owner, timed by the store's clock), or report
 //     "in flight" without calling the provider;
 //  3. commit an earlier attempt's token set left in the outbox, if any, and stop there;
+//     if the lease was left by an attempt on another worker, whose outbox this worker
+//     cannot see, release it and send the workflow there, presenting nothing;
 //  4. present the refresh token once, with a deadline shorter than the lease;
 //  5. commit the new token set as version v+1 (compare-and-swap on the version and the
 //     lease owner) before anything else, retrying until the lease nears its end, then
@@ -113,7 +122,7 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 			FailureDetail{Code: "no_refresh_token"})
 	}
 
-	owner := leaseOwner(ctx)
+	owner := a.leaseOwner(ctx)
 	now := a.now()
 	// The lease's end as this worker can count it: from before it asked, so no later
 	// than the store's own expiry. The commit retries until a margin before it.
@@ -138,6 +147,23 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	// A lease left behind by another attempt means that attempt may have presented the
 	// token and died before committing: its outcome is uncertain.
 	interrupted := previous.Owner != "" && previous.Owner != owner
+	if q := outboxQueueOf(previous.Owner); interrupted && !req.OutboxRouted && q != "" && q != a.OutboxQueue {
+		// That attempt ran on another worker: the rotated token set may wait in its
+		// outbox, which only it can read. Presenting the stored token here could spend
+		// it a second time.
+		a.releaseLease(ctx, req.CredentialID, owner)
+		log.Warn("an interrupted attempt ran on another worker; sending the refresh to its outbox queue, presenting nothing",
+			"outbox_queue", q, "interrupted_at", previous.TakenAt)
+		return RefreshResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("an interrupted refresh attempt (at %s) ran on the worker of task queue %s, whose outbox may hold the rotated token set; "+
+				"the refresh moves there and nothing was presented here", previous.TakenAt.Format(time.RFC3339), q),
+			ErrTypeStore, nil, FailureDetail{Code: CodeOutboxElsewhere, OutboxQueue: q, InterruptedAt: previous.TakenAt})
+	}
+	if !interrupted && !req.InterruptedAt.IsZero() {
+		// The worker that routed this attempt here found the interrupted lease and
+		// released it; the interruption is this worker's own.
+		interrupted, previous = true, store.Lease{TakenAt: req.InterruptedAt}
+	}
 	stopHeartbeat := heartbeat(ctx)
 	defer stopHeartbeat()
 	// The worker checked the lease against this bound (internal/leasetiming): whatever
@@ -210,7 +236,14 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 			return RefreshResult{}, storeError("commit refreshed token", errors.Join(err, oerr))
 		}
 		log.Warn("the token store did not take the refreshed token set before the lease's end; it is kept in the outbox, and the next attempt commits it before presenting anything",
-			"expected_version", rec.Version, "error", err)
+			"expected_version", rec.Version, "error", err, "outbox_queue", a.OutboxQueue)
+		if a.OutboxQueue != "" {
+			// Only this worker can read the entry: the retry must not go to the
+			// fleet's queue, where another worker would find the lease expired.
+			return RefreshResult{}, temporal.NewNonRetryableApplicationError(
+				"token store: commit refreshed token (kept in the outbox of task queue "+a.OutboxQueue+")", ErrTypeStore, err,
+				FailureDetail{Code: CodeOutboxPending, OutboxQueue: a.OutboxQueue})
+		}
 		return RefreshResult{}, storeError("commit refreshed token (kept in the outbox)", err)
 	}
 	log.Info("refresh committed", "version", saved.Version, "access_expires_at", saved.AccessExpiresAt, "rotated", rotated)
@@ -502,13 +535,31 @@ func (a *Activities) releaseLease(ctx context.Context, id, owner string) {
 // repeat (a reset workflow, a test environment, an attempt started twice), and two
 // attempts sharing an owner would each take the other's lease as their own, which the
 // fencing of CompareAndSwap exists to prevent.
-func leaseOwner(ctx context.Context) string {
+func (a *Activities) leaseOwner(ctx context.Context) string {
 	id := uuid.NewString()
 	if !activity.IsActivity(ctx) {
-		return "local/" + id
+		return a.withOutboxQueue("local/" + id)
 	}
 	info := activity.GetInfo(ctx)
-	return fmt.Sprintf("%s/%s#%d/%s", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt, id)
+	return a.withOutboxQueue(fmt.Sprintf("%s/%s#%d/%s", info.WorkflowExecution.RunID, info.ActivityID, info.Attempt, id))
+}
+
+// withOutboxQueue prefixes a lease owner with this worker's outbox queue ("queue@owner"),
+// so an attempt that finds the lease left behind knows whose outbox to look in. The
+// rest of an owner (run ID, activity ID, UUID) holds no "@".
+func (a *Activities) withOutboxQueue(owner string) string {
+	if a.OutboxQueue == "" {
+		return owner
+	}
+	return a.OutboxQueue + "@" + owner
+}
+
+// outboxQueueOf is the outbox queue a lease owner names, "" for none.
+func outboxQueueOf(owner string) string {
+	if i := strings.LastIndex(owner, "@"); i > 0 {
+		return owner[:i]
+	}
+	return ""
 }
 
 func resultOf(rec store.Record, already, rotated bool) RefreshResult {

@@ -263,6 +263,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ProviderTimeout:   cfg.ProviderTimeout,
 		LeaseDuration:     cfg.LeaseDuration,
 		Outbox:            pending,
+		OutboxQueue:       pending.TaskQueue(cfg.TaskQueue),
 		MinAccessLifetime: cfg.MinAccessLifetime,
 		Parents:           parentSignaller{client: c},
 		Metrics:           wm.activity,
@@ -293,15 +294,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	w.RegisterActivity(acts)
+	// Refreshes whose token set may wait in this worker's outbox come on a queue of its
+	// own, which no other worker polls (internal/outbox).
+	ow := worker.New(c, acts.OutboxQueue, worker.Options{
+		WorkerStopTimeout:     activities.StartToCloseTimeout,
+		DisableWorkflowWorker: true,
+	})
+	ow.RegisterActivity(acts)
 	if err := w.Start(); err != nil {
 		codecSrv.shutdown(logger)
 		fmt.Fprintf(stderr, "worker: start: %v\n", err)
 		return 1
 	}
-	logger.Info("worker started", "temporal", conn, "task_queue", cfg.TaskQueue, "tracing", tr != nil,
+	if err := ow.Start(); err != nil {
+		w.Stop()
+		codecSrv.shutdown(logger)
+		fmt.Fprintf(stderr, "worker: start the outbox queue's worker: %v\n", err)
+		return 1
+	}
+	logger.Info("worker started", "temporal", conn, "task_queue", cfg.TaskQueue, "outbox_queue", acts.OutboxQueue, "tracing", tr != nil,
 		"store", storeDesc, "key_id", ring.PrimaryID(), "notify", notifyTargets(notifier), "codec_endpoint", codecSrv.url(), "sink_dirs", acts.EnvSinkDirs)
 	<-ctx.Done()
 	logger.Info("shutting down: finishing running activities")
+	ow.Stop()
 	w.Stop()
 	// After the worker: a starter waiting for an update's answer still decodes it.
 	codecSrv.shutdown(logger)

@@ -12,6 +12,7 @@ import (
 	"maps"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -37,6 +38,11 @@ const changeInputRules = "strict-provider-config"
 // changeStateSearchAttributes: the search attributes change only with the state (see
 // publish); runs recorded before it upserted TokenExpiresAt on every refresh.
 const changeStateSearchAttributes = "state-search-attributes"
+
+// changeOutboxRoute: a refresh whose token set may wait in one worker's outbox goes to
+// that worker's queue (Status.Outbox); runs recorded before it retried on the fleet's.
+// Asked only when a failure names an outbox queue, so other histories carry no marker.
+const changeOutboxRoute = "outbox-route"
 
 // ErrTypeInvalidInput is the failure type of a workflow started with bad input.
 const ErrTypeInvalidInput = "InvalidInput"
@@ -253,6 +259,9 @@ func (c *credential) applySeed(ctx workflow.Context, seed SeedEnvelope) error {
 	// the activity sees; a plaintext one (histories from before sealing) says it here.
 	c.st.RefreshRequested = c.st.RefreshRequested || (seed.AccessToken == "" && !res.AccessToken)
 	c.st.SeededAt = res.SeededAt
+	// New grant material replaces whatever an outbox may hold (its entry is dropped as
+	// older than the store when that worker next runs).
+	c.st.Outbox = nil
 	c.setState(ctx, StateActive)
 	c.reviewIncident(ctx)
 	return nil
@@ -326,6 +335,7 @@ func (r *round) fail(err error) {
 		return
 	}
 	c.st.LastError, c.st.LastErrorCode = errorMessage(err), detail.Code
+	c.routeToOutbox(r.ctx, err, detail)
 	// Back off from the end of the failed round, not its start: a round of slow
 	// attempts must not eat into the pause that follows it.
 	c.st.LastAttemptAt = now
@@ -360,22 +370,64 @@ func providerActivityOptions(ctx workflow.Context) workflow.Context {
 	})
 }
 
+// routeToOutbox follows a failure that names a worker's outbox queue
+// (activities.FailureDetail.OutboxQueue): the next rounds run on that queue. A routed
+// round that no worker took within OutboxWait gives up on a queue whose outbox was only
+// suspected, and says what to do about one that holds the token set.
+func (c *credential) routeToOutbox(ctx workflow.Context, err error, detail activities.FailureDetail) {
+	if detail.OutboxQueue != "" && (detail.Code == activities.CodeOutboxPending || detail.Code == activities.CodeOutboxElsewhere) {
+		if workflow.GetVersion(ctx, changeOutboxRoute, workflow.DefaultVersion, 1) < 1 {
+			return
+		}
+		c.st.Outbox = &OutboxRoute{Queue: detail.OutboxQueue, Held: detail.Code == activities.CodeOutboxPending, InterruptedAt: detail.InterruptedAt}
+		return
+	}
+	var timeout *temporal.TimeoutError
+	if c.st.Outbox == nil || c.st.Outbox.GaveUp || !errors.As(err, &timeout) || timeout.TimeoutType() != enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
+		return
+	}
+	if c.st.Outbox.Held {
+		c.st.LastError = fmt.Sprintf("the rotated token set waits in the outbox of the worker on task queue %s, which did not take the refresh within %s: "+
+			"start that worker again on the same data directory (no other worker presents anything meanwhile), or reseed the credential",
+			c.st.Outbox.Queue, OutboxWait)
+		c.st.LastErrorCode = "outbox_unreachable"
+		return
+	}
+	c.st.Outbox.GaveUp = true
+	c.st.LastError = fmt.Sprintf("the worker on task queue %s, whose outbox might hold the rotated token set, did not take the refresh within %s; "+
+		"the fleet refreshes now, treating the interrupted attempt's outcome as uncertain", c.st.Outbox.Queue, OutboxWait)
+	c.st.LastErrorCode = "outbox_unreachable"
+}
+
 // refresh runs one refresh round.
 func (c *credential) refresh(ctx workflow.Context, why Action) {
 	r := c.beginRound(ctx)
 	var a *activities.Activities
 	var res activities.RefreshResult
 	summary := fmt.Sprintf("refresh v%d→v%d (%s)", c.st.Version, c.st.Version+1, why)
-	err := workflow.ExecuteActivity(withSummary(providerActivityOptions(ctx), summary), a.Refresh, activities.RefreshRequest{
+	actx := providerActivityOptions(ctx)
+	req := activities.RefreshRequest{
 		CredentialID:    c.st.ID,
 		Provider:        c.st.Provider,
 		Config:          c.st.Config,
 		ExpectedVersion: c.st.Version,
-	}).Get(ctx, &res)
+	}
+	if route := c.st.Outbox; route != nil {
+		req.OutboxRouted, req.InterruptedAt = true, route.InterruptedAt
+		if !route.GaveUp {
+			opts := workflow.GetActivityOptions(actx)
+			opts.TaskQueue = route.Queue
+			opts.ScheduleToStartTimeout = OutboxWait
+			actx = workflow.WithActivityOptions(actx, opts)
+			summary += " on the worker holding its outbox"
+		}
+	}
+	err := workflow.ExecuteActivity(withSummary(actx, summary), a.Refresh, req).Get(ctx, &res)
 	if err != nil {
 		r.fail(err)
 		return
 	}
+	c.st.Outbox = nil
 	c.st.Version = res.Version
 	c.st.AccessExpiresAt = res.AccessExpiresAt
 	c.st.AccessRenewableAt = res.RenewableAt

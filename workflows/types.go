@@ -318,6 +318,10 @@ type Status struct {
 	// Incident is set while the credential needs attention and its owners were told.
 	Incident *Incident `json:"incident,omitempty"`
 
+	// Outbox, while set, sends refreshes to one worker's outbox queue: the worker whose
+	// outbox holds, or may hold, the credential's newest token set (see OutboxRoute).
+	Outbox *OutboxRoute `json:"outbox,omitempty"`
+
 	// RefreshRequested is set by refresh-now and cleared when a refresh starts, so a
 	// request that arrives just before continue-as-new is not lost.
 	RefreshRequested bool `json:"refresh_requested,omitempty"`
@@ -327,6 +331,30 @@ type Status struct {
 	// Runs counts workflow runs (continue-as-new generations) of this credential.
 	Runs int `json:"runs"`
 }
+
+// OutboxRoute is where refreshes go while a token set may wait in one worker's outbox,
+// which no other worker can read (activities.Activities.OutboxQueue).
+type OutboxRoute struct {
+	// Queue is that worker's outbox queue.
+	Queue string `json:"queue"`
+	// Held: the worker said its outbox holds the token set (activities.CodeOutboxPending).
+	// Refreshes wait for it however long it takes: any other worker would present a
+	// consumed token. A reseed ends the wait.
+	Held bool `json:"held,omitempty"`
+	// InterruptedAt is the interrupted attempt another worker found
+	// (activities.CodeOutboxElsewhere); the routed attempt treats its outcome as
+	// uncertain.
+	InterruptedAt time.Time `json:"interrupted_at,omitzero"`
+	// GaveUp: the worker that may hold the token set did not take a refresh within
+	// OutboxWait, and the fleet refreshes instead, treating the last attempt as
+	// interrupted (only when it never said it holds one: Held).
+	GaveUp bool `json:"gave_up,omitempty"`
+}
+
+// OutboxWait is how long a refresh routed to a worker's outbox queue waits for that
+// worker to take it (the activity's schedule-to-start timeout): a worker restarting on
+// its data directory is back well within it.
+const OutboxWait = 5 * time.Minute
 
 // Incident is an open problem its owners have been told about. It ends, with one
 // "recovered" notification, when the credential is ACTIVE again.

@@ -12,7 +12,11 @@
 // provider (activities/refresh.go).
 //
 // The outbox is local to one worker's data directory: workers that share a PostgreSQL
-// store do not see each other's entries.
+// store do not see each other's entries. So an outbox has an ID (a random one, kept in
+// the directory, so a restarted worker has the same), and the worker that owns it also
+// polls a task queue named after it (TaskQueue): a refresh whose token set may wait
+// here is sent to that queue by the workflow, and no other worker presents anything for
+// the credential meanwhile (activities/refresh.go).
 package outbox
 
 import (
@@ -24,8 +28,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
@@ -45,7 +51,11 @@ type Entry struct {
 type Outbox struct {
 	dir  string
 	ring *keyring.Keyring
+	id   string
 }
+
+// idFile holds the outbox's ID in its directory.
+const idFile = "outbox-id"
 
 // Open uses (creating it if needed, mode 0700) the directory dir.
 func Open(dir string, ring *keyring.Keyring) (*Outbox, error) {
@@ -62,8 +72,43 @@ func Open(dir string, ring *keyring.Keyring) (*Outbox, error) {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("outbox: set mode of directory %s: %w", dir, err)
 	}
-	return &Outbox{dir: dir, ring: ring}, nil
+	id, err := loadID(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Outbox{dir: dir, ring: ring, id: id}, nil
 }
+
+// loadID reads the directory's ID, or gives it one (durably, before any entry can be
+// written under it).
+func loadID(dir string) (string, error) {
+	path := filepath.Join(dir, idFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if _, perr := uuid.Parse(id); perr != nil {
+			return "", fmt.Errorf("outbox: %s does not hold an outbox ID; restore it, or remove it if the directory holds no entry", path)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("outbox: read %s: %w", path, err)
+	}
+	id := uuid.NewString()
+	o := &Outbox{dir: dir}
+	if err := o.writeDurably(path, []byte(id+"\n")); err != nil {
+		return "", fmt.Errorf("outbox: write %s: %w", path, err)
+	}
+	return id, nil
+}
+
+// ID names this outbox directory; it stays the same across restarts.
+func (o *Outbox) ID() string { return o.id }
+
+// TaskQueue is the task queue that only the worker owning this outbox polls, next to
+// the fleet's queue base: the queue a refresh is routed to while its token set may wait
+// here.
+func (o *Outbox) TaskQueue(base string) string { return base + "-outbox-" + o.id }
 
 // file is the envelope on disk. Its ID and version are for people reading the
 // directory: opening an entry builds the associated data from the ID asked for and

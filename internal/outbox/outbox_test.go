@@ -60,10 +60,10 @@ func TestRoundTripModesAndRemove(t *testing.T) {
 		t.Fatalf("Get returned another entry: version %d, rotated %v", got.Expected, got.Rotated)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "*"))
-	if len(files) != 1 {
-		t.Fatalf("outbox files %v, want one (no temporary left behind)", files)
+	if len(files) != 2 || filepath.Base(files[1]) != "outbox-id" {
+		t.Fatalf("outbox files %v, want the entry and the ID file (no temporary left behind)", files)
 	}
-	for path, mode := range map[string]os.FileMode{dir: 0o700, files[0]: 0o600} {
+	for path, mode := range map[string]os.FileMode{dir: 0o700, files[0]: 0o600, files[1]: 0o600} {
 		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != mode {
 			t.Errorf("%s: mode %v (%v), want %o", path, fi.Mode().Perm(), err, mode)
 		}
@@ -135,5 +135,39 @@ func TestEntryBoundToCredentialAndVersion(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "s3cr3t") {
 		t.Errorf("error holds a secret: %v", err)
+	}
+}
+
+// The ID names the directory, not the process: a worker restarted on the same data
+// directory polls the same outbox queue, another directory gets another queue, and a
+// damaged ID file stops the worker rather than silently moving its queue.
+func TestIDSurvivesRestartsAndNamesTheQueue(t *testing.T) {
+	o, dir := newOutbox(t)
+	other, _ := newOutbox(t)
+	if o.ID() == "" || o.ID() == other.ID() {
+		t.Fatalf("IDs %q and %q: want two different non-empty ones", o.ID(), other.ID())
+	}
+	ring, err := keyring.New("k2", map[string][]byte{"k2": make([]byte, keyring.KeySize)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := outbox.Open(dir, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ID() != o.ID() {
+		t.Fatalf("reopened outbox has ID %q, want %q", again.ID(), o.ID())
+	}
+	if q := o.TaskQueue("tokenwarden"); q != "tokenwarden-outbox-"+o.ID() {
+		t.Fatalf("TaskQueue = %q", q)
+	}
+	if n, err := o.Len(); err != nil || n != 0 {
+		t.Fatalf("Len = %d, %v: the ID file is not an entry", n, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "outbox-id"), []byte("not an id\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := outbox.Open(dir, ring); err == nil || !strings.Contains(err.Error(), "does not hold an outbox ID") {
+		t.Fatalf("Open with a damaged ID file: %v", err)
 	}
 }
