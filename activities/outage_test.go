@@ -116,7 +116,7 @@ func (s *slowWhenLocked) ReleaseLease(ctx context.Context, id, owner string) err
 	return s.bounded(ctx, func(ctx context.Context) error { return s.Store.ReleaseLease(ctx, id, owner) })
 }
 
-// The fault of issue 14: the store goes down for 5 minutes right after the provider
+// The store goes down for 5 minutes right after the provider
 // rotated the refresh token. The commit retries until its lease nears its end, then
 // the token set goes to the outbox (0600, sealed); every attempt during the outage
 // fails without presenting anything; the first attempt after it commits the outbox's

@@ -49,7 +49,7 @@ type RefreshResult struct {
 	RenewableAt time.Time
 }
 
-// Refresh runs the refresh protocol of DESIGN.md:
+// Refresh runs the refresh protocol:
 //  1. read the record; if it is newer than the workflow expected, return it (an
 //     earlier attempt committed), unless its access token lived below the lifetime
 //     floor, which that attempt reported as a provider error: then refresh on top; if

@@ -25,7 +25,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
-// Issue 12, as a namespace writer would try it against a real dev server and worker:
+// Hijacking a credential, as a namespace writer would try it against a real dev server and worker:
 // every attempt to point a victim credential's stored secrets at an endpoint of the
 // attacker's fails before anything is sent there. The attacker's listener counts every
 // request it receives; it must end at 0.

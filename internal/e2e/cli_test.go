@@ -21,7 +21,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
-// The operator paths of issue 5, end to end: every lifecycle command of the starter
+// The operator paths, end to end: every lifecycle command of the starter
 // binary, and the README's temporal CLI recipes run verbatim with the real bin/temporal.
 // Access tokens live ten minutes here, so no timer fires during a test: every refresh
 // is one the test asked for.

@@ -22,7 +22,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
-// Issue 16 end to end: `starter connect` (the binary) prints the authorization URL,
+// `starter connect` end to end: (the binary) prints the authorization URL,
 // headless Chromium clicks the fake provider's Approve (or Deny) button, the fake sends
 // the browser to the starter's loopback callback, the starter exchanges the code once
 // and starts (or reseeds) the credential sealed; the worker then refreshes it on its

@@ -1,6 +1,6 @@
 package e2e
 
-// Fault-injection tests (issue 3): the worker is killed at the worst moments, the
+// Fault-injection tests: the worker is killed at the worst moments, the
 // provider hangs and misbehaves, the token store is locked during a commit, the Temporal
 // server restarts, and refresh requests arrive in a storm. Every test checks what the
 // provider saw (the fake's counters), what the store holds (read after the worker has

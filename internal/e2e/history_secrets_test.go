@@ -35,7 +35,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
-// Issue 6: Temporal's history is readable by everyone with Web UI access, so no secret
+// Temporal's history is readable by everyone with Web UI access, so no secret
 // may reach it in plaintext. These tests run a credential through its whole life and
 // then read every event of every run back through the raw gRPC WorkflowService (no data
 // converter, no codec: what the server stores and the Web UI shows) looking for every

@@ -1,6 +1,6 @@
 package e2e
 
-// Two workers on one PostgreSQL store whose clocks differ by 30 s (issue 14), with
+// Two workers on one PostgreSQL store whose clocks differ by 30 s, with
 // SIGKILLs of the skewed one. Both run the faultinject build with
 // TOKENWARDEN_FAULT_CLOCK_SKEW (activities/faults_on.go): the skewed worker's activities
 // count their lease deadlines on a clock 30 s ahead. Leases are judged and stamped on the

@@ -1,6 +1,6 @@
 package e2e
 
-// Many workers (issue 8): two worker processes on one task queue share one PostgreSQL
+// Many workers: two worker processes on one task queue share one PostgreSQL
 // token store and one key file. One of them is killed with SIGKILL while the provider
 // holds one of its refresh requests; the survivor must take every credential over
 // (including the one whose attempt died at the provider), and nothing may be refreshed

@@ -25,7 +25,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
-// Issue 6, in a real browser: the dev server's Web UI, pointed at the worker's codec
+// The Web UI in a real browser: the dev server's Web UI, pointed at the worker's codec
 // endpoint (as `make run` does), filters credentials by the TokenState search attribute
 // and shows a credential's payloads decoded in the browser, without a secret on the page.
 // The browser is Chromium driven by playwright-core (internal/e2e/webui/webui.mjs, run

@@ -1,4 +1,4 @@
-// Command bench is tokenwarden's benchmark (issue 8): many credentials with short
+// Command bench is tokenwarden's benchmark: many credentials with short
 // access-token lifetimes refreshing against the fake OAuth2 provider on a private dev
 // server, without faults or kills, and the figures that say whether tokenwarden keeps up:
 // refreshes per second, how late each refresh is committed, provider presentations per

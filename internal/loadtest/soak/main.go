@@ -1,4 +1,4 @@
-// Command soak is tokenwarden's bounded soak test (issue 3): many credentials with short
+// Command soak is tokenwarden's bounded soak test: many credentials with short
 // access-token lifetimes refreshing for minutes against the strict fake provider, while
 // the worker is killed with SIGKILL at random, the provider misbehaves at random, the
 // token store is locked for seconds at a time, and every restarted worker runs with a
