@@ -8,8 +8,8 @@ package main
 //
 // create prints the new key alone on stdout, once, so that KEY=$(starter apikey create
 // ...) captures it; notes and the summary go to stderr. Nothing prints a key's hash or
-// the PostgreSQL DSN. Exit codes: 0 ok, 1 failure, 2 bad input (also: no key file, an
-// ambiguous reference), 4 unknown key (revoke), 5 name taken (create).
+// the PostgreSQL DSN. No key file, or an ambiguous reference, is bad input
+// (apikeyFailure maps the rest).
 
 import (
 	"context"

@@ -21,10 +21,8 @@
 // Temporal (starter/apikey.go), from the worker's settings: TOKENWARDEN_DATA_DIR,
 // TOKENWARDEN_KEY_FILE, TOKENWARDEN_STORE, TOKENWARDEN_SQLITE_PATH or
 // TOKENWARDEN_POSTGRES_DSN.
-// Exit codes: 0 ok, 1 other failure, 2 bad input, 3 Temporal unreachable,
-// 4 unknown credential (apikey revoke: unknown key), 5 credential already exists
-// (apikey create: name taken), 6 update rejected by the workflow; connect: 7 access
-// denied, 8 wrong state, 9 timeout, 10 code refused by the provider, 11 port in use.
+// The exit codes are the exit* constants below; the usage text tells users what each
+// means for each command.
 package main
 
 import (

@@ -6,9 +6,9 @@ package main
 // it in the process list; the API's base URL from TOKENWARDEN_TOKEN_API (default
 // http://127.0.0.1:8234, the worker's default HTTP_ADDR).
 //
-// Exit codes: 0 printed, 2 bad input (no ID, no key), 3 token API unreachable, 4 unknown
-// credential, 6 refused: the key is missing, unknown or revoked (401) or not scoped to
-// the credential (403); 1 anything else (rate limited, no fresh token yet, ...).
+// The token API's answers map to the starter's exit codes as the usage text says: 401
+// and 403 are a refusal (exitForbidden), 404 an unknown credential, anything else a
+// failure (rate limited, no fresh token yet, ...).
 
 import (
 	"context"
