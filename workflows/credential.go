@@ -44,8 +44,9 @@ const changeStateSearchAttributes = "state-search-attributes"
 // Asked only when a failure names an outbox queue, so other histories carry no marker.
 const changeOutboxRoute = "outbox-route"
 
-// ErrTypeInvalidInput is the failure type of a workflow started with bad input.
-const ErrTypeInvalidInput = "InvalidInput"
+// ErrTypeInvalidInput is the failure type of a workflow started with bad input: the
+// activities' own, so that one name means bad input wherever it is raised.
+const ErrTypeInvalidInput = activities.ErrTypeInvalidInput
 
 // CredentialWorkflow keeps one credential alive. It returns only if its input is invalid
 // or it continues as new; otherwise it runs forever.
