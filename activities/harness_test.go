@@ -205,11 +205,17 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		sealer: sealer, opts: opts, acts: acts, env: env, logs: logs}
 }
 
-// newActivityEnv returns an activity test environment for acts whose SDK logger is quiet:
-// every expected failure would otherwise print an ERROR line.
-func newActivityEnv(acts *activities.Activities) *testsuite.TestActivityEnvironment {
+// quietSuite is a test suite whose SDK logger is quiet: every expected failure would
+// otherwise print an ERROR line.
+func quietSuite() *testsuite.WorkflowTestSuite {
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	return &suite
+}
+
+// newActivityEnv returns an activity test environment for acts with a quiet SDK logger.
+func newActivityEnv(acts *activities.Activities) *testsuite.TestActivityEnvironment {
+	suite := quietSuite()
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
 	return env

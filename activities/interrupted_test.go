@@ -3,7 +3,6 @@ package activities_test
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -12,8 +11,6 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
-	tlog "go.temporal.io/sdk/log"
-	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/tokenwarden/tokenwarden/activities"
@@ -416,8 +413,7 @@ func TestRefreshHeartbeatsWhileProviderIsSlow(t *testing.T) {
 			counter := &heartbeatCounter{}
 			var listenerMu sync.Mutex
 			var listened []activity.Info
-			var suite testsuite.WorkflowTestSuite
-			suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+			suite := quietSuite()
 			env := suite.NewTestActivityEnvironment()
 			env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{counter}})
 			env.SetOnActivityHeartbeatListener(func(info *activity.Info, _ converter.EncodedValues) {

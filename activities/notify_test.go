@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 	"go.uber.org/mock/gomock"
 
@@ -58,8 +56,7 @@ func TestNotifyIDIsStableAcrossRetries(t *testing.T) {
 		notifier.EXPECT().Notify(gomock.Any(), event(activities.EventRecovered)).DoAndReturn(record(nil)),
 	)
 
-	var suite testsuite.WorkflowTestSuite
-	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	suite := quietSuite()
 	env := suite.NewTestWorkflowEnvironment()
 	env.RegisterWorkflow(notifyTwice)
 	env.RegisterActivity(&activities.Activities{Notifier: notifier, Logger: slog.New(slog.DiscardHandler)})

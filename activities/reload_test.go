@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,9 +19,7 @@ import (
 	"testing"
 	"time"
 
-	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/activities"
@@ -354,8 +351,7 @@ func TestSinkReloadRetriedAfterFailure(t *testing.T) {
 		Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN", ReloadURL: srv.URL + "/reload"}}}
 
 	// A workflow test environment, which retries the activity as Temporal would.
-	var suite testsuite.WorkflowTestSuite
-	suite.SetLogger(tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)))
+	suite := quietSuite()
 	env := suite.NewTestWorkflowEnvironment()
 	env.RegisterActivity(h.acts)
 	sinkWithRetries := func(ctx workflow.Context, req activities.SinkRequest) (activities.SinkResult, error) {
