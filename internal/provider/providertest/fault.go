@@ -428,7 +428,12 @@ func CeilSeconds(d time.Duration) int64 {
 	if d <= 0 {
 		return 0
 	}
-	return int64((d + time.Second - 1) / time.Second)
+	// Rounding up by adding a second first would overflow for the longest durations.
+	s := int64(d / time.Second)
+	if d%time.Second != 0 {
+		s++
+	}
+	return s
 }
 
 // Serve serves a request whose fault needs nothing fake-specific but MissingToken's

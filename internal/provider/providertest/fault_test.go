@@ -365,6 +365,7 @@ func TestCeilSeconds(t *testing.T) {
 		{1500 * time.Millisecond, 2},
 		{time.Minute - time.Millisecond, 60},
 		{time.Hour, 3600},
+		{1<<63 - 1, 9223372037}, // the longest duration: still rounded up, not wrapped
 	} {
 		if got := providertest.CeilSeconds(tc.d); got != tc.want {
 			t.Errorf("CeilSeconds(%v) = %d, want %d", tc.d, got, tc.want)
