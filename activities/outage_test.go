@@ -274,8 +274,9 @@ func TestRolledBackStoreIsNotPresented(t *testing.T) {
 // Two workers on one store, each with its own outbox. The store goes down right after
 // the provider rotated on worker A, whose outbox takes the token set and whose attempt
 // names its queue (the workflow routes there). If A died before saying so, Temporal
-// retries on the fleet's queue: worker B finds A's lease expired, and instead of
-// presenting the consumed token it releases the lease and names A's queue. A commits
+// retries on the fleet's queue with A's last heartbeat (committing, on A's queue):
+// worker B finds A's lease expired, and instead of presenting the consumed token it
+// releases the lease and names A's queue. A commits
 // from its outbox; the next refresh, on B, presents the rotated token once.
 func TestOutboxOfAnotherWorkerIsNeverBypassed(t *testing.T) {
 	var outage *storeOutage
@@ -298,6 +299,9 @@ func TestOutboxOfAnotherWorkerIsNeverBypassed(t *testing.T) {
 		t.Fatal(err)
 	}
 	envB := newActivityEnv(&b)
+	// What A's last heartbeat told Temporal, which hands it to the retry on B: it had the
+	// provider's answer and was committing it.
+	envB.SetHeartbeatDetails(activities.RefreshProgress{CommittingOn: h.acts.OutboxQueue})
 	rt, v := h.seed(credID, "fam", testClientSecret)
 
 	_, err = h.refresh(h.request(credID, v))

@@ -71,7 +71,7 @@ func (a *Activities) probe(ctx context.Context, req ProbeRequest) (ProbeResult, 
 	if err != nil {
 		return ProbeResult{}, err
 	}
-	stop := heartbeat(ctx)
+	stop := heartbeat(ctx, nil)
 	defer stop()
 	callCtx, cancel := context.WithTimeout(ctx, a.providerTimeout())
 	grant := provider.Grant{

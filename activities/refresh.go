@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -147,10 +148,12 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	// A lease left behind by another attempt means that attempt may have presented the
 	// token and died before committing: its outcome is uncertain.
 	interrupted := previous.Owner != "" && previous.Owner != owner
-	if q := outboxQueueOf(previous.Owner); interrupted && !req.OutboxRouted && q != "" && q != a.OutboxQueue {
-		// That attempt ran on another worker: the rotated token set may wait in its
-		// outbox, which only it can read. Presenting the stored token here could spend
-		// it a second time.
+	if q := outboxQueueOf(previous.Owner); interrupted && !req.OutboxRouted && q != "" && q != a.OutboxQueue && previousAttemptCommitting(ctx) == q {
+		// That attempt ran on another worker and had the provider's answer (its last
+		// heartbeat said so): the rotated token set may wait in its outbox, which only
+		// it can read. Presenting the stored token here could spend it a second time.
+		// An attempt that died before the answer left nothing in any outbox, and is
+		// settled here as any interrupted one.
 		a.releaseLease(ctx, req.CredentialID, owner)
 		log.Warn("an interrupted attempt ran on another worker; sending the refresh to its outbox queue, presenting nothing",
 			"outbox_queue", q, "interrupted_at", previous.TakenAt)
@@ -164,7 +167,8 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 		// released it; the interruption is this worker's own.
 		interrupted, previous = true, store.Lease{TakenAt: req.InterruptedAt}
 	}
-	stopHeartbeat := heartbeat(ctx)
+	var progress atomic.Pointer[RefreshProgress]
+	stopHeartbeat := heartbeat(ctx, &progress)
 	defer stopHeartbeat()
 	// The worker checked the lease against this bound (internal/leasetiming): whatever
 	// the store calls below cost, the provider's answer arrives, or is abandoned,
@@ -202,6 +206,12 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	}
 	// Test builds can kill the process here: the provider has rotated, nothing is stored.
 	faultPoint(FaultAfterProviderBeforeCommit)
+	if a.OutboxQueue != "" && activity.IsActivity(ctx) {
+		// Said at once, long before the commit's retries could end in the outbox: a
+		// retry on another worker learns where the token set may wait.
+		progress.Store(&RefreshProgress{CommittingOn: a.OutboxQueue})
+		activity.RecordHeartbeat(ctx, *progress.Load())
+	}
 
 	next := rec
 	if next.Secrets.Binding == "" {
@@ -405,9 +415,38 @@ func (a *Activities) settleInterrupted(ctx context.Context, p provider.Provider,
 		FailureDetail{Code: "refresh_token_consumed", InterruptedAt: previous.TakenAt})
 }
 
+// RefreshProgress is the refresh activity's heartbeat detail, which Temporal hands to the
+// next attempt of the same activity.
+type RefreshProgress struct {
+	// CommittingOn is the outbox queue of the worker that had the provider's answer and
+	// was committing it: its outbox may hold the token set.
+	CommittingOn string `json:"committing_on,omitempty"`
+}
+
+// previousAttemptCommitting is the outbox queue the previous attempt's last heartbeat
+// named, "" when it named none (or this is the first attempt).
+func previousAttemptCommitting(ctx context.Context) string {
+	if !activity.IsActivity(ctx) || !activity.HasHeartbeatDetails(ctx) {
+		return ""
+	}
+	var p RefreshProgress
+	if activity.GetHeartbeatDetails(ctx, &p) != nil {
+		return ""
+	}
+	return p.CommittingOn
+}
+
+func loadProgress(p *atomic.Pointer[RefreshProgress]) *RefreshProgress {
+	if p == nil {
+		return nil
+	}
+	return p.Load()
+}
+
 // heartbeat records activity heartbeats until the returned function is called, so the
-// server notices within HeartbeatTimeout when the worker running this attempt dies.
-func heartbeat(ctx context.Context) (stop func()) {
+// server notices within HeartbeatTimeout when the worker running this attempt dies;
+// with progress's detail once it has one (progress may be nil).
+func heartbeat(ctx context.Context, progress *atomic.Pointer[RefreshProgress]) (stop func()) {
 	if !activity.IsActivity(ctx) {
 		return func() {}
 	}
@@ -426,7 +465,11 @@ func heartbeat(ctx context.Context) (stop func()) {
 				return
 			case <-t.C:
 			}
-			activity.RecordHeartbeat(ctx)
+			if p := loadProgress(progress); p != nil {
+				activity.RecordHeartbeat(ctx, *p)
+			} else {
+				activity.RecordHeartbeat(ctx)
+			}
 		}
 	}()
 	return func() { close(done) }
