@@ -52,10 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	flags.BoolVar(&keyCmd.newKey, "new-key", false, "add a freshly generated key to the key file as its primary key, keeping the others, and exit")
 	flags.BoolVar(&keyCmd.rotateKeys, "rotate-keys", false, "re-seal every token store record under the key file's primary key and exit (resumable; safe while workers run)")
 	flags.StringVar(&keyCmd.removeKey, "remove-key", "", "remove the key `ID` from the key file and exit; refused while token store rows or running workflows' current runs use it")
-	var apiKeyCmd apiKeyCommands // worker/apikeys.go
-	apiKeyCmd.register(flags)
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n       worker -new-key | -rotate-keys | -remove-key ID\n       worker -apikey-create NAME -credential ID[,ID...] | -apikey-revoke NAME|ID | -apikey-list\n\nRuns the tokenwarden worker, or one key maintenance or API key command (the API key\nflags do what starter apikey create, revoke and list do). Settings come from the environment:")
+		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n       worker -new-key | -rotate-keys | -remove-key ID\n\nRuns the tokenwarden worker, or one key maintenance command (the token API's keys are\nstarter apikey create, revoke and list). Settings come from the environment:")
 		flags.PrintDefaults()
 		fmt.Fprintln(stderr)
 		_ = config.Usage(stderr, &config.Worker{})
@@ -72,13 +70,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return 2
 	}
-	if n := keyCmd.count() + apiKeyCmd.count(); n > 1 || (n == 1 && *initDevKey) {
-		fmt.Fprintln(stderr, "worker: -new-key, -rotate-keys, -remove-key, -apikey-create, -apikey-revoke, -apikey-list and -init-dev-key exclude each other")
+	if n := keyCmd.count(); n > 1 || (n == 1 && *initDevKey) {
+		fmt.Fprintln(stderr, "worker: -new-key, -rotate-keys, -remove-key and -init-dev-key exclude each other")
 		return 2
-	} else if keyCmd.count() == 1 {
+	} else if n == 1 {
 		return runKeyCommand(keyCmd, cfg, stdout, stderr)
-	} else if apiKeyCmd.count() == 1 || apiKeyCmd.credentials != "" {
-		return runAPIKeyCommand(apiKeyCmd, cfg, stdout, stderr)
 	}
 	if cfg.ProviderTimeout >= activities.StartToCloseTimeout {
 		fmt.Fprintf(stderr, "worker: %s_PROVIDER_TIMEOUT (%s) must be shorter than the refresh activity's start-to-close timeout (%s)\n",
