@@ -210,7 +210,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	mountTokenAPI(codecSrv, tokens, cfg, logger) // GET /v1/credentials/{id}/token (worker/tokenapi.go)
-	mountSeal(codecSrv, sealer, cfg.SealBearerToken)
+	// POST /seal: sealing for starters that cannot read the key file, with its own
+	// bearer token.
+	codecSrv.route(seal.Path, seal.Handler(sealer, cfg.SealBearerToken))
 	mountHealth(codecSrv, readiness{ // GET /livez, GET /readyz (worker/health.go)
 		temporal:  describeNamespace(c.WorkflowService(), opts.Namespace),
 		namespace: opts.Namespace,
