@@ -36,6 +36,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/tokenapi"
 	"github.com/tokenwarden/tokenwarden/internal/tracing"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -209,7 +210,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return 1
 	}
-	mountTokenAPI(codecSrv, tokens, cfg, logger) // GET /v1/credentials/{id}/token (worker/tokenapi.go)
+	// The token API judges expiry by the real clock; only the store and the activities
+	// run on the fault-injection one.
+	codecSrv.route(tokenapi.Pattern, tokenapi.NewHandler(tokens,
+		tokenapi.RateLimit{Rate: cfg.TokenAPIRate, Burst: cfg.TokenAPIBurst}, logger, time.Now))
 	// POST /seal: sealing for starters that cannot read the key file, with its own
 	// bearer token.
 	codecSrv.route(seal.Path, seal.Handler(sealer, cfg.SealBearerToken))
