@@ -13,11 +13,11 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
-	"github.com/tokenwarden/tokenwarden/internal/seal"
 )
 
 // codecServer is the worker's HTTP endpoint: the payload codec for the Web UI, the
-// temporal CLI and starters without the key file, and /healthz.
+// temporal CLI and starters without the key file, and /healthz; the worker routes its
+// other endpoints in front of the codec (route).
 type codecServer struct {
 	srv    *http.Server
 	ln     net.Listener
@@ -88,14 +88,15 @@ func (s *codecServer) shutdown(logger *slog.Logger) {
 	_ = s.ln.Close()
 }
 
-// mountSeal adds POST /seal (internal/seal) to the worker's HTTP endpoint before it
-// serves: sealing for starters that cannot read the key file, with its own bearer token.
-func mountSeal(srv *codecServer, sealer *seal.Sealer, token string) {
-	if srv == nil {
+// route serves pattern with h on the worker's HTTP endpoint, in front of what it served
+// so far: every other request goes on to that. Only before serve; nothing without an
+// endpoint.
+func (s *codecServer) route(pattern string, h http.Handler) {
+	if s == nil {
 		return
 	}
 	mux := http.NewServeMux()
-	mux.Handle(seal.Path, seal.Handler(sealer, token))
-	mux.Handle("/", srv.srv.Handler)
-	srv.srv.Handler = mux
+	mux.Handle(pattern, h)
+	mux.Handle("/", s.srv.Handler)
+	s.srv.Handler = mux
 }

@@ -140,39 +140,33 @@ func (r readiness) checkKeyring(ctx context.Context) error {
 // mountHealth adds GET /livez and GET /readyz to the worker's HTTP endpoint before it
 // serves.
 func mountHealth(srv *codecServer, r readiness) {
-	if srv == nil {
-		return
-	}
-	srv.srv.Handler = healthHandler(r, srv.srv.Handler)
+	srv.route("GET "+LivezPath, http.HandlerFunc(serveLivez))
+	srv.route("GET "+ReadyzPath, http.HandlerFunc(r.serveReadyz))
 }
 
-// healthHandler serves /livez and /readyz and hands every other request to next.
-func healthHandler(r readiness, next http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+LivezPath, func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET "+ReadyzPath, func(w http.ResponseWriter, req *http.Request) {
-		checks := r.run(req.Context())
-		ready := true
-		for _, c := range checks {
-			if !c.OK {
-				ready = false
-				r.logger.Warn("not ready", "check", c.Name, "error", c.Error)
-			}
+func serveLivez(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// serveReadyz runs the checks and answers 200 if all pass, else 503; both list them.
+func (r readiness) serveReadyz(w http.ResponseWriter, req *http.Request) {
+	checks := r.run(req.Context())
+	ready := true
+	for _, c := range checks {
+		if !c.OK {
+			ready = false
+			r.logger.Warn("not ready", "check", c.Name, "error", c.Error)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		if !ready {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		_ = json.NewEncoder(w).Encode(struct {
-			Ready  bool    `json:"ready"`
-			Checks []check `json:"checks"`
-		}{ready, checks})
-	})
-	mux.Handle("/", next)
-	return mux
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(struct {
+		Ready  bool    `json:"ready"`
+		Checks []check `json:"checks"`
+	}{ready, checks})
 }

@@ -56,8 +56,10 @@ func TestHealthEndpoints(t *testing.T) {
 		logger:    logger,
 	}
 	serve := func(path string) (int, string) {
+		srv := &codecServer{srv: &http.Server{Handler: http.NotFoundHandler()}}
+		mountHealth(srv, r)
 		rec := httptest.NewRecorder()
-		healthHandler(r, http.NotFoundHandler()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		srv.srv.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 		return rec.Code, rec.Body.String()
 	}
 

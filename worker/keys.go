@@ -83,15 +83,9 @@ func runKeyCommand(k keyCommands, cfg config.Worker, stdout, stderr io.Writer) i
 	return 0
 }
 
-// rotateKeys reseals every record of st that is not under ring's primary key, printing
-// progress every `every` resealed records, and ends with the number of records under
-// each key. It is resumable: records already under the primary key are skipped. It
-// returns an error if it was interrupted, if a record could not be resealed, or if
-// records under other keys remain at the end (written meanwhile by a worker still
-// sealing with an old primary key).
-// openCommandStore loads the key file and opens the token store for one of the worker's
-// store commands (keys and API keys). On failure it says why on stderr and returns a nil
-// store with the exit code: 2 for the key file, 1 for the store.
+// openCommandStore loads the key file and opens the token store for -rotate-keys and
+// -remove-key. On failure it says why on stderr and returns a nil store with the exit
+// code: 2 for the key file, 1 for the store.
 func openCommandStore(ctx context.Context, cfg config.Worker, stderr io.Writer) (store.Store, *keyring.Keyring, string, int) {
 	ring, err := keyring.LoadFile(cfg.KeyFile)
 	if err != nil {
@@ -106,6 +100,12 @@ func openCommandStore(ctx context.Context, cfg config.Worker, stderr io.Writer) 
 	return tokens, ring, desc, 0
 }
 
+// rotateKeys reseals every record of st that is not under ring's primary key, printing
+// progress every `every` resealed records, and ends with the number of records under
+// each key. It is resumable: records already under the primary key are skipped. It
+// returns an error if it was interrupted, if a record could not be resealed, or if
+// records under other keys remain at the end (written meanwhile by a worker still
+// sealing with an old primary key).
 func rotateKeys(ctx context.Context, st store.Store, ring *keyring.Keyring, desc string, every int, out io.Writer) error {
 	primary := ring.PrimaryID()
 	counts, err := st.KeyIDs(ctx)

@@ -36,6 +36,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/tokenapi"
 	"github.com/tokenwarden/tokenwarden/internal/tracing"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -52,10 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	flags.BoolVar(&keyCmd.newKey, "new-key", false, "add a freshly generated key to the key file as its primary key, keeping the others, and exit")
 	flags.BoolVar(&keyCmd.rotateKeys, "rotate-keys", false, "re-seal every token store record under the key file's primary key and exit (resumable; safe while workers run)")
 	flags.StringVar(&keyCmd.removeKey, "remove-key", "", "remove the key `ID` from the key file and exit; refused while token store rows or running workflows' current runs use it")
-	var apiKeyCmd apiKeyCommands // worker/apikeys.go
-	apiKeyCmd.register(flags)
 	flags.Usage = func() {
-		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n       worker -new-key | -rotate-keys | -remove-key ID\n       worker -apikey-create NAME -credential ID[,ID...] | -apikey-revoke NAME|ID | -apikey-list\n\nRuns the tokenwarden worker, or one key maintenance or API key command (the API key\nflags do what starter apikey create, revoke and list do). Settings come from the environment:")
+		fmt.Fprintln(stderr, "usage: worker [-init-dev-key]\n       worker -new-key | -rotate-keys | -remove-key ID\n\nRuns the tokenwarden worker, or one key maintenance command (the token API's keys are\nstarter apikey create, revoke and list). Settings come from the environment:")
 		flags.PrintDefaults()
 		fmt.Fprintln(stderr)
 		_ = config.Usage(stderr, &config.Worker{})
@@ -72,13 +71,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return 2
 	}
-	if n := keyCmd.count() + apiKeyCmd.count(); n > 1 || (n == 1 && *initDevKey) {
-		fmt.Fprintln(stderr, "worker: -new-key, -rotate-keys, -remove-key, -apikey-create, -apikey-revoke, -apikey-list and -init-dev-key exclude each other")
+	if n := keyCmd.count(); n > 1 || (n == 1 && *initDevKey) {
+		fmt.Fprintln(stderr, "worker: -new-key, -rotate-keys, -remove-key and -init-dev-key exclude each other")
 		return 2
-	} else if keyCmd.count() == 1 {
+	} else if n == 1 {
 		return runKeyCommand(keyCmd, cfg, stdout, stderr)
-	} else if apiKeyCmd.count() == 1 || apiKeyCmd.credentials != "" {
-		return runAPIKeyCommand(apiKeyCmd, cfg, stdout, stderr)
 	}
 	if cfg.ProviderTimeout >= activities.StartToCloseTimeout {
 		fmt.Fprintf(stderr, "worker: %s_PROVIDER_TIMEOUT (%s) must be shorter than the refresh activity's start-to-close timeout (%s)\n",
@@ -213,8 +210,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "worker: %v\n", err)
 		return 1
 	}
-	mountTokenAPI(codecSrv, tokens, cfg, logger) // GET /v1/credentials/{id}/token (worker/tokenapi.go)
-	mountSeal(codecSrv, sealer, cfg.SealBearerToken)
+	// The token API judges expiry by the real clock; only the store and the activities
+	// run on the fault-injection one.
+	codecSrv.route(tokenapi.Pattern, tokenapi.NewHandler(tokens,
+		tokenapi.RateLimit{Rate: cfg.TokenAPIRate, Burst: cfg.TokenAPIBurst}, logger, time.Now))
+	// POST /seal: sealing for starters that cannot read the key file, with its own
+	// bearer token.
+	codecSrv.route(seal.Path, seal.Handler(sealer, cfg.SealBearerToken))
 	mountHealth(codecSrv, readiness{ // GET /livez, GET /readyz (worker/health.go)
 		temporal:  describeNamespace(c.WorkflowService(), opts.Namespace),
 		namespace: opts.Namespace,

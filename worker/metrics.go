@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"time"
 
@@ -68,10 +67,7 @@ func (m *workerMetrics) serve(ctx context.Context, srv *codecServer, tokens list
 	if srv == nil {
 		return func() {}
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET "+MetricsPath, m.registry) // GET and HEAD
-	mux.Handle("/", srv.srv.Handler)
-	srv.srv.Handler = mux
+	srv.route("GET "+MetricsPath, m.registry) // GET and HEAD
 
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -1,8 +1,8 @@
 // Package apikeys is the core of the token API's keys: their format, what the token
 // store keeps of them, and the operations the command-line tools run on the store
-// (create, revoke, list). The worker's token API authenticates with Parse and Hash; the
-// starter (`starter apikey`) and the worker's -apikey-* flags manage keys with Create,
-// Revoke and List and print with the Write functions, so both tools behave alike.
+// (create, revoke, list). The token API (internal/tokenapi) authenticates with Parse and
+// Hash; the starter (`starter apikey`) manages keys with Create, Revoke and List and
+// prints with the Write functions.
 //
 // # Key format
 //

@@ -1,8 +1,7 @@
 package apikeys
 
-// Output shared by `starter apikey` and the worker's -apikey-* flags, so that the two
-// tools print the same things in the same places. Nothing here prints a hash; only
-// WriteCreated prints a key, the new one, once.
+// Output of `starter apikey`. Nothing here prints a hash; only WriteCreated prints a
+// key, the new one, once.
 
 import (
 	"encoding/json"

@@ -1,6 +1,6 @@
 package store
 
-// API keys for the token API (worker/tokenapi.go): which consumer may read which
+// API keys for the token API (internal/tokenapi): which consumer may read which
 // credentials' access tokens. Only a hash of each key is stored; the key itself is
 // shown once, when it is created, and never again.
 

@@ -1,4 +1,4 @@
-package main
+package tokenapi
 
 import (
 	"bytes"
@@ -27,7 +27,7 @@ type apiFixture struct {
 	t      *testing.T
 	dbPath string
 	store  *store.SQLite
-	api    *tokenAPI
+	api    *Handler
 	srv    *httptest.Server
 	logs   *syncBuffer
 	mu     sync.Mutex
@@ -72,11 +72,18 @@ func newAPIFixture(t *testing.T, rate float64, burst int) *apiFixture {
 	t.Cleanup(func() { st.Close() })
 	f := &apiFixture{t: t, dbPath: dbPath, store: st, logs: &syncBuffer{}, clock: apiEpoch}
 	logger := slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	f.api = newTokenAPI(st, rate, burst, logger)
-	f.api.now = f.now
-	f.srv = httptest.NewServer(f.api.handler(http.NotFoundHandler()))
+	f.api = NewHandler(st, RateLimit{Rate: rate, Burst: burst}, logger, f.now)
+	f.srv = httptest.NewServer(f.routed())
 	t.Cleanup(f.srv.Close)
 	return f
+}
+
+// routed is the API under Pattern, as the worker's endpoint serves it: the handler
+// reads the pattern's {id}.
+func (f *apiFixture) routed() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(Pattern, f.api)
+	return mux
 }
 
 func (f *apiFixture) now() time.Time {
@@ -226,18 +233,37 @@ func TestTokenAPIAuthMatrix(t *testing.T) {
 		})
 	}
 
-	// Only GET (and HEAD) are routed.
+	// Only GET (and HEAD) are served.
 	if a := f.do(http.MethodPost, "crm", bearer(valid)); a.status != http.StatusMethodNotAllowed || a.header.Get("Allow") != "GET, HEAD" {
 		t.Errorf("POST: status %d Allow %q, want 405, GET, HEAD", a.status, a.header.Get("Allow"))
 	}
-	// Other paths reach the endpoint's other handlers.
-	resp, err := http.Get(f.srv.URL + "/codec/encode")
+}
+
+// Keys as the operator makes and revokes them (internal/apikeys, behind starter apikey):
+// the key Create prints reads its credential, and Revoke by name stops it at the next
+// request and no other key.
+func TestTokenAPIServesKeysFromAPIKeys(t *testing.T) {
+	f := newAPIFixture(t, 1000, 1000)
+	f.seed("crm", "access-crm-SECRET")
+	billing, err := apikeys.Create(t.Context(), f.store, "billing", []string{"crm"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Errorf("other path: status %d, want the next handler's 404", resp.StatusCode)
+	reports, err := apikeys.Create(t.Context(), f.store, "reports", []string{"crm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := f.get("crm", bearer(billing.Key.Reveal())); a.status != http.StatusOK || a.token.AccessToken != "access-crm-SECRET" {
+		t.Fatalf("created key: %d %s, want 200 with the stored token", a.status, a.body)
+	}
+	if _, err := apikeys.Revoke(t.Context(), f.store, "billing", apiEpoch); err != nil {
+		t.Fatal(err)
+	}
+	if a := f.get("crm", bearer(billing.Key.Reveal())); a.status != http.StatusUnauthorized || a.err.Error != "revoked_api_key" {
+		t.Errorf("revoked key: %d %q, want 401 revoked_api_key", a.status, a.err.Error)
+	}
+	if a := f.get("crm", bearer(reports.Key.Reveal())); a.status != http.StatusOK {
+		t.Errorf("the other key after revoking one: %d, want 200", a.status)
 	}
 }
 
@@ -441,17 +467,6 @@ func TestTokenAPIRateLimit(t *testing.T) {
 	}
 }
 
-func TestKeyLimiterRetryAfter(t *testing.T) {
-	l := newKeyLimiter(0.1, 1) // one request per 10 s
-	if ok, _ := l.allow("k", apiEpoch); !ok {
-		t.Fatal("first request refused")
-	}
-	ok, wait := l.allow("k", apiEpoch.Add(time.Second))
-	if ok || wait != 9*time.Second {
-		t.Fatalf("allow = %v, wait %v; want refused, 9s", ok, wait)
-	}
-}
-
 // No log line and no answer carries a token or an API key (the secret part, nor the
 // whole key), whatever the outcome.
 func TestTokenAPILogsNoSecrets(t *testing.T) {
@@ -525,7 +540,7 @@ func (f *apiFixture) serveFrom(remoteAddr, path, authorization string) *httptest
 		req.Header.Set("Authorization", authorization)
 	}
 	rec := httptest.NewRecorder()
-	f.api.handler(nil).ServeHTTP(rec, req)
+	f.routed().ServeHTTP(rec, req)
 	return rec
 }
 
@@ -611,43 +626,6 @@ func TestTokenAPILimitsFailedAuthentication(t *testing.T) {
 	}
 	if n := countLevel(lines, "WARN"); n != 1 || !strings.Contains(f.logs.String(), `"remote_prefix":"192.0.2.7/32"`) {
 		t.Errorf("%d warnings, want one naming 192.0.2.7/32:\n%s", n, f.logs)
-	}
-}
-
-// Many addresses together are held to the global budget; an IPv6 /64 is one address;
-// the addresses tracked are bounded.
-func TestFailureLimiter(t *testing.T) {
-	now := apiEpoch
-	l := newFailureLimiter(failureLimits{remoteRate: 1, remoteBurst: 2, globalRate: 1, globalBurst: 5, maxRemotes: 3})
-	for i := range 5 {
-		r := remoteOf(fmt.Sprintf("203.0.113.%d:1", i))
-		if ok, _ := l.allow(r, now); !ok {
-			t.Fatalf("address %d refused before the global budget was spent", i)
-		}
-		l.fail(r, now)
-	}
-	fresh := remoteOf("203.0.113.200:1")
-	if ok, wait := l.allow(fresh, now); ok || wait != time.Second {
-		t.Errorf("a new address once the global budget is spent: allowed %v, wait %v; want refused for 1s", ok, wait)
-	}
-	if n := len(l.remotes); n > 3 {
-		t.Errorf("%d addresses tracked, want at most 3", n)
-	}
-	now = now.Add(time.Hour) // everything refilled: idle addresses make room
-	l.fail(fresh, now)
-	if _, ok := l.remotes[fresh]; !ok || len(l.remotes) > 3 {
-		t.Errorf("after an hour a new address is not tracked (%d tracked)", len(l.remotes))
-	}
-
-	a, b := remoteOf("[2001:db8:1:2::10]:443"), remoteOf("[2001:db8:1:2:ffff::1]:80")
-	if a != b || a.Bits() != 64 {
-		t.Errorf("two hosts of one /64 count as %v and %v, want the same /64", a, b)
-	}
-	if got := remoteOf("[::ffff:192.0.2.1]:80"); got != remoteOf("192.0.2.1:80") {
-		t.Errorf("an IPv4-mapped address counts as %v, want as its IPv4 address", got)
-	}
-	if got := remoteOf("not an address"); got.IsValid() {
-		t.Errorf("an unparsable address counts as %v, want the shared invalid prefix", got)
 	}
 }
 

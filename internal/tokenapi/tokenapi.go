@@ -1,7 +1,6 @@
-package main
-
-// The token API: GET /v1/credentials/{id}/token on the worker's HTTP endpoint gives an
-// application the credential's current access token, read from the token store.
+// Package tokenapi is the token API: GET /v1/credentials/{id}/token on the worker's
+// HTTP endpoint gives an application the credential's current access token, read from
+// the token store.
 //
 // Callers authenticate with Authorization: Bearer <API key> (internal/apikeys). Every request
 // looks its key up in the store, so a revocation by any process applies to the next
@@ -21,6 +20,10 @@ package main
 // no-store. No log line or error carries a token or an API key: requests are logged by
 // key ID (public, and only once it is well formed) and credential ID (as sent only if it
 // is a valid one; otherwise escaped and cut short, see loggableID).
+//
+// The handler needs no key of the key file: the store checks each API key row's
+// authenticator when it is looked up (store.ErrAPIKeyUnauthenticated).
+package tokenapi
 
 import (
 	"context"
@@ -31,22 +34,20 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/apikeys"
-	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
-// TokenAPIPattern is the token API's route on the worker's HTTP endpoint. It takes
-// every method, so that others get the API's own 405 rather than the next handler's
-// answer.
-const TokenAPIPattern = "/v1/credentials/{id}/token"
+// Pattern is the token API's route on the worker's HTTP endpoint; the handler reads its
+// {id} wildcard, so it must be served under this pattern. It takes every method, so
+// that others get the API's own 405 rather than the next handler's answer.
+const Pattern = "/v1/credentials/{id}/token"
 
 const (
 	// touchInterval is how often a credential's (and a key's) last-used time is
@@ -58,17 +59,24 @@ const (
 	retryUnavailable = 5 * time.Second
 )
 
-// tokenStore is the part of the token store the token API uses.
-type tokenStore interface {
+// Store is the part of the token store the token API uses.
+type Store interface {
 	Get(ctx context.Context, id string) (store.Record, error)
 	TouchLastUsed(ctx context.Context, id string, at time.Time) error
 	LookupAPIKey(ctx context.Context, id string) (store.APIKey, error)
 	TouchAPIKey(ctx context.Context, id string, at time.Time) error
 }
 
-// tokenAPI serves TokenAPIPattern.
-type tokenAPI struct {
-	store         tokenStore
+// RateLimit is each API key's budget of requests: Burst at once, refilled at Rate per
+// second (the worker's TOKENWARDEN_TOKEN_API_RATE and _BURST).
+type RateLimit struct {
+	Rate  float64
+	Burst int
+}
+
+// Handler serves Pattern.
+type Handler struct {
+	store         Store
 	logger        *slog.Logger
 	now           func() time.Time
 	limiter       *keyLimiter
@@ -80,35 +88,23 @@ type tokenAPI struct {
 	keyTouched  map[string]time.Time // key ID -> last write of its last_used_at
 }
 
-func newTokenAPI(st tokenStore, rate float64, burst int, logger *slog.Logger) *tokenAPI {
-	return &tokenAPI{
+// NewHandler serves the tokens of st to callers with an API key, each key held to
+// perKey. now is the clock that decides expiry, rate limits and last-used times; nil
+// is the real one.
+func NewHandler(st Store, perKey RateLimit, logger *slog.Logger, now func() time.Time) *Handler {
+	if now == nil {
+		now = time.Now
+	}
+	return &Handler{
 		store:         st,
 		logger:        logger,
-		now:           time.Now,
-		limiter:       newKeyLimiter(rate, burst),
+		now:           now,
+		limiter:       newKeyLimiter(perKey.Rate, perKey.Burst),
 		failures:      newFailureLimiter(defaultFailureLimits),
 		touchInterval: touchInterval,
 		credTouched:   map[string]time.Time{},
 		keyTouched:    map[string]time.Time{},
 	}
-}
-
-// handler routes TokenAPIPattern to a and everything else to next.
-func (a *tokenAPI) handler(next http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle(TokenAPIPattern, a)
-	if next != nil {
-		mux.Handle("/", next)
-	}
-	return mux
-}
-
-// mountTokenAPI adds the token API to the worker's HTTP endpoint before it serves.
-func mountTokenAPI(srv *codecServer, st tokenStore, cfg config.Worker, logger *slog.Logger) {
-	if srv == nil {
-		return
-	}
-	srv.srv.Handler = newTokenAPI(st, cfg.TokenAPIRate, cfg.TokenAPIBurst, logger).handler(srv.srv.Handler)
 }
 
 type tokenResponse struct {
@@ -126,7 +122,7 @@ type errorResponse struct {
 // unknown ID costs about what a wrong secret does.
 var dummyHash = apikeys.Hash("twk_0000000000000000_unknown")
 
-func (a *tokenAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (a *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		writeJSON(w, http.StatusMethodNotAllowed, errorResponse{Error: "method_not_allowed", Message: "use GET"})
@@ -199,7 +195,7 @@ func (a *tokenAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // authenticate finds the request's API key. On refusal status is 401 (500 if the store
 // failed) with an error code and message for the caller; they never quote what the
 // caller sent.
-func (a *tokenAPI) authenticate(r *http.Request) (key store.APIKey, status int, code, msg string) {
+func (a *Handler) authenticate(r *http.Request) (key store.APIKey, status int, code, msg string) {
 	const unauthorized = http.StatusUnauthorized
 	h := r.Header.Get("Authorization")
 	if h == "" {
@@ -242,7 +238,7 @@ func (a *tokenAPI) authenticate(r *http.Request) (key store.APIKey, status int, 
 }
 
 // refuse answers with a JSON error, logging it unless log is nil.
-func (a *tokenAPI) refuse(w http.ResponseWriter, log *slog.Logger, status int, code, msg string, retryAfter time.Duration) {
+func (a *Handler) refuse(w http.ResponseWriter, log *slog.Logger, status int, code, msg string, retryAfter time.Duration) {
 	if retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(retryAfter.Seconds()))))
 	}
@@ -269,7 +265,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // touch writes a last-used time through write unless this worker wrote one for id less
 // than touchInterval ago. The slot is claimed before the write, so concurrent requests
 // do not all write; a failed write gives it back, and is logged, not fatal.
-func (a *tokenAPI) touch(ctx context.Context, log *slog.Logger, last map[string]time.Time, id string, now time.Time,
+func (a *Handler) touch(ctx context.Context, log *slog.Logger, last map[string]time.Time, id string, now time.Time,
 	write func(ctx context.Context, id string, at time.Time) error) {
 	a.mu.Lock()
 	if t, ok := last[id]; ok && now.Sub(t) < a.touchInterval && !now.Before(t) {
@@ -289,171 +285,6 @@ func (a *tokenAPI) touch(ctx context.Context, log *slog.Logger, last map[string]
 		a.mu.Unlock()
 		log.Warn("token API: record last use", "error", err)
 	}
-}
-
-// keyLimiter is a token bucket per API key ID: up to burst requests at once, refilled
-// at rate per second.
-type keyLimiter struct {
-	rate, burst float64
-
-	mu      sync.Mutex
-	buckets map[string]*bucket // one per key that authenticated; bounded by the keys
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newKeyLimiter(rate float64, burst int) *keyLimiter {
-	return &keyLimiter{rate: rate, burst: float64(burst), buckets: map[string]*bucket{}}
-}
-
-// allow takes a token from key's bucket, or says how long until one is there.
-func (l *keyLimiter) allow(key string, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b, ok := l.buckets[key]
-	if !ok {
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[key] = b
-	}
-	b.refill(l.rate, l.burst, now)
-	if b.tokens >= 1 {
-		b.tokens--
-		return true, 0
-	}
-	return false, b.wait(l.rate)
-}
-
-// refill adds what rate has earned since b.last, up to burst.
-func (b *bucket) refill(rate, burst float64, now time.Time) {
-	if elapsed := now.Sub(b.last); elapsed > 0 {
-		b.tokens = math.Min(burst, b.tokens+elapsed.Seconds()*rate)
-		b.last = now
-	}
-}
-
-// wait is how long until b holds a whole token again, at least a second (Retry-After
-// counts whole seconds).
-func (b *bucket) wait(rate float64) time.Duration {
-	if b.tokens >= 1 {
-		return 0
-	}
-	return max(time.Duration((1-b.tokens)/rate*float64(time.Second)), time.Second)
-}
-
-// failureLimits configure a failureLimiter.
-type failureLimits struct {
-	// perRemote is each address's budget of failed authentications: burst at once,
-	// then rate per second.
-	remoteRate, remoteBurst float64
-	// global is the budget of all addresses together, so that many addresses (a
-	// botnet, or IPv6 prefixes) cannot multiply the per-address one without bound.
-	globalRate, globalBurst float64
-	// maxRemotes bounds the addresses tracked at once; beyond it, idle ones are dropped
-	// and new ones are held to the global budget only.
-	maxRemotes int
-}
-
-// defaultFailureLimits let a misconfigured client fail a few dozen times before it is
-// slowed to one failure a second, and hold the whole worker to twenty failed requests
-// (and log lines) a second. A key's secret is 256 random bits, so the limits are not
-// what makes guessing hopeless; they bound the store lookups and log lines that
-// guessing costs.
-var defaultFailureLimits = failureLimits{
-	remoteRate: 1, remoteBurst: 30,
-	globalRate: 20, globalBurst: 200,
-	maxRemotes: 10000,
-}
-
-// failureLimiter counts failed authentications per remote address prefix and in total.
-// Only failures spend its tokens, but once a budget is spent every request from that
-// address (or, for the global budget, every request with no budget left) is refused
-// until it refills: whether a key is valid is only known after the lookup it protects.
-type failureLimiter struct {
-	limits failureLimits
-
-	mu      sync.Mutex
-	global  bucket
-	remotes map[netip.Prefix]*bucket
-}
-
-func newFailureLimiter(l failureLimits) *failureLimiter {
-	return &failureLimiter{limits: l, global: bucket{tokens: l.globalBurst}, remotes: map[netip.Prefix]*bucket{}}
-}
-
-// allow reports whether a request from remote may be looked at, or how long until it
-// may.
-func (l *failureLimiter) allow(remote netip.Prefix, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.global.refill(l.limits.globalRate, l.limits.globalBurst, now)
-	wait := l.global.wait(l.limits.globalRate)
-	if b := l.remotes[remote]; b != nil {
-		b.refill(l.limits.remoteRate, l.limits.remoteBurst, now)
-		wait = max(wait, b.wait(l.limits.remoteRate))
-	}
-	return wait == 0, wait
-}
-
-// fail spends one token of remote's budget and one of the global budget. It reports
-// whether this failure used up remote's budget, so that the caller logs that once per
-// episode rather than once per refused request.
-func (l *failureLimiter) fail(remote netip.Prefix, now time.Time) (exhausted bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.global.refill(l.limits.globalRate, l.limits.globalBurst, now)
-	l.global.tokens = max(0, l.global.tokens-1)
-	b := l.remotes[remote]
-	if b == nil {
-		if len(l.remotes) >= l.limits.maxRemotes {
-			l.dropIdle(now)
-		}
-		if len(l.remotes) >= l.limits.maxRemotes {
-			return false // held to the global budget only
-		}
-		b = &bucket{tokens: l.limits.remoteBurst, last: now}
-		l.remotes[remote] = b
-	}
-	b.refill(l.limits.remoteRate, l.limits.remoteBurst, now)
-	before := b.tokens
-	b.tokens = max(0, b.tokens-1)
-	return before >= 1 && b.tokens < 1
-}
-
-// dropIdle forgets addresses whose budget has refilled: they are as if never seen.
-func (l *failureLimiter) dropIdle(now time.Time) {
-	for p, b := range l.remotes {
-		b.refill(l.limits.remoteRate, l.limits.remoteBurst, now)
-		if b.tokens >= l.limits.remoteBurst {
-			delete(l.remotes, p)
-		}
-	}
-}
-
-// remoteOf is the address prefix a request's failures are counted under: the IPv4
-// address, or the /64 of an IPv6 address (one host usually holds a whole /64). An
-// address that does not parse (never from net/http's own server) counts under one shared
-// prefix.
-func remoteOf(remoteAddr string) netip.Prefix {
-	addr, err := netip.ParseAddr(remoteAddr)
-	if ap, perr := netip.ParseAddrPort(remoteAddr); perr == nil {
-		addr, err = ap.Addr(), nil
-	}
-	if err != nil {
-		return netip.Prefix{}
-	}
-	addr = addr.Unmap().WithZone("")
-	bits := 32
-	if addr.Is6() {
-		bits = 64
-	}
-	p, err := addr.Prefix(bits)
-	if err != nil {
-		return netip.Prefix{}
-	}
-	return p
 }
 
 // maxLoggedID caps how many bytes of an invalid ID a log line quotes.
