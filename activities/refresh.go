@@ -206,11 +206,11 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 	}
 	// Test builds can kill the process here: the provider has rotated, nothing is stored.
 	faultPoint(FaultAfterProviderBeforeCommit)
-	if a.OutboxQueue != "" && activity.IsActivity(ctx) {
-		// Said at once, long before the commit's retries could end in the outbox: a
-		// retry on another worker learns where the token set may wait.
+	if a.OutboxQueue != "" {
+		// The next heartbeat (HeartbeatInterval) carries it, long before the commit's
+		// retries could end in the outbox: a retry on another worker learns where the
+		// token set may wait. A commit that succeeds at once costs no extra call.
 		progress.Store(&RefreshProgress{CommittingOn: a.OutboxQueue})
-		activity.RecordHeartbeat(ctx, *progress.Load())
 	}
 
 	next := rec
@@ -436,16 +436,9 @@ func previousAttemptCommitting(ctx context.Context) string {
 	return p.CommittingOn
 }
 
-func loadProgress(p *atomic.Pointer[RefreshProgress]) *RefreshProgress {
-	if p == nil {
-		return nil
-	}
-	return p.Load()
-}
-
 // heartbeat records activity heartbeats until the returned function is called, so the
 // server notices within HeartbeatTimeout when the worker running this attempt dies;
-// with progress's detail once it has one (progress may be nil).
+// with progress's detail once it has one (nil: never any).
 func heartbeat(ctx context.Context, progress *atomic.Pointer[RefreshProgress]) (stop func()) {
 	if !activity.IsActivity(ctx) {
 		return func() {}
@@ -465,7 +458,11 @@ func heartbeat(ctx context.Context, progress *atomic.Pointer[RefreshProgress]) (
 				return
 			case <-t.C:
 			}
-			if p := loadProgress(progress); p != nil {
+			var p *RefreshProgress
+			if progress != nil {
+				p = progress.Load()
+			}
+			if p != nil {
 				activity.RecordHeartbeat(ctx, *p)
 			} else {
 				activity.RecordHeartbeat(ctx)
