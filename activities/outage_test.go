@@ -116,21 +116,29 @@ func (s *slowWhenLocked) ReleaseLease(ctx context.Context, id, owner string) err
 	return s.bounded(ctx, func(ctx context.Context) error { return s.Store.ReleaseLease(ctx, id, owner) })
 }
 
-// The store goes down for 5 minutes right after the provider
-// rotated the refresh token. The commit retries until its lease nears its end, then
-// the token set goes to the outbox (0600, sealed); every attempt during the outage
-// fails without presenting anything; the first attempt after it commits the outbox's
-// token set, and the next refresh presents that token, once. 0 lost, 0 presented twice.
-func TestStoreOutageAfterRotationKeepsTheTokenInTheOutbox(t *testing.T) {
-	var outage *storeOutage
-	var wrapped *slowWhenLocked
-	h := newHarness(t, harnessOptions{outbox: true, wrapStore: func(s store.Store) store.Store {
+// outageAtFirstCommit is a harness with an outbox whose SQLite store locks at the first
+// commit (slowWhenLocked) and whose commit retries sleep on the harness clock. *outage
+// is the outage once it has begun.
+func outageAtFirstCommit(t *testing.T) (h *harness, wrapped *slowWhenLocked, outage **storeOutage) {
+	t.Helper()
+	outage = new(*storeOutage)
+	h = newHarness(t, harnessOptions{outbox: true, wrapStore: func(s store.Store) store.Store {
 		wrapped = &slowWhenLocked{Store: s}
 		return wrapped
 	}})
 	wrapped.clock = h.clock
-	wrapped.lockAtFirstCommit = func() { outage = lockSQLite(t, h.dbPath) }
+	wrapped.lockAtFirstCommit = func() { *outage = lockSQLite(t, h.dbPath) }
 	h.acts.Sleep = func(_ context.Context, d time.Duration) error { h.clock.Advance(d); return nil }
+	return h, wrapped, outage
+}
+
+// The store goes down for 5 minutes right after the provider rotated the refresh token.
+// The commit retries until its lease nears its end, then the token set goes to the
+// outbox (0600, sealed); every attempt during the outage fails without presenting
+// anything; the first attempt after it commits the outbox's token set, and the next
+// refresh presents that token, once. 0 lost, 0 presented twice.
+func TestStoreOutageAfterRotationKeepsTheTokenInTheOutbox(t *testing.T) {
+	h, wrapped, outage := outageAtFirstCommit(t)
 	rt, v := h.seed(credID, "fam", testClientSecret)
 	const outageLength = 5 * time.Minute
 
@@ -141,7 +149,7 @@ func TestStoreOutageAfterRotationKeepsTheTokenInTheOutbox(t *testing.T) {
 	if !strings.Contains(appErr.Error(), "kept in the outbox") {
 		t.Fatalf("error %q does not say the token set is in the outbox", appErr.Error())
 	}
-	if outage == nil {
+	if *outage == nil {
 		t.Fatal("the store was never locked")
 	}
 	latest, ok := h.fake.Latest("fam")
@@ -185,7 +193,7 @@ func TestStoreOutageAfterRotationKeepsTheTokenInTheOutbox(t *testing.T) {
 		}
 		h.clock.Advance(30 * time.Second)
 	}
-	outage.end()
+	(*outage).end()
 	up := h.clock.Now().Sub(down)
 
 	// The first attempt after the outage commits the outbox's token set, presenting
@@ -276,18 +284,10 @@ func TestRolledBackStoreIsNotPresented(t *testing.T) {
 // names its queue (the workflow routes there). If A died before saying so, Temporal
 // retries on the fleet's queue with A's last heartbeat (committing, on A's queue):
 // worker B finds A's lease expired, and instead of presenting the consumed token it
-// releases the lease and names A's queue. A commits
-// from its outbox; the next refresh, on B, presents the rotated token once.
+// releases the lease and names A's queue. A commits from its outbox; the next refresh,
+// on B, presents the rotated token once.
 func TestOutboxOfAnotherWorkerIsNeverBypassed(t *testing.T) {
-	var outage *storeOutage
-	var wrapped *slowWhenLocked
-	h := newHarness(t, harnessOptions{outbox: true, wrapStore: func(s store.Store) store.Store {
-		wrapped = &slowWhenLocked{Store: s}
-		return wrapped
-	}})
-	wrapped.clock = h.clock
-	wrapped.lockAtFirstCommit = func() { outage = lockSQLite(t, h.dbPath) }
-	h.acts.Sleep = func(_ context.Context, d time.Duration) error { h.clock.Advance(d); return nil }
+	h, _, outage := outageAtFirstCommit(t)
 	h.acts.OutboxQueue = "tokenwarden-outbox-a"
 	b := *h.acts
 	b.OutboxQueue = "tokenwarden-outbox-b"
@@ -313,7 +313,7 @@ func TestOutboxOfAnotherWorkerIsNeverBypassed(t *testing.T) {
 	if !ok || latest == rt {
 		t.Fatal("the provider did not rotate")
 	}
-	outage.end()
+	(*outage).end()
 	h.clock.Advance(activities.DefaultLeaseDuration) // A's lease has run out
 	presented := h.fake.TotalPresentations()
 
