@@ -19,37 +19,43 @@ type refreshCall struct {
 	interruptedAt time.Time
 }
 
+// refreshesFailing makes the Refresh attempts fail with errs, one each in order, and
+// succeed after them; it records where and how each attempt was asked.
+func (s *credentialSuite) refreshesFailing(errs ...error) *[]refreshCall {
+	calls := new([]refreshCall)
+	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
+			*calls = append(*calls, refreshCall{activity.GetInfo(ctx).TaskQueue, req.OutboxRouted, req.InterruptedAt})
+			if n := len(*calls); n <= len(errs) {
+				return activities.RefreshResult{}, errs[n-1]
+			}
+			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: s.env.Now(), AccessExpiresAt: s.env.Now().Add(time.Hour), Rotated: true}, nil
+		})
+	return calls
+}
+
 // A worker whose outbox holds the rotated token set says so: every later round runs on
 // that worker's queue until it commits, however long it takes, and the fleet's queue
 // (where another worker would present the consumed token) sees no attempt meanwhile.
 func (s *credentialSuite) TestOutboxHeldRoutesEveryRoundToItsWorker() {
 	s.env.SetStartTime(t0)
 	s.seeded()
-	var calls []refreshCall
-	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
-			calls = append(calls, refreshCall{activity.GetInfo(ctx).TaskQueue, req.OutboxRouted, req.InterruptedAt})
-			switch len(calls) {
-			case 1:
-				return activities.RefreshResult{}, temporal.NewNonRetryableApplicationError("token store: commit refreshed token (kept in the outbox of task queue q-a)",
-					activities.ErrTypeStore, nil, activities.FailureDetail{Code: activities.CodeOutboxPending, OutboxQueue: "q-a"})
-			case 2:
-				// That worker is down: nobody takes the routed attempt.
-				return activities.RefreshResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
-			}
-			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: s.env.Now(), AccessExpiresAt: s.env.Now().Add(time.Hour), Rotated: true}, nil
-		})
+	calls := s.refreshesFailing(
+		temporal.NewNonRetryableApplicationError("token store: commit refreshed token (kept in the outbox of task queue q-a)",
+			activities.ErrTypeStore, nil, activities.FailureDetail{Code: activities.CodeOutboxPending, OutboxQueue: "q-a"}),
+		// That worker is down: nobody takes the routed attempt.
+		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil))
 	var waiting Status
 	s.env.RegisterDelayedCallback(func() { waiting = s.status() }, 20*time.Second)
 	s.stopAt(10 * time.Minute)
 	s.env.ExecuteWorkflow(WorkflowType, input())
 
-	s.Require().GreaterOrEqual(len(calls), 3)
-	s.Equal(TaskQueue, calls[0].queue)
-	s.False(calls[0].routed)
+	s.Require().GreaterOrEqual(len(*calls), 3)
+	s.Equal(TaskQueue, (*calls)[0].queue)
+	s.False((*calls)[0].routed)
 	for i := 1; i <= 2; i++ {
-		s.Equal("q-a", calls[i].queue, "round %d must run on the outbox's worker", i+1)
-		s.True(calls[i].routed)
+		s.Equal("q-a", (*calls)[i].queue, "round %d must run on the outbox's worker", i+1)
+		s.True((*calls)[i].routed)
 	}
 	s.Require().NotNil(waiting.Outbox)
 	s.True(waiting.Outbox.Held)
@@ -59,9 +65,9 @@ func (s *credentialSuite) TestOutboxHeldRoutesEveryRoundToItsWorker() {
 	st := s.status()
 	s.Nil(st.Outbox)
 	s.Equal(StateActive, st.State)
-	if len(calls) > 3 {
-		s.Equal(TaskQueue, calls[3].queue)
-		s.False(calls[3].routed)
+	if len(*calls) > 3 {
+		s.Equal(TaskQueue, (*calls)[3].queue)
+		s.False((*calls)[3].routed)
 	}
 }
 
@@ -73,29 +79,20 @@ func (s *credentialSuite) TestSuspectedOutboxGivesUpAfterTheWait() {
 	s.env.SetStartTime(t0)
 	s.seeded()
 	interrupted := t0.Add(-time.Minute)
-	var calls []refreshCall
-	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
-			calls = append(calls, refreshCall{activity.GetInfo(ctx).TaskQueue, req.OutboxRouted, req.InterruptedAt})
-			switch len(calls) {
-			case 1:
-				return activities.RefreshResult{}, temporal.NewNonRetryableApplicationError("an interrupted refresh attempt ran on another worker",
-					activities.ErrTypeStore, nil, activities.FailureDetail{Code: activities.CodeOutboxElsewhere, OutboxQueue: "q-a", InterruptedAt: interrupted})
-			case 2:
-				return activities.RefreshResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
-			}
-			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: s.env.Now(), AccessExpiresAt: s.env.Now().Add(time.Hour)}, nil
-		})
+	calls := s.refreshesFailing(
+		temporal.NewNonRetryableApplicationError("an interrupted refresh attempt ran on another worker",
+			activities.ErrTypeStore, nil, activities.FailureDetail{Code: activities.CodeOutboxElsewhere, OutboxQueue: "q-a", InterruptedAt: interrupted}),
+		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil))
 	s.stopAt(10 * time.Minute)
 	s.env.ExecuteWorkflow(WorkflowType, input())
 
-	s.Require().GreaterOrEqual(len(calls), 3)
-	s.Equal("q-a", calls[1].queue)
-	s.True(calls[1].routed)
-	s.True(calls[1].interruptedAt.Equal(interrupted))
-	s.Equal(TaskQueue, calls[2].queue, "after the wait the fleet refreshes")
-	s.True(calls[2].routed, "and does not route again")
-	s.True(calls[2].interruptedAt.Equal(interrupted), "and knows the last attempt was interrupted")
+	s.Require().GreaterOrEqual(len(*calls), 3)
+	s.Equal("q-a", (*calls)[1].queue)
+	s.True((*calls)[1].routed)
+	s.True((*calls)[1].interruptedAt.Equal(interrupted))
+	s.Equal(TaskQueue, (*calls)[2].queue, "after the wait the fleet refreshes")
+	s.True((*calls)[2].routed, "and does not route again")
+	s.True((*calls)[2].interruptedAt.Equal(interrupted), "and knows the last attempt was interrupted")
 	st := s.status()
 	s.Nil(st.Outbox)
 	s.Equal(StateActive, st.State)
