@@ -1,7 +1,6 @@
 package activities_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -29,6 +28,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/internal/store/storemock"
+	"github.com/tokenwarden/tokenwarden/internal/testlog"
 )
 
 // The test client. The secret looks like a real one (mixed case, digits, long) so that
@@ -69,25 +69,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// syncBuffer collects the activities' log output so tests can check that no secret is
-// ever logged.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type harnessOptions struct {
 	fake oauth2test.Options
 	// wrapStore, if set, wraps the real SQLite store (to inject store failures; see
@@ -120,7 +101,7 @@ type harness struct {
 	opts      harnessOptions
 	acts      *activities.Activities
 	env       *testsuite.TestActivityEnvironment
-	logs      *syncBuffer
+	logs      *testlog.Buffer // the activities' log output: tests check that no secret is ever logged
 }
 
 func newHarness(t *testing.T, opts harnessOptions) *harness {
@@ -177,7 +158,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	acts := &activities.Activities{
 		Seeds:           sealer,
 		Store:           st,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/testlog"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -228,7 +229,7 @@ func cliStartBareServer(t *testing.T, extra ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	log := &lockedBuffer{}
+	log := &testlog.Buffer{}
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  stack.temporalBin,
 		LogLevel:      "error",

@@ -19,6 +19,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/provider/feishu/feishutest"
 	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/provider/zalo/zalotest"
+	"github.com/tokenwarden/tokenwarden/internal/testlog"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -179,7 +180,7 @@ func connectThroughBrowser(t *testing.T, e *env, name string, args []string, dec
 	cmd := exec.Command(stack.starterBin, args...)
 	cmd.Env = append(e.vars(), "TOKENWARDEN_CODEC_ENDPOINT=http://"+e.httpAddr+"/codec", "TOKENWARDEN_SEAL_ENDPOINT=http://"+e.httpAddr+"/seal",
 		"DISPLAY=", "WAYLAND_DISPLAY=")
-	var stderr lockedBuffer
+	var stderr testlog.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -25,6 +24,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store" // also registers the "sqlite" driver lockStore uses
+	"github.com/tokenwarden/tokenwarden/internal/testlog"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -82,28 +82,10 @@ const sealToken = "e2e-seal-token-7f3a91"
 // since the Web UI cannot send one.
 const codecToken = "e2e-codec-token-20c4d8"
 
-// lockedBuffer collects a child process's output for the test log.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // worker is a running worker process.
 type worker struct {
 	cmd    *exec.Cmd
-	output *lockedBuffer
+	output *testlog.Buffer
 	exited chan struct{} // closed when the process has exited; err is then set
 	err    error
 	// stopped: the test ended the process itself (stop, kill9) or saw it exit (waitExit).
@@ -121,7 +103,7 @@ func (e *env) startWorker() *worker {
 // environment plus extra variables.
 func (e *env) startWorkerBin(bin string, extra ...string) *worker {
 	e.t.Helper()
-	w := &worker{output: &lockedBuffer{}, exited: make(chan struct{})}
+	w := &worker{output: &testlog.Buffer{}, exited: make(chan struct{})}
 	// A free port per worker process: a restarted worker must not wait for its
 	// predecessor's socket, and parallel tests must not share an endpoint.
 	e.httpAddr = freeHostPort(e.t)
@@ -495,7 +477,7 @@ type privateServer struct {
 	extraPorts []string
 	dbFile     string
 	srv        *testsuite.DevServer // nil while stopped
-	log        *lockedBuffer
+	log        *testlog.Buffer
 }
 
 // startPrivateServer starts a Temporal dev server of the test's own on a fixed free
@@ -503,7 +485,7 @@ type privateServer struct {
 // restart it (same port, same file) without disturbing the shared one.
 func startPrivateServer(t *testing.T) *privateServer {
 	t.Helper()
-	p := &privateServer{t: t, hostPort: freeHostPort(t), dbFile: filepath.Join(t.TempDir(), "temporal.db"), log: &lockedBuffer{}}
+	p := &privateServer{t: t, hostPort: freeHostPort(t), dbFile: filepath.Join(t.TempDir(), "temporal.db"), log: &testlog.Buffer{}}
 	for _, flag := range []string{"--http-port", "--metrics-port"} {
 		_, port, _ := net.SplitHostPort(freeHostPort(t))
 		p.extraPorts = append(p.extraPorts, flag, port)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/testlog"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -141,7 +142,7 @@ func TestWebUI(t *testing.T) {
 	codecAddr := freeHostPort(t)
 	_, uiPort, _ := net.SplitHostPort(freeHostPort(t))
 	codecEndpoint := "http://" + codecAddr + codec.PathPrefix
-	serverLog := &lockedBuffer{}
+	serverLog := &testlog.Buffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{

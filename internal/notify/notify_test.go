@@ -21,6 +21,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/notify"
 	"github.com/tokenwarden/tokenwarden/internal/notify/notifytest"
+	"github.com/tokenwarden/tokenwarden/internal/testlog"
 	"github.com/tokenwarden/tokenwarden/internal/webhook"
 )
 
@@ -48,27 +49,9 @@ func incident() credential.Notification {
 	}
 }
 
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func newWebhook(t *testing.T, o notify.Options) (*notify.Webhook, *logBuffer) {
+func newWebhook(t *testing.T, o notify.Options) (*notify.Webhook, *testlog.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testlog.Buffer{}
 	o.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	o.Now = clock
 	w, err := notify.New(o)

@@ -1,7 +1,6 @@
 package tokenapi
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -20,6 +19,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/apikeys"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/store"
+	"github.com/tokenwarden/tokenwarden/internal/testlog"
 )
 
 // apiFixture is a token API over a real SQLite store, with a settable clock.
@@ -29,26 +29,9 @@ type apiFixture struct {
 	store  *store.SQLite
 	api    *Handler
 	srv    *httptest.Server
-	logs   *syncBuffer
+	logs   *testlog.Buffer
 	mu     sync.Mutex
 	clock  time.Time
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 var apiEpoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -70,7 +53,7 @@ func newAPIFixture(t *testing.T, rate float64, burst int) *apiFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	f := &apiFixture{t: t, dbPath: dbPath, store: st, logs: &syncBuffer{}, clock: apiEpoch}
+	f := &apiFixture{t: t, dbPath: dbPath, store: st, logs: &testlog.Buffer{}, clock: apiEpoch}
 	logger := slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f.api = NewHandler(st, RateLimit{Rate: rate, Burst: burst}, logger, f.now)
 	f.srv = httptest.NewServer(f.routed())

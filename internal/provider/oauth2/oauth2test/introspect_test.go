@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/testlog"
 )
 
 // ask introspects token with Basic client authentication.
@@ -283,7 +285,7 @@ func TestInjectFaultRejectsUnknownPath(t *testing.T) {
 }
 
 func TestIntrospectionLogNeverContainsTokens(t *testing.T) {
-	var buf safeBuffer
+	var buf testlog.Buffer
 	s, _ := startServer(t, Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	rt := s.Seed("fam")
 	ask(t, s, rt)

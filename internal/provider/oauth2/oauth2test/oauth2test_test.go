@@ -1,7 +1,6 @@
 package oauth2test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/testlog"
 )
 
 // clock is a manually advanced time source.
@@ -455,7 +456,7 @@ func TestConcurrentFamiliesAreIndependent(t *testing.T) {
 }
 
 func TestLogNeverContainsTokens(t *testing.T) {
-	var buf safeBuffer
+	var buf testlog.Buffer
 	s, u := startServer(t, Options{Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	rt0 := s.Seed("fam")
 	r := post(t, u, rt0)
@@ -526,21 +527,4 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
