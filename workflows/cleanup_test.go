@@ -53,13 +53,13 @@ func (s *credentialSuite) TestUnusedCredentialIsRetired() {
 	s.seeded()
 	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
-			now := s.env.Now()
+			now := s.now()
 			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: now, AccessExpiresAt: now.Add(365 * 24 * time.Hour)}, nil
 		})
 	var checks []time.Time
 	s.env.OnActivity(s.a.Usage, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.UsageRequest) (activities.UsageResult, error) {
-			checks = append(checks, s.env.Now())
+			checks = append(checks, s.now())
 			// A consumer read the token on day 10, and never again.
 			return activities.UsageResult{LastUsedAt: t0.Add(10 * 24 * time.Hour)}, nil
 		})
@@ -69,7 +69,7 @@ func (s *credentialSuite) TestUnusedCredentialIsRetired() {
 		func(ctx context.Context, req activities.RetireRequest) (activities.RetireResult, error) {
 			retired++
 			revoke = req.Revoke
-			return activities.RetireResult{DeletedAt: s.env.Now()}, nil
+			return activities.RetireResult{DeletedAt: s.now()}, nil
 		})
 	in := input()
 	in.Policy.RetireAfterUnused = dur(30 * 24 * time.Hour) // a credential that refreshes is never retired by default
@@ -166,7 +166,7 @@ func (s *credentialSuite) TestRetireAfterUnusedZeroMeansNever() {
 	s.seeded()
 	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
-			now := s.env.Now()
+			now := s.now()
 			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: now, AccessExpiresAt: now.Add(365 * 24 * time.Hour)}, nil
 		})
 	var st Status

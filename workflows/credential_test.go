@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +23,10 @@ type credentialSuite struct {
 	suite.Suite
 	testsuite.WorkflowTestSuite
 	env *testsuite.TestWorkflowEnvironment
-	a   *activities.Activities
+	// clock is env's, for activity mocks: a mock still running when its test's workflow
+	// was stopped would otherwise read s.env while the next test's SetupTest replaces it.
+	clock atomic.Pointer[testsuite.TestWorkflowEnvironment]
+	a     *activities.Activities
 	// notes records every notification the workflow sent, in order.
 	notes []activities.Notification
 }
@@ -31,6 +35,7 @@ func TestCredentialWorkflow(t *testing.T) { suite.Run(t, new(credentialSuite)) }
 
 func (s *credentialSuite) SetupTest() {
 	s.env = s.NewTestWorkflowEnvironment()
+	s.clock.Store(s.env)
 	s.env.RegisterWorkflowWithOptions(CredentialWorkflow, workflow.RegisterOptions{Name: WorkflowType})
 	s.env.RegisterActivity(s.a)
 	s.env.SetStartWorkflowOptions(testStartOptions("cred-1"))
@@ -63,7 +68,7 @@ func input() CredentialInput {
 func (s *credentialSuite) seeded() {
 	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.SeedRequest) (activities.SeedResult, error) {
-			return activities.SeedResult{Version: 1, SeededAt: s.env.Now()}, nil
+			return activities.SeedResult{Version: 1, SeededAt: s.now()}, nil
 		})
 }
 
@@ -77,13 +82,16 @@ type refreshLog struct {
 func (s *credentialSuite) refreshSucceeds(log *refreshLog, lifetime time.Duration) {
 	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
-			now := s.env.Now()
+			now := s.now()
 			log.times = append(log.times, now)
 			s.Equal(log.version+1, req.ExpectedVersion+1, "workflow must pass the version it saw")
 			log.version = req.ExpectedVersion + 1
 			return activities.RefreshResult{Version: log.version, RefreshedAt: now, AccessExpiresAt: now.Add(lifetime)}, nil
 		})
 }
+
+// now is the test clock's time, safe to call from activity mocks.
+func (s *credentialSuite) now() time.Time { return s.clock.Load().Now() }
 
 func (s *credentialSuite) status() Status {
 	v, err := s.env.QueryWorkflow(QueryStatus)
@@ -147,7 +155,7 @@ func (s *credentialSuite) TestTransientFailuresDegradeThenRecover() {
 				return activities.RefreshResult{}, temporal.NewApplicationError("provider 502", activities.ErrTypeTransient,
 					activities.FailureDetail{Code: "http_502"})
 			}
-			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: s.env.Now(), AccessExpiresAt: s.env.Now().Add(time.Hour)}, nil
+			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: s.now(), AccessExpiresAt: s.now().Add(time.Hour)}, nil
 		})
 	var degraded, recovered Status
 	// Round 1 (attempts at 0, 1, 3, 7s) fails; the workflow then backs off 10s.
@@ -176,7 +184,7 @@ func (s *credentialSuite) TestRetryAfterDelaysTheNextRound() {
 	var times []time.Time
 	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
-			times = append(times, s.env.Now())
+			times = append(times, s.now())
 			return activities.RefreshResult{}, temporal.NewNonRetryableApplicationError("429", activities.ErrTypeTransient, nil,
 				activities.FailureDetail{Code: "http_429", RetryAfter: 5 * time.Minute})
 		})
@@ -212,7 +220,7 @@ func (s *credentialSuite) TestPermanentFailureParksUntilReseed() {
 	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.SeedRequest) (activities.SeedResult, error) {
 			seeds++
-			return activities.SeedResult{Version: int64(seeds * 10), SeededAt: s.env.Now()}, nil
+			return activities.SeedResult{Version: int64(seeds * 10), SeededAt: s.now()}, nil
 		})
 	refreshes := 0
 	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
@@ -222,7 +230,7 @@ func (s *credentialSuite) TestPermanentFailureParksUntilReseed() {
 				return activities.RefreshResult{}, temporal.NewNonRetryableApplicationError("invalid_grant: token revoked",
 					activities.ErrTypePermanent, nil, activities.FailureDetail{Code: "invalid_grant"})
 			}
-			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: s.env.Now(), AccessExpiresAt: s.env.Now().Add(time.Hour)}, nil
+			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: s.now(), AccessExpiresAt: s.now().Add(time.Hour)}, nil
 		})
 	var parked, afterRefreshNow, afterBadReseed, recovered Status
 	s.env.RegisterDelayedCallback(func() { parked = s.status() }, time.Hour)
@@ -257,13 +265,13 @@ func (s *credentialSuite) TestContinueAsNewServesPendingSignalsFirst() {
 	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.SeedRequest) (activities.SeedResult, error) {
 			seeds++
-			return activities.SeedResult{Version: int64(100 * seeds), SeededAt: s.env.Now()}, nil
+			return activities.SeedResult{Version: int64(100 * seeds), SeededAt: s.now()}, nil
 		})
 	refreshes := 0
 	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
 			refreshes++
-			now := s.env.Now()
+			now := s.now()
 			if refreshes == 2 {
 				// Arrive while the refresh runs; the server then suggests continue-as-new.
 				s.env.SignalWorkflow(SignalRefreshNow, nil)
@@ -301,13 +309,13 @@ func (s *credentialSuite) TestRefreshNowStormIsCoalesced() {
 			inFlight++
 			maxInFlight = max(maxInFlight, inFlight)
 			defer func() { inFlight-- }()
-			times = append(times, s.env.Now())
+			times = append(times, s.now())
 			if len(times) == 2 {
 				for i := 0; i < 100; i++ {
 					s.env.SignalWorkflow(SignalRefreshNow, nil)
 				}
 			}
-			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: s.env.Now(), AccessExpiresAt: s.env.Now().Add(time.Hour)}, nil
+			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: s.now(), AccessExpiresAt: s.now().Add(time.Hour)}, nil
 		})
 	// Another storm while the credential sleeps: one refresh serves it.
 	s.env.RegisterDelayedCallback(func() {
@@ -399,7 +407,7 @@ func (s *credentialSuite) TestStatusAnswersWhileRefreshing() {
 	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
 			during = s.status()
-			return activities.RefreshResult{Version: 2, RefreshedAt: s.env.Now(), AccessExpiresAt: s.env.Now().Add(time.Hour)}, nil
+			return activities.RefreshResult{Version: 2, RefreshedAt: s.now(), AccessExpiresAt: s.now().Add(time.Hour)}, nil
 		}).Once()
 	s.stopAt(time.Minute)
 	s.env.ExecuteWorkflow(WorkflowType, input())
@@ -492,7 +500,7 @@ func (s *credentialSuite) TestSealedSeedGoesToTheActivityAsIs() {
 	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.SeedRequest) (activities.SeedResult, error) {
 			got = req
-			return activities.SeedResult{Version: 1, SeededAt: s.env.Now(), AccessToken: true, AccessExpiresAt: s.env.Now().Add(time.Hour)}, nil
+			return activities.SeedResult{Version: 1, SeededAt: s.now(), AccessToken: true, AccessExpiresAt: s.now().Add(time.Hour)}, nil
 		}).Once()
 	var st Status
 	s.env.RegisterDelayedCallback(func() { st = s.status() }, 30*time.Second)

@@ -27,7 +27,7 @@ func (s *credentialSuite) TestDegradedIncidentRemindersAndOneRecovery() {
 	recoverAt := t0.Add(5*time.Hour + 30*time.Minute)
 	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
-			now := s.env.Now()
+			now := s.now()
 			if now.Before(recoverAt) {
 				return activities.RefreshResult{}, temporal.NewNonRetryableApplicationError("provider down", activities.ErrTypeTransient,
 					nil, activities.FailureDetail{Code: "http_503"})
@@ -60,13 +60,13 @@ func (s *credentialSuite) TestIncidentEscalatesThenRecoversAfterReseed() {
 	s.env.SetStartTime(t0)
 	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.SeedRequest) (activities.SeedResult, error) {
-			return activities.SeedResult{Version: 10, SeededAt: s.env.Now(), AccessExpiresAt: req.Seed.AccessExpiresAt}, nil
+			return activities.SeedResult{Version: 10, SeededAt: s.now(), AccessExpiresAt: req.Seed.AccessExpiresAt}, nil
 		})
 	rounds := 0
 	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
 			rounds++
-			now := s.env.Now()
+			now := s.now()
 			switch {
 			case req.ExpectedVersion == 10 && rounds > 1 && now.After(t0.Add(2*time.Hour)):
 				return activities.RefreshResult{Version: 11, RefreshedAt: now, AccessExpiresAt: now.Add(time.Hour)}, nil
@@ -101,7 +101,7 @@ func (s *credentialSuite) TestRetireDeletesSecretsAndCompletes() {
 		func(ctx context.Context, req activities.RetireRequest) (activities.RetireResult, error) {
 			retired++
 			s.Equal("cred-1", req.CredentialID)
-			return activities.RetireResult{DeletedAt: s.env.Now()}, nil
+			return activities.RetireResult{DeletedAt: s.now()}, nil
 		})
 	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(SignalRetire, nil) }, 10*time.Minute)
 	s.env.ExecuteWorkflow(WorkflowType, input())
@@ -209,11 +209,11 @@ func (s *credentialSuite) TestReseedUpdateValidatesThenReturnsTheRefreshedStatus
 	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.SeedRequest) (activities.SeedResult, error) {
 			seeds++
-			return activities.SeedResult{Version: int64(10 * seeds), SeededAt: s.env.Now()}, nil
+			return activities.SeedResult{Version: int64(10 * seeds), SeededAt: s.now()}, nil
 		})
 	s.env.OnActivity(s.a.Refresh, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.RefreshRequest) (activities.RefreshResult, error) {
-			now := s.env.Now()
+			now := s.now()
 			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: now, AccessExpiresAt: now.Add(time.Hour)}, nil
 		})
 	var rejectErr, doneErr error

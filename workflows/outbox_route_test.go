@@ -29,7 +29,7 @@ func (s *credentialSuite) refreshesFailing(errs ...error) *[]refreshCall {
 			if n := len(*calls); n <= len(errs) {
 				return activities.RefreshResult{}, errs[n-1]
 			}
-			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: s.env.Now(), AccessExpiresAt: s.env.Now().Add(time.Hour), Rotated: true}, nil
+			return activities.RefreshResult{Version: req.ExpectedVersion + 1, RefreshedAt: s.now(), AccessExpiresAt: s.now().Add(time.Hour), Rotated: true}, nil
 		})
 	return calls
 }

@@ -17,8 +17,8 @@ func (s *credentialSuite) TestProbeOnlyCredentialParksWhenTheTokenDies() {
 	var probes []time.Time
 	s.env.OnActivity(s.a.Probe, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.ProbeRequest) (activities.ProbeResult, error) {
-			probes = append(probes, s.env.Now())
-			return activities.ProbeResult{Valid: len(probes) < 3, CheckedAt: s.env.Now(), Code: "token_rejected"}, nil
+			probes = append(probes, s.now())
+			return activities.ProbeResult{Valid: len(probes) < 3, CheckedAt: s.now(), Code: "token_rejected"}, nil
 		})
 	var active, parked Status
 	s.env.RegisterDelayedCallback(func() { active = s.status() }, 90*time.Minute)
@@ -52,7 +52,7 @@ func (s *credentialSuite) TestRejectedProbeTriggersARefresh() {
 	s.env.OnActivity(s.a.Probe, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.ProbeRequest) (activities.ProbeResult, error) {
 			probes++
-			return activities.ProbeResult{Valid: probes != 2, CheckedAt: s.env.Now()}, nil
+			return activities.ProbeResult{Valid: probes != 2, CheckedAt: s.now()}, nil
 		})
 	s.stopAt(3*time.Hour + time.Minute)
 	in := input()
@@ -95,7 +95,7 @@ func (s *credentialSuite) TestDeadTokenRetiredWhenPolicySaysSo() {
 	s.env.OnActivity(s.a.Retire, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.RetireRequest) (activities.RetireResult, error) {
 			retired++
-			return activities.RetireResult{DeletedAt: s.env.Now()}, nil
+			return activities.RetireResult{DeletedAt: s.now()}, nil
 		})
 	s.env.ExecuteWorkflow(WorkflowType, CredentialInput{
 		Provider: "baoming",
@@ -119,7 +119,7 @@ func (s *credentialSuite) TestLabelsShowInTheStatus() {
 	s.env.OnActivity(s.a.Seed, mock.Anything, mock.Anything).Return(activities.SeedResult{Version: 1, SeededAt: t0, AccessToken: true}, nil)
 	s.env.OnActivity(s.a.Probe, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.ProbeRequest) (activities.ProbeResult, error) {
-			return activities.ProbeResult{Valid: true, CheckedAt: s.env.Now(), Labels: map[string]string{"info_id": "70ab"}}, nil
+			return activities.ProbeResult{Valid: true, CheckedAt: s.now(), Labels: map[string]string{"info_id": "70ab"}}, nil
 		})
 	var st Status
 	s.env.RegisterDelayedCallback(func() { st = s.status() }, 90*time.Minute)

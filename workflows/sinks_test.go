@@ -34,8 +34,8 @@ func (s *credentialSuite) TestSinkRunsAfterEachRefresh() {
 	s.env.OnActivity(s.a.Sink, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.SinkRequest) (activities.SinkResult, error) {
 			sinks = append(sinks, req)
-			sinkTimes = append(sinkTimes, s.env.Now())
-			return activities.SinkResult{Version: req.Version, At: s.env.Now()}, nil
+			sinkTimes = append(sinkTimes, s.now())
+			return activities.SinkResult{Version: req.Version, At: s.now()}, nil
 		})
 	var mid Status
 	s.env.RegisterDelayedCallback(func() { mid = s.status() }, 50*time.Minute)
