@@ -15,6 +15,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/internal/store/storetest"
+	"github.com/tokenwarden/tokenwarden/internal/testnet"
 )
 
 // storeEnv gives the starter a private token store configuration: every store variable
@@ -273,7 +274,7 @@ func TestAPIKeyCommandsNeedTheWorkersStore(t *testing.T) {
 // The PostgreSQL DSN may hold a password: a failure names the server, never the DSN.
 func TestAPIKeyCommandsHideTheDSN(t *testing.T) {
 	const password = "pw-S3CRET-77aa"
-	addr := closedAddress(t)
+	addr := testnet.FreeAddr(t)
 	storeEnv(t, map[string]string{
 		"TOKENWARDEN_STORE":        "postgres",
 		"TOKENWARDEN_POSTGRES_DSN": "postgres://tw:" + password + "@" + addr + "/tokens?sslmode=disable&connect_timeout=5",

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/testnet"
 )
 
 // Secret values used in the secrets inputs below. No failure message may contain them:
@@ -31,29 +31,13 @@ const validCredential = `{
 
 const validSecrets = `{"refresh_token": "` + secretRefresh + `", "client_secret": "` + secretClient + `"}`
 
-// closedAddress returns a loopback host:port with nothing listening on it, so that a
-// dial fails with "connection refused" instead of reaching a server that happens to
-// run on the developer's machine.
-func closedAddress(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // setTemporalEnv points the starter at a closed port and pins the other connection
 // settings, including envconfig's unprefixed fallbacks (TEMPORAL_ADDRESS, ...), so the
 // developer's environment cannot change the outcome. Input that is wrongly accepted
 // then shows up as exit code 3 (unreachable) instead of the expected 2.
 func setTemporalEnv(t *testing.T) string {
 	t.Helper()
-	addr := closedAddress(t)
+	addr := testnet.FreeAddr(t)
 	for _, k := range []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TASK_QUEUE"} {
 		t.Setenv(k, "")
 		os.Unsetenv(k)

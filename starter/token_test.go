@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/tokenwarden/tokenwarden/internal/testnet"
 )
 
 const testAPIKey = "twk_0123456789abcdef_abcdefghijklmnopqrstuvwxyz234567abcdefghijklmnopqrstuvwx"
@@ -112,7 +114,7 @@ func TestTokenCommandBadInput(t *testing.T) {
 }
 
 func TestTokenCommandUnreachable(t *testing.T) {
-	setTokenEnv(t, "http://"+closedAddress(t), testAPIKey)
+	setTokenEnv(t, "http://"+testnet.FreeAddr(t), testAPIKey)
 	r := runStarter(t, "", "token", "crm")
 	r.check(t, exitUnreachable, "cannot reach the token API")
 	if strings.Contains(r.stderr, testAPIKey[20:]) {

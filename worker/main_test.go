@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/testnet"
 )
 
 // envNames lists the full name of every variable config.Worker reads, so that the
@@ -36,27 +36,13 @@ func workerEnv(t *testing.T, set map[string]string) (dataDir, addr string) {
 		os.Unsetenv(n)  // envconfig treats an empty variable as set, to ""
 	}
 	dataDir = filepath.Join(t.TempDir(), "data")
-	addr = closedAddress(t)
+	addr = testnet.FreeAddr(t)
 	t.Setenv("TOKENWARDEN_DATA_DIR", dataDir)
 	t.Setenv("TOKENWARDEN_TEMPORAL_ADDRESS", addr)
 	for k, v := range set {
 		t.Setenv(k, v)
 	}
 	return dataDir, addr
-}
-
-// closedAddress returns a loopback host:port with nothing listening on it.
-func closedAddress(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 type result struct {

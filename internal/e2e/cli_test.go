@@ -19,6 +19,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/internal/testlog"
+	"github.com/tokenwarden/tokenwarden/internal/testnet"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -233,7 +234,7 @@ func cliStartBareServer(t *testing.T, extra ...string) string {
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  stack.temporalBin,
 		LogLevel:      "error",
-		ClientOptions: &client.Options{HostPort: freeHostPort(t), Logger: quietLogger{}},
+		ClientOptions: &client.Options{HostPort: testnet.FreeAddr(t), Logger: quietLogger{}},
 		ExtraArgs:     extra,
 		Stdout:        log,
 		Stderr:        log,

@@ -25,6 +25,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store" // also registers the "sqlite" driver lockStore uses
 	"github.com/tokenwarden/tokenwarden/internal/testlog"
+	"github.com/tokenwarden/tokenwarden/internal/testnet"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -106,7 +107,7 @@ func (e *env) startWorkerBin(bin string, extra ...string) *worker {
 	w := &worker{output: &testlog.Buffer{}, exited: make(chan struct{})}
 	// A free port per worker process: a restarted worker must not wait for its
 	// predecessor's socket, and parallel tests must not share an endpoint.
-	e.httpAddr = freeHostPort(e.t)
+	e.httpAddr = testnet.FreeAddr(e.t)
 	codecEndpoints.Store(e.t, "http://"+e.httpAddr+"/codec")
 	e.t.Cleanup(func() { codecEndpoints.Delete(e.t) })
 	w.cmd = exec.Command(bin, "-init-dev-key")
@@ -456,17 +457,6 @@ func (e *env) startCredential(c client.Client, cred credential) (seed string) {
 	return seed
 }
 
-// freeHostPort returns a loopback host:port that was free a moment ago.
-func freeHostPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // privateServer is a Temporal dev server of one test's own.
 type privateServer struct {
 	t        *testing.T
@@ -485,9 +475,9 @@ type privateServer struct {
 // restart it (same port, same file) without disturbing the shared one.
 func startPrivateServer(t *testing.T) *privateServer {
 	t.Helper()
-	p := &privateServer{t: t, hostPort: freeHostPort(t), dbFile: filepath.Join(t.TempDir(), "temporal.db"), log: &testlog.Buffer{}}
+	p := &privateServer{t: t, hostPort: testnet.FreeAddr(t), dbFile: filepath.Join(t.TempDir(), "temporal.db"), log: &testlog.Buffer{}}
 	for _, flag := range []string{"--http-port", "--metrics-port"} {
-		_, port, _ := net.SplitHostPort(freeHostPort(t))
+		_, port, _ := net.SplitHostPort(testnet.FreeAddr(t))
 		p.extraPorts = append(p.extraPorts, flag, port)
 	}
 	p.start()

@@ -32,6 +32,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
+	"github.com/tokenwarden/tokenwarden/internal/testnet"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -251,7 +252,7 @@ func TestStarterRefusesWithoutCodec(t *testing.T) {
 	if code != 2 || !strings.Contains(out, "refusing to send it in plaintext") {
 		t.Errorf("starter without key file and sealing endpoint exited %d, want 2 refusing:\n%s", code, out)
 	}
-	code, out = e.runStarterEnv([]string{noKey, "TOKENWARDEN_SEAL_ENDPOINT=http://" + freeHostPort(t) + "/seal"}, secrets, "start", cred, "-secrets", "-")
+	code, out = e.runStarterEnv([]string{noKey, "TOKENWARDEN_SEAL_ENDPOINT=http://" + testnet.FreeAddr(t) + "/seal"}, secrets, "start", cred, "-secrets", "-")
 	if code != 2 || !strings.Contains(out, "cannot seal the seed") {
 		t.Errorf("starter with a dead sealing endpoint exited %d, want 2:\n%s", code, out)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/testlog"
+	"github.com/tokenwarden/tokenwarden/internal/testnet"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -139,8 +140,8 @@ func TestWebUI(t *testing.T) {
 
 	// A dev server of the test's own, with the UI, its codec endpoint set to the codec
 	// port the worker will listen on, and tokenwarden's search attributes.
-	codecAddr := freeHostPort(t)
-	_, uiPort, _ := net.SplitHostPort(freeHostPort(t))
+	codecAddr := testnet.FreeAddr(t)
+	_, uiPort, _ := net.SplitHostPort(testnet.FreeAddr(t))
 	codecEndpoint := "http://" + codecAddr + codec.PathPrefix
 	serverLog := &testlog.Buffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
