@@ -31,24 +31,12 @@ const maxInputBytes = 1 << 20
 
 func (a *app) start(ctx context.Context, args []string) error {
 	fs := a.newFlags("start", "start CREDENTIAL.json -secrets FILE|-")
-	secretsPath := fs.String("secrets", "", "JSON file with the grant's secrets (refresh_token, client_secret, ...); - reads standard input")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return fail(exitBadInput, "expected exactly one credential file, got %d arguments", len(pos))
-	}
-	in, err := a.readCredential(pos[0], *secretsPath)
-	if err != nil {
-		return err
-	}
+	secrets := secretsFlag(fs)
 	// Sealed before anything is dialled: the seed never reaches Temporal in plaintext.
-	if err := sealInput(ctx, &in); err != nil {
+	in, err := a.sealedCredential(ctx, fs, args, secrets)
+	if err != nil {
 		return err
 	}
-
 	c, err := a.dial(ctx)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -104,6 +105,32 @@ func (a *app) readCredential(path, secretsPath string) (workflows.CredentialInpu
 	return in, nil
 }
 
+// secretsFlag declares the -secrets flag of the commands that read a credential file.
+func secretsFlag(fs *flag.FlagSet) *string {
+	return fs.String("secrets", "", "JSON file with the grant's secrets (refresh_token, client_secret, ...); - reads standard input")
+}
+
+// sealedCredential parses the command line of start and seal (one credential file and
+// the -secrets flag), reads and checks the input (readCredential) and seals its seed.
+func (a *app) sealedCredential(ctx context.Context, fs *flag.FlagSet, args []string, secretsPath *string) (workflows.CredentialInput, error) {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return workflows.CredentialInput{}, err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return workflows.CredentialInput{}, fail(exitBadInput, "expected exactly one credential file, got %d arguments", len(pos))
+	}
+	in, err := a.readCredential(pos[0], *secretsPath)
+	if err == nil {
+		err = sealInput(ctx, &in)
+	}
+	if err != nil {
+		return workflows.CredentialInput{}, err // nothing of a plaintext seed leaves here
+	}
+	return in, nil
+}
+
 // sealInput replaces the plaintext seed of a checked input by its sealed envelope.
 func sealInput(ctx context.Context, in *workflows.CredentialInput) error {
 	env, err := sealSeed(ctx, in.ID, in.Provider, in.Config, in.Seed.Seed)
@@ -119,21 +146,10 @@ func sealInput(ctx context.Context, in *workflows.CredentialInput) error {
 // seed alone, the argument of the reseed signal. Nothing it prints is secret.
 func (a *app) seal(ctx context.Context, args []string) error {
 	fs := a.newFlags("seal", "seal CREDENTIAL.json -secrets FILE|- [-seed-only]")
-	secretsPath := fs.String("secrets", "", "JSON file with the grant's secrets (refresh_token, client_secret, ...); - reads standard input")
+	secrets := secretsFlag(fs)
 	seedOnly := fs.Bool("seed-only", false, `print only the sealed seed, {"sealed":"tw1:..."}: the input of the reseed signal`)
-	pos, err := parse(fs, args)
+	in, err := a.sealedCredential(ctx, fs, args, secrets)
 	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return fail(exitBadInput, "expected exactly one credential file, got %d arguments", len(pos))
-	}
-	in, err := a.readCredential(pos[0], *secretsPath)
-	if err != nil {
-		return err
-	}
-	if err := sealInput(ctx, &in); err != nil {
 		return err
 	}
 	var out any = in
