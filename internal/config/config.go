@@ -39,6 +39,9 @@ type Temporal struct {
 	TemporalAddress   string `split_words:"true" desc:"host:port of the Temporal frontend; overrides TEMPORAL_ADDRESS and the temporal CLI profile (default localhost:7233)"`
 	TemporalNamespace string `split_words:"true" desc:"Temporal namespace; overrides TEMPORAL_NAMESPACE and the temporal CLI profile (default \"default\")"`
 	TaskQueue         string `split_words:"true" default:"tokenwarden" desc:"task queue the worker polls and the starter starts on"`
+	// TemporalGrpcCompression exists because every payload tokenwarden sends is
+	// encrypted, which gzip cannot shrink: compressing it only costs CPU, at both ends.
+	TemporalGrpcCompression string `split_words:"true" default:"gzip" desc:"gRPC compression of requests to Temporal: gzip (the SDK's default) or none"`
 }
 
 // TokenStore is where the token store lives and the key file that seals it. The worker

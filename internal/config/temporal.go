@@ -54,6 +54,14 @@ func (t Temporal) ClientOptions(env temporalenv.EnvLookup) (client.Options, erro
 		// parse errors describe the PEM block, not its bytes.
 		return client.Options{}, fmt.Errorf("temporal client TLS settings (TEMPORAL_TLS_*, or the profile's tls table): %w", err)
 	}
+	switch t.TemporalGrpcCompression {
+	case "", "gzip":
+		// The SDK's default.
+	case "none":
+		opts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+	default:
+		return client.Options{}, fmt.Errorf("%s_TEMPORAL_GRPC_COMPRESSION: %q is not gzip or none", Prefix, t.TemporalGrpcCompression)
+	}
 	return opts, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tokenwarden/tokenwarden/internal/tlstest"
+	"go.temporal.io/sdk/client"
 )
 
 // isolateTemporalEnv clears every TEMPORAL_* and TOKENWARDEN_TEMPORAL_* variable for
@@ -203,3 +204,34 @@ func (m mapEnv) Environ() []string {
 }
 
 func (m mapEnv) LookupEnv(k string) (string, bool) { v, ok := m[k]; return v, ok }
+
+// TestClientOptionsGrpcCompression: gzip is the SDK's default (no option set), none
+// turns it off, anything else is refused by name.
+func TestClientOptionsGrpcCompression(t *testing.T) {
+	isolateTemporalEnv(t)
+	for _, tt := range []struct {
+		setting  string
+		wantNone bool
+		wantErr  string
+	}{
+		{setting: ""},
+		{setting: "gzip"},
+		{setting: "none", wantNone: true},
+		{setting: "zstd", wantErr: `TOKENWARDEN_TEMPORAL_GRPC_COMPRESSION: "zstd" is not gzip or none`},
+	} {
+		opts, err := Temporal{TemporalGrpcCompression: tt.setting}.ClientOptions(nil)
+		if tt.wantErr != "" {
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("%q: error %v, want %q", tt.setting, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tt.setting, err)
+		}
+		_, none := opts.ConnectionOptions.GrpcCompression.(*client.GrpcCompressionNone)
+		if none != tt.wantNone || (!none && opts.ConnectionOptions.GrpcCompression != nil) {
+			t.Errorf("%q: GrpcCompression = %T, want none: %t", tt.setting, opts.ConnectionOptions.GrpcCompression, tt.wantNone)
+		}
+	}
+}

@@ -81,6 +81,7 @@ type options struct {
 	stagger       bool
 	startRate     float64
 	workerCache   int
+	compression   string
 	ceilingUpsert bool
 }
 
@@ -99,6 +100,7 @@ func parseFlags() (options, error) {
 	fs.Float64Var(&o.load, "load", 0.35, "pick the access token lifetime so that the credentials ask for this fraction of the engine ceiling measured first (0: use -lifetime)")
 	fs.Float64Var(&o.startRate, "start-rate", 0, "credentials started per second (0: 0.35 of the engine ceiling, or unpaced with -skip-ceiling; negative: unpaced)")
 	fs.IntVar(&o.workerCache, "worker-cache", 0, "the worker's TOKENWARDEN_WORKFLOW_CACHE_SIZE (0: its default)")
+	fs.StringVar(&o.compression, "grpc-compression", "", "gRPC compression of the worker's and this program's requests to the dev server, gzip or none (empty: the worker's default, TOKENWARDEN_TEMPORAL_GRPC_COMPRESSION)")
 	fs.BoolVar(&o.stagger, "stagger", true, "seed every credential with an access token whose expiry spreads the first refreshes evenly over one refresh period, as in a fleet running for a while (false: every seed asks for a refresh at once)")
 	fs.DurationVar(&o.warmup, "warmup", 0, "wait this long after the first refreshes before the window opens (0: open it at once)")
 	fs.IntVar(&o.parallel, "parallel", 16, "credentials (and ceiling workflows) started at once")
@@ -134,6 +136,8 @@ func parseFlags() (options, error) {
 		return o, errors.New("-jitter: must not be negative")
 	case o.duration < 0 || o.ceilingWindow <= 0:
 		return o, errors.New("-duration: must not be negative; -ceiling-window: must be positive")
+	case o.compression != "" && o.compression != "gzip" && o.compression != "none":
+		return o, fmt.Errorf("-grpc-compression: %q is not gzip or none", o.compression)
 	case o.workerCache < 0:
 		return o, errors.New("-worker-cache: must not be negative")
 	case o.load < 0 || o.load > 2:
@@ -225,8 +229,9 @@ func run() int {
 		Lifetime:     opts.lifetime,
 		// Margin 0: the policy's margin is a third of the lifetime, which is the proxy's
 		// floor anyway, taken from each answer's expires_in (so -load may change it).
-		Proxy:     harness.ProxyOptions{Margin: 0, Jitter: opts.jitter, Seed: 1},
-		WorkerEnv: workerEnv,
+		Proxy:           harness.ProxyOptions{Margin: 0, Jitter: opts.jitter, Seed: 1},
+		WorkerEnv:       workerEnv,
+		GrpcCompression: opts.compression,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -285,6 +290,7 @@ type result struct {
 
 	worker    harness.ProcStats
 	workerCPU time.Duration // in the window
+	serverCPU time.Duration // the dev server's, in the window; 0 when unknown
 	benchCPU  time.Duration
 	states    map[string]int
 }
@@ -393,6 +399,7 @@ func (b *bench) main(ctx context.Context) (*result, error) {
 	sample := sampleIDs(b.ids[:res.started], b.opts.historySample)
 	_ = b.stack.Proxy.Window() // drop the samples of the start phase
 	w0, _ := harness.ReadProcStats(b.stack.Worker.Pid())
+	s0 := b.serverCPU()
 	if err := b.trk.poll(ctx, false); err != nil {
 		return nil, err
 	}
@@ -456,10 +463,10 @@ loop:
 		res.worker = ps
 		res.workerCPU = ps.CPU - w0.CPU
 	}
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		res.benchCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	if s1 := b.serverCPU(); s0 > 0 && s1 > 0 {
+		res.serverCPU = s1 - s0
 	}
+	res.benchCPU = selfCPU()
 	b.crossCheck(pollCtx, sample, res)
 	fmt.Println("bench: stopping the worker (SIGTERM)")
 	b.stack.Worker.Stop()
@@ -467,6 +474,36 @@ loop:
 }
 
 func v0Of(first map[string]int64, id string) int64 { return first[id] }
+
+// serverCPU is the dev server's CPU time so far, 0 when it cannot be read.
+func (b *bench) serverCPU() time.Duration {
+	pid, err := b.stack.ServerPid()
+	if err != nil {
+		return 0
+	}
+	ps, err := harness.ReadProcStats(pid)
+	if err != nil {
+		return 0
+	}
+	return ps.CPU
+}
+
+// selfCPU is this program's CPU time so far (user + system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// perCycle renders cpu spent over n cycles in milliseconds each.
+func perCycle(cpu time.Duration, n int64) string {
+	if cpu <= 0 || n <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f ms", float64(cpu.Microseconds())/1000/float64(n))
+}
 
 func latest(a, b time.Time) time.Time {
 	if a.After(b) {
@@ -881,6 +918,9 @@ type ceilingResult struct {
 	window    time.Duration
 	rate      float64
 	demand    float64 // the most the workflows could ask for: N / timer
+	// serverCPU and benchCPU are the dev server's and this program's CPU time in the
+	// window (this program hosts the bare workflows' SDK worker); 0 when unknown.
+	serverCPU, benchCPU time.Duration
 }
 
 // ceilingInput tells a ceiling workflow how long to loop.
@@ -951,11 +991,16 @@ func (b *bench) runCeiling(ctx context.Context) (ceilingResult, error) {
 	case <-ctx.Done():
 	}
 	c0, t0 := cycles.Load(), time.Now()
+	s0, p0 := b.serverCPU(), selfCPU()
 	select {
 	case <-time.After(b.opts.ceilingWindow):
 	case <-ctx.Done():
 	}
 	res := ceilingResult{workflows: started, cycles: cycles.Load() - c0, window: time.Since(t0)}
+	if s1 := b.serverCPU(); s0 > 0 && s1 > 0 {
+		res.serverCPU = s1 - s0
+	}
+	res.benchCPU = selfCPU() - p0
 	res.rate = float64(res.cycles) / res.window.Seconds()
 	res.demand = float64(started) / b.opts.ceilingTimer.Seconds()
 	fmt.Printf("bench: engine ceiling: %.1f cycles/s over %s; terminating the bare workflows\n", res.rate, res.window.Round(time.Second))
@@ -1030,6 +1075,8 @@ func (res *result) print(b *bench) {
 	t.Row("worker CPU", fmt.Sprintf("%.1fs", res.worker.CPU.Seconds()),
 		fmt.Sprintf("utime+stime, whole run; %.1fs in the window = %.0f%% of one core, %.1f ms per refresh", res.workerCPU.Seconds(), 100*res.workerCPU.Seconds()/res.window.Seconds(), cpr))
 	t.Row("bench process CPU", fmt.Sprintf("%.1fs", res.benchCPU.Seconds()), "this program: fake provider, proxy, store polls, the ceiling's SDK worker (the dev server is not counted)")
+	t.Row("dev server CPU per refresh", perCycle(res.serverCPU, res.commits),
+		fmt.Sprintf("the engine's cost of a credential cycle: %.1fs of the dev server's CPU in the window / %d refreshes", res.serverCPU.Seconds(), res.commits))
 	c := res.ceiling
 	if b.opts.skipCeiling {
 		t.Row("engine ceiling", "not measured", "-skip-ceiling")
@@ -1053,6 +1100,8 @@ func (res *result) print(b *bench) {
 			v = "n/a (target >= 80%): the credentials ask for only " + fmt.Sprintf("%.2f/s (%.0f%% of the ceiling); more credentials or shorter lifetimes are needed to test it", res.offered, 100*res.offered/c.rate)
 		}
 		t.Row("refreshes / ceiling", fmt.Sprintf("%.1f%%", 100*ratio), v)
+		t.Row("  dev server CPU per bare cycle", perCycle(c.serverCPU, c.cycles),
+			fmt.Sprintf("%.1fs in the ceiling's window; this program (its SDK worker) %s per bare cycle", c.serverCPU.Seconds(), perCycle(c.benchCPU, c.cycles)))
 	}
 	var states []string
 	for k, v := range res.states {

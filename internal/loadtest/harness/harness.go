@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -88,6 +89,10 @@ type StackOptions struct {
 	Proxy                  ProxyOptions
 	// WorkerEnv adds NAME=value settings to the worker's environment (WorkerEnv).
 	WorkerEnv []string
+	// GrpcCompression, when set, is the gRPC compression of the worker's requests
+	// (TOKENWARDEN_TEMPORAL_GRPC_COMPRESSION) and of this program's client: gzip or
+	// none. Empty: the defaults of each.
+	GrpcCompression string
 }
 
 // Stack is a running dev server, fake provider behind its proxy, and worker. Fields
@@ -147,7 +152,7 @@ func StartStack(ctx context.Context, o StackOptions) (*Stack, error) {
 		LogLevel:     "error",
 		DBFilename:   filepath.Join(s.Dir, "temporal.db"),
 		ClientOptions: &client.Options{Logger: QuietLogger{}, DataConverter: s.DC,
-			FailureConverter: codec.FailureConverter(s.DC)},
+			FailureConverter: codec.FailureConverter(s.DC), ConnectionOptions: connectionOptions(o.GrpcCompression)},
 		ExtraArgs: append([]string{
 			"--search-attribute", "TokenState=Keyword",
 			"--search-attribute", "TokenProvider=Keyword",
@@ -180,7 +185,11 @@ func StartStack(ctx context.Context, o StackOptions) (*Stack, error) {
 	if err != nil {
 		return s, err
 	}
-	s.Worker = NewWorker(o.Name, o.Worker, s.workerLog, append(WorkerEnv(s.Server.FrontendHostPort(), s.DataDir, o.TaskQueue), o.WorkerEnv...))
+	env := append(WorkerEnv(s.Server.FrontendHostPort(), s.DataDir, o.TaskQueue), o.WorkerEnv...)
+	if o.GrpcCompression != "" {
+		env = append(env, "TOKENWARDEN_TEMPORAL_GRPC_COMPRESSION="+o.GrpcCompression)
+	}
+	s.Worker = NewWorker(o.Name, o.Worker, s.workerLog, env)
 	if err := s.Worker.Start(); err != nil {
 		return s, err
 	}
@@ -252,6 +261,59 @@ func (s *Stack) Committed(ctx context.Context) (int64, error) {
 		n += r.Version - 1
 	}
 	return n, nil
+}
+
+// connectionOptions are this program's client's: gzip (the SDK's default) unless
+// compression is "none".
+func connectionOptions(compression string) client.ConnectionOptions {
+	if compression == "none" {
+		return client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionNone{}}
+	}
+	return client.ConnectionOptions{}
+}
+
+// ServerPid finds the dev server's process: the child of this process that runs
+// `server start-dev` on the stack's database file (testsuite.DevServer does not say).
+// Its CPU time is what the engine costs, which the benchmark divides by the cycles.
+func (s *Stack) ServerPid() (int, error) {
+	db := filepath.Join(s.Dir, "temporal.db")
+	dirs, err := filepath.Glob("/proc/[0-9]*")
+	if err != nil {
+		return 0, err
+	}
+	self := os.Getpid()
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil || pid == self {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil {
+			continue // gone, or not ours to read
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if !slices.Contains(args, "start-dev") || !slices.Contains(args, db) {
+			continue
+		}
+		if ppid, err := parentPid(pid); err == nil && ppid == self {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("no dev server process on %s among this process's children", db)
+}
+
+// parentPid reads the parent's PID, field 4 of /proc/<pid>/stat.
+func parentPid(pid int) (int, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 2 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	return strconv.Atoi(f[1])
 }
 
 // Close stops the worker and everything else, and removes the run's directory unless
