@@ -184,60 +184,26 @@ func (r postgresRows) WriteRow(t *testing.T, id string, row storetest.RawRow) {
 		row.Version, row.KeyID, row.Sealed, id)
 }
 
-func TestPostgresTamperingContract(t *testing.T) {
-	p := newTestPostgres(t)
-	storetest.RunTampering(t, func(t *testing.T, ring *keyring.Keyring) (store.Store, storetest.RowAccess) {
-		schema, dsn := p.newSchema(t)
-		return openPostgres(t, dsn, ring, nil), postgresRows{p: p, schema: schema}
-	})
-}
-
 func TestPostgresContract(t *testing.T) {
 	p := newTestPostgres(t)
-	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
-	storetest.Run(t, func(t *testing.T) store.Store {
-		// The schema's cleanup is registered before Run's Close, so it runs after it.
-		_, dsn := p.newSchema(t)
-		return openPostgres(t, dsn, ring, nil)
-	})
-}
-
-func TestPostgresKeyRotationContract(t *testing.T) {
-	p := newTestPostgres(t)
-	storetest.RunKeyRotation(t, func(t *testing.T) storetest.Opener {
-		_, dsn := p.newSchema(t)
-		return func(t *testing.T, ring *keyring.Keyring) store.Store {
-			return openPostgres(t, dsn, ring, nil)
-		}
-	})
-}
-
-func TestPostgresAPIKeyAuthContract(t *testing.T) {
-	p := newTestPostgres(t)
-	storetest.RunAPIKeyAuth(t, func(t *testing.T) (storetest.Opener, storetest.RawSQL) {
+	storetest.Run(t, storetest.Backend{ServerClock: true, NewDB: func(t *testing.T) storetest.DB {
+		// The schema's cleanup is registered before the handles' Close, so it runs after.
 		schema, dsn := p.newSchema(t)
-		open := func(t *testing.T, ring *keyring.Keyring) store.Store { return openPostgres(t, dsn, ring, nil) }
-		raw := func(t *testing.T, query string, args ...any) {
-			t.Helper()
-			// The contract writes SQLite's placeholders and table names.
-			n := 0
-			query = regexp.MustCompile(`\?`).ReplaceAllStringFunc(query, func(string) string { n++; return "$" + strconv.Itoa(n) })
-			query = regexp.MustCompile(`\b(api_keys|api_key_scopes)\b`).ReplaceAllString(query, schema+".tokenwarden_$1")
-			p.exec(t, query, args...)
+		return storetest.DB{
+			Open: func(t *testing.T, ring *keyring.Keyring, now func() time.Time) store.Store {
+				return openPostgres(t, dsn, ring, now)
+			},
+			Rows: postgresRows{p: p, schema: schema},
+			SQL: func(t *testing.T, query string, args ...any) {
+				t.Helper()
+				// The contract writes SQLite's placeholders and table names.
+				n := 0
+				query = regexp.MustCompile(`\?`).ReplaceAllStringFunc(query, func(string) string { n++; return "$" + strconv.Itoa(n) })
+				query = regexp.MustCompile(`\b(api_keys|api_key_scopes)\b`).ReplaceAllString(query, schema+".tokenwarden_$1")
+				p.exec(t, query, args...)
+			},
 		}
-		return open, raw
-	})
-}
-
-func TestPostgresDatabaseClockContract(t *testing.T) {
-	p := newTestPostgres(t)
-	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
-	storetest.RunDatabaseClock(t, func(t *testing.T) storetest.ClockOpener {
-		_, dsn := p.newSchema(t)
-		return func(t *testing.T, now func() time.Time) store.Store {
-			return openPostgres(t, dsn, ring, now)
-		}
-	})
+	}})
 }
 
 // Two pools are two workers: separate server sessions that share nothing but the

@@ -74,41 +74,23 @@ func (r sqliteRows) WriteRow(t *testing.T, id string, row storetest.RawRow) {
 	}
 }
 
-func TestSQLiteTamperingContract(t *testing.T) {
-	storetest.RunTampering(t, func(t *testing.T, ring *keyring.Keyring) (store.Store, storetest.RowAccess) {
-		path := filepath.Join(t.TempDir(), "tokens.db")
-		return openSQLite(t, path, ring, nil), sqliteRows{db: rawDB(t, path)}
-	})
-}
-
 func TestSQLiteContract(t *testing.T) {
-	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
-	storetest.Run(t, func(t *testing.T) store.Store {
-		return openSQLite(t, filepath.Join(t.TempDir(), "tokens.db"), ring, nil)
-	})
-}
-
-func TestSQLiteKeyRotationContract(t *testing.T) {
-	storetest.RunKeyRotation(t, func(t *testing.T) storetest.Opener {
+	storetest.Run(t, storetest.Backend{NewDB: func(t *testing.T) storetest.DB {
 		path := filepath.Join(t.TempDir(), "tokens.db")
-		return func(t *testing.T, ring *keyring.Keyring) store.Store {
-			return openSQLite(t, path, ring, nil)
+		raw := rawDB(t, path)
+		return storetest.DB{
+			Open: func(t *testing.T, ring *keyring.Keyring, now func() time.Time) store.Store {
+				return openSQLite(t, path, ring, now)
+			},
+			Rows: sqliteRows{db: raw},
+			SQL: func(t *testing.T, query string, args ...any) {
+				t.Helper()
+				if _, err := raw.ExecContext(t.Context(), query, args...); err != nil {
+					t.Fatalf("raw %s: %v", query, err)
+				}
+			},
 		}
-	})
-}
-
-func TestSQLiteAPIKeyAuthContract(t *testing.T) {
-	storetest.RunAPIKeyAuth(t, func(t *testing.T) (storetest.Opener, storetest.RawSQL) {
-		path := filepath.Join(t.TempDir(), "tokens.db")
-		open := func(t *testing.T, ring *keyring.Keyring) store.Store { return openSQLite(t, path, ring, nil) }
-		raw := func(t *testing.T, query string, args ...any) {
-			t.Helper()
-			if _, err := rawDB(t, path).ExecContext(t.Context(), query, args...); err != nil {
-				t.Fatalf("raw %s: %v", query, err)
-			}
-		}
-		return open, raw
-	})
+	}})
 }
 
 // rawDB opens the database file directly, bypassing the store, to inspect or corrupt

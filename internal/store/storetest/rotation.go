@@ -14,46 +14,27 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
-// Opener opens a handle on one database with the given keyring. Every call opens the
-// same database, and several handles may be open at once, as several workers would be.
-// The returned store is closed by the caller (RunKeyRotation does it via t.Cleanup).
-type Opener func(t *testing.T, ring *keyring.Keyring) store.Store
+// opener opens a handle on the test's database with the given keyring, closed when the
+// test ends. Every call opens the same database, and several handles may be open at
+// once, as several workers' would be.
+type opener func(t *testing.T, ring *keyring.Keyring) store.Store
 
-// RunKeyRotation runs the key rotation contract (Reseal, KeyIDs) as subtests of t. For
-// every subtest, newDB creates a fresh, empty database and returns an Opener for it.
-//
-//	storetest.RunKeyRotation(t, func(t *testing.T) storetest.Opener {
-//		path := filepath.Join(t.TempDir(), "db")
-//		return func(t *testing.T, ring *keyring.Keyring) store.Store {
-//			s, err := store.OpenSQLite(t.Context(), path, ring, nil)
-//			...
-//		}
-//	})
-func RunKeyRotation(t *testing.T, newDB func(t *testing.T) Opener) {
-	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, open Opener)
-	}{
-		{"ResealUnderNewPrimary", testResealUnderNewPrimary},
-		{"ResealMissing", testResealMissing},
-		{"ResealRacesCompareAndSwap", testResealRacesCompareAndSwap},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			open := newDB(t)
-			tt.fn(t, func(t *testing.T, ring *keyring.Keyring) store.Store {
-				t.Helper()
-				s := open(t, ring)
-				t.Cleanup(func() {
-					if err := s.Close(); err != nil {
-						t.Errorf("Close: %v", err)
-					}
-				})
-				return s
-			})
+// withRings runs fn with an opener on the test's database, for tests that open it more
+// than once or with keyrings of their own.
+func withRings(fn func(t *testing.T, open opener)) func(*testing.T, database) {
+	return func(t *testing.T, d database) {
+		fn(t, func(t *testing.T, ring *keyring.Keyring) store.Store {
+			t.Helper()
+			return d.open(t, ring, nil)
 		})
 	}
+}
+
+// keyRotationTests are the key rotation contract (Reseal, KeyIDs).
+var keyRotationTests = []contractTest{
+	{"ResealUnderNewPrimary", withRings(testResealUnderNewPrimary)},
+	{"ResealMissing", withRings(testResealMissing)},
+	{"ResealRacesCompareAndSwap", withRings(testResealRacesCompareAndSwap)},
 }
 
 // rotationRings are the key file's states during a rotation: before (old key only),
@@ -140,7 +121,7 @@ func testResealUnderPrimary(t *testing.T, s store.Store) {
 	}
 }
 
-func testResealUnderNewPrimary(t *testing.T, open Opener) {
+func testResealUnderNewPrimary(t *testing.T, open opener) {
 	ctx := t.Context()
 	r := newRotationRings(t)
 	before := open(t, r.before)
@@ -210,7 +191,7 @@ func testResealUnderNewPrimary(t *testing.T, open Opener) {
 	}
 }
 
-func testResealMissing(t *testing.T, open Opener) {
+func testResealMissing(t *testing.T, open opener) {
 	r := newRotationRings(t)
 	s := open(t, r.during)
 	if _, err := s.Reseal(t.Context(), "ghost"); !errors.Is(err, store.ErrNotFound) {
@@ -227,7 +208,7 @@ func testResealMissing(t *testing.T, open Opener) {
 // records. Resealing never changes the version, so every one of the worker's
 // compare-and-swaps must win, and the last token set written must be the one stored:
 // no reseal may put an older token set back.
-func testResealRacesCompareAndSwap(t *testing.T, open Opener) {
+func testResealRacesCompareAndSwap(t *testing.T, open opener) {
 	ctx := t.Context()
 	r := newRotationRings(t)
 	worker := open(t, r.lagging)

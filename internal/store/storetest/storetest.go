@@ -1,27 +1,32 @@
 // Package storetest is the behavioural contract of store.Store, written once and run
 // against every implementation.
 //
-// An implementation's test calls Run with a function that opens a fresh, empty store:
+// An implementation's test calls Run with its Backend: how to make a fresh, empty
+// database, open handles on it, and reach its rows behind the store's back:
 //
 //	func TestContract(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) store.Store {
-//			s, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "db"), ring, nil)
-//			if err != nil {
-//				t.Fatal(err)
+//		storetest.Run(t, storetest.Backend{NewDB: func(t *testing.T) storetest.DB {
+//			path := filepath.Join(t.TempDir(), "db")
+//			return storetest.DB{
+//				Open: func(t *testing.T, ring *keyring.Keyring, now func() time.Time) store.Store {
+//					s, err := store.OpenSQLite(t.Context(), path, ring, now)
+//					...
+//				},
+//				Rows: ..., SQL: ...,
 //			}
-//			return s
-//		})
+//		}})
 //	}
 //
-// Run closes every store it opens (via t.Cleanup), so open need not. The tests only use
-// ASCII credential IDs whose byte order and usual collation order agree; a SQL
-// implementation must still order by bytes (COLLATE "C" in PostgreSQL).
+// Every test gets a database of its own. The tests only use ASCII credential IDs whose
+// byte order and usual collation order agree; a SQL implementation must still order by
+// bytes (COLLATE "C" in PostgreSQL).
 //
 // PostgresSchema gives a test a private schema on the test PostgreSQL server, for tests
 // outside package store that run a program against a PostgreSQL store.
 package storetest
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"strings"
@@ -29,46 +34,119 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
-// Run runs the contract suite as subtests of t. Each subtest gets its own store from
-// open.
-func Run(t *testing.T, open func(t *testing.T) store.Store) {
+// Backend is a store implementation as the contract sees it.
+type Backend struct {
+	// NewDB creates a fresh, empty database for one test and drops it when the test
+	// ends (t.Cleanup).
+	NewDB func(t *testing.T) DB
+	// ServerClock says that the database server times leases by its own clock,
+	// whatever the clock a handle was opened with (PostgreSQL). Run then also checks
+	// that workers whose clocks disagree with the server's still agree on who holds a
+	// lease. A store on a local file (SQLite) has no clock of its own: its workers
+	// share the host's.
+	ServerClock bool
+}
+
+// DB is one fresh database of a Backend, and the ways into it.
+type DB struct {
+	// Open opens a handle on the database that seals with ring, on the clock now (nil
+	// is time.Now), as store.OpenClock does. Every call opens the same database, and
+	// several handles may be open at once, as several workers' would be. Run closes
+	// every handle when the test ends, so Open need not; a test may close one earlier,
+	// to open the database again.
+	Open func(t *testing.T, ring *keyring.Keyring, now func() time.Time) store.Store
+	// Rows reads and writes credential rows behind the store's back.
+	Rows RowAccess
+	// SQL runs statements on the database behind the store's back (see RawSQL).
+	SQL RawSQL
+}
+
+// database is one test's fresh DB, and the keyring of the suite's stores.
+type database struct {
+	DB
+	ring *keyring.Keyring
+}
+
+// open opens a handle on the test's database and closes it when the test ends.
+func (d database) open(t *testing.T, ring *keyring.Keyring, now func() time.Time) store.Store {
 	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
-		{"PutCreatesThenIncrements", testPutVersions},
-		{"GetRoundTripsEveryField", testRoundTrip},
-		{"GetMissing", testGetMissing},
-		{"CompareAndSwap", testCompareAndSwap},
-		{"CompareAndSwapMissing", testCompareAndSwapMissing},
-		{"CompareAndSwapRace", testCompareAndSwapRace},
-		{"CompareAndSwapFenced", testCompareAndSwapFenced},
-		{"StaleOwnerCommitRefused", testStaleOwnerCommitRefused},
-		{"Leases", testLeases},
-		{"LeaseOnMissingRecord", testLeaseMissing},
-		{"WritesClearLease", testWritesClearLease},
-		{"Delete", testDelete},
-		{"List", testList},
-		{"ResealUnderPrimaryKey", testResealUnderPrimary},
-		{"TouchLastUsed", testTouchLastUsed},
-		{"LastUsedNeverGoesBack", testLastUsedNeverGoesBack},
-		{"APIKeys", testAPIKeys},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := open(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
+	s := d.Open(t, ring, now)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// A contractTest runs on a fresh database of the backend under test.
+type contractTest struct {
+	name string
+	fn   func(t *testing.T, d database)
+}
+
+// onStore runs fn on one handle, sealing with the suite's keyring.
+func onStore(fn func(t *testing.T, s store.Store)) func(*testing.T, database) {
+	return func(t *testing.T, d database) { fn(t, d.open(t, d.ring, nil)) }
+}
+
+// Run runs the contract suite as subtests of t: the record operations at the top, then
+// the sections Tampering, KeyRotation, APIKeyAuth and, with a server clock, Clock. Each subtest gets a
+// fresh database from b.
+func Run(t *testing.T, b Backend) {
+	t.Helper()
+	ring := oneKeyRing(t, "k1")
+	run := func(t *testing.T, tests []contractTest) {
+		t.Helper()
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				tt.fn(t, database{DB: b.NewDB(t), ring: ring})
 			})
-			tt.fn(t, s)
-		})
+		}
 	}
+	run(t, []contractTest{
+		{"PutCreatesThenIncrements", onStore(testPutVersions)},
+		{"GetRoundTripsEveryField", onStore(testRoundTrip)},
+		{"GetMissing", onStore(testGetMissing)},
+		{"CompareAndSwap", onStore(testCompareAndSwap)},
+		{"CompareAndSwapMissing", onStore(testCompareAndSwapMissing)},
+		{"CompareAndSwapRace", onStore(testCompareAndSwapRace)},
+		{"CompareAndSwapFenced", onStore(testCompareAndSwapFenced)},
+		{"StaleOwnerCommitRefused", onStore(testStaleOwnerCommitRefused)},
+		{"Leases", onStore(testLeases)},
+		{"LeaseOnMissingRecord", onStore(testLeaseMissing)},
+		{"WritesClearLease", onStore(testWritesClearLease)},
+		{"Delete", onStore(testDelete)},
+		{"List", onStore(testList)},
+		{"ResealUnderPrimaryKey", onStore(testResealUnderPrimary)},
+		{"TouchLastUsed", onStore(testTouchLastUsed)},
+		{"LastUsedNeverGoesBack", onStore(testLastUsedNeverGoesBack)},
+		{"APIKeys", onStore(testAPIKeys)},
+	})
+	t.Run("Tampering", func(t *testing.T) { run(t, tamperingTests) })
+	t.Run("KeyRotation", func(t *testing.T) { run(t, keyRotationTests) })
+	t.Run("APIKeyAuth", func(t *testing.T) { run(t, apiKeyAuthTests) })
+	if b.ServerClock {
+		t.Run("Clock", func(t *testing.T) { run(t, serverClockTests) })
+	}
+}
+
+// oneKeyRing is a keyring of one fresh random key, under id.
+func oneKeyRing(t *testing.T, id string) *keyring.Keyring {
+	t.Helper()
+	key := make([]byte, keyring.KeySize)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	ring, err := keyring.New(id, map[string][]byte{id: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ring
 }
 
 // base is a fixed instant with nanoseconds set, so that any rounding shows.

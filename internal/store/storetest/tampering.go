@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,43 +28,20 @@ type RowAccess interface {
 	WriteRow(t *testing.T, id string, row RawRow)
 }
 
-// TamperOpener opens a fresh, empty store sealing with ring, and the raw access to its
-// database.
-type TamperOpener func(t *testing.T, ring *keyring.Keyring) (store.Store, RowAccess)
+// withRows runs fn on one handle sealing with the suite's keyring, with raw access to
+// the rows.
+func withRows(fn func(t *testing.T, s store.Store, raw RowAccess, ring *keyring.Keyring)) func(*testing.T, database) {
+	return func(t *testing.T, d database) { fn(t, d.open(t, d.ring, nil), d.Rows, d.ring) }
+}
 
-// RunTampering runs the contract on rows changed behind the store's back: the sealed
+// tamperingTests are the contract on rows changed behind the store's back: the sealed
 // secrets are bound to the credential and to the version, so a rolled-back blob fails
-// to open, loudly; rows sealed before the version was bound still open, and are sealed
-// anew by the next write or Reseal.
-func RunTampering(t *testing.T, open TamperOpener) {
-	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store, raw RowAccess, ring *keyring.Keyring)
-	}{
-		{"RolledBackBlobRefused", testRolledBackBlobRefused},
-		{"LegacyRowOpensAndIsSealedAnew", testLegacyRowSealedAnew},
-		{"ConcurrentPutsSealTheirVersion", testConcurrentPutsSealTheirVersion},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			key := make([]byte, keyring.KeySize)
-			if _, err := rand.Read(key); err != nil {
-				t.Fatal(err)
-			}
-			ring, err := keyring.New("k1", map[string][]byte{"k1": key})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, raw := open(t, ring)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			})
-			tt.fn(t, s, raw, ring)
-		})
-	}
+// to open, loudly; rows sealed before the version was bound
+// still open, and are sealed anew by the next write or Reseal.
+var tamperingTests = []contractTest{
+	{"RolledBackBlobRefused", withRows(testRolledBackBlobRefused)},
+	{"LegacyRowOpensAndIsSealedAnew", withRows(testLegacyRowSealedAnew)},
+	{"ConcurrentPutsSealTheirVersion", withRows(testConcurrentPutsSealTheirVersion)},
 }
 
 // The associated data of the two formats, pinned here because rows in the field hold
