@@ -24,12 +24,32 @@ func withClocks(fn func(t *testing.T, open clockOpener)) func(*testing.T, databa
 	}
 }
 
+// clockTests run on every backend: the store stamps its writes with the clock it was
+// opened with.
+var clockTests = []contractTest{
+	{"UpdatedAtOnInjectedClock", withClocks(testUpdatedAtOnInjectedClock)},
+}
+
 // serverClockTests are the contract of a store shared by many hosts, whose leases are
 // timed by the database server's clock (Backend.ServerClock): workers whose clocks
 // disagree with it (and with each other) still agree on who holds a lease.
 var serverClockTests = []contractTest{
 	{"SkewedWorkerCannotTakeLiveLease", withClocks(testSkewedCannotTakeLive)},
 	{"SkewedWorkerLeaseOnServerClock", withClocks(testSkewedLeaseOnServerClock)},
+}
+
+// testUpdatedAtOnInjectedClock: UpdatedAt is the time of the clock the handle was opened
+// with, in UTC and to the nanosecond, as the result of the write and as read back.
+func testUpdatedAtOnInjectedClock(t *testing.T, open clockOpener) {
+	at := time.Date(2026, 11, 26, 18, 30, 0, 987654321, time.FixedZone("x", -7*3600))
+	s := open(t, func() time.Time { return at })
+	put := mustPut(t, s, sample("c1"))
+	got := mustGet(t, s, "c1")
+	for name, u := range map[string]time.Time{"Put": put.UpdatedAt, "Get": got.UpdatedAt} {
+		if !u.Equal(at) || u.Location() != time.UTC {
+			t.Errorf("%s UpdatedAt = %v, want %v in UTC", name, u, at.UTC())
+		}
+	}
 }
 
 // skews are worker clocks off by more than any lease: ahead, so that a caller-timed

@@ -12,7 +12,7 @@
 //					s, err := store.OpenSQLite(t.Context(), path, ring, now)
 //					...
 //				},
-//				Rows: ..., SQL: ...,
+//				Rows: ..., SQL: ..., AtRest: ...,
 //			}
 //		}})
 //	}
@@ -27,6 +27,7 @@ package storetest
 
 import (
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -63,6 +64,10 @@ type DB struct {
 	Rows RowAccess
 	// SQL runs statements on the database behind the store's back (see RawSQL).
 	SQL RawSQL
+	// AtRest returns what the database keeps of the credentials, the way someone who
+	// can read it without the key file sees it, each piece under a name for messages:
+	// the database files, say, or every row as text.
+	AtRest func(t *testing.T) map[string][]byte
 }
 
 // database is one test's fresh DB, and the keyring of the suite's stores.
@@ -95,7 +100,7 @@ func onStore(fn func(t *testing.T, s store.Store)) func(*testing.T, database) {
 }
 
 // Run runs the contract suite as subtests of t: the record operations at the top, then
-// the sections Tampering, KeyRotation, APIKeyAuth and, with a server clock, Clock. Each subtest gets a
+// the sections Tampering, KeyRotation, APIKeyAuth and Clock. Each subtest gets a
 // fresh database from b.
 func Run(t *testing.T, b Backend) {
 	t.Helper()
@@ -112,6 +117,7 @@ func Run(t *testing.T, b Backend) {
 		{"PutCreatesThenIncrements", onStore(testPutVersions)},
 		{"GetRoundTripsEveryField", onStore(testRoundTrip)},
 		{"GetMissing", onStore(testGetMissing)},
+		{"InvalidArgumentsRefused", onStore(testInvalidArgumentsRefused)},
 		{"CompareAndSwap", onStore(testCompareAndSwap)},
 		{"CompareAndSwapMissing", onStore(testCompareAndSwapMissing)},
 		{"CompareAndSwapRace", onStore(testCompareAndSwapRace)},
@@ -122,6 +128,8 @@ func Run(t *testing.T, b Backend) {
 		{"WritesClearLease", onStore(testWritesClearLease)},
 		{"Delete", onStore(testDelete)},
 		{"List", onStore(testList)},
+		{"ReopenKeepsRecords", withRings(testReopenKeepsRecords)},
+		{"NoPlaintextAtRest", testNoPlaintextAtRest},
 		{"ResealUnderPrimaryKey", onStore(testResealUnderPrimary)},
 		{"TouchLastUsed", onStore(testTouchLastUsed)},
 		{"LastUsedNeverGoesBack", onStore(testLastUsedNeverGoesBack)},
@@ -130,9 +138,12 @@ func Run(t *testing.T, b Backend) {
 	t.Run("Tampering", func(t *testing.T) { run(t, tamperingTests) })
 	t.Run("KeyRotation", func(t *testing.T) { run(t, keyRotationTests) })
 	t.Run("APIKeyAuth", func(t *testing.T) { run(t, apiKeyAuthTests) })
-	if b.ServerClock {
-		t.Run("Clock", func(t *testing.T) { run(t, serverClockTests) })
-	}
+	t.Run("Clock", func(t *testing.T) {
+		run(t, clockTests)
+		if b.ServerClock {
+			run(t, serverClockTests)
+		}
+	})
 }
 
 // oneKeyRing is a keyring of one fresh random key, under id.
@@ -330,6 +341,28 @@ func testGetMissing(t *testing.T, s store.Store) {
 	_, err := s.Get(t.Context(), "nope")
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get(missing) error = %v, want ErrNotFound", err)
+	}
+}
+
+// testInvalidArgumentsRefused: a record without an ID, or with a time the store cannot
+// hold, is refused rather than written; so is a lease without an owner or a length on
+// a free record (testLeases tries them on a held one).
+func testInvalidArgumentsRefused(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if _, err := s.Put(ctx, store.Record{}); err == nil {
+		t.Error("Put with an empty ID succeeded")
+	}
+	rec := sample("c1")
+	rec.AccessExpiresAt = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := s.Put(ctx, rec); err == nil || !strings.Contains(err.Error(), "storable range") {
+		t.Errorf("Put with a year-3000 time error = %v, want range error", err)
+	}
+	mustPut(t, s, sample("c1"))
+	if _, err := s.AcquireLease(ctx, "c1", "", time.Minute); err == nil {
+		t.Error("AcquireLease with an empty owner succeeded")
+	}
+	if _, err := s.AcquireLease(ctx, "c1", "a", 0); err == nil {
+		t.Error("AcquireLease with a zero duration succeeded")
 	}
 }
 
@@ -706,6 +739,73 @@ func testDelete(t *testing.T, s store.Store) {
 	if v := mustPut(t, s, sample("c1")).Version; v != 1 {
 		t.Fatalf("Put after Delete Version = %d, want 1", v)
 	}
+}
+
+// testReopenKeepsRecords: what one handle wrote is there, whole, for a handle opened
+// after it was closed.
+func testReopenKeepsRecords(t *testing.T, open opener) {
+	ring := oneKeyRing(t, "k1")
+	s := open(t, ring)
+	put := mustPut(t, s, sample("c1"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkRecord(t, "Get after reopen", put, mustGet(t, open(t, ring), "c1"), true, true)
+}
+
+// testNoPlaintextAtRest: the database holds ciphertext only. Neither the sealed
+// secrets of a row nor anything the database keeps (DB.AtRest), while the store is
+// open or after it closed, contains a secret, its hex form, or a fragment of the JSON
+// document they are sealed in.
+func testNoPlaintextAtRest(t *testing.T, d database) {
+	s := d.open(t, d.ring, nil)
+	v1 := mustPut(t, s, sample("c1"))
+	next := v1
+	next.Secrets.AccessToken = "rotated-access-c1-s3cr3t"
+	if _, err := cas(t, s, next, v1.Version); err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s, sample("c2"))
+
+	secrets := []string{next.Secrets.AccessToken}
+	for _, id := range []string{"c1", "c2"} {
+		rec := sample(id)
+		secrets = append(secrets, rec.Secrets.AccessToken, rec.Secrets.RefreshToken, rec.Secrets.ClientSecret)
+	}
+	// Also no fragment that would betray the JSON document, in case a test string is
+	// ever split across pages.
+	secrets = append(secrets, "s3cr3t", `"refresh_token"`, "access_token")
+
+	for _, id := range []string{"c1", "c2"} {
+		row := d.Rows.ReadRow(t, id)
+		if row.KeyID != d.ring.PrimaryID() || len(row.Sealed) < 28 { // nonce + tag at least
+			t.Errorf("row %s: key ID %q, %d sealed bytes; want %s and a ciphertext", id, row.KeyID, len(row.Sealed), d.ring.PrimaryID())
+		}
+		for _, sec := range secrets {
+			if strings.Contains(string(row.Sealed), sec) {
+				t.Errorf("row %s: the sealed secrets contain %q", id, sec)
+			}
+		}
+	}
+	scan := func(when string) {
+		t.Helper()
+		kept := d.AtRest(t)
+		if len(kept) == 0 {
+			t.Fatalf("%s: AtRest returned nothing to check", when)
+		}
+		for name, data := range kept {
+			for _, sec := range secrets {
+				if strings.Contains(string(data), sec) || strings.Contains(string(data), hex.EncodeToString([]byte(sec))) {
+					t.Errorf("%s: %s contains %q", when, name, sec)
+				}
+			}
+		}
+	}
+	scan("while open")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	scan("after close")
 }
 
 func testList(t *testing.T, s store.Store) {

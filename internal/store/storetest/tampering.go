@@ -1,9 +1,11 @@
 package storetest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -35,11 +37,12 @@ func withRows(fn func(t *testing.T, s store.Store, raw RowAccess, ring *keyring.
 }
 
 // tamperingTests are the contract on rows changed behind the store's back: the sealed
-// secrets are bound to the credential and to the version, so a rolled-back blob fails
-// to open, loudly; rows sealed before the version was bound
+// secrets are bound to the credential and to the version, so a blob moved to another
+// row or rolled back fails to open, loudly; rows sealed before the version was bound
 // still open, and are sealed anew by the next write or Reseal.
 var tamperingTests = []contractTest{
 	{"RolledBackBlobRefused", withRows(testRolledBackBlobRefused)},
+	{"CiphertextBoundToRow", withRows(testCiphertextBoundToRow)},
 	{"LegacyRowOpensAndIsSealedAnew", withRows(testLegacyRowSealedAnew)},
 	{"ConcurrentPutsSealTheirVersion", withRows(testConcurrentPutsSealTheirVersion)},
 }
@@ -88,6 +91,33 @@ func testRolledBackBlobRefused(t *testing.T, s store.Store, raw RowAccess, ring 
 	raw.WriteRow(t, "c1", RawRow{Version: 1, KeyID: old.KeyID, Sealed: old.Sealed})
 	if got := mustGet(t, s, "c1"); got.Version != 1 || got.Secrets != v1.Secrets {
 		t.Errorf("the whole version-1 row did not read back as version 1")
+	}
+}
+
+// testCiphertextBoundToRow: someone with write access to the database copies the
+// victim's sealed secrets into the attacker's row, hoping the store will hand them out
+// under the attacker's ID. The credential ID is in the associated data: Get fails,
+// saying why, and the victim's row is unharmed.
+func testCiphertextBoundToRow(t *testing.T, s store.Store, raw RowAccess, ring *keyring.Keyring) {
+	ctx := t.Context()
+	for _, id := range []string{"victim", "attacker"} {
+		mustPut(t, s, sample(id))
+	}
+	victim, attacker := raw.ReadRow(t, "victim"), raw.ReadRow(t, "attacker")
+	raw.WriteRow(t, "attacker", RawRow{Version: attacker.Version, KeyID: victim.KeyID, Sealed: victim.Sealed})
+	if got := raw.ReadRow(t, "attacker"); !bytes.Equal(got.Sealed, victim.Sealed) {
+		t.Fatal("the victim's sealed secrets were not copied into the attacker's row")
+	}
+
+	_, err := s.Get(ctx, "attacker")
+	if err == nil {
+		t.Fatal("Get returned another row's secrets")
+	}
+	if key := strconv.Quote(ring.PrimaryID()); !strings.Contains(err.Error(), "authentication failed") || !strings.Contains(err.Error(), key) {
+		t.Fatalf("Get error = %v, want an authentication failure naming key %s", err, key)
+	}
+	if _, err := s.Get(ctx, "victim"); err != nil {
+		t.Fatalf("victim row damaged: %v", err)
 	}
 }
 
