@@ -63,7 +63,9 @@ const CodeLifetimeTooShort = "lifetime_too_short"
 
 // Activities is registered with the worker; its fields are its dependencies.
 type Activities struct {
-	Store     store.Store
+	// Store holds the credential records; the activities touch no other part of the
+	// token store (API keys, key rotation).
+	Store     store.Records
 	Providers provider.Registry
 	// Now is the clock; nil means time.Now.
 	Now    func() time.Time

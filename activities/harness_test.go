@@ -73,7 +73,7 @@ type harnessOptions struct {
 	fake oauth2test.Options
 	// wrapStore, if set, wraps the real SQLite store (to inject store failures; see
 	// delegateTo).
-	wrapStore       func(store.Store) store.Store
+	wrapStore       func(store.Records) store.Records
 	providerTimeout time.Duration
 	// introspect configures the fake's introspection endpoint (see introspecting).
 	introspect bool
@@ -93,7 +93,7 @@ type harness struct {
 	fake     *oauth2test.Server
 	tokenURL string
 	sqlite   *store.SQLite // the real store, also reachable when wrapped
-	primary  store.Store   // the real store, SQLite or PostgreSQL, unwrapped
+	primary  store.Records // the real store, SQLite or PostgreSQL, unwrapped
 	dbPath   string        // its file
 	// outboxDir is the activities' outbox directory, when opts.outbox is set.
 	outboxDir string
@@ -132,7 +132,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	var (
 		db      *store.SQLite
 		dbPath  string
-		primary store.Store
+		primary store.Records
 	)
 	if opts.postgresDSN != "" {
 		pg, err := store.OpenPostgres(context.Background(), opts.postgresDSN, ring, clk.Now)
@@ -404,7 +404,7 @@ func detailOf(t *testing.T, appErr *temporal.ApplicationError) activities.Failur
 // delegateTo makes m the real store for every method the activities call except
 // CompareAndSwap, which the test programs: the commit is the step whose failures the
 // tests inject. A call to any other method fails the test.
-func delegateTo(m *storemock.MockStore, real store.Store) {
+func delegateTo(m *storemock.MockRecords, real store.Records) {
 	m.EXPECT().Get(gomock.Any(), gomock.Any()).DoAndReturn(real.Get).AnyTimes()
 	m.EXPECT().Put(gomock.Any(), gomock.Any()).DoAndReturn(real.Put).AnyTimes()
 	m.EXPECT().AcquireLease(gomock.Any(), gomock.Any(), gomock.Any(), gomock.Any()).DoAndReturn(real.AcquireLease).AnyTimes()
@@ -414,7 +414,7 @@ func delegateTo(m *storemock.MockStore, real store.Store) {
 // flakyStore is the real store with CompareAndSwap sabotaged: the first failures calls
 // return failErr, then it delegates. failures < 0 fails forever.
 type flakyStore struct {
-	store.Store
+	store.Records
 	mu       sync.Mutex
 	failures int
 	failErr  error
@@ -432,7 +432,7 @@ func (s *flakyStore) CompareAndSwap(ctx context.Context, rec store.Record, expec
 	if fail {
 		return store.Record{}, s.failErr
 	}
-	return s.Store.CompareAndSwap(ctx, rec, expected, owner)
+	return s.Records.CompareAndSwap(ctx, rec, expected, owner)
 }
 
 func (s *flakyStore) casCalls() int {

@@ -96,14 +96,14 @@ func (p *tcpProxy) restore() {
 // cutAtFirstCommit cuts the proxy when the refresh first tries to commit: right after
 // the provider rotated, before anything is stored.
 type cutAtFirstCommit struct {
-	store.Store
+	store.Records
 	once sync.Once
 	cut  func()
 }
 
 func (s *cutAtFirstCommit) CompareAndSwap(ctx context.Context, rec store.Record, expected int64, owner string) (store.Record, error) {
 	s.once.Do(s.cut)
-	return s.Store.CompareAndSwap(ctx, rec, expected, owner)
+	return s.Records.CompareAndSwap(ctx, rec, expected, owner)
 }
 
 // The outage of TestStoreOutageAfterRotationKeepsTheTokenInTheOutbox on PostgreSQL:
@@ -123,8 +123,8 @@ func TestPostgresOutageAfterRotationKeepsTheTokenInTheOutbox(t *testing.T) {
 	u.RawQuery = q.Encode()
 
 	var cutAt time.Time
-	h := newHarness(t, harnessOptions{outbox: true, postgresDSN: u.String(), wrapStore: func(s store.Store) store.Store {
-		return &cutAtFirstCommit{Store: s, cut: func() { cutAt = time.Now(); proxy.cut() }}
+	h := newHarness(t, harnessOptions{outbox: true, postgresDSN: u.String(), wrapStore: func(s store.Records) store.Records {
+		return &cutAtFirstCommit{Records: s, cut: func() { cutAt = time.Now(); proxy.cut() }}
 	}})
 	const lease, outageLength = 4 * time.Second, 10 * time.Second
 	h.acts.LeaseDuration = lease

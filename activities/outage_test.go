@@ -64,7 +64,7 @@ func (o *storeOutage) end() {
 // so that minutes of outage cost a second. lockAtFirstCommit starts the outage at the
 // first CompareAndSwap: right after the provider rotated, before anything is stored.
 type slowWhenLocked struct {
-	store.Store
+	store.Records
 	clock             *clock
 	mu                sync.Mutex
 	lockAtFirstCommit func()
@@ -97,7 +97,7 @@ func (s *slowWhenLocked) CompareAndSwap(ctx context.Context, rec store.Record, e
 	}
 	var saved store.Record
 	err := s.bounded(ctx, func(ctx context.Context) (err error) {
-		saved, err = s.Store.CompareAndSwap(ctx, rec, expected, owner)
+		saved, err = s.Records.CompareAndSwap(ctx, rec, expected, owner)
 		return err
 	})
 	return saved, err
@@ -106,14 +106,14 @@ func (s *slowWhenLocked) CompareAndSwap(ctx context.Context, rec store.Record, e
 func (s *slowWhenLocked) AcquireLease(ctx context.Context, id, owner string, ttl time.Duration) (store.Lease, error) {
 	var prev store.Lease
 	err := s.bounded(ctx, func(ctx context.Context) (err error) {
-		prev, err = s.Store.AcquireLease(ctx, id, owner, ttl)
+		prev, err = s.Records.AcquireLease(ctx, id, owner, ttl)
 		return err
 	})
 	return prev, err
 }
 
 func (s *slowWhenLocked) ReleaseLease(ctx context.Context, id, owner string) error {
-	return s.bounded(ctx, func(ctx context.Context) error { return s.Store.ReleaseLease(ctx, id, owner) })
+	return s.bounded(ctx, func(ctx context.Context) error { return s.Records.ReleaseLease(ctx, id, owner) })
 }
 
 // outageAtFirstCommit is a harness with an outbox whose SQLite store locks at the first
@@ -122,8 +122,8 @@ func (s *slowWhenLocked) ReleaseLease(ctx context.Context, id, owner string) err
 func outageAtFirstCommit(t *testing.T) (h *harness, wrapped *slowWhenLocked, outage **storeOutage) {
 	t.Helper()
 	outage = new(*storeOutage)
-	h = newHarness(t, harnessOptions{outbox: true, wrapStore: func(s store.Store) store.Store {
-		wrapped = &slowWhenLocked{Store: s}
+	h = newHarness(t, harnessOptions{outbox: true, wrapStore: func(s store.Records) store.Records {
+		wrapped = &slowWhenLocked{Records: s}
 		return wrapped
 	}})
 	wrapped.clock = h.clock

@@ -28,7 +28,7 @@ const mockProviderName = "mock"
 
 // mocked is an Activities whose store and provider are gomock doubles.
 type mocked struct {
-	store *storemock.MockStore
+	store *storemock.MockRecords
 	acts  *activities.Activities
 	env   *testsuite.TestActivityEnvironment
 	now   time.Time
@@ -38,7 +38,7 @@ type mocked struct {
 func newMocked(t *testing.T, ctrl *gomock.Controller, p provider.Provider) *mocked {
 	t.Helper()
 	m := &mocked{
-		store: storemock.NewMockStore(ctrl),
+		store: storemock.NewMockRecords(ctrl),
 		now:   time.Date(2031, 3, 14, 9, 26, 53, 0, time.UTC),
 		cfg:   provider.Config{TokenURL: "https://auth.invalid/token", ClientID: testClientID},
 	}

@@ -548,8 +548,8 @@ func TestRefreshWithoutRotation(t *testing.T) {
 func TestRefreshCommitRetriesStoreFailures(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	busy := errors.New("sqlite store: compare-and-swap: database is locked (5) (SQLITE_BUSY)")
-	h := newHarness(t, harnessOptions{wrapStore: func(real store.Store) store.Store {
-		m := storemock.NewMockStore(ctrl)
+	h := newHarness(t, harnessOptions{wrapStore: func(real store.Records) store.Records {
+		m := storemock.NewMockRecords(ctrl)
 		delegateTo(m, real)
 		gomock.InOrder(
 			m.EXPECT().CompareAndSwap(gomock.Any(), gomock.Any(), int64(1), gomock.Any()).Return(store.Record{}, busy).Times(3),
@@ -577,8 +577,8 @@ func TestRefreshCommitRetriesStoreFailures(t *testing.T) {
 // it. The clock is the harness's: the retries' waits advance it instead of sleeping.
 func TestRefreshCommitRetriesUntilTheLeaseNearsItsEnd(t *testing.T) {
 	var flaky *flakyStore
-	h := newHarness(t, harnessOptions{wrapStore: func(s store.Store) store.Store {
-		flaky = &flakyStore{Store: s, failures: -1, failErr: errors.New("sqlite store: compare-and-swap: database is locked (5) (SQLITE_BUSY)")}
+	h := newHarness(t, harnessOptions{wrapStore: func(s store.Records) store.Records {
+		flaky = &flakyStore{Records: s, failures: -1, failErr: errors.New("sqlite store: compare-and-swap: database is locked (5) (SQLITE_BUSY)")}
 		return flaky
 	}})
 	h.acts.Sleep = func(_ context.Context, d time.Duration) error { h.clock.Advance(d); return nil }
@@ -605,8 +605,8 @@ func TestRefreshCommitRetriesUntilTheLeaseNearsItsEnd(t *testing.T) {
 func TestRefreshCommitConflict(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	conflict := fmt.Errorf("credential %q: expected version 1, found 2: %w", credID, store.ErrVersionConflict)
-	h := newHarness(t, harnessOptions{wrapStore: func(real store.Store) store.Store {
-		m := storemock.NewMockStore(ctrl)
+	h := newHarness(t, harnessOptions{wrapStore: func(real store.Records) store.Records {
+		m := storemock.NewMockRecords(ctrl)
 		delegateTo(m, real)
 		m.EXPECT().CompareAndSwap(gomock.Any(), gomock.Any(), int64(1), gomock.Any()).Return(store.Record{}, conflict)
 		return m

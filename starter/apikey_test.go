@@ -86,7 +86,7 @@ func TestAPIKeyCommandsPostgres(t *testing.T) {
 
 // testAPIKeyCommands runs every apikey command against st's store, as configured in the
 // environment, and checks each outcome in the store itself.
-func testAPIKeyCommands(t *testing.T, st store.Store) {
+func testAPIKeyCommands(t *testing.T, st store.APIKeys) {
 	ctx := t.Context()
 	// noSecrets fails if r shows a key, or a stored hash, hex or base64 (as JSON would).
 	var keys []string

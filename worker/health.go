@@ -40,10 +40,10 @@ func describeNamespace(ws workflowservice.WorkflowServiceClient, namespace strin
 	}
 }
 
-// readinessStore is the part of the token store /readyz uses.
+// readinessStore is the part of the token store /readyz uses: the records, and of
+// store.KeyInventory only the records' key IDs.
 type readinessStore interface {
-	List(ctx context.Context) ([]store.Record, error)
-	Get(ctx context.Context, id string) (store.Record, error)
+	store.Reader
 	KeyIDs(ctx context.Context) (map[string]int, error)
 }
 

@@ -100,13 +100,26 @@ func openCommandStore(ctx context.Context, cfg config.Worker, stderr io.Writer) 
 	return tokens, ring, desc, 0
 }
 
+// rotationStore is what rotateKeys needs of the token store: the counts per key ID
+// before and after, the records to walk, and the moves onto the primary key.
+type rotationStore interface {
+	resealer
+	store.KeyInventory
+}
+
+// resealer is what resealAll needs: the records to walk, and Reseal.
+type resealer interface {
+	store.Reader
+	store.KeyRotation
+}
+
 // rotateKeys reseals every record of st that is not under ring's primary key, printing
 // progress every `every` resealed records, and ends with the number of records under
 // each key. It is resumable: records already under the primary key are skipped. It
 // returns an error if it was interrupted, if a record could not be resealed, or if
 // records under other keys remain at the end (written meanwhile by a worker still
 // sealing with an old primary key).
-func rotateKeys(ctx context.Context, st store.Store, ring *keyring.Keyring, desc string, every int, out io.Writer) error {
+func rotateKeys(ctx context.Context, st rotationStore, ring *keyring.Keyring, desc string, every int, out io.Writer) error {
 	primary := ring.PrimaryID()
 	counts, err := st.KeyIDs(ctx)
 	if err != nil {
@@ -177,7 +190,7 @@ func rotateKeys(ctx context.Context, st store.Store, ring *keyring.Keyring, desc
 
 // resealAll reseals every listed record. A record deleted meanwhile is skipped; one
 // that fails is reported and the others are still done.
-func resealAll(ctx context.Context, st store.Store, primary string, pending, every int, out io.Writer) error {
+func resealAll(ctx context.Context, st resealer, primary string, pending, every int, out io.Writer) error {
 	recs, err := st.List(ctx)
 	if err != nil {
 		return err
@@ -228,7 +241,7 @@ func resealAll(ctx context.Context, st store.Store, primary string, pending, eve
 // removeKey drops keyID from the key file, unless it is the primary key, records or API
 // keys of st are still sealed or authenticated under it, or history reports running
 // workflows whose current run holds payloads under it (or cannot tell).
-func removeKey(ctx context.Context, st store.Store, ring *keyring.Keyring, path, keyID string,
+func removeKey(ctx context.Context, st store.KeyInventory, ring *keyring.Keyring, path, keyID string,
 	history func(ctx context.Context, keyID string) ([]keyUse, error), stdout, stderr io.Writer) int {
 	if keyID == ring.PrimaryID() {
 		fmt.Fprintf(stderr, "worker: remove key: %s is the primary key; add a new one with worker -new-key and rotate first\n", keyID)

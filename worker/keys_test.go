@@ -260,14 +260,14 @@ func testKeyRotationAPIKeys(t *testing.T, k keyTestStore) {
 // cancellingStore cancels the rotation's context after a number of reseals, as a
 // Ctrl-C in the middle of a rotation would.
 type cancellingStore struct {
-	store.Store
+	rotationStore
 	after  int32
 	n      atomic.Int32
 	cancel context.CancelFunc
 }
 
 func (c *cancellingStore) Reseal(ctx context.Context, id string) (bool, error) {
-	changed, err := c.Store.Reseal(ctx, id)
+	changed, err := c.rotationStore.Reseal(ctx, id)
 	if c.n.Add(1) == c.after {
 		c.cancel()
 	}
@@ -292,7 +292,7 @@ func testKeyRotationInterrupted(t *testing.T, k keyTestStore) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var out bytes.Buffer
-	err = rotateKeys(ctx, &cancellingStore{Store: s, after: 4, cancel: cancel}, ring, "test store", 3, &out)
+	err = rotateKeys(ctx, &cancellingStore{rotationStore: s, after: 4, cancel: cancel}, ring, "test store", 3, &out)
 	if err == nil || !strings.Contains(err.Error(), "interrupted after resealing 4/10") || !strings.Contains(err.Error(), "run worker -rotate-keys again") {
 		t.Fatalf("interrupted rotation error = %v\noutput:\n%s", err, out.String())
 	}
@@ -326,7 +326,7 @@ func TestKeyRotationReportsLeftovers(t *testing.T) {
 	}
 	s, ring := k.open(t)
 	lagging, _ := k.openWith(t, oldRing)
-	st := &writeDuringRotation{Store: s, lagging: lagging}
+	st := &writeDuringRotation{rotationStore: s, lagging: lagging}
 	var out bytes.Buffer
 	err = rotateKeys(t.Context(), st, ring, "test store", 100, &out)
 	if err == nil || !strings.Contains(err.Error(), "1 records are still sealed under other keys") || !strings.Contains(err.Error(), "restart every worker") {
@@ -353,8 +353,8 @@ func (k keyTestStore) openWith(t *testing.T, ring *keyring.Keyring) (store.Store
 
 // writeDuringRotation adds a record through a lagging worker's store on the first reseal.
 type writeDuringRotation struct {
-	store.Store
-	lagging store.Store
+	rotationStore
+	lagging store.Records
 	done    bool
 }
 
@@ -365,7 +365,7 @@ func (w *writeDuringRotation) Reseal(ctx context.Context, id string) (bool, erro
 			return false, err
 		}
 	}
-	return w.Store.Reseal(ctx, id)
+	return w.rotationStore.Reseal(ctx, id)
 }
 
 func TestKeyCommandRefusals(t *testing.T) {

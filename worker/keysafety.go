@@ -29,12 +29,11 @@ import (
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
-// keyCounter is what checkStoreKeys needs of the token store.
+// keyCounter is what checkStoreKeys needs of the token store: the key IDs its rows are
+// under, and a few records to open.
 type keyCounter interface {
-	KeyIDs(ctx context.Context) (map[string]int, error)
-	APIKeyKeyIDs(ctx context.Context) (map[string]int, error)
-	List(ctx context.Context) ([]store.Record, error)
-	Get(ctx context.Context, id string) (store.Record, error)
+	store.KeyInventory
+	store.Reader
 }
 
 // probeRecords is how many records checkStoreKeys tries to open: a key file whose key
@@ -218,6 +217,3 @@ func refuseKeyInHistory(keyID string, uses []keyUse) error {
 	return fmt.Errorf("%w: %d running workflows would no longer replay without key %s: %s%s. Each moves on to a new run (continue-as-new) by itself after its history reaches its event budget, sealed under the primary key; run worker -remove-key again once none is left",
 		errKeyInHistory, len(uses), keyID, strings.Join(names, ", "), more)
 }
-
-// The token store is a keyCounter (checked at compile time).
-var _ keyCounter = store.Store(nil)

@@ -29,11 +29,11 @@
 // does not print itself, and a lost key is revoked and replaced. Revoked keys stay in
 // the store and keep their names, so a name is never reused for another consumer.
 //
-// The operations take any store.Store (SQLite or PostgreSQL) and are safe while workers
-// run: a worker looks the key up on every request, so a revocation applies to the next
-// one. They return typed errors (ErrInvalidInput, ErrNameTaken, ErrUnknownKey,
-// ErrAmbiguous, matched with errors.Is) and never print; each tool maps them to its
-// exit codes.
+// The operations take the token store's store.APIKeys role, SQLite or PostgreSQL (Create
+// reads its records too, see CreateStore), and are safe while workers run: a worker
+// looks the key up on every request, so a revocation applies to the next one. They
+// return typed errors (ErrInvalidInput, ErrNameTaken, ErrUnknownKey, ErrAmbiguous,
+// matched with errors.Is) and never print; each tool maps them to its exit codes.
 package apikeys
 
 import (
@@ -263,9 +263,16 @@ type Created struct {
 	CheckErr error
 }
 
+// CreateStore is what Create needs of the token store: somewhere to keep the key, and
+// the records, to tell which of the key's credentials it holds none for.
+type CreateStore interface {
+	store.APIKeys
+	store.Reader
+}
+
 // Create generates a key named name, scoped to credIDs, and stores its hash. Errors:
 // ErrInvalidInput (name or IDs), ErrNameTaken, or the store's.
-func Create(ctx context.Context, st store.Store, name string, credIDs []string) (Created, error) {
+func Create(ctx context.Context, st CreateStore, name string, credIDs []string) (Created, error) {
 	if err := ValidName(name); err != nil {
 		return Created{}, err
 	}
@@ -292,7 +299,7 @@ func Create(ctx context.Context, st store.Store, name string, credIDs []string) 
 
 // missing returns those of ids the store holds no record for. List reads no secrets, so
 // this works whatever keys the records are sealed under.
-func missing(ctx context.Context, st store.Store, ids []string) ([]string, error) {
+func missing(ctx context.Context, st store.Reader, ids []string) ([]string, error) {
 	recs, err := st.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("check the scoped credentials: %w", err)
@@ -320,7 +327,7 @@ type Revoked struct {
 // Revoke revokes the key whose name or ID is ref, at now. Revoking a revoked key is not
 // an error (Already is set), so that a retried revocation succeeds. Errors:
 // ErrInvalidInput (ref can be neither), ErrUnknownKey, ErrAmbiguous, or the store's.
-func Revoke(ctx context.Context, st store.Store, ref string, now time.Time) (Revoked, error) {
+func Revoke(ctx context.Context, st store.APIKeys, ref string, now time.Time) (Revoked, error) {
 	if err := CheckRef(ref); err != nil {
 		return Revoked{}, err
 	}
@@ -364,7 +371,7 @@ func Revoke(ctx context.Context, st store.Store, ref string, now time.Time) (Rev
 }
 
 // revokeByID revokes the key with the ID without listing the others first.
-func revokeByID(ctx context.Context, st store.Store, id string, now time.Time) (Revoked, error) {
+func revokeByID(ctx context.Context, st store.APIKeys, id string, now time.Time) (Revoked, error) {
 	k, err := st.RevokeAPIKey(ctx, id, now)
 	if errors.Is(err, store.ErrAPIKeyNotFound) {
 		return Revoked{}, &refusal{kind: ErrUnknownKey, cause: err, msg: fmt.Sprintf("no API key has the ID %s", id)}
@@ -393,7 +400,7 @@ func idOwner(ref string, a, b store.APIKey) store.APIKey {
 }
 
 // List returns every API key, revoked ones included, ordered by name.
-func List(ctx context.Context, st store.Store) ([]Info, error) {
+func List(ctx context.Context, st store.APIKeys) ([]Info, error) {
 	keys, err := st.ListAPIKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list API keys: %w", err)

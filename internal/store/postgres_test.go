@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -184,60 +183,52 @@ func (r postgresRows) WriteRow(t *testing.T, id string, row storetest.RawRow) {
 		row.Version, row.KeyID, row.Sealed, id)
 }
 
-func TestPostgresTamperingContract(t *testing.T) {
-	p := newTestPostgres(t)
-	storetest.RunTampering(t, func(t *testing.T, ring *keyring.Keyring) (store.Store, storetest.RowAccess) {
-		schema, dsn := p.newSchema(t)
-		return openPostgres(t, dsn, ring, nil), postgresRows{p: p, schema: schema}
-	})
-}
-
 func TestPostgresContract(t *testing.T) {
 	p := newTestPostgres(t)
-	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
-	storetest.Run(t, func(t *testing.T) store.Store {
-		// The schema's cleanup is registered before Run's Close, so it runs after it.
-		_, dsn := p.newSchema(t)
-		return openPostgres(t, dsn, ring, nil)
-	})
-}
-
-func TestPostgresKeyRotationContract(t *testing.T) {
-	p := newTestPostgres(t)
-	storetest.RunKeyRotation(t, func(t *testing.T) storetest.Opener {
-		_, dsn := p.newSchema(t)
-		return func(t *testing.T, ring *keyring.Keyring) store.Store {
-			return openPostgres(t, dsn, ring, nil)
-		}
-	})
-}
-
-func TestPostgresAPIKeyAuthContract(t *testing.T) {
-	p := newTestPostgres(t)
-	storetest.RunAPIKeyAuth(t, func(t *testing.T) (storetest.Opener, storetest.RawSQL) {
+	storetest.Run(t, storetest.Backend{ServerClock: true, NewDB: func(t *testing.T) storetest.DB {
+		// The schema's cleanup is registered before the handles' Close, so it runs after.
 		schema, dsn := p.newSchema(t)
-		open := func(t *testing.T, ring *keyring.Keyring) store.Store { return openPostgres(t, dsn, ring, nil) }
-		raw := func(t *testing.T, query string, args ...any) {
-			t.Helper()
-			// The contract writes SQLite's placeholders and table names.
-			n := 0
-			query = regexp.MustCompile(`\?`).ReplaceAllStringFunc(query, func(string) string { n++; return "$" + strconv.Itoa(n) })
-			query = regexp.MustCompile(`\b(api_keys|api_key_scopes)\b`).ReplaceAllString(query, schema+".tokenwarden_$1")
-			p.exec(t, query, args...)
+		return storetest.DB{
+			Open: func(t *testing.T, ring *keyring.Keyring, now func() time.Time) store.Store {
+				return openPostgres(t, dsn, ring, now)
+			},
+			Rows: postgresRows{p: p, schema: schema},
+			SQL: func(t *testing.T, query string, args ...any) {
+				t.Helper()
+				// The contract writes SQLite's placeholders and table names.
+				n := 0
+				query = regexp.MustCompile(`\?`).ReplaceAllStringFunc(query, func(string) string { n++; return "$" + strconv.Itoa(n) })
+				query = regexp.MustCompile(`\b(api_keys|api_key_scopes)\b`).ReplaceAllString(query, schema+".tokenwarden_$1")
+				p.exec(t, query, args...)
+			},
+			AtRest: func(t *testing.T) map[string][]byte { return p.rowsAsText(t, schema) },
 		}
-		return open, raw
-	})
+	}})
 }
 
-func TestPostgresDatabaseClockContract(t *testing.T) {
-	p := newTestPostgres(t)
-	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
-	storetest.RunDatabaseClock(t, func(t *testing.T) storetest.ClockOpener {
-		_, dsn := p.newSchema(t)
-		return func(t *testing.T, now func() time.Time) store.Store {
-			return openPostgres(t, dsn, ring, now)
+// rowsAsText reads every credential row of the schema as the server prints it, every
+// column as text (bytea in hex).
+func (p *testPostgres) rowsAsText(t *testing.T, schema string) map[string][]byte {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rows, err := p.conn.Query(t.Context(), `SELECT id, c::text FROM `+schema+`.tokenwarden_credentials c ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	text := map[string][]byte{}
+	for rows.Next() {
+		var id, row string
+		if err := rows.Scan(&id, &row); err != nil {
+			t.Fatal(err)
 		}
-	})
+		text["row "+id] = []byte(row)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return text
 }
 
 // Two pools are two workers: separate server sessions that share nothing but the
@@ -467,149 +458,6 @@ func TestPostgresConcurrentOpen(t *testing.T) {
 	}
 }
 
-// The table holds ciphertext only: neither the secrets column nor the row as a whole
-// (every column as text) contains a secret or a fragment of the JSON document.
-func TestPostgresTableHoldsNoPlaintext(t *testing.T) {
-	p := newTestPostgres(t)
-	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
-	s, schema, _ := freshPostgres(t, p, ring)
-	ctx := t.Context()
-	r1, err := s.Put(ctx, secretRecord("c1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := secretRecord("c1")
-	next.Secrets.AccessToken = "PLAINTEXT-ROTATED-ACCESS"
-	if _, err := leasedCAS(t, s, next, r1.Version); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Put(ctx, secretRecord("c2")); err != nil {
-		t.Fatal(err)
-	}
-
-	secrets := []string{"PLAINTEXT-ROTATED-ACCESS", "PLAINTEXT-", `"refresh_token"`, "access_token"}
-	for _, id := range []string{"c1", "c2"} {
-		rec := secretRecord(id)
-		secrets = append(secrets, rec.Secrets.AccessToken, rec.Secrets.RefreshToken, rec.Secrets.ClientSecret)
-	}
-
-	p.mu.Lock()
-	rows, err := p.conn.Query(ctx, `SELECT id, key_id, secrets, c::text FROM `+schema+`.tokenwarden_credentials c ORDER BY id`)
-	if err != nil {
-		p.mu.Unlock()
-		t.Fatal(err)
-	}
-	type raw struct {
-		id, keyID, row string
-		sealed         []byte
-	}
-	var got []raw
-	for rows.Next() {
-		var r raw
-		if err := rows.Scan(&r.id, &r.keyID, &r.sealed, &r.row); err != nil {
-			rows.Close()
-			p.mu.Unlock()
-			t.Fatal(err)
-		}
-		got = append(got, r)
-	}
-	rows.Close()
-	p.mu.Unlock()
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 2 {
-		t.Fatalf("table holds %d rows, want 2", len(got))
-	}
-	for _, r := range got {
-		if r.keyID != "k1" || len(r.sealed) < 28 { // nonce + tag at least
-			t.Errorf("row %s: key_id %q, %d sealed bytes; want k1 and a ciphertext", r.id, r.keyID, len(r.sealed))
-		}
-		for _, sec := range secrets {
-			if bytes.Contains(r.sealed, []byte(sec)) {
-				t.Errorf("row %s: the secrets column contains %q", r.id, sec)
-			}
-			if strings.Contains(r.row, sec) || strings.Contains(r.row, hex.EncodeToString([]byte(sec))) {
-				t.Errorf("row %s: the row contains %q", r.id, sec)
-			}
-		}
-	}
-}
-
-func TestPostgresWrongKeyringFailsLoudly(t *testing.T) {
-	p := newTestPostgres(t)
-	_, dsn := p.newSchema(t)
-	s := openPostgres(t, dsn, newRing(t, "k1", map[string][]byte{"k1": randomKey(t)}), nil)
-	rec := secretRecord("c1")
-	if _, err := s.Put(t.Context(), rec); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-
-	tests := []struct {
-		name    string
-		ring    *keyring.Keyring
-		wantErr string
-	}{
-		{name: "key ID unknown", ring: newRing(t, "k2", map[string][]byte{"k2": randomKey(t)}), wantErr: `key "k1", which this keyring does not hold`},
-		{name: "same ID other key", ring: newRing(t, "k1", map[string][]byte{"k1": randomKey(t)}), wantErr: `key "k1": authentication failed`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := openPostgres(t, dsn, tt.ring, nil)
-			defer s.Close()
-			got, err := s.Get(t.Context(), "c1")
-			if err == nil {
-				t.Fatalf("Get with the wrong keyring succeeded (secrets empty: %v)", got.Secrets == store.Secrets{})
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, tt.wantErr) || !strings.Contains(msg, `"c1"`) {
-				t.Errorf("Get error = %q, want it to name the credential and contain %q", msg, tt.wantErr)
-			}
-			if errors.Is(err, store.ErrNotFound) {
-				t.Error("Get error matches ErrNotFound; an undecryptable record is not a missing one")
-			}
-			for _, sec := range []string{rec.Secrets.AccessToken, rec.Secrets.RefreshToken, rec.Secrets.ClientSecret} {
-				if strings.Contains(msg, sec) {
-					t.Errorf("Get error leaks a secret: %q", msg)
-				}
-			}
-			list, err := s.List(t.Context())
-			if err != nil || len(list) != 1 || list[0].ID != "c1" {
-				t.Errorf("List with the wrong keyring = %v, %v; want [c1]", list, err)
-			}
-		})
-	}
-}
-
-func TestPostgresCiphertextBoundToRow(t *testing.T) {
-	p := newTestPostgres(t)
-	s, schema, _ := freshPostgres(t, p, newRing(t, "k1", map[string][]byte{"k1": randomKey(t)}))
-	ctx := t.Context()
-	for _, id := range []string{"victim", "attacker"} {
-		if _, err := s.Put(ctx, secretRecord(id)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n := p.exec(t, `UPDATE `+schema+`.tokenwarden_credentials AS a
-		SET secrets = v.secrets, key_id = v.key_id
-		FROM `+schema+`.tokenwarden_credentials AS v
-		WHERE a.id = 'attacker' AND v.id = 'victim'`)
-	if n != 1 {
-		t.Fatalf("copied into %d rows, want 1", n)
-	}
-	_, err := s.Get(ctx, "attacker")
-	if err == nil {
-		t.Fatal("Get returned another row's secrets")
-	}
-	if !strings.Contains(err.Error(), "authentication failed") || !strings.Contains(err.Error(), `"k1"`) {
-		t.Fatalf("Get error = %v, want an authentication failure naming key \"k1\"", err)
-	}
-	if _, err := s.Get(ctx, "victim"); err != nil {
-		t.Fatalf("victim row damaged: %v", err)
-	}
-}
-
 // List orders by bytes, not by the database's collation: upper case before '_' before
 // lower case before non-ASCII.
 func TestPostgresListByteOrder(t *testing.T) {
@@ -634,43 +482,16 @@ func TestPostgresListByteOrder(t *testing.T) {
 	}
 }
 
-func TestPostgresUsesInjectedClock(t *testing.T) {
-	p := newTestPostgres(t)
-	_, dsn := p.newSchema(t)
-	at := time.Date(2026, 11, 26, 18, 30, 0, 987654321, time.FixedZone("x", -7*3600))
-	s := openPostgres(t, dsn, newRing(t, "k1", map[string][]byte{"k1": randomKey(t)}), func() time.Time { return at })
-	defer s.Close()
-	put, err := s.Put(t.Context(), secretRecord("c1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Get(t.Context(), "c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, u := range map[string]time.Time{"Put": put.UpdatedAt, "Get": got.UpdatedAt} {
-		if !u.Equal(at) || u.Location() != time.UTC {
-			t.Errorf("%s UpdatedAt = %v, want %v in UTC", name, u, at.UTC())
-		}
-	}
-}
-
 func TestPostgresSchema(t *testing.T) {
 	p := newTestPostgres(t)
 	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
 	ctx := t.Context()
 	schema, dsn := p.newSchema(t)
 
-	s := openPostgres(t, dsn, ring, nil)
-	if _, err := s.Put(ctx, secretRecord("c1")); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s = openPostgres(t, dsn, ring, nil) // reopening keeps the data and applies nothing
-	if _, err := s.Get(ctx, "c1"); err != nil {
-		t.Fatalf("Get after reopen: %v", err)
-	}
-	s.Close()
+	// Reopening applies nothing (that it keeps the data is storetest's
+	// ReopenKeepsRecords).
+	openPostgres(t, dsn, ring, nil).Close()
+	openPostgres(t, dsn, ring, nil).Close()
 
 	var versions []int32
 	p.mu.Lock()
@@ -696,6 +517,8 @@ func TestPostgresSchema(t *testing.T) {
 	}
 }
 
+// OpenPostgres refuses a missing keyring or DSN; what an open store refuses is
+// storetest's InvalidArgumentsRefused.
 func TestPostgresRejects(t *testing.T) {
 	p := newTestPostgres(t)
 	ring := newRing(t, "k1", map[string][]byte{"k1": randomKey(t)})
@@ -705,25 +528,6 @@ func TestPostgresRejects(t *testing.T) {
 	}
 	if _, err := store.OpenPostgres(ctx, "", ring, nil); err == nil {
 		t.Error("OpenPostgres with an empty DSN succeeded")
-	}
-
-	s, _, _ := freshPostgres(t, p, ring)
-	if _, err := s.Put(ctx, store.Record{}); err == nil {
-		t.Error("Put with an empty ID succeeded")
-	}
-	rec := secretRecord("c1")
-	rec.AccessExpiresAt = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
-	if _, err := s.Put(ctx, rec); err == nil || !strings.Contains(err.Error(), "storable range") {
-		t.Errorf("Put with a year-3000 time error = %v, want range error", err)
-	}
-	if _, err := s.Put(ctx, secretRecord("c1")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.AcquireLease(ctx, "c1", "", time.Minute); err == nil {
-		t.Error("AcquireLease with an empty owner succeeded")
-	}
-	if _, err := s.AcquireLease(ctx, "c1", "a", 0); err == nil {
-		t.Error("AcquireLease with a zero duration succeeded")
 	}
 }
 

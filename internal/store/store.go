@@ -5,6 +5,14 @@
 // one attempt at a time talk to the provider. Secret fields are sealed with AES-256-GCM
 // under a key ID (see package keyring) before they reach the database, so the database
 // file alone reveals no token.
+//
+// The store's methods come in roles, one interface each, so that each consumer names
+// the part it uses: Reader and Records (credential records; the activities take
+// Records), APIKeys (the token API's keys), KeyInventory and KeyRotation (rows counted
+// and moved by key ID, for the key checks and commands). Store is every role at once:
+// what the SQLite and PostgreSQL backends implement and Open returns. Every
+// implementation is safe for concurrent use by many goroutines and, for shared
+// databases, many processes.
 package store
 
 import (
@@ -69,12 +77,23 @@ type Record struct {
 	Lease            Lease
 }
 
-// Store persists credential records. Implementations are safe for concurrent use by
-// many goroutines and, for shared databases, many processes.
-type Store interface {
+// Reader reads credential records and writes nothing: what a check of the store needs
+// (the worker's readiness and key checks, its metrics).
+type Reader interface {
 	// Get returns the record, ErrNotFound, or an error (a record that cannot be
 	// decrypted is an error, never a record with empty secrets).
 	Get(ctx context.Context, id string) (Record, error)
+	// List returns all records' non-secret fields (Secrets left empty), ordered by ID.
+	// It decrypts nothing, so it works whatever keys the records are sealed under.
+	List(ctx context.Context) ([]Record, error)
+}
+
+// Records is a credential record's life: seeded by Put, refreshed one attempt at a time
+// under a lease and committed by CompareAndSwap, read by consumers (TouchLastUsed), and
+// deleted when the credential is retired. Every write of a token set is versioned, and
+// every refresh commit is fenced by its writer's lease.
+type Records interface {
+	Reader
 	// Put writes rec as the next version: Version 1 when no record exists, otherwise
 	// the current version + 1, whatever rec.Version says. It clears any lease. It is
 	// used for seeding, where the human-supplied material always wins.
@@ -95,22 +114,6 @@ type Store interface {
 	AcquireLease(ctx context.Context, id, owner string, ttl time.Duration) (previous Lease, err error)
 	// ReleaseLease drops the lease if owner holds it; otherwise it does nothing.
 	ReleaseLease(ctx context.Context, id, owner string) error
-	// Delete removes the record and its secrets. Deleting a missing record is not an error.
-	Delete(ctx context.Context, id string) error
-	// List returns all records' non-secret fields (Secrets left empty), ordered by ID.
-	List(ctx context.Context) ([]Record, error)
-	// Reseal re-encrypts the record's secrets under the store keyring's primary key if
-	// they are sealed under another key, and reports whether it rewrote them. It
-	// changes nothing else: not the version (a new key is not a new token set, so a
-	// writer holding the record still commits with CompareAndSwap at the version it
-	// read), not UpdatedAt, not the lease. It reads and writes in one transaction and
-	// writes only if version, key ID and ciphertext are still those it decrypted, so it
-	// never puts an older token set back over a newer one; a record that changed under
-	// it is read again. ErrNotFound if the record does not exist.
-	Reseal(ctx context.Context, id string) (changed bool, err error)
-	// KeyIDs counts the records sealed under each key ID. It does not decrypt anything.
-	KeyIDs(ctx context.Context) (map[string]int, error)
-
 	// TouchLastUsed records that a consumer read the credential's token at `at`: it
 	// sets LastUsedAt to at if that is later than the stored value, and changes nothing
 	// else (not the version, UpdatedAt, the secrets or the lease). ErrNotFound if the
@@ -118,15 +121,22 @@ type Store interface {
 	// also keep the later of the stored and the written value, so a refresh that read
 	// the record before a touch does not undo it.
 	TouchLastUsed(ctx context.Context, id string, at time.Time) error
+	// Delete removes the record and its secrets. Deleting a missing record is not an error.
+	Delete(ctx context.Context, id string) error
+}
 
+// APIKeys keeps the token API's keys (see APIKey). Every API key row is authenticated
+// under a key derived from the keyring, so that a database writer without the key
+// file can neither add a key nor widen, re-key or un-revoke one.
+type APIKeys interface {
 	// CreateAPIKey stores a new API key (see APIKey; RevokedAt and LastUsedAt are
 	// ignored, a zero CreatedAt means now) and returns it as LookupAPIKey will.
 	// ErrAPIKeyExists if its name or ID is taken, by a revoked key too.
 	CreateAPIKey(ctx context.Context, key APIKey) (APIKey, error)
 	// LookupAPIKey returns the API key with the ID, revoked or not, or
-	// ErrAPIKeyNotFound. Every API key row is authenticated under a key derived from the
-	// keyring: a row inserted or altered without the key file (or written before rows
-	// were authenticated) is ErrAPIKeyUnauthenticated, an error naming the key ID.
+	// ErrAPIKeyNotFound. A row inserted or altered without the key file (or written
+	// before rows were authenticated) is ErrAPIKeyUnauthenticated, an error naming the
+	// key ID.
 	LookupAPIKey(ctx context.Context, id string) (APIKey, error)
 	// ListAPIKeys returns every API key, revoked ones included, ordered by name; if any
 	// row fails its authenticator, none and an error naming each refused key
@@ -141,14 +151,47 @@ type Store interface {
 	// TouchAPIKey sets the key's LastUsedAt to at if that is later than the stored
 	// value. ErrAPIKeyNotFound if it does not exist.
 	TouchAPIKey(ctx context.Context, id string, at time.Time) error
-	// APIKeyKeyIDs counts the API key rows authenticated under each key ID of the
-	// keyring, as KeyIDs counts credential records.
-	APIKeyKeyIDs(ctx context.Context) (map[string]int, error)
-	// RemacAPIKeys authenticates every API key row that is under another key again
-	// under the keyring's primary key, and returns how many it moved. A row that fails
-	// its authenticator is not moved (that would launder it): the error names it,
-	// matching ErrAPIKeyUnauthenticated.
-	RemacAPIKeys(ctx context.Context) (int, error)
+}
 
+// KeyInventory counts the rows under each key ID of the keyring: what a key file must
+// hold for the store to be read, and what is left to move in a rotation. It reads the
+// key IDs alone, neither decrypting nor verifying anything, so it answers with a key
+// file that lacks keys, too.
+type KeyInventory interface {
+	// KeyIDs counts the credential records sealed under each key ID.
+	KeyIDs(ctx context.Context) (map[string]int, error)
+	// APIKeyKeyIDs counts the API key rows authenticated under each key ID, as KeyIDs
+	// counts credential records.
+	APIKeyKeyIDs(ctx context.Context) (map[string]int, error)
+}
+
+// KeyRotation moves rows onto the keyring's primary key, so that an older key can leave
+// the key file. Neither method changes what a row says, only the key it is under, and
+// neither ever moves a row it cannot verify.
+type KeyRotation interface {
+	// Reseal re-encrypts the record's secrets under the primary key if they are sealed
+	// under another key, and reports whether it rewrote them. It changes nothing else:
+	// not the version (a new key is not a new token set, so a writer holding the record
+	// still commits with CompareAndSwap at the version it read), not UpdatedAt, not the
+	// lease. It reads and writes in one transaction and writes only if version, key ID
+	// and ciphertext are still those it decrypted, so it never puts an older token set
+	// back over a newer one; a record that changed under it is read again. ErrNotFound
+	// if the record does not exist.
+	Reseal(ctx context.Context, id string) (changed bool, err error)
+	// RemacAPIKeys authenticates every API key row that is under another key again
+	// under the primary key, and returns how many it moved. A row that fails its
+	// authenticator is not moved (that would launder it): the error names it, matching
+	// ErrAPIKeyUnauthenticated.
+	RemacAPIKeys(ctx context.Context) (int, error)
+}
+
+// Store is every role, and Close: what each backend (SQLite, Postgres) implements and
+// Open returns. The program that opens the store holds it and closes it; the code it
+// hands the store to takes the narrowest role that serves.
+type Store interface {
+	Records
+	APIKeys
+	KeyInventory
+	KeyRotation
 	Close() error
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
@@ -16,37 +15,22 @@ import (
 // both to its own dialect and table names.
 type RawSQL func(t *testing.T, query string, args ...any)
 
-// RunAPIKeyAuth runs the API key authentication contract as subtests of t: rows
-// inserted or altered outside the store are refused by LookupAPIKey and ListAPIKeys
-// with ErrAPIKeyUnauthenticated naming the key, can still be revoked, and rows follow
-// key rotation. For every subtest, newDB creates a fresh, empty database and returns an
-// Opener for it and raw access to it.
-func RunAPIKeyAuth(t *testing.T, newDB func(t *testing.T) (Opener, RawSQL)) {
-	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, open Opener, raw RawSQL)
-	}{
-		{"InsertedRowRefused", testInsertedAPIKeyRefused},
-		{"AlteredRowsRefused", testAlteredAPIKeysRefused},
-		{"WrongKeyFileRefused", testAPIKeyWrongKeyFile},
-		{"RotationKeepsRowsValid", testAPIKeyRotation},
+// withSQL runs fn with an opener on the test's database and raw access to it.
+func withSQL(fn func(t *testing.T, open opener, raw RawSQL)) func(*testing.T, database) {
+	return func(t *testing.T, d database) {
+		withRings(func(t *testing.T, open opener) { fn(t, open, d.SQL) })(t, d)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			open, raw := newDB(t)
-			tt.fn(t, func(t *testing.T, ring *keyring.Keyring) store.Store {
-				t.Helper()
-				s := open(t, ring)
-				t.Cleanup(func() {
-					if err := s.Close(); err != nil {
-						t.Errorf("Close: %v", err)
-					}
-				})
-				return s
-			}, raw)
-		})
-	}
+}
+
+// apiKeyAuthTests are the API key authentication contract: rows inserted or altered
+// outside the store are refused by LookupAPIKey and ListAPIKeys with
+// ErrAPIKeyUnauthenticated naming the key, can still be revoked, and rows follow key
+// rotation.
+var apiKeyAuthTests = []contractTest{
+	{"InsertedRowRefused", withSQL(testInsertedAPIKeyRefused)},
+	{"AlteredRowsRefused", withSQL(testAlteredAPIKeysRefused)},
+	{"WrongKeyFileRefused", withSQL(testAPIKeyWrongKeyFile)},
+	{"RotationKeepsRowsValid", withSQL(testAPIKeyRotation)},
 }
 
 // wantRefused checks that err refuses the key id loudly: ErrAPIKeyUnauthenticated, and
@@ -64,7 +48,7 @@ func wantRefused(t *testing.T, what string, err error, id string) {
 
 // A database writer inserts a key of their own making, scoped to a credential: it must
 // grant nothing, and list must say so rather than show it.
-func testInsertedAPIKeyRefused(t *testing.T, open Opener, raw RawSQL) {
+func testInsertedAPIKeyRefused(t *testing.T, open opener, raw RawSQL) {
 	ctx := t.Context()
 	rings := newRotationRings(t)
 	s := open(t, rings.before)
@@ -124,7 +108,7 @@ func testInsertedAPIKeyRefused(t *testing.T, open Opener, raw RawSQL) {
 
 // Every field that decides access is covered: changing any of them, or the
 // authenticator itself, refuses the key.
-func testAlteredAPIKeysRefused(t *testing.T, open Opener, raw RawSQL) {
+func testAlteredAPIKeysRefused(t *testing.T, open opener, raw RawSQL) {
 	ctx := t.Context()
 	rings := newRotationRings(t)
 	s := open(t, rings.before)
@@ -186,7 +170,7 @@ func testAlteredAPIKeysRefused(t *testing.T, open Opener, raw RawSQL) {
 
 // A ring with the right key ID but other key bytes (the wrong key file) refuses every
 // row instead of trusting it.
-func testAPIKeyWrongKeyFile(t *testing.T, open Opener, _ RawSQL) {
+func testAPIKeyWrongKeyFile(t *testing.T, open opener, _ RawSQL) {
 	ctx := t.Context()
 	rings := newRotationRings(t)
 	k := apiKey("0123456789abcdef", "billing", "alpha")
@@ -201,7 +185,7 @@ func testAPIKeyWrongKeyFile(t *testing.T, open Opener, _ RawSQL) {
 // Rows authenticated under the old key stay valid while the ring holds it, RemacAPIKeys
 // moves them to the new primary (skipping a refused row, which it names), and then
 // the old key is no longer needed.
-func testAPIKeyRotation(t *testing.T, open Opener, raw RawSQL) {
+func testAPIKeyRotation(t *testing.T, open opener, raw RawSQL) {
 	ctx := t.Context()
 	rings := newRotationRings(t)
 	old := open(t, rings.before)

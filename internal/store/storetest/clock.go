@@ -9,39 +9,46 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
-// ClockOpener opens a handle on one database for a worker whose clock is now. Every
-// call opens the same database; the returned store is closed by the caller
-// (RunDatabaseClock does it via t.Cleanup).
-type ClockOpener func(t *testing.T, now func() time.Time) store.Store
+// clockOpener opens a handle on the test's database for a worker whose clock is now,
+// closed when the test ends. Every call opens the same database.
+type clockOpener func(t *testing.T, now func() time.Time) store.Store
 
-// RunDatabaseClock runs the contract of a store shared by many hosts, whose leases are
-// timed by the database server's clock: workers whose clocks disagree with it (and
-// with each other) still agree on who holds a lease. For every subtest, newDB creates a
-// fresh, empty database and returns a ClockOpener for it. A store on a local file
-// (SQLite) has no clock of its own and does not run it: its workers share the host's.
-func RunDatabaseClock(t *testing.T, newDB func(t *testing.T) ClockOpener) {
-	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, open ClockOpener)
-	}{
-		{"SkewedWorkerCannotTakeLiveLease", testSkewedCannotTakeLive},
-		{"SkewedWorkerLeaseOnServerClock", testSkewedLeaseOnServerClock},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			open := newDB(t)
-			tt.fn(t, func(t *testing.T, now func() time.Time) store.Store {
-				t.Helper()
-				s := open(t, now)
-				t.Cleanup(func() {
-					if err := s.Close(); err != nil {
-						t.Errorf("Close: %v", err)
-					}
-				})
-				return s
-			})
+// withClocks runs fn with a clockOpener on the test's database; the handles seal with
+// the suite's keyring.
+func withClocks(fn func(t *testing.T, open clockOpener)) func(*testing.T, database) {
+	return func(t *testing.T, d database) {
+		fn(t, func(t *testing.T, now func() time.Time) store.Store {
+			t.Helper()
+			return d.open(t, d.ring, now)
 		})
+	}
+}
+
+// clockTests run on every backend: the store stamps its writes with the clock it was
+// opened with.
+var clockTests = []contractTest{
+	{"UpdatedAtOnInjectedClock", withClocks(testUpdatedAtOnInjectedClock)},
+}
+
+// serverClockTests are the contract of a store shared by many hosts, whose leases are
+// timed by the database server's clock (Backend.ServerClock): workers whose clocks
+// disagree with it (and with each other) still agree on who holds a lease.
+var serverClockTests = []contractTest{
+	{"SkewedWorkerCannotTakeLiveLease", withClocks(testSkewedCannotTakeLive)},
+	{"SkewedWorkerLeaseOnServerClock", withClocks(testSkewedLeaseOnServerClock)},
+}
+
+// testUpdatedAtOnInjectedClock: UpdatedAt is the time of the clock the handle was opened
+// with, in UTC and to the nanosecond, as the result of the write and as read back.
+func testUpdatedAtOnInjectedClock(t *testing.T, open clockOpener) {
+	at := time.Date(2026, 11, 26, 18, 30, 0, 987654321, time.FixedZone("x", -7*3600))
+	s := open(t, func() time.Time { return at })
+	put := mustPut(t, s, sample("c1"))
+	got := mustGet(t, s, "c1")
+	for name, u := range map[string]time.Time{"Put": put.UpdatedAt, "Get": got.UpdatedAt} {
+		if !u.Equal(at) || u.Location() != time.UTC {
+			t.Errorf("%s UpdatedAt = %v, want %v in UTC", name, u, at.UTC())
+		}
 	}
 }
 
@@ -56,7 +63,7 @@ func skewed(d time.Duration) func() time.Time {
 // testSkewedCannotTakeLive: a worker whose clock runs ahead of the lease's expiry
 // cannot take a live lease, nor commit under an owner that does not hold it; the
 // holder commits.
-func testSkewedCannotTakeLive(t *testing.T, open ClockOpener) {
+func testSkewedCannotTakeLive(t *testing.T, open clockOpener) {
 	ctx := t.Context()
 	honest := open(t, time.Now)
 	for _, skew := range skews {
@@ -92,7 +99,7 @@ func testSkewedCannotTakeLive(t *testing.T, open ClockOpener) {
 // testSkewedLeaseOnServerClock: a lease taken by a skewed worker is stamped with the
 // server's time, so it is live for its whole length for everyone, and its holder (the
 // skewed worker) can commit under it.
-func testSkewedLeaseOnServerClock(t *testing.T, open ClockOpener) {
+func testSkewedLeaseOnServerClock(t *testing.T, open clockOpener) {
 	ctx := t.Context()
 	honest := open(t, time.Now)
 	for _, skew := range skews {

@@ -14,46 +14,30 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
-// Opener opens a handle on one database with the given keyring. Every call opens the
-// same database, and several handles may be open at once, as several workers would be.
-// The returned store is closed by the caller (RunKeyRotation does it via t.Cleanup).
-type Opener func(t *testing.T, ring *keyring.Keyring) store.Store
+// opener opens a handle on the test's database with the given keyring, closed when the
+// test ends. Every call opens the same database, and several handles may be open at
+// once, as several workers' would be.
+type opener func(t *testing.T, ring *keyring.Keyring) store.Store
 
-// RunKeyRotation runs the key rotation contract (Reseal, KeyIDs) as subtests of t. For
-// every subtest, newDB creates a fresh, empty database and returns an Opener for it.
-//
-//	storetest.RunKeyRotation(t, func(t *testing.T) storetest.Opener {
-//		path := filepath.Join(t.TempDir(), "db")
-//		return func(t *testing.T, ring *keyring.Keyring) store.Store {
-//			s, err := store.OpenSQLite(t.Context(), path, ring, nil)
-//			...
-//		}
-//	})
-func RunKeyRotation(t *testing.T, newDB func(t *testing.T) Opener) {
-	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, open Opener)
-	}{
-		{"ResealUnderNewPrimary", testResealUnderNewPrimary},
-		{"ResealMissing", testResealMissing},
-		{"ResealRacesCompareAndSwap", testResealRacesCompareAndSwap},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			open := newDB(t)
-			tt.fn(t, func(t *testing.T, ring *keyring.Keyring) store.Store {
-				t.Helper()
-				s := open(t, ring)
-				t.Cleanup(func() {
-					if err := s.Close(); err != nil {
-						t.Errorf("Close: %v", err)
-					}
-				})
-				return s
-			})
+// withRings runs fn with an opener on the test's database, for tests that open it more
+// than once or with keyrings of their own.
+func withRings(fn func(t *testing.T, open opener)) func(*testing.T, database) {
+	return func(t *testing.T, d database) {
+		fn(t, func(t *testing.T, ring *keyring.Keyring) store.Store {
+			t.Helper()
+			return d.open(t, ring, nil)
 		})
 	}
+}
+
+// keyRotationTests are the key rotation contract (Reseal, KeyIDs, writes sealed under
+// the primary key), and what a keyring without the right key reads.
+var keyRotationTests = []contractTest{
+	{"ResealUnderNewPrimary", withRings(testResealUnderNewPrimary)},
+	{"ResealMissing", withRings(testResealMissing)},
+	{"ResealRacesCompareAndSwap", withRings(testResealRacesCompareAndSwap)},
+	{"WriteSealsUnderPrimary", withRings(testWriteSealsUnderPrimary)},
+	{"WrongKeyringFailsLoudly", withRings(testWrongKeyringFailsLoudly)},
 }
 
 // rotationRings are the key file's states during a rotation: before (old key only),
@@ -140,7 +124,7 @@ func testResealUnderPrimary(t *testing.T, s store.Store) {
 	}
 }
 
-func testResealUnderNewPrimary(t *testing.T, open Opener) {
+func testResealUnderNewPrimary(t *testing.T, open opener) {
 	ctx := t.Context()
 	r := newRotationRings(t)
 	before := open(t, r.before)
@@ -210,7 +194,7 @@ func testResealUnderNewPrimary(t *testing.T, open Opener) {
 	}
 }
 
-func testResealMissing(t *testing.T, open Opener) {
+func testResealMissing(t *testing.T, open opener) {
 	r := newRotationRings(t)
 	s := open(t, r.during)
 	if _, err := s.Reseal(t.Context(), "ghost"); !errors.Is(err, store.ErrNotFound) {
@@ -227,7 +211,7 @@ func testResealMissing(t *testing.T, open Opener) {
 // records. Resealing never changes the version, so every one of the worker's
 // compare-and-swaps must win, and the last token set written must be the one stored:
 // no reseal may put an older token set back.
-func testResealRacesCompareAndSwap(t *testing.T, open Opener) {
+func testResealRacesCompareAndSwap(t *testing.T, open opener) {
 	ctx := t.Context()
 	r := newRotationRings(t)
 	worker := open(t, r.lagging)
@@ -312,4 +296,89 @@ func testResealRacesCompareAndSwap(t *testing.T, open Opener) {
 		}
 	}
 	checkKeyIDs(t, "after the race", rotator, map[string]int{"new": len(ids)})
+}
+
+// testWriteSealsUnderPrimary: after the key file gains a new primary key (the old one
+// kept), the records written before still read; a write seals its record under the new
+// primary and leaves the others under the old one; once the old key is dropped, the
+// rewritten record reads and the others fail, naming the key they need.
+func testWriteSealsUnderPrimary(t *testing.T, open opener) {
+	r := newRotationRings(t)
+	before := open(t, r.before)
+	for _, id := range []string{"c1", "c2"} {
+		mustPut(t, before, sample(id))
+	}
+	if err := before.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	during := open(t, r.during)
+	for _, id := range []string{"c1", "c2"} {
+		if got := mustGet(t, during, id); got.Secrets != sample(id).Secrets {
+			t.Fatalf("Get(%s) after rotation returned different secrets", id)
+		}
+	}
+	c1 := mustGet(t, during, "c1")
+	if _, err := cas(t, during, c1, c1.Version); err != nil {
+		t.Fatal(err)
+	}
+	checkKeyIDs(t, "after rewriting c1", during, map[string]int{"new": 1, "old": 1})
+	if err := during.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	after := open(t, r.after)
+	if _, err := after.Get(t.Context(), "c1"); err != nil {
+		t.Fatalf("Get(c1) with only the new key: %v", err)
+	}
+	if _, err := after.Get(t.Context(), "c2"); err == nil || !strings.Contains(err.Error(), `"old"`) {
+		t.Fatalf("Get(c2) with only the new key error = %v, want one naming key \"old\"", err)
+	}
+}
+
+// testWrongKeyringFailsLoudly: a keyring that never had the records' key, or has other
+// bytes under its ID (a development key generated again), fails Get loudly: naming the
+// credential and the key, never a secret, and never ErrNotFound. List, which decrypts
+// nothing, still works.
+func testWrongKeyringFailsLoudly(t *testing.T, open opener) {
+	rec := sample("c1")
+	s := open(t, oneKeyRing(t, "k1"))
+	mustPut(t, s, rec)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		ring    *keyring.Keyring
+		wantErr string
+	}{
+		{name: "key ID unknown", ring: oneKeyRing(t, "k2"), wantErr: `key "k1", which this keyring does not hold`},
+		{name: "same ID other key", ring: oneKeyRing(t, "k1"), wantErr: `key "k1": authentication failed`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t, tt.ring)
+			got, err := s.Get(t.Context(), "c1")
+			if err == nil {
+				t.Fatalf("Get with the wrong keyring succeeded (secrets empty: %v)", got.Secrets == store.Secrets{})
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tt.wantErr) || !strings.Contains(msg, `"c1"`) {
+				t.Errorf("Get error = %q, want it to name the credential and contain %q", msg, tt.wantErr)
+			}
+			if errors.Is(err, store.ErrNotFound) {
+				t.Error("Get error matches ErrNotFound; an undecryptable record is not a missing one")
+			}
+			for _, sec := range []string{rec.Secrets.AccessToken, rec.Secrets.RefreshToken, rec.Secrets.ClientSecret} {
+				if strings.Contains(msg, sec) {
+					t.Errorf("Get error leaks a secret: %q", msg)
+				}
+			}
+			list, err := s.List(t.Context())
+			if err != nil || len(list) != 1 || list[0].ID != "c1" {
+				t.Errorf("List with the wrong keyring = %v, %v; want [c1]", list, err)
+			}
+		})
+	}
 }

@@ -1,27 +1,33 @@
 // Package storetest is the behavioural contract of store.Store, written once and run
 // against every implementation.
 //
-// An implementation's test calls Run with a function that opens a fresh, empty store:
+// An implementation's test calls Run with its Backend: how to make a fresh, empty
+// database, open handles on it, and reach its rows behind the store's back:
 //
 //	func TestContract(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) store.Store {
-//			s, err := store.OpenSQLite(t.Context(), filepath.Join(t.TempDir(), "db"), ring, nil)
-//			if err != nil {
-//				t.Fatal(err)
+//		storetest.Run(t, storetest.Backend{NewDB: func(t *testing.T) storetest.DB {
+//			path := filepath.Join(t.TempDir(), "db")
+//			return storetest.DB{
+//				Open: func(t *testing.T, ring *keyring.Keyring, now func() time.Time) store.Store {
+//					s, err := store.OpenSQLite(t.Context(), path, ring, now)
+//					...
+//				},
+//				Rows: ..., SQL: ..., AtRest: ...,
 //			}
-//			return s
-//		})
+//		}})
 //	}
 //
-// Run closes every store it opens (via t.Cleanup), so open need not. The tests only use
-// ASCII credential IDs whose byte order and usual collation order agree; a SQL
-// implementation must still order by bytes (COLLATE "C" in PostgreSQL).
+// Every test gets a database of its own. The tests only use ASCII credential IDs whose
+// byte order and usual collation order agree; a SQL implementation must still order by
+// bytes (COLLATE "C" in PostgreSQL).
 //
 // PostgresSchema gives a test a private schema on the test PostgreSQL server, for tests
 // outside package store that run a program against a PostgreSQL store.
 package storetest
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -29,46 +35,129 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
-// Run runs the contract suite as subtests of t. Each subtest gets its own store from
-// open.
-func Run(t *testing.T, open func(t *testing.T) store.Store) {
+// Backend is a store implementation as the contract sees it.
+type Backend struct {
+	// NewDB creates a fresh, empty database for one test and drops it when the test
+	// ends (t.Cleanup).
+	NewDB func(t *testing.T) DB
+	// ServerClock says that the database server times leases by its own clock,
+	// whatever the clock a handle was opened with (PostgreSQL). Run then also checks
+	// that workers whose clocks disagree with the server's still agree on who holds a
+	// lease. A store on a local file (SQLite) has no clock of its own: its workers
+	// share the host's.
+	ServerClock bool
+}
+
+// DB is one fresh database of a Backend, and the ways into it.
+type DB struct {
+	// Open opens a handle on the database that seals with ring, on the clock now (nil
+	// is time.Now), as store.OpenClock does. Every call opens the same database, and
+	// several handles may be open at once, as several workers' would be. Run closes
+	// every handle when the test ends, so Open need not; a test may close one earlier,
+	// to open the database again.
+	Open func(t *testing.T, ring *keyring.Keyring, now func() time.Time) store.Store
+	// Rows reads and writes credential rows behind the store's back.
+	Rows RowAccess
+	// SQL runs statements on the database behind the store's back (see RawSQL).
+	SQL RawSQL
+	// AtRest returns what the database keeps of the credentials, the way someone who
+	// can read it without the key file sees it, each piece under a name for messages:
+	// the database files, say, or every row as text.
+	AtRest func(t *testing.T) map[string][]byte
+}
+
+// database is one test's fresh DB, and the keyring of the suite's stores.
+type database struct {
+	DB
+	ring *keyring.Keyring
+}
+
+// open opens a handle on the test's database and closes it when the test ends.
+func (d database) open(t *testing.T, ring *keyring.Keyring, now func() time.Time) store.Store {
 	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store)
-	}{
-		{"PutCreatesThenIncrements", testPutVersions},
-		{"GetRoundTripsEveryField", testRoundTrip},
-		{"GetMissing", testGetMissing},
-		{"CompareAndSwap", testCompareAndSwap},
-		{"CompareAndSwapMissing", testCompareAndSwapMissing},
-		{"CompareAndSwapRace", testCompareAndSwapRace},
-		{"CompareAndSwapFenced", testCompareAndSwapFenced},
-		{"StaleOwnerCommitRefused", testStaleOwnerCommitRefused},
-		{"Leases", testLeases},
-		{"LeaseOnMissingRecord", testLeaseMissing},
-		{"WritesClearLease", testWritesClearLease},
-		{"Delete", testDelete},
-		{"List", testList},
-		{"ResealUnderPrimaryKey", testResealUnderPrimary},
-		{"TouchLastUsed", testTouchLastUsed},
-		{"LastUsedNeverGoesBack", testLastUsedNeverGoesBack},
-		{"APIKeys", testAPIKeys},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := open(t)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
+	s := d.Open(t, ring, now)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// A contractTest runs on a fresh database of the backend under test.
+type contractTest struct {
+	name string
+	fn   func(t *testing.T, d database)
+}
+
+// onStore runs fn on one handle, sealing with the suite's keyring.
+func onStore(fn func(t *testing.T, s store.Store)) func(*testing.T, database) {
+	return func(t *testing.T, d database) { fn(t, d.open(t, d.ring, nil)) }
+}
+
+// Run runs the contract suite as subtests of t: the record operations at the top, then
+// the sections Tampering, KeyRotation, APIKeyAuth and Clock. Each subtest gets a
+// fresh database from b.
+func Run(t *testing.T, b Backend) {
+	t.Helper()
+	ring := oneKeyRing(t, "k1")
+	run := func(t *testing.T, tests []contractTest) {
+		t.Helper()
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				tt.fn(t, database{DB: b.NewDB(t), ring: ring})
 			})
-			tt.fn(t, s)
-		})
+		}
 	}
+	run(t, []contractTest{
+		{"PutCreatesThenIncrements", onStore(testPutVersions)},
+		{"GetRoundTripsEveryField", onStore(testRoundTrip)},
+		{"GetMissing", onStore(testGetMissing)},
+		{"InvalidArgumentsRefused", onStore(testInvalidArgumentsRefused)},
+		{"CompareAndSwap", onStore(testCompareAndSwap)},
+		{"CompareAndSwapMissing", onStore(testCompareAndSwapMissing)},
+		{"CompareAndSwapRace", onStore(testCompareAndSwapRace)},
+		{"CompareAndSwapFenced", onStore(testCompareAndSwapFenced)},
+		{"StaleOwnerCommitRefused", onStore(testStaleOwnerCommitRefused)},
+		{"Leases", onStore(testLeases)},
+		{"LeaseOnMissingRecord", onStore(testLeaseMissing)},
+		{"WritesClearLease", onStore(testWritesClearLease)},
+		{"Delete", onStore(testDelete)},
+		{"List", onStore(testList)},
+		{"ReopenKeepsRecords", withRings(testReopenKeepsRecords)},
+		{"NoPlaintextAtRest", testNoPlaintextAtRest},
+		{"ResealUnderPrimaryKey", onStore(testResealUnderPrimary)},
+		{"TouchLastUsed", onStore(testTouchLastUsed)},
+		{"LastUsedNeverGoesBack", onStore(testLastUsedNeverGoesBack)},
+		{"APIKeys", onStore(testAPIKeys)},
+	})
+	t.Run("Tampering", func(t *testing.T) { run(t, tamperingTests) })
+	t.Run("KeyRotation", func(t *testing.T) { run(t, keyRotationTests) })
+	t.Run("APIKeyAuth", func(t *testing.T) { run(t, apiKeyAuthTests) })
+	t.Run("Clock", func(t *testing.T) {
+		run(t, clockTests)
+		if b.ServerClock {
+			run(t, serverClockTests)
+		}
+	})
+}
+
+// oneKeyRing is a keyring of one fresh random key, under id.
+func oneKeyRing(t *testing.T, id string) *keyring.Keyring {
+	t.Helper()
+	key := make([]byte, keyring.KeySize)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	ring, err := keyring.New(id, map[string][]byte{id: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ring
 }
 
 // base is a fixed instant with nanoseconds set, so that any rounding shows.
@@ -252,6 +341,28 @@ func testGetMissing(t *testing.T, s store.Store) {
 	_, err := s.Get(t.Context(), "nope")
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get(missing) error = %v, want ErrNotFound", err)
+	}
+}
+
+// testInvalidArgumentsRefused: a record without an ID, or with a time the store cannot
+// hold, is refused rather than written; so is a lease without an owner or a length on
+// a free record (testLeases tries them on a held one).
+func testInvalidArgumentsRefused(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	if _, err := s.Put(ctx, store.Record{}); err == nil {
+		t.Error("Put with an empty ID succeeded")
+	}
+	rec := sample("c1")
+	rec.AccessExpiresAt = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+	if _, err := s.Put(ctx, rec); err == nil || !strings.Contains(err.Error(), "storable range") {
+		t.Errorf("Put with a year-3000 time error = %v, want range error", err)
+	}
+	mustPut(t, s, sample("c1"))
+	if _, err := s.AcquireLease(ctx, "c1", "", time.Minute); err == nil {
+		t.Error("AcquireLease with an empty owner succeeded")
+	}
+	if _, err := s.AcquireLease(ctx, "c1", "a", 0); err == nil {
+		t.Error("AcquireLease with a zero duration succeeded")
 	}
 }
 
@@ -628,6 +739,73 @@ func testDelete(t *testing.T, s store.Store) {
 	if v := mustPut(t, s, sample("c1")).Version; v != 1 {
 		t.Fatalf("Put after Delete Version = %d, want 1", v)
 	}
+}
+
+// testReopenKeepsRecords: what one handle wrote is there, whole, for a handle opened
+// after it was closed.
+func testReopenKeepsRecords(t *testing.T, open opener) {
+	ring := oneKeyRing(t, "k1")
+	s := open(t, ring)
+	put := mustPut(t, s, sample("c1"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkRecord(t, "Get after reopen", put, mustGet(t, open(t, ring), "c1"), true, true)
+}
+
+// testNoPlaintextAtRest: the database holds ciphertext only. Neither the sealed
+// secrets of a row nor anything the database keeps (DB.AtRest), while the store is
+// open or after it closed, contains a secret, its hex form, or a fragment of the JSON
+// document they are sealed in.
+func testNoPlaintextAtRest(t *testing.T, d database) {
+	s := d.open(t, d.ring, nil)
+	v1 := mustPut(t, s, sample("c1"))
+	next := v1
+	next.Secrets.AccessToken = "rotated-access-c1-s3cr3t"
+	if _, err := cas(t, s, next, v1.Version); err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, s, sample("c2"))
+
+	secrets := []string{next.Secrets.AccessToken}
+	for _, id := range []string{"c1", "c2"} {
+		rec := sample(id)
+		secrets = append(secrets, rec.Secrets.AccessToken, rec.Secrets.RefreshToken, rec.Secrets.ClientSecret)
+	}
+	// Also no fragment that would betray the JSON document, in case a test string is
+	// ever split across pages.
+	secrets = append(secrets, "s3cr3t", `"refresh_token"`, "access_token")
+
+	for _, id := range []string{"c1", "c2"} {
+		row := d.Rows.ReadRow(t, id)
+		if row.KeyID != d.ring.PrimaryID() || len(row.Sealed) < 28 { // nonce + tag at least
+			t.Errorf("row %s: key ID %q, %d sealed bytes; want %s and a ciphertext", id, row.KeyID, len(row.Sealed), d.ring.PrimaryID())
+		}
+		for _, sec := range secrets {
+			if strings.Contains(string(row.Sealed), sec) {
+				t.Errorf("row %s: the sealed secrets contain %q", id, sec)
+			}
+		}
+	}
+	scan := func(when string) {
+		t.Helper()
+		kept := d.AtRest(t)
+		if len(kept) == 0 {
+			t.Fatalf("%s: AtRest returned nothing to check", when)
+		}
+		for name, data := range kept {
+			for _, sec := range secrets {
+				if strings.Contains(string(data), sec) || strings.Contains(string(data), hex.EncodeToString([]byte(sec))) {
+					t.Errorf("%s: %s contains %q", when, name, sec)
+				}
+			}
+		}
+	}
+	scan("while open")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	scan("after close")
 }
 
 func testList(t *testing.T, s store.Store) {

@@ -1,10 +1,11 @@
 package storetest
 
 import (
-	"crypto/rand"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,43 +30,21 @@ type RowAccess interface {
 	WriteRow(t *testing.T, id string, row RawRow)
 }
 
-// TamperOpener opens a fresh, empty store sealing with ring, and the raw access to its
-// database.
-type TamperOpener func(t *testing.T, ring *keyring.Keyring) (store.Store, RowAccess)
+// withRows runs fn on one handle sealing with the suite's keyring, with raw access to
+// the rows.
+func withRows(fn func(t *testing.T, s store.Store, raw RowAccess, ring *keyring.Keyring)) func(*testing.T, database) {
+	return func(t *testing.T, d database) { fn(t, d.open(t, d.ring, nil), d.Rows, d.ring) }
+}
 
-// RunTampering runs the contract on rows changed behind the store's back: the sealed
-// secrets are bound to the credential and to the version, so a rolled-back blob fails
-// to open, loudly; rows sealed before the version was bound still open, and are sealed
-// anew by the next write or Reseal.
-func RunTampering(t *testing.T, open TamperOpener) {
-	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s store.Store, raw RowAccess, ring *keyring.Keyring)
-	}{
-		{"RolledBackBlobRefused", testRolledBackBlobRefused},
-		{"LegacyRowOpensAndIsSealedAnew", testLegacyRowSealedAnew},
-		{"ConcurrentPutsSealTheirVersion", testConcurrentPutsSealTheirVersion},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			key := make([]byte, keyring.KeySize)
-			if _, err := rand.Read(key); err != nil {
-				t.Fatal(err)
-			}
-			ring, err := keyring.New("k1", map[string][]byte{"k1": key})
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, raw := open(t, ring)
-			t.Cleanup(func() {
-				if err := s.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			})
-			tt.fn(t, s, raw, ring)
-		})
-	}
+// tamperingTests are the contract on rows changed behind the store's back: the sealed
+// secrets are bound to the credential and to the version, so a blob moved to another
+// row or rolled back fails to open, loudly; rows sealed before the version was bound
+// still open, and are sealed anew by the next write or Reseal.
+var tamperingTests = []contractTest{
+	{"RolledBackBlobRefused", withRows(testRolledBackBlobRefused)},
+	{"CiphertextBoundToRow", withRows(testCiphertextBoundToRow)},
+	{"LegacyRowOpensAndIsSealedAnew", withRows(testLegacyRowSealedAnew)},
+	{"ConcurrentPutsSealTheirVersion", withRows(testConcurrentPutsSealTheirVersion)},
 }
 
 // The associated data of the two formats, pinned here because rows in the field hold
@@ -112,6 +91,33 @@ func testRolledBackBlobRefused(t *testing.T, s store.Store, raw RowAccess, ring 
 	raw.WriteRow(t, "c1", RawRow{Version: 1, KeyID: old.KeyID, Sealed: old.Sealed})
 	if got := mustGet(t, s, "c1"); got.Version != 1 || got.Secrets != v1.Secrets {
 		t.Errorf("the whole version-1 row did not read back as version 1")
+	}
+}
+
+// testCiphertextBoundToRow: someone with write access to the database copies the
+// victim's sealed secrets into the attacker's row, hoping the store will hand them out
+// under the attacker's ID. The credential ID is in the associated data: Get fails,
+// saying why, and the victim's row is unharmed.
+func testCiphertextBoundToRow(t *testing.T, s store.Store, raw RowAccess, ring *keyring.Keyring) {
+	ctx := t.Context()
+	for _, id := range []string{"victim", "attacker"} {
+		mustPut(t, s, sample(id))
+	}
+	victim, attacker := raw.ReadRow(t, "victim"), raw.ReadRow(t, "attacker")
+	raw.WriteRow(t, "attacker", RawRow{Version: attacker.Version, KeyID: victim.KeyID, Sealed: victim.Sealed})
+	if got := raw.ReadRow(t, "attacker"); !bytes.Equal(got.Sealed, victim.Sealed) {
+		t.Fatal("the victim's sealed secrets were not copied into the attacker's row")
+	}
+
+	_, err := s.Get(ctx, "attacker")
+	if err == nil {
+		t.Fatal("Get returned another row's secrets")
+	}
+	if key := strconv.Quote(ring.PrimaryID()); !strings.Contains(err.Error(), "authentication failed") || !strings.Contains(err.Error(), key) {
+		t.Fatalf("Get error = %v, want an authentication failure naming key %s", err, key)
+	}
+	if _, err := s.Get(ctx, "victim"); err != nil {
+		t.Fatalf("victim row damaged: %v", err)
 	}
 }
 
