@@ -32,12 +32,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"os"
 	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/config"
@@ -228,7 +230,7 @@ func (a *app) dial(ctx context.Context) (client.Client, error) {
 		return nil, fail(exitBadInput, "%v", err)
 	}
 	conn := config.DescribeConnection(opts)
-	opts.Logger = quietLogger{}
+	opts.Logger = sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)) // the CLI reports errors itself
 	opts.DataConverter = dc
 	opts.FailureConverter = codec.FailureConverter(dc)
 	c, err := client.DialContext(dctx, opts)
@@ -318,11 +320,3 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		args = args[1:]
 	}
 }
-
-// quietLogger drops the SDK's own logging; the CLI reports errors itself.
-type quietLogger struct{}
-
-func (quietLogger) Debug(string, ...any) {}
-func (quietLogger) Info(string, ...any)  {}
-func (quietLogger) Warn(string, ...any)  {}
-func (quietLogger) Error(string, ...any) {}

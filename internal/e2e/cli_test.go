@@ -234,7 +234,7 @@ func cliStartBareServer(t *testing.T, extra ...string) string {
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath:  stack.temporalBin,
 		LogLevel:      "error",
-		ClientOptions: &client.Options{HostPort: testnet.FreeAddr(t), Logger: quietLogger{}},
+		ClientOptions: &client.Options{HostPort: testnet.FreeAddr(t), Logger: quietLogger()},
 		ExtraArgs:     extra,
 		Stdout:        log,
 		Stderr:        log,

@@ -499,7 +499,7 @@ func (p *privateServer) start() {
 		ExistingPath: stack.temporalBin,
 		LogLevel:     "error",
 		DBFilename:   p.dbFile,
-		ClientOptions: &client.Options{HostPort: p.hostPort, Logger: quietLogger{},
+		ClientOptions: &client.Options{HostPort: p.hostPort, Logger: quietLogger(),
 			DataConverter: codec.DataConverter(stack.ring), FailureConverter: codec.FailureConverter(codec.DataConverter(stack.ring))},
 		ExtraArgs: append(append([]string{}, searchAttributeArgs...), p.extraPorts...),
 		Stdout:    p.log,

@@ -162,7 +162,7 @@ func TestPlaintextSeedRefused(t *testing.T) {
 	plain, err := client.NewClientFromExisting(stack.client, client.Options{
 		Namespace:     "default",
 		DataConverter: converter.GetDefaultDataConverter(),
-		Logger:        quietLogger{},
+		Logger:        quietLogger(),
 	})
 	if err != nil {
 		t.Fatal(err)

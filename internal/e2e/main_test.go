@@ -9,6 +9,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tokenwarden/tokenwarden/internal/codec"
@@ -100,7 +102,7 @@ func runMain(m *testing.M) int {
 		ExistingPath: stack.temporalBin,
 		LogLevel:     "error",
 		ClientOptions: &client.Options{
-			Logger:           quietLogger{},
+			Logger:           quietLogger(),
 			DataConverter:    codec.DataConverter(stack.ring),
 			FailureConverter: codec.FailureConverter(codec.DataConverter(stack.ring)),
 		},
@@ -142,9 +144,5 @@ func raiseParallelism() {
 	}
 }
 
-type quietLogger struct{}
-
-func (quietLogger) Debug(string, ...any) {}
-func (quietLogger) Info(string, ...any)  {}
-func (quietLogger) Warn(string, ...any)  {}
-func (quietLogger) Error(string, ...any) {}
+// quietLogger drops the SDK's own log lines.
+func quietLogger() sdklog.Logger { return sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)) }

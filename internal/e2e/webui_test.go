@@ -151,7 +151,7 @@ func TestWebUI(t *testing.T) {
 		LogLevel:     "error",
 		EnableUI:     true,
 		UIPort:       uiPort,
-		ClientOptions: &client.Options{Logger: quietLogger{},
+		ClientOptions: &client.Options{Logger: quietLogger(),
 			DataConverter: codec.DataConverter(stack.ring), FailureConverter: codec.FailureConverter(codec.DataConverter(stack.ring))},
 		ExtraArgs: append([]string{"--ui-codec-endpoint", codecEndpoint}, searchAttributeArgs...),
 		Stdout:    serverLog,

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tokenwarden/tokenwarden/internal/codec"
@@ -151,7 +153,7 @@ func StartStack(ctx context.Context, o StackOptions) (*Stack, error) {
 		ExistingPath: self,
 		LogLevel:     "error",
 		DBFilename:   filepath.Join(s.Dir, "temporal.db"),
-		ClientOptions: &client.Options{Logger: QuietLogger{}, DataConverter: s.DC,
+		ClientOptions: &client.Options{Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler)), DataConverter: s.DC,
 			FailureConverter: codec.FailureConverter(s.DC), ConnectionOptions: connectionOptions(o.GrpcCompression)},
 		ExtraArgs: append([]string{
 			"--search-attribute", "TokenState=Keyword",
@@ -394,11 +396,3 @@ func LoadAverage() string {
 	}
 	return "?"
 }
-
-// QuietLogger drops the SDK's log lines.
-type QuietLogger struct{}
-
-func (QuietLogger) Debug(string, ...any) {}
-func (QuietLogger) Info(string, ...any)  {}
-func (QuietLogger) Warn(string, ...any)  {}
-func (QuietLogger) Error(string, ...any) {}
