@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -272,12 +274,17 @@ type Authorizer interface {
 // Registry maps provider names (as used in workflow input) to adapters.
 type Registry map[string]Provider
 
-// Lookup returns the named adapter or an error listing the known names.
+// Lookup returns the named adapter or an error listing the known names, sorted (a
+// mistyped name is then fixed from the message alone).
 func (r Registry) Lookup(name string) (Provider, error) {
 	if p, ok := r[name]; ok {
 		return p, nil
 	}
-	return nil, fmt.Errorf("unknown provider %q", name)
+	known := slices.Sorted(maps.Keys(r))
+	if len(known) == 0 {
+		return nil, fmt.Errorf("unknown provider %q (none is known)", name)
+	}
+	return nil, fmt.Errorf("unknown provider %q (known: %s)", name, strings.Join(known, ", "))
 }
 
 // Binding is the part of a credential's configuration that decides where its secrets
