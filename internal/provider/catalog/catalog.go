@@ -1,14 +1,20 @@
-// Package providers is the catalogue of provider adapters tokenwarden knows by name.
+// Package catalog is the one table of the provider adapters tokenwarden knows by name,
+// and what is derived from it: the names, the registry the worker runs with, and the
+// questions the workflow and the starter ask of a provider by name (is this
+// configuration or seed acceptable; can it refresh, probe, connect).
 //
-// The names are what a credential's "provider" field says. The worker builds the
-// registry with a real HTTP client; the workflow and the starter only validate
-// configuration, which needs no network and is safe inside workflow code.
-package providers
+// The names are what a credential's "provider" field says. Each entry holds a name and
+// the adapter's constructor, nothing else: what a provider can do is what its adapter
+// implements of package provider's optional interfaces, found by type assertion, so it
+// is declared once, by the adapter. The worker builds the registry with a real HTTP
+// client; every other question is put to an adapter built with no client and no clock,
+// which needs no network and is safe inside workflow code.
+package catalog
 
 import (
 	"fmt"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,28 +56,57 @@ const (
 	ZaloUser = zalo.NameUser
 )
 
+// entry is one provider of the table.
+type entry struct {
+	name string
+	// build constructs the adapter around client and now (nil: the adapter's defaults).
+	// It must do no I/O and read no clock: the workflow builds a validation-only adapter
+	// with build(nil, nil) (see adapter).
+	build func(client *http.Client, now func() time.Time) provider.Provider
+}
+
+// entries is the catalogue, one entry per provider name.
+var entries = []entry{
+	{OAuth2, func(c *http.Client, now func() time.Time) provider.Provider { return oauth2provider.New(c, now) }},
+	{FeishuUser, func(c *http.Client, now func() time.Time) provider.Provider { return feishu.NewUser(c, now) }},
+	{FeishuTenant, func(c *http.Client, now func() time.Time) provider.Provider { return feishu.NewTenant(c, now) }},
+	{Baoming, func(c *http.Client, _ func() time.Time) provider.Provider { return baoming.New(c) }},
+	{Zogo, func(c *http.Client, now func() time.Time) provider.Provider { return zogo.New(c, now) }},
+	{ChatHubCompany, func(c *http.Client, now func() time.Time) provider.Provider { return chathub.NewCompany(c, now) }},
+	{ChatHubOperator, func(c *http.Client, now func() time.Time) provider.Provider { return chathub.NewOperator(c, now) }},
+	{ZaloOA, func(c *http.Client, now func() time.Time) provider.Provider { return zalo.NewOA(c, now) }},
+	{ZaloUser, func(c *http.Client, now func() time.Time) provider.Provider { return zalo.NewUser(c, now) }},
+}
+
 // Names lists the known provider names, sorted.
 func Names() []string {
-	names := []string{Baoming, Zogo, ChatHubCompany, ChatHubOperator, OAuth2}
-	names = append(names, FeishuUser, FeishuTenant)
-	names = append(names, ZaloOA, ZaloUser)
-	sort.Strings(names)
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.name)
+	}
+	slices.Sort(names)
 	return names
 }
 
 // Registry builds every adapter around one HTTP client and clock (nil: time.Now).
 func Registry(client *http.Client, now func() time.Time) provider.Registry {
-	return provider.Registry{
-		OAuth2:          oauth2provider.New(client, now),
-		FeishuUser:      feishu.NewUser(client, now),
-		FeishuTenant:    feishu.NewTenant(client, now),
-		Baoming:         baoming.New(client),
-		Zogo:            zogo.New(client, now),
-		ChatHubCompany:  chathub.NewCompany(client, now),
-		ChatHubOperator: chathub.NewOperator(client, now),
-		ZaloOA:          zalo.NewOA(client, now),
-		ZaloUser:        zalo.NewUser(client, now),
+	reg := make(provider.Registry, len(entries))
+	for _, e := range entries {
+		reg[e.name] = e.build(client, now)
 	}
+	return reg
+}
+
+// adapter returns the named adapter fit for validation only: no client, no clock.
+// Every constructor of the table only fills in fields, so this is deterministic and does
+// no I/O, and workflow code may call it.
+func adapter(name string) (provider.Provider, error) {
+	for _, e := range entries {
+		if e.name == name {
+			return e.build(nil, nil), nil
+		}
+	}
+	return nil, fmt.Errorf("provider: unknown provider %q (known: %s)", name, strings.Join(Names(), ", "))
 }
 
 // CanRefresh reports whether the named provider has a refresh (or re-mint) endpoint.
@@ -97,7 +132,7 @@ func CanProbe(name string, cfg provider.Config) bool {
 // provider.Authorizer that accepts cfg. Deterministic, no I/O, so the workflow may name
 // the command in its notifications.
 func CanConnect(name string, cfg provider.Config) bool {
-	p, err := validator(name)
+	p, err := adapter(name)
 	if err != nil {
 		return false
 	}
@@ -109,7 +144,7 @@ func CanConnect(name string, cfg provider.Config) bool {
 // rules may depend on it: see provider.ConfigGrantValidator). Errors name the field
 // ("seed.refresh_token: required") and never contain a secret.
 func ValidateGrant(name string, cfg provider.Config, g provider.Grant) error {
-	p, err := validator(name)
+	p, err := adapter(name)
 	if err != nil {
 		return err
 	}
@@ -119,35 +154,10 @@ func ValidateGrant(name string, cfg provider.Config, g provider.Grant) error {
 	return nil
 }
 
-// validator returns an adapter fit for validation only: no client, no clock.
-func validator(name string) (provider.Provider, error) {
-	switch name {
-	case OAuth2:
-		return &oauth2provider.Provider{}, nil
-	case FeishuUser:
-		return &feishu.User{}, nil
-	case FeishuTenant:
-		return &feishu.Tenant{}, nil
-	case Baoming:
-		return &baoming.Provider{}, nil
-	case Zogo:
-		return &zogo.Provider{}, nil
-	case ChatHubCompany:
-		return &chathub.Company{}, nil
-	case ChatHubOperator:
-		return &chathub.Operator{}, nil
-	case ZaloOA:
-		return zalo.NewOA(nil, nil), nil // construction does no I/O
-	case ZaloUser:
-		return zalo.NewUser(nil, nil), nil
-	}
-	return nil, fmt.Errorf("provider: unknown provider %q (known: %s)", name, strings.Join(Names(), ", "))
-}
-
 // ValidateConfig checks cfg for the named provider. It is deterministic and does no I/O,
 // so workflow code may call it. Errors name the field ("config.token_url: ...").
 func ValidateConfig(name string, cfg provider.Config) error {
-	p, err := validator(name)
+	p, err := adapter(name)
 	if err != nil {
 		return err
 	}
