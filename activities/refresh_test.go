@@ -262,7 +262,7 @@ func spend(t *testing.T, h *harness, rt string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Refresh(context.Background(), h.config(), provider.Grant{RefreshToken: rt, ClientSecret: testClientSecret}); err != nil {
+	if _, err := p.(provider.Refresher).Refresh(context.Background(), h.config(), provider.Grant{RefreshToken: rt, ClientSecret: testClientSecret}); err != nil {
 		t.Fatalf("spending the token: %v", err)
 	}
 }

@@ -108,7 +108,10 @@ type TokenSet struct {
 	RenewableAt time.Time
 }
 
-// Provider refreshes credentials of one kind.
+// Provider is what every adapter of one kind of credential implements: the checks of
+// its configuration and seed, which need no network. What else it can do it says by
+// implementing the optional interfaces below (Refresher, Prober, Authorizer, ...), which
+// callers find by type assertion.
 type Provider interface {
 	// ValidateConfig checks the non-secret configuration and returns an error naming the
 	// offending field.
@@ -117,7 +120,18 @@ type Provider interface {
 	// needs is there (a refresh token, or a login and password). Errors name the field
 	// ("refresh_token: required") and never contain a secret.
 	ValidateGrant(g Grant) error
-	// Refresh presents grant.RefreshToken to the provider exactly once.
+}
+
+// Refresher is implemented by adapters with a refresh (or re-mint) endpoint. A provider
+// without one (baoming) lives on liveness probes alone: its tokens are reseeded by hand.
+type Refresher interface {
+	// Refresh presents grant.RefreshToken (or, for a provider that logs in or mints with
+	// a client secret, that material) to the provider exactly once: no retry, no
+	// redirect followed, no second try with another auth style, since a rotating refresh
+	// token presented twice may trip the provider's reuse detection and revoke the grant.
+	// Retrying is the caller's decision, made from the error (did the provider answer?).
+	// Errors are *Error values; an empty TokenSet.RefreshToken means keep the one
+	// presented.
 	Refresh(ctx context.Context, cfg Config, grant Grant) (TokenSet, error)
 }
 
@@ -173,6 +187,10 @@ type DetailedProber interface {
 // provider refused the parent credential's token (Grant.ParentAccessToken) rather than
 // the credential's own grant: the parent must refresh, and the child retries.
 const CodeParentRejected = "parent_rejected"
+
+// CodeCannotRefresh is the Code of the Permanent error a caller reports when asked to
+// refresh a credential whose adapter is no Refresher: only a reseed helps.
+const CodeCannotRefresh = "cannot_refresh"
 
 // Kind says whether retrying can help.
 type Kind int

@@ -1,24 +1,18 @@
 package catalog
 
 import (
-	"context"
 	"slices"
 	"testing"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 )
 
-// refresher is the method set of an adapter that can refresh.
-type refresher interface {
-	Refresh(ctx context.Context, cfg provider.Config, grant provider.Grant) (provider.TokenSet, error)
-}
-
 // optional names each optional interface an adapter may implement, with its test.
 var optional = []struct {
 	name string
 	is   func(provider.Provider) bool
 }{
-	{"Refresher", func(p provider.Provider) bool { _, ok := p.(refresher); return ok }},
+	{"Refresher", func(p provider.Provider) bool { _, ok := p.(provider.Refresher); return ok }},
 	{"Prober", func(p provider.Provider) bool { _, ok := p.(provider.Prober); return ok }},
 	{"DetailedProber", func(p provider.Provider) bool { _, ok := p.(provider.DetailedProber); return ok }},
 	{"RefreshTokenChecker", func(p provider.Provider) bool { _, ok := p.(provider.RefreshTokenChecker); return ok }},
@@ -59,7 +53,7 @@ func TestCapabilities(t *testing.T) {
 		{FeishuTenant, "", provider.Config{ClientID: "cli_app"}, true, false, false,
 			[]string{"Refresher"}},
 		{Baoming, "", provider.Config{EnrollID: "698add7c7068f814935d6804"}, false, true, false,
-			[]string{"Refresher", "Prober", "DetailedProber"}},
+			[]string{"Prober", "DetailedProber"}},
 		{Zogo, "", provider.Config{ClientID: "app"}, true, false, false,
 			[]string{"Refresher"}},
 		{ChatHubCompany, "", provider.Config{}, true, false, false,

@@ -109,10 +109,17 @@ func adapter(name string) (provider.Provider, error) {
 	return nil, fmt.Errorf("provider: unknown provider %q (known: %s)", name, strings.Join(Names(), ", "))
 }
 
-// CanRefresh reports whether the named provider has a refresh (or re-mint) endpoint.
-// Providers without one (baoming) live on liveness probes alone.
+// CanRefresh reports whether the named provider has a refresh (or re-mint) endpoint: its
+// adapter is a provider.Refresher. Providers without one (baoming) live on liveness
+// probes alone. Only a known provider can lack one: an unknown name, which
+// ValidateConfig refuses, answers true. Deterministic, no I/O.
 func CanRefresh(name string) bool {
-	return name != Baoming
+	p, err := adapter(name)
+	if err != nil {
+		return true
+	}
+	_, ok := p.(provider.Refresher)
+	return ok
 }
 
 // CanProbe reports whether the named provider, so configured, can check an access
