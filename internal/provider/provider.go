@@ -161,6 +161,17 @@ type Prober interface {
 	Probe(ctx context.Context, cfg Config, grant Grant) (valid bool, err error)
 }
 
+// ConfiguredProber is implemented by probers whose probing depends on the configuration:
+// the generic oauth2 adapter probes only through an introspection or a userinfo
+// endpoint. A Prober without it can probe under every configuration its ValidateConfig
+// accepts.
+type ConfiguredProber interface {
+	Prober
+	// CanProbe reports whether cfg gives the adapter a way to probe. It is
+	// deterministic and does no I/O: workflow code asks it before scheduling probes.
+	CanProbe(cfg Config) bool
+}
+
 // ProbeResult is a probe's answer in full: the verdict, why a "no" is a no, and what
 // the provider said about the token's account.
 type ProbeResult struct {

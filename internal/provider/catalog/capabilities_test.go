@@ -15,6 +15,7 @@ var optional = []struct {
 	{"Refresher", func(p provider.Provider) bool { _, ok := p.(provider.Refresher); return ok }},
 	{"Prober", func(p provider.Provider) bool { _, ok := p.(provider.Prober); return ok }},
 	{"DetailedProber", func(p provider.Provider) bool { _, ok := p.(provider.DetailedProber); return ok }},
+	{"ConfiguredProber", func(p provider.Provider) bool { _, ok := p.(provider.ConfiguredProber); return ok }},
 	{"RefreshTokenChecker", func(p provider.Provider) bool { _, ok := p.(provider.RefreshTokenChecker); return ok }},
 	{"Revoker", func(p provider.Provider) bool { _, ok := p.(provider.Revoker); return ok }},
 	{"Authorizer", func(p provider.Provider) bool { _, ok := p.(provider.Authorizer); return ok }},
@@ -37,17 +38,17 @@ func TestCapabilities(t *testing.T) {
 		implements              []string
 	}{
 		{OAuth2, "token_url only", oauth2, true, false, false,
-			[]string{"Refresher", "Prober", "RefreshTokenChecker", "Revoker", "Authorizer", "ConfigGrantValidator"}},
+			[]string{"Refresher", "Prober", "ConfiguredProber", "RefreshTokenChecker", "Revoker", "Authorizer", "ConfigGrantValidator"}},
 		{OAuth2, "introspection_url", with(oauth2, func(c *provider.Config) { c.IntrospectionURL = base + "/introspect" }), true, true, false,
-			[]string{"Refresher", "Prober", "RefreshTokenChecker", "Revoker", "Authorizer", "ConfigGrantValidator"}},
+			[]string{"Refresher", "Prober", "ConfiguredProber", "RefreshTokenChecker", "Revoker", "Authorizer", "ConfigGrantValidator"}},
 		{OAuth2, "userinfo_url", with(oauth2, func(c *provider.Config) { c.UserinfoURL = base + "/userinfo" }), true, true, false,
-			[]string{"Refresher", "Prober", "RefreshTokenChecker", "Revoker", "Authorizer", "ConfigGrantValidator"}},
+			[]string{"Refresher", "Prober", "ConfiguredProber", "RefreshTokenChecker", "Revoker", "Authorizer", "ConfigGrantValidator"}},
 		{OAuth2, "authorize_url", with(oauth2, func(c *provider.Config) { c.AuthorizeURL = base + "/authorize" }), true, false, true,
-			[]string{"Refresher", "Prober", "RefreshTokenChecker", "Revoker", "Authorizer", "ConfigGrantValidator"}},
+			[]string{"Refresher", "Prober", "ConfiguredProber", "RefreshTokenChecker", "Revoker", "Authorizer", "ConfigGrantValidator"}},
 		{OAuth2, "client_credentials with authorize_url", with(oauth2, func(c *provider.Config) {
 			c.GrantType, c.AuthorizeURL = "client_credentials", base+"/authorize"
 		}), true, false, false,
-			[]string{"Refresher", "Prober", "RefreshTokenChecker", "Revoker", "Authorizer", "ConfigGrantValidator"}},
+			[]string{"Refresher", "Prober", "ConfiguredProber", "RefreshTokenChecker", "Revoker", "Authorizer", "ConfigGrantValidator"}},
 		{FeishuUser, "", provider.Config{ClientID: "cli_app"}, true, true, true,
 			[]string{"Refresher", "Prober", "Authorizer"}},
 		{FeishuTenant, "", provider.Config{ClientID: "cli_app"}, true, false, false,

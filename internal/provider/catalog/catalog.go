@@ -7,8 +7,9 @@
 // the adapter's constructor, nothing else: what a provider can do is what its adapter
 // implements of package provider's optional interfaces, found by type assertion, so it
 // is declared once, by the adapter. The worker builds the registry with a real HTTP
-// client; every other question is put to an adapter built with no client and no clock,
-// which needs no network and is safe inside workflow code.
+// client; every other question is put to an adapter that the same constructor builds
+// with a nil client and clock. Constructors only fill in fields and these questions send
+// nothing, so the answers need no network and are safe inside workflow code.
 package catalog
 
 import (
@@ -97,9 +98,10 @@ func Registry(client *http.Client, now func() time.Time) provider.Registry {
 	return reg
 }
 
-// adapter returns the named adapter fit for validation only: no client, no clock.
-// Every constructor of the table only fills in fields, so this is deterministic and does
-// no I/O, and workflow code may call it.
+// adapter returns the named adapter built with a nil client and clock, fit only for
+// the questions of this package, which send nothing. Every constructor of the table
+// only fills in fields, so this is deterministic and does no I/O, and workflow code may
+// call it.
 func adapter(name string) (provider.Provider, error) {
 	for _, e := range entries {
 		if e.name == name {
@@ -123,15 +125,19 @@ func CanRefresh(name string) bool {
 }
 
 // CanProbe reports whether the named provider, so configured, can check an access
-// token's liveness (policy.probe_interval needs it). Deterministic, no I/O.
+// token's liveness (policy.probe_interval needs it): its adapter is a provider.Prober,
+// and, when probing depends on the configuration (provider.ConfiguredProber), cfg gives
+// it a way. Deterministic, no I/O.
 func CanProbe(name string, cfg provider.Config) bool {
-	switch name {
-	case Baoming, ChatHubOperator, FeishuUser:
-		return true
-	case OAuth2:
-		return oauth2provider.CanProbe(cfg)
+	p, err := adapter(name)
+	if err != nil {
+		return false
 	}
-	return false
+	if c, ok := p.(provider.ConfiguredProber); ok {
+		return c.CanProbe(cfg)
+	}
+	_, ok := p.(provider.Prober)
+	return ok
 }
 
 // CanConnect reports whether a credential of the named provider, so configured, can be
