@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
@@ -19,7 +19,7 @@ func TestSeedRejectsIncompleteMaterial(t *testing.T) {
 		req  activities.SeedRequest
 		want string
 	}{
-		{"no credential id", activities.SeedRequest{Provider: providers.OAuth2, Config: h.config(),
+		{"no credential id", activities.SeedRequest{Provider: catalog.OAuth2, Config: h.config(),
 			Seed: h.sealedSeed(credID, seal.Seed{RefreshToken: "rt_Abc0123456789abcdefXYZ"}).Seed}, "credential id"},
 		{"no refresh token", h.sealedSeed(credID, seal.Seed{ClientSecret: testClientSecret}), "refresh_token"},
 	}
@@ -50,7 +50,7 @@ func TestSeedStoresMaterial(t *testing.T) {
 	}
 	rec := h.get(credID)
 	want := store.Secrets{RefreshToken: "rt_First0123456789abcdefXYZ", ClientSecret: testClientSecret, AccessToken: "at_First0123456789abcdefXYZ"}
-	if secretsOf(rec.Secrets) != want || rec.Provider != providers.OAuth2 || !rec.AccessExpiresAt.Equal(expires) {
+	if secretsOf(rec.Secrets) != want || rec.Provider != catalog.OAuth2 || !rec.AccessExpiresAt.Equal(expires) {
 		t.Fatalf("stored %+v", rec)
 	}
 	if strings.Contains(h.logs.String(), "First0123456789") || strings.Contains(h.logs.String(), testClientSecret) {

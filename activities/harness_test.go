@@ -23,8 +23,8 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/outbox"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/internal/store/storemock"
@@ -162,7 +162,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	acts := &activities.Activities{
 		Seeds:           sealer,
 		Store:           st,
-		Providers:       providers.Registry(&http.Client{Timeout: 10 * time.Second}, clk.Now),
+		Providers:       catalog.Registry(&http.Client{Timeout: 10 * time.Second}, clk.Now),
 		Now:             clk.Now,
 		Logger:          slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ProviderTimeout: opts.providerTimeout,
@@ -211,7 +211,7 @@ func (h *harness) config() provider.Config {
 }
 
 func (h *harness) request(id string, expected int64) activities.RefreshRequest {
-	return activities.RefreshRequest{CredentialID: id, Provider: providers.OAuth2, Config: h.config(), ExpectedVersion: expected}
+	return activities.RefreshRequest{CredentialID: id, Provider: catalog.OAuth2, Config: h.config(), ExpectedVersion: expected}
 }
 
 // seed starts a token family at the fake provider and stores its first refresh token
@@ -228,7 +228,7 @@ func (h *harness) seed(id, family, clientSecret string) (string, int64) {
 // the harness's oauth2 configuration, as the starter seals it.
 func (h *harness) sealedSeed(id string, seed seal.Seed) activities.SeedRequest {
 	h.t.Helper()
-	return h.sealedFor(seal.Request{ID: id, Provider: providers.OAuth2, Config: h.config(), Seed: seed})
+	return h.sealedFor(seal.Request{ID: id, Provider: catalog.OAuth2, Config: h.config(), Seed: seed})
 }
 
 // sealedFor is the Seed activity's request for a sealing request of any provider.

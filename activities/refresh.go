@@ -196,7 +196,7 @@ func (a *Activities) refresh(ctx context.Context, req RefreshRequest, calledAt *
 
 	*calledAt = time.Now()
 	callCtx, cancel := context.WithTimeout(work, a.providerTimeout())
-	tokens, err := p.Refresh(callCtx, req.Config, grant)
+	tokens, err := presentOnce(callCtx, p, req.Provider, req.Config, grant)
 	cancel()
 	if err != nil {
 		if parent := req.Config.Parent; parent != "" && providerCode(err) == provider.CodeParentRejected {
@@ -562,6 +562,19 @@ func (a *Activities) refreshFailure(ctx context.Context, log interface {
 		NextRetryDelay: pe.RetryAfter,
 		Details:        []interface{}{detail},
 	})
+}
+
+// presentOnce presents grant once with p's Refresh. An adapter that is no
+// provider.Refresher (a probe-only provider, which the workflow never asks to refresh)
+// answers as a provider would that rejects the grant for good, so that a refresh asked
+// for anyway parks the credential for a reseed, like any other Permanent failure.
+func presentOnce(ctx context.Context, p provider.Provider, name string, cfg provider.Config, grant provider.Grant) (provider.TokenSet, error) {
+	r, ok := p.(provider.Refresher)
+	if !ok {
+		return provider.TokenSet{}, &provider.Error{Kind: provider.Permanent, Code: provider.CodeCannotRefresh,
+			Description: name + " tokens cannot be refreshed; log in again and reseed the access token"}
+	}
+	return r.Refresh(ctx, cfg, grant)
 }
 
 func (a *Activities) releaseLease(ctx context.Context, id, owner string) {

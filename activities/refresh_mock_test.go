@@ -14,6 +14,8 @@ import (
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/activities/activitiesmock"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/baoming"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/internal/provider/providermock"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/internal/store/storemock"
@@ -113,10 +115,10 @@ func TestRefreshLeaseHeldTouchesNothing(t *testing.T) {
 // starts from the same IDs.
 func TestRefreshLeaseOwnerIsFreshPerAttempt(t *testing.T) {
 	ctrl := gomock.NewController(t)
-	p := providermock.NewMockProvider(ctrl)
+	p := refreshingProvider{providermock.NewMockProvider(ctrl), providermock.NewMockRefresher(ctrl)}
 	m := newMocked(t, ctrl, p)
 	var taken, released []string
-	p.EXPECT().ValidateConfig(m.cfg).Return(nil).Times(3)
+	p.MockProvider.EXPECT().ValidateConfig(m.cfg).Return(nil).Times(3)
 	m.store.EXPECT().Get(gomock.Any(), credID).Return(m.record(1), nil).Times(3)
 	m.store.EXPECT().AcquireLease(gomock.Any(), credID, gomock.Any(), gomock.Any()).Times(3).
 		DoAndReturn(func(_ context.Context, _, owner string, _ time.Duration) (store.Lease, error) {
@@ -124,7 +126,7 @@ func TestRefreshLeaseOwnerIsFreshPerAttempt(t *testing.T) {
 			return store.Lease{}, nil
 		})
 	// The provider answers 503: not consumed, so the lease is released at once.
-	p.EXPECT().Refresh(gomock.Any(), m.cfg, gomock.Any()).Times(3).
+	p.MockRefresher.EXPECT().Refresh(gomock.Any(), m.cfg, gomock.Any()).Times(3).
 		Return(provider.TokenSet{}, &provider.Error{Kind: provider.Transient, Code: "http_503", HTTPStatus: 503})
 	m.store.EXPECT().ReleaseLease(gomock.Any(), credID, gomock.Any()).Times(3).
 		DoAndReturn(func(_ context.Context, _, owner string) error {
@@ -153,9 +155,16 @@ func TestRefreshLeaseOwnerIsFreshPerAttempt(t *testing.T) {
 	}
 }
 
-// checkingProvider is an adapter that can introspect refresh tokens.
+// refreshingProvider is an adapter with a refresh endpoint.
+type refreshingProvider struct {
+	*providermock.MockProvider
+	*providermock.MockRefresher
+}
+
+// checkingProvider is an adapter that can refresh and introspect refresh tokens.
 type checkingProvider struct {
 	*providermock.MockProvider
+	*providermock.MockRefresher
 	*providermock.MockRefreshTokenChecker
 }
 
@@ -164,7 +173,7 @@ type checkingProvider struct {
 // is released for the human who reseeds.
 func TestInterruptedConsumedTokenIsNeverPresented(t *testing.T) {
 	ctrl := gomock.NewController(t)
-	p := checkingProvider{providermock.NewMockProvider(ctrl), providermock.NewMockRefreshTokenChecker(ctrl)}
+	p := checkingProvider{providermock.NewMockProvider(ctrl), providermock.NewMockRefresher(ctrl), providermock.NewMockRefreshTokenChecker(ctrl)}
 	m := newMocked(t, ctrl, p)
 	stale := store.Lease{Owner: staleLeaseOwner, TakenAt: m.now.Add(-2 * activities.DefaultLeaseDuration),
 		ExpiresAt: m.now.Add(-activities.DefaultLeaseDuration)}
@@ -197,6 +206,7 @@ func TestInterruptedConsumedTokenIsNeverPresented(t *testing.T) {
 // childProvider is an adapter minted with a parent credential's token.
 type childProvider struct {
 	*providermock.MockProvider
+	*providermock.MockRefresher
 	*providermock.MockChild
 }
 
@@ -204,7 +214,7 @@ type childProvider struct {
 // and retries shortly; its own lease is released (its grant was not spent).
 func TestParentRejectedAsksTheParentOnce(t *testing.T) {
 	ctrl := gomock.NewController(t)
-	p := childProvider{providermock.NewMockProvider(ctrl), providermock.NewMockChild(ctrl)}
+	p := childProvider{providermock.NewMockProvider(ctrl), providermock.NewMockRefresher(ctrl), providermock.NewMockChild(ctrl)}
 	parents := activitiesmock.NewMockParentRefresher(ctrl)
 	m := newMocked(t, ctrl, p)
 	m.acts.Parents = parents
@@ -219,7 +229,7 @@ func TestParentRejectedAsksTheParentOnce(t *testing.T) {
 	p.MockChild.EXPECT().ParentProvider().Return("company")
 	// The child's use of its parent counts as the parent's use.
 	m.store.EXPECT().TouchLastUsed(gomock.Any(), "company-1", m.now).Return(nil)
-	p.MockProvider.EXPECT().Refresh(gomock.Any(), m.cfg,
+	p.MockRefresher.EXPECT().Refresh(gomock.Any(), m.cfg,
 		gomock.Cond(func(g provider.Grant) bool { return g.ParentAccessToken == "at_Parent0123456789abcdefXYZ" })).
 		Return(provider.TokenSet{}, &provider.Error{Kind: provider.Transient, Code: provider.CodeParentRejected, HTTPStatus: 401})
 	m.store.EXPECT().ReleaseLease(gomock.Any(), credID, gomock.Any()).Return(nil)
@@ -229,5 +239,29 @@ func TestParentRejectedAsksTheParentOnce(t *testing.T) {
 	appErr := appError(t, err, activities.ErrTypeTransient, false)
 	if d := detailOf(t, appErr); d.Code != provider.CodeParentRejected || appErr.NextRetryDelay() != activities.ParentRetryDelay {
 		t.Fatalf("detail = %+v, NextRetryDelay %s", d, appErr.NextRetryDelay())
+	}
+}
+
+// An adapter that is no provider.Refresher (baoming: probes only, and the workflow never
+// asks it to refresh) answers a refresh asked for anyway as a grant rejected for good:
+// Permanent cannot_refresh, the lease released for the reseed, nothing presented.
+func TestRefreshWithoutARefresherIsPermanent(t *testing.T) {
+	ctrl := gomock.NewController(t)
+	m := newMocked(t, ctrl, nil)
+	m.acts.Providers = provider.Registry{catalog.Baoming: baoming.New(nil)}
+	m.cfg = provider.Config{EnrollID: "698add7c7068f814935d6804"}
+	rec := m.record(1)
+	rec.Provider = catalog.Baoming
+	m.store.EXPECT().Get(gomock.Any(), credID).Return(rec, nil)
+	m.store.EXPECT().AcquireLease(gomock.Any(), credID, gomock.Any(), gomock.Any()).Return(store.Lease{}, nil)
+	m.store.EXPECT().ReleaseLease(gomock.Any(), credID, gomock.Any()).Return(nil)
+
+	req := m.request(1)
+	req.Provider = catalog.Baoming
+	_, err := m.refresh(nil, req)
+	appErr := appError(t, err, activities.ErrTypePermanent, true)
+	d := detailOf(t, appErr)
+	if d.Code != provider.CodeCannotRefresh || d.Description != "baoming tokens cannot be refreshed; log in again and reseed the access token" {
+		t.Fatalf("detail = %+v", d)
 	}
 }

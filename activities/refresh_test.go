@@ -14,8 +14,8 @@ import (
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/leasetiming"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/internal/store/storemock"
 )
@@ -258,11 +258,11 @@ func TestRefreshAfterInterruptedAttempt(t *testing.T) {
 // have, and discards the answer.
 func spend(t *testing.T, h *harness, rt string) {
 	t.Helper()
-	p, err := h.acts.Providers.Lookup(providers.OAuth2)
+	p, err := h.acts.Providers.Lookup(catalog.OAuth2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Refresh(context.Background(), h.config(), provider.Grant{RefreshToken: rt, ClientSecret: testClientSecret}); err != nil {
+	if _, err := p.(provider.Refresher).Refresh(context.Background(), h.config(), provider.Grant{RefreshToken: rt, ClientSecret: testClientSecret}); err != nil {
 		t.Fatalf("spending the token: %v", err)
 	}
 }
@@ -687,7 +687,7 @@ func TestRefreshNothingToPresent(t *testing.T) {
 
 	t.Run("record without refresh token", func(t *testing.T) {
 		// Seed refuses this; a record can still end up so through other writers.
-		rec, err := h.sqlite.Put(context.Background(), store.Record{ID: "no-rt", Provider: providers.OAuth2,
+		rec, err := h.sqlite.Put(context.Background(), store.Record{ID: "no-rt", Provider: catalog.OAuth2,
 			Secrets: store.Secrets{AccessToken: "at_OnlyAnAccessToken0123456789", ClientSecret: testClientSecret}})
 		if err != nil {
 			t.Fatal(err)

@@ -23,7 +23,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 )
 
 // The helper process of TestSinkReloadSignal: it waits for SIGHUP and then prints the
@@ -104,7 +104,7 @@ func TestSinkReloadSignal(t *testing.T) {
 			ReloadSignal: &activities.ReloadSignal{PIDFile: pidFile, Signal: "HUP"}},
 	}
 
-	got, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: res.Version, Sinks: sinks})
+	got, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: sinks})
 	if err != nil {
 		t.Fatalf("Sink: %v", err)
 	}
@@ -129,7 +129,7 @@ func TestSinkReloadSignal(t *testing.T) {
 
 	// The same token again: the file is unchanged, so nobody is signalled (the helper
 	// is gone: a signal would fail).
-	got, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: res.Version, Sinks: sinks})
+	got, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: sinks})
 	if err != nil || got.FilesChanged != 0 || got.Reloads != 0 {
 		t.Fatalf("second Sink = %+v, %v; want no change and no reload", got, err)
 	}
@@ -139,7 +139,7 @@ func TestSinkReloadSignal(t *testing.T) {
 	h.clock.Advance(time.Minute)
 	res = h.mustRefresh(h.request(credID, res.Version))
 	rec = h.get(credID)
-	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: res.Version, Sinks: sinks})
+	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: sinks})
 	appErr := appError(t, err, activities.ErrTypeSinkFailed, false)
 	want := fmt.Sprintf("sinks[0]: reload_signal: signal HUP to pid %d: no process has that pid (stale pid file?): ", cmd.Process.Pid)
 	if !strings.Contains(appErr.Message(), want) {
@@ -192,7 +192,7 @@ func TestSinkReloadSignalRefusesBadPIDFiles(t *testing.T) {
 				writePIDFile(t, dir, tc.content)
 			}
 			path := writeEnv(t, envSample, 0o600)
-			_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: res.Version,
+			_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version,
 				Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN",
 					ReloadSignal: &activities.ReloadSignal{PIDFile: pidFile, Signal: "TERM"}}}})
 			wantType := activities.ErrTypeSinkFailed
@@ -274,7 +274,7 @@ func TestSinkReloadURL(t *testing.T) {
 	t.Cleanup(srv.Close)
 	sinks := []activities.SinkSpec{{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN", ReloadURL: srv.URL + "/reload"}}
 
-	got, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: res.Version, Sinks: sinks})
+	got, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: sinks})
 	if err != nil || got.FilesChanged != 1 || got.Reloads != 1 {
 		t.Fatalf("Sink = %+v, %v; want one file changed and one reload", got, err)
 	}
@@ -290,7 +290,7 @@ func TestSinkReloadURL(t *testing.T) {
 	if err := json.Unmarshal([]byte(posts[0].body), &notice); err != nil {
 		t.Fatalf("body %q: %v", posts[0].body, err)
 	}
-	if want := (activities.ReloadNotice{Event: "env_file_changed", CredentialID: credID, Provider: providers.OAuth2,
+	if want := (activities.ReloadNotice{Event: "env_file_changed", CredentialID: credID, Provider: catalog.OAuth2,
 		Version: rec.Version, Path: path}); notice != want {
 		t.Errorf("notice %+v, want %+v", notice, want)
 	}
@@ -320,7 +320,7 @@ func TestSinkReloadURL(t *testing.T) {
 		res = h.mustRefresh(h.request(credID, res.Version))
 		rec = h.get(credID)
 		before := len(rr.got())
-		_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: res.Version, Sinks: sinks})
+		_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: sinks})
 		appErr := appError(t, err, activities.ErrTypeSinkFailed, false)
 		if !strings.Contains(appErr.Message(), "sinks[0]: "+tc.want) || !strings.Contains(appErr.Message(), "(the file was written)") {
 			t.Errorf("message %q, want %q", appErr.Message(), tc.want)
@@ -347,7 +347,7 @@ func TestSinkReloadRetriedAfterFailure(t *testing.T) {
 	rr := &reloadReceiver{envPath: path, failFirst: 1}
 	srv := httptest.NewServer(rr)
 	t.Cleanup(srv.Close)
-	req := activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: res.Version,
+	req := activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version,
 		Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN", ReloadURL: srv.URL + "/reload"}}}
 
 	// A workflow test environment, which retries the activity as Temporal would.

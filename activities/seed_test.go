@@ -12,8 +12,8 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/internal/provider/chathub/chathubtest"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
@@ -39,7 +39,7 @@ func assertNoRecord(t *testing.T, h *harness, id string) {
 
 func TestSeedRefusesPlaintext(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	plain := activities.SeedRequest{CredentialID: credID, Provider: providers.OAuth2, Config: h.config(),
+	plain := activities.SeedRequest{CredentialID: credID, Provider: catalog.OAuth2, Config: h.config(),
 		Seed: seal.Envelope{Seed: seal.Seed{RefreshToken: "rt_Plain0123456789abcdefXYZ", ClientSecret: testClientSecret}}}
 	_, err := h.env.ExecuteActivity(h.acts.Seed, plain)
 	appError(t, err, activities.ErrTypeInvalidInput, true)
@@ -67,12 +67,12 @@ func TestSealedSeedIsBoundToCredentialAndConfig(t *testing.T) {
 	evilURL, _ := listener(t)
 	victim := h.sealedSeed("victim", seal.Seed{RefreshToken: "rt_Victim0123456789abcdefXYZ"})
 	for name, req := range map[string]activities.SeedRequest{
-		"another credential": {CredentialID: credID, Provider: providers.OAuth2, Config: h.config(), Seed: victim.Seed},
-		"another token url": {CredentialID: "victim", Provider: providers.OAuth2,
+		"another credential": {CredentialID: credID, Provider: catalog.OAuth2, Config: h.config(), Seed: victim.Seed},
+		"another token url": {CredentialID: "victim", Provider: catalog.OAuth2,
 			Config: provider.Config{TokenURL: evilURL + "/token", ClientID: testClientID}, Seed: victim.Seed},
-		"another client id": {CredentialID: "victim", Provider: providers.OAuth2,
+		"another client id": {CredentialID: "victim", Provider: catalog.OAuth2,
 			Config: provider.Config{TokenURL: h.tokenURL, ClientID: "x"}, Seed: victim.Seed},
-		"tampered": {CredentialID: "victim", Provider: providers.OAuth2, Config: h.config(),
+		"tampered": {CredentialID: "victim", Provider: catalog.OAuth2, Config: h.config(),
 			Seed: seal.Envelope{Sealed: victim.Seed.Sealed[:len(victim.Seed.Sealed)-4] + "AAAA"}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -143,7 +143,7 @@ func TestChangedConfigGetsNoSecret(t *testing.T) {
 		t.Fatalf("error %q does not name the field and the remedy", err)
 	}
 
-	probe := activities.ProbeRequest{CredentialID: credID, Provider: providers.OAuth2,
+	probe := activities.ProbeRequest{CredentialID: credID, Provider: catalog.OAuth2,
 		Config: provider.Config{TokenURL: h.tokenURL, ClientID: testClientID, UserinfoURL: evilURL + "/userinfo"}}
 	h.mustRefresh(h.request(credID, v)) // an access token to probe with
 	_, err = h.env.ExecuteActivity(h.acts.Probe, probe)
@@ -162,12 +162,12 @@ func TestChangedConfigGetsNoSecret(t *testing.T) {
 func TestRefreshBindsARecordSeededBeforeBindings(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	rt := h.fake.Seed("fam")
-	if _, err := h.sqlite.Put(context.Background(), store.Record{ID: credID, Provider: providers.OAuth2,
+	if _, err := h.sqlite.Put(context.Background(), store.Record{ID: credID, Provider: catalog.OAuth2,
 		Secrets: store.Secrets{RefreshToken: rt, ClientSecret: testClientSecret}}); err != nil {
 		t.Fatal(err)
 	}
 	h.mustRefresh(h.request(credID, 1))
-	if got, want := h.get(credID).Secrets.Binding, string(provider.BindingOf(providers.OAuth2, h.config())); got != want {
+	if got, want := h.get(credID).Secrets.Binding, string(provider.BindingOf(catalog.OAuth2, h.config())); got != want {
 		t.Fatalf("binding after refresh = %s, want %s", got, want)
 	}
 }
@@ -183,9 +183,9 @@ func TestChildUseCountsAsParentUse(t *testing.T) {
 	const login, password = "acme", "pw-0123456789"
 	company.AddCompany(login, password)
 	company.AddOperator(login, 7)
-	h.seedMaterial(h.sealedFor(seal.Request{ID: "company", Provider: providers.ChatHubCompany, Config: companyCfg,
+	h.seedMaterial(h.sealedFor(seal.Request{ID: "company", Provider: catalog.ChatHubCompany, Config: companyCfg,
 		Seed: seal.Seed{Username: login, Password: password}}))
-	if _, err := h.refresh(activities.RefreshRequest{CredentialID: "company", Provider: providers.ChatHubCompany, Config: companyCfg, ExpectedVersion: 1}); err != nil {
+	if _, err := h.refresh(activities.RefreshRequest{CredentialID: "company", Provider: catalog.ChatHubCompany, Config: companyCfg, ExpectedVersion: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if used := h.get("company").LastUsedAt; !used.IsZero() {
@@ -193,8 +193,8 @@ func TestChildUseCountsAsParentUse(t *testing.T) {
 	}
 	h.clock.Advance(time.Hour)
 	childCfg := provider.Config{BaseURL: base, OperatorID: "7", Parent: "company"}
-	h.seedMaterial(h.sealedFor(seal.Request{ID: "operator", Provider: providers.ChatHubOperator, Config: childCfg}))
-	if _, err := h.refresh(activities.RefreshRequest{CredentialID: "operator", Provider: providers.ChatHubOperator, Config: childCfg, ExpectedVersion: 1}); err != nil {
+	h.seedMaterial(h.sealedFor(seal.Request{ID: "operator", Provider: catalog.ChatHubOperator, Config: childCfg}))
+	if _, err := h.refresh(activities.RefreshRequest{CredentialID: "operator", Provider: catalog.ChatHubOperator, Config: childCfg, ExpectedVersion: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if used := h.get("company").LastUsedAt; !used.Equal(h.clock.Now()) {
@@ -210,9 +210,9 @@ func TestParentMustMatchTheChild(t *testing.T) {
 	h.mustRefresh(h.request("victim", 1)) // the victim has an access token now
 	evilURL, hits := listener(t)
 	childCfg := provider.Config{BaseURL: evilURL, OperatorID: "7", Parent: "victim"}
-	h.seedMaterial(h.sealedFor(seal.Request{ID: "evil-op", Provider: providers.ChatHubOperator, Config: childCfg}))
+	h.seedMaterial(h.sealedFor(seal.Request{ID: "evil-op", Provider: catalog.ChatHubOperator, Config: childCfg}))
 
-	_, err := h.refresh(activities.RefreshRequest{CredentialID: "evil-op", Provider: providers.ChatHubOperator, Config: childCfg, ExpectedVersion: 1})
+	_, err := h.refresh(activities.RefreshRequest{CredentialID: "evil-op", Provider: catalog.ChatHubOperator, Config: childCfg, ExpectedVersion: 1})
 	appErr := appError(t, err, activities.ErrTypePermanent, true)
 	var detail activities.FailureDetail
 	if err := appErr.Details(&detail); err != nil || detail.Code != "parent_mismatch" {

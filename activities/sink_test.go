@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/internal/webhook"
 )
 
@@ -62,7 +62,7 @@ func TestSinkWritesCurrentRecordToEnvFile(t *testing.T) {
 	rec := h.get(credID)
 	path := writeEnv(t, envSample, 0o640)
 
-	out, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: res.Version, Sinks: []activities.SinkSpec{
+	out, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: []activities.SinkSpec{
 		{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN"},
 		{Type: activities.SinkEnv, Path: path, Key: "ZALO_TOKEN_TYPE", Value: activities.SinkValueTokenType},
 		{Type: activities.SinkEnv, Path: path, Key: "ZALO_EXPIRES_AT", Value: activities.SinkValueExpiresAt},
@@ -87,7 +87,7 @@ func TestSinkWritesCurrentRecordToEnvFile(t *testing.T) {
 	h.assertNoSecrets(errNone{}, h.secrets(credID, "fam")...)
 
 	// Run again: nothing changed, nothing rewritten.
-	out, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: res.Version, Sinks: []activities.SinkSpec{
+	out, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: []activities.SinkSpec{
 		{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN"},
 	}})
 	if err != nil || out.FilesChanged != 0 {
@@ -110,7 +110,7 @@ func TestSinkWritesNewestWhenStoreMovedOn(t *testing.T) {
 	rec := h.get(credID)
 	path := writeEnv(t, envSample, 0o600)
 
-	out, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: first.Version, Sinks: []activities.SinkSpec{
+	out, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: first.Version, Sinks: []activities.SinkSpec{
 		{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN"},
 		{Type: activities.SinkEnv, Path: path, Key: "ZALO_REFRESH_TOKEN", Value: activities.SinkValueRefreshToken},
 	}})
@@ -147,7 +147,7 @@ func TestSinksOfCredentialsSharingAFile(t *testing.T) {
 			for range 5 {
 				// Its own activity environment: the test environment is not safe for
 				// concurrent use.
-				val, err := newActivityEnv(h.acts).ExecuteActivity(h.acts.Sink, activities.SinkRequest{CredentialID: id, Provider: providers.OAuth2,
+				val, err := newActivityEnv(h.acts).ExecuteActivity(h.acts.Sink, activities.SinkRequest{CredentialID: id, Provider: catalog.OAuth2,
 					Version: 2, Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: path, Key: key}}})
 				if err != nil {
 					t.Error(err)
@@ -178,7 +178,7 @@ func TestSinkFailures(t *testing.T) {
 
 	// A directory that does not exist: retryable, named, no secret.
 	missing := filepath.Join(t.TempDir(), "gone", ".env")
-	_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: 2,
+	_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
 		Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: missing, Key: "TOKEN"}}})
 	appErr := appError(t, err, activities.ErrTypeSinkFailed, false)
 	if !strings.Contains(appErr.Message(), "sinks[0]") || !strings.Contains(appErr.Message(), missing) {
@@ -187,7 +187,7 @@ func TestSinkFailures(t *testing.T) {
 	h.assertNoSecrets(err, secrets...)
 
 	// Invalid input: non-retryable, names the field.
-	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: 2,
+	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
 		Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: "rel/.env", Key: "TOKEN"}}})
 	appErr = appError(t, err, activities.ErrTypeInvalidInput, true)
 	if !strings.Contains(appErr.Message(), "sinks[0].path: must be absolute") {
@@ -195,12 +195,12 @@ func TestSinkFailures(t *testing.T) {
 	}
 
 	// No record (retired): refused.
-	_, err = h.sink(activities.SinkRequest{CredentialID: "nobody", Provider: providers.OAuth2, Version: 2,
+	_, err = h.sink(activities.SinkRequest{CredentialID: "nobody", Provider: catalog.OAuth2, Version: 2,
 		Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: writeEnv(t, "", 0o600), Key: "TOKEN"}}})
 	appError(t, err, activities.ErrTypeSinkRefused, true)
 
 	// A webhook sink on a worker without targets: refused.
-	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: 2,
+	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
 		Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: "app"}}})
 	appError(t, err, activities.ErrTypeSinkRefused, true)
 }
@@ -246,7 +246,7 @@ func TestSinkWebhook(t *testing.T) {
 	secrets := append(h.secrets(credID, "fam"), hookURL, "s3cr3t-path-Xy9", "bearer-Th1s-is-secret", sinkSecret,
 		strings.TrimPrefix(sinkSecret, webhook.SecretPrefix))
 
-	out, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: 2,
+	out, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
 		Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: "app"}}})
 	if err != nil || out.Webhooks != 1 {
 		t.Fatalf("Sink = %+v, %v", out, err)
@@ -275,7 +275,7 @@ func TestSinkWebhook(t *testing.T) {
 	mu.Unlock()
 
 	// Delivered again (a retry, or a late run for the same version): the same webhook-id.
-	if _, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: 2,
+	if _, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
 		Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: "app"}}}); err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestSinkWebhook(t *testing.T) {
 	mu.Unlock()
 
 	// The receiver fails: retryable, and nothing secret in the error or the log.
-	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: 2,
+	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
 		Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: "app"}}})
 	appErr := appError(t, err, activities.ErrTypeSinkFailed, false)
 	if !strings.Contains(appErr.Message(), `webhook target "app": webhook answered 500`) {
@@ -301,7 +301,7 @@ func TestSinkWebhook(t *testing.T) {
 		"plain":   "needs an https URL",
 		"unknown": "not configured on this worker",
 	} {
-		_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: 2,
+		_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
 			Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: target}}})
 		appErr := appError(t, err, activities.ErrTypeSinkRefused, true)
 		if !strings.Contains(appErr.Message(), want) {

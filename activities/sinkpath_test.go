@@ -12,7 +12,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/envfile"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 )
 
 // sinkLayout is a worker's directories as a test builds them:
@@ -56,7 +56,7 @@ func newSinkLayout(t *testing.T, h *harness) sinkLayout {
 // sinkAt runs one env sink at path and returns its error.
 func (h *harness) sinkAt(path string) error {
 	h.t.Helper()
-	_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: 2,
+	_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
 		Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: path, Key: "TOKEN"}}})
 	return err
 }
@@ -219,7 +219,7 @@ func TestEnvSinkWhereItMayWrite(t *testing.T) {
 	})
 	t.Run("a refusal and a good sink together", func(t *testing.T) {
 		good := filepath.Join(l.app, "both.env")
-		_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: providers.OAuth2, Version: 2, Sinks: []activities.SinkSpec{
+		_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2, Sinks: []activities.SinkSpec{
 			{Type: activities.SinkEnv, Path: l.keyFile, Key: "TOKEN"},
 			{Type: activities.SinkEnv, Path: good, Key: "TOKEN"},
 		}})

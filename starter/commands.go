@@ -22,7 +22,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -192,7 +192,7 @@ func (a *app) list(ctx context.Context, args []string) error {
 	}
 	if *prov != "" {
 		if !knownProvider(*prov) {
-			return fail(exitBadInput, "-provider: %q is not a provider (%s)", *prov, strings.Join(providers.Names(), ", "))
+			return fail(exitBadInput, "-provider: %q is not a provider (%s)", *prov, strings.Join(catalog.Names(), ", "))
 		}
 		query += fmt.Sprintf(" AND TokenProvider = '%s'", *prov)
 	}
@@ -300,7 +300,7 @@ func knownState(s string) bool {
 }
 
 func knownProvider(p string) bool {
-	for _, n := range providers.Names() {
+	for _, n := range catalog.Names() {
 		if n == p {
 			return true
 		}

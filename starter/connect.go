@@ -30,7 +30,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/internal/config"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -125,7 +125,7 @@ func (a *app) connect(ctx context.Context, args []string) (err error) {
 	if err != nil {
 		return err
 	}
-	if secret == "" && cur.Provider != providers.OAuth2 {
+	if secret == "" && cur.Provider != catalog.OAuth2 {
 		return fail(exitBadInput, "-secrets is required for %s: the code exchange needs the app secret, {\"client_secret\":\"...\"} in a file or on standard input", cur.Provider)
 	}
 	scfg, err := config.LoadStarter()
@@ -236,7 +236,7 @@ func ensureAbsent(ctx context.Context, c client.Client, id string) error {
 
 // authorizerFor returns the named provider's Authorizer, or why it has none for cfg.
 func authorizerFor(name string, cfg provider.Config) (provider.Authorizer, error) {
-	p, err := providers.Registry(&http.Client{Timeout: exchangeTimeout}, nil).Lookup(name)
+	p, err := catalog.Registry(&http.Client{Timeout: exchangeTimeout}, nil).Lookup(name)
 	if err != nil {
 		return nil, fail(exitBadInput, "%v", err)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -49,7 +49,7 @@ func TestExamplesValidate(t *testing.T) {
 			seen[in.Provider] = true
 		})
 	}
-	for _, p := range providers.Names() {
+	for _, p := range catalog.Names() {
 		if !seen[p] {
 			t.Errorf("examples/ has no valid %s.json and %s.secrets.json", p, p)
 		}

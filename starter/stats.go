@@ -14,7 +14,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
 
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -117,7 +117,7 @@ func (s *providerStats) add(o providerStats) {
 // ID to tell them apart directly.
 func countStats(runs []statsRun, since time.Time) (rows []providerStats, all providerStats) {
 	by := map[string]*providerStats{}
-	names := providers.Names()
+	names := catalog.Names()
 	for _, n := range names {
 		by[n] = &providerStats{Provider: n}
 	}
@@ -158,7 +158,7 @@ func countStats(runs []statsRun, since time.Time) (rows []providerStats, all pro
 			s.Started++
 		}
 	}
-	slices.Sort(names[len(providers.Names()):])
+	slices.Sort(names[len(catalog.Names()):])
 	all.Provider = "all"
 	for _, n := range names {
 		s := by[n]

@@ -7,7 +7,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 )
 
 func TestCountStats(t *testing.T) {
@@ -96,7 +96,7 @@ func TestCountStats(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rows, all := countStats(tt.runs, since)
-			known := providers.Names()
+			known := catalog.Names()
 			if len(rows) < len(known) {
 				t.Fatalf("%d rows, want at least one per known provider (%d)", len(rows), len(known))
 			}
@@ -125,7 +125,7 @@ func TestCountStats(t *testing.T) {
 
 func countKnown(m map[string]providerStats) int {
 	n := 0
-	for _, p := range providers.Names() {
+	for _, p := range catalog.Names() {
 		if _, ok := m[p]; ok {
 			n++
 		}

@@ -33,7 +33,7 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/notify"
 	"github.com/tokenwarden/tokenwarden/internal/outbox"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/internal/tokenapi"
@@ -259,7 +259,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	w.RegisterWorkflowWithOptions(workflows.CredentialWorkflow, workflow.RegisterOptions{Name: workflows.WorkflowType})
 	acts := &activities.Activities{
 		Store:             tokens,
-		Providers:         providers.Registry(&http.Client{Transport: tr.Transport(nil)}, nil),
+		Providers:         catalog.Registry(&http.Client{Transport: tr.Transport(nil)}, nil),
 		Logger:            logger,
 		Now:               clock,
 		ProviderTimeout:   cfg.ProviderTimeout,

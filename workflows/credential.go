@@ -18,7 +18,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 )
 
 // Typed search attributes. They hold plaintext in the server's visibility store, so
@@ -77,7 +77,7 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 	}
 	c.st.Config = in.Config
 	c.st.Labels = mergeLabels(c.st.Labels, in.Labels)
-	c.st.ProbeOnly = !providers.CanRefresh(in.Provider)
+	c.st.ProbeOnly = !catalog.CanRefresh(in.Provider)
 	c.st.Timing = in.Policy.resolve(c.st.ProbeOnly, rules)
 	c.st.Runs++
 

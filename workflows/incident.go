@@ -11,7 +11,7 @@ import (
 	// Named cred as in types.go.
 	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 )
 
 // severity orders the states that make an incident; 0 means "healthy enough".
@@ -149,7 +149,7 @@ func (c *credential) retireNow(ctx workflow.Context) (Status, error) {
 // `starter reseed ID -secrets -`. Deterministic: notifications and the starter's hints
 // name the same command.
 func ReseedCommand(id, providerName string, cfg provider.Config) string {
-	if providers.CanConnect(providerName, cfg) {
+	if catalog.CanConnect(providerName, cfg) {
 		return "starter connect " + id
 	}
 	return fmt.Sprintf("starter reseed %s -secrets -", id)

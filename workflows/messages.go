@@ -11,7 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 )
 
 // pumpSignals receives signals as they arrive, so that their effect is immediate even
@@ -118,7 +118,7 @@ func (c *credential) onUpdatePolicy(raw json.RawMessage) {
 		c.rejectSignal(SignalUpdatePolicy, err.Error())
 		return
 	}
-	if p.ProbeInterval != nil && !providers.CanProbe(c.st.Provider, c.st.Config) {
+	if p.ProbeInterval != nil && !catalog.CanProbe(c.st.Provider, c.st.Config) {
 		c.rejectSignal(SignalUpdatePolicy, "policy.probe_interval: this credential's provider cannot probe tokens as configured")
 		return
 	}

@@ -33,8 +33,8 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/baoming/baomingtest"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
 	"github.com/tokenwarden/tokenwarden/internal/seal"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/workflows"
@@ -331,7 +331,7 @@ func startRecorder(t *testing.T, ring *keyring.Keyring, gen string) *recorder {
 	}
 	w.RegisterActivity(&activities.Activities{
 		Store:     tokens,
-		Providers: providers.Registry(&http.Client{}, nil),
+		Providers: catalog.Registry(&http.Client{}, nil),
 		Logger:    slog.New(slog.DiscardHandler),
 		Seeds:     sealer,
 		// The scenarios' tokens live a few seconds.
@@ -376,7 +376,7 @@ func fastPolicy() workflows.Policy {
 
 func oauth2Input(fake *oauth2test.Server, cfg provider.Config, id string, p workflows.Policy) workflows.CredentialInput {
 	return workflows.CredentialInput{
-		Provider: providers.OAuth2,
+		Provider: catalog.OAuth2,
 		Config:   cfg,
 		Policy:   p,
 		Seed:     &workflows.SeedEnvelope{Seed: workflows.Seed{RefreshToken: fake.Seed(id), ClientSecret: fakeClientSecret}},
@@ -689,7 +689,7 @@ func recordProbeOnly(sc *scene) {
 	eid := baomingtest.NewEnrollID()
 	fake.Enroll(first, eid)
 	run := sc.start(id, workflows.CredentialInput{
-		Provider: providers.Baoming,
+		Provider: catalog.Baoming,
 		Config:   provider.Config{BaseURL: base, EnrollID: eid},
 		Policy:   workflows.Policy{ProbeInterval: dur(time.Second), RetryInitial: dur(2 * time.Second), RetryMax: dur(4 * time.Second)},
 		Seed:     &workflows.SeedEnvelope{Seed: workflows.Seed{AccessToken: first}},
@@ -743,7 +743,7 @@ func recordRetireUnused(sc *scene) {
 	eid := baomingtest.NewEnrollID()
 	fake.Enroll(token, eid)
 	run := sc.start(id, workflows.CredentialInput{
-		Provider: providers.Baoming,
+		Provider: catalog.Baoming,
 		Config:   provider.Config{BaseURL: base, EnrollID: eid},
 		Policy:   workflows.Policy{ProbeInterval: dur(2 * time.Second), RetireAfterUnused: dur(5 * time.Second)},
 		Seed:     &workflows.SeedEnvelope{Seed: workflows.Seed{AccessToken: token}},

@@ -17,7 +17,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -81,7 +81,7 @@ func TestReplayGuardVersionedVariantChanges(t *testing.T) {
 	})
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "versioned-guard", TaskQueue: workflows.TaskQueue})
 	env.ExecuteWorkflow(workflows.WorkflowType, workflows.CredentialInput{
-		Provider: providers.OAuth2,
+		Provider: catalog.OAuth2,
 		Config:   provider.Config{TokenURL: "https://idp.example/token", ClientID: fakeClientID},
 		Seed:     &workflows.SeedEnvelope{Sealed: "tw1:guard:AAAA"},
 	})

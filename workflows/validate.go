@@ -11,7 +11,7 @@ import (
 	// Named cred as in types.go.
 	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 )
 
 // Validate checks a workflow input before anything is started or stored. The starter
@@ -37,13 +37,13 @@ func (in CredentialInput) validate(workflowID string, rules inputRules) error {
 	}
 	switch {
 	case in.Provider == "":
-		errs = append(errs, fmt.Errorf("provider: required (one of %s)", strings.Join(providers.Names(), ", ")))
+		errs = append(errs, fmt.Errorf("provider: required (one of %s)", strings.Join(catalog.Names(), ", ")))
 	case rules.strictConfig():
-		if err := providers.ValidateConfig(in.Provider, in.Config); err != nil {
+		if err := catalog.ValidateConfig(in.Provider, in.Config); err != nil {
 			errs = append(errs, err)
 		}
-	case !slices.Contains(providers.Names(), in.Provider):
-		errs = append(errs, fmt.Errorf("provider: unknown %q (one of %s)", in.Provider, strings.Join(providers.Names(), ", ")))
+	case !slices.Contains(catalog.Names(), in.Provider):
+		errs = append(errs, fmt.Errorf("provider: unknown %q (one of %s)", in.Provider, strings.Join(catalog.Names(), ", ")))
 	}
 	if in.Config.Parent != "" {
 		if err := cred.ValidateID(in.Config.Parent); err != nil {
@@ -53,7 +53,7 @@ func (in CredentialInput) validate(workflowID string, rules inputRules) error {
 		}
 	}
 	errs = append(errs, in.Policy.validate(rules))
-	if in.Policy.ProbeInterval != nil && in.Provider != "" && !providers.CanProbe(in.Provider, in.Config) {
+	if in.Policy.ProbeInterval != nil && in.Provider != "" && !catalog.CanProbe(in.Provider, in.Config) {
 		errs = append(errs, fmt.Errorf("policy.probe_interval: provider %q cannot probe tokens as configured "+
 			"(for oauth2 set config.introspection_url or config.userinfo_url)", in.Provider))
 	}
@@ -147,7 +147,7 @@ func (p Policy) validate(rules inputRules) error {
 func ValidateSeed(providerName string, cfg provider.Config, s Seed) error {
 	grant := provider.Grant{RefreshToken: s.RefreshToken, ClientSecret: s.ClientSecret,
 		Username: s.Username, Password: s.Password, AccessToken: s.AccessToken}
-	if err := providers.ValidateGrant(providerName, cfg, grant); err != nil {
+	if err := catalog.ValidateGrant(providerName, cfg, grant); err != nil {
 		return err
 	}
 	if strings.TrimSpace(s.RefreshToken) != s.RefreshToken {

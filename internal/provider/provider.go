@@ -12,7 +12,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -106,7 +108,10 @@ type TokenSet struct {
 	RenewableAt time.Time
 }
 
-// Provider refreshes credentials of one kind.
+// Provider is what every adapter of one kind of credential implements: the checks of
+// its configuration and seed, which need no network. What else it can do it says by
+// implementing the optional interfaces below (Refresher, Prober, Authorizer, ...), which
+// callers find by type assertion.
 type Provider interface {
 	// ValidateConfig checks the non-secret configuration and returns an error naming the
 	// offending field.
@@ -115,7 +120,18 @@ type Provider interface {
 	// needs is there (a refresh token, or a login and password). Errors name the field
 	// ("refresh_token: required") and never contain a secret.
 	ValidateGrant(g Grant) error
-	// Refresh presents grant.RefreshToken to the provider exactly once.
+}
+
+// Refresher is implemented by adapters with a refresh (or re-mint) endpoint. A provider
+// without one (baoming) lives on liveness probes alone: its tokens are reseeded by hand.
+type Refresher interface {
+	// Refresh presents grant.RefreshToken (or, for a provider that logs in or mints with
+	// a client secret, that material) to the provider exactly once: no retry, no
+	// redirect followed, no second try with another auth style, since a rotating refresh
+	// token presented twice may trip the provider's reuse detection and revoke the grant.
+	// Retrying is the caller's decision, made from the error (did the provider answer?).
+	// Errors are *Error values; an empty TokenSet.RefreshToken means keep the one
+	// presented.
 	Refresh(ctx context.Context, cfg Config, grant Grant) (TokenSet, error)
 }
 
@@ -145,6 +161,17 @@ type Prober interface {
 	Probe(ctx context.Context, cfg Config, grant Grant) (valid bool, err error)
 }
 
+// ConfiguredProber is implemented by probers whose probing depends on the configuration:
+// the generic oauth2 adapter probes only through an introspection or a userinfo
+// endpoint. A Prober without it can probe under every configuration its ValidateConfig
+// accepts.
+type ConfiguredProber interface {
+	Prober
+	// CanProbe reports whether cfg gives the adapter a way to probe. It is
+	// deterministic and does no I/O: workflow code asks it before scheduling probes.
+	CanProbe(cfg Config) bool
+}
+
 // ProbeResult is a probe's answer in full: the verdict, why a "no" is a no, and what
 // the provider said about the token's account.
 type ProbeResult struct {
@@ -171,6 +198,10 @@ type DetailedProber interface {
 // provider refused the parent credential's token (Grant.ParentAccessToken) rather than
 // the credential's own grant: the parent must refresh, and the child retries.
 const CodeParentRejected = "parent_rejected"
+
+// CodeCannotRefresh is the Code of the Permanent error a caller reports when asked to
+// refresh a credential whose adapter is no Refresher: only a reseed helps.
+const CodeCannotRefresh = "cannot_refresh"
 
 // Kind says whether retrying can help.
 type Kind int
@@ -272,12 +303,17 @@ type Authorizer interface {
 // Registry maps provider names (as used in workflow input) to adapters.
 type Registry map[string]Provider
 
-// Lookup returns the named adapter or an error listing the known names.
+// Lookup returns the named adapter or an error listing the known names, sorted (a
+// mistyped name is then fixed from the message alone).
 func (r Registry) Lookup(name string) (Provider, error) {
 	if p, ok := r[name]; ok {
 		return p, nil
 	}
-	return nil, fmt.Errorf("unknown provider %q", name)
+	known := slices.Sorted(maps.Keys(r))
+	if len(known) == 0 {
+		return nil, fmt.Errorf("unknown provider %q (none is known)", name)
+	}
+	return nil, fmt.Errorf("unknown provider %q (known: %s)", name, strings.Join(known, ", "))
 }
 
 // Binding is the part of a credential's configuration that decides where its secrets

@@ -33,7 +33,6 @@ const (
 const (
 	CodeTokenRejected     = "token_rejected"
 	CodeNotEnrolled       = "not_enrolled"
-	CodeCannotRefresh     = "cannot_refresh"
 	CodeNetwork           = wire.CodeNetwork
 	CodeMalformedResponse = wire.CodeMalformedResponse
 	CodeInvalidConfig     = wire.CodeInvalidConfig
@@ -48,7 +47,8 @@ const maxBody = 1 << 20
 // maxLabelLen bounds a label value, in bytes: labels end up in status pages and logs.
 const maxLabelLen = 64
 
-// Provider probes baoming tokens. It cannot refresh them. It is safe for concurrent use.
+// Provider probes baoming tokens. It cannot refresh them, so it is no provider.Refresher.
+// It is safe for concurrent use.
 type Provider struct {
 	client *http.Client
 }
@@ -121,13 +121,6 @@ func (p *Provider) ValidateGrant(g provider.Grant) error {
 		return errors.New("access_token: required (baoming tokens cannot be refreshed)")
 	}
 	return nil
-}
-
-// Refresh always fails: baoming has no refresh endpoint. The workflow never calls it for
-// a probe-only provider; this answer is for anyone who does.
-func (p *Provider) Refresh(context.Context, provider.Config, provider.Grant) (provider.TokenSet, error) {
-	return provider.TokenSet{}, &provider.Error{Kind: provider.Permanent, Code: CodeCannotRefresh,
-		Description: "baoming tokens cannot be refreshed; log in again and reseed the access token"}
 }
 
 // Probe reports whether the enrollment-detail endpoint accepts grant.AccessToken.

@@ -69,8 +69,8 @@
 // kept) and obeys the rule of every URL that receives secrets: https, or http to a
 // loopback host. The fields other adapters use (token_url, introspection_url,
 // userinfo_url, revocation_url, client_id, auth_style, scopes, operator_id, parent,
-// token_lifetime) are refused rather than ignored. The grant is the access token alone;
-// Refresh always fails Permanent cannot_refresh.
+// token_lifetime) are refused rather than ignored. The grant is the access token alone:
+// the adapter has no Refresh (it is no provider.Refresher).
 //
 // # Secrets in errors
 //

@@ -52,7 +52,10 @@ type Company struct {
 	logins spacer // one login a MinLoginInterval per company
 }
 
-var _ provider.Provider = (*Company)(nil)
+var (
+	_ provider.Provider  = (*Company)(nil)
+	_ provider.Refresher = (*Company)(nil)
+)
 
 // NewCompany returns the company-token adapter, talking through client (nil: a client
 // with a 30s timeout) and reading time from now (nil: time.Now).

@@ -36,8 +36,9 @@ type Operator struct {
 }
 
 var (
-	_ provider.Provider = (*Operator)(nil)
-	_ provider.Prober   = (*Operator)(nil)
+	_ provider.Provider  = (*Operator)(nil)
+	_ provider.Refresher = (*Operator)(nil)
+	_ provider.Prober    = (*Operator)(nil)
 )
 
 // NewOperator returns the operator-token adapter.

@@ -8,13 +8,13 @@ import (
 	"testing"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
-	"github.com/tokenwarden/tokenwarden/internal/providers"
+	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 )
 
 // TestExamplesValidate: the example credential and secrets files have the starter's
 // shape and pass the catalogue's validation as they are.
 func TestExamplesValidate(t *testing.T) {
-	for _, name := range []string{providers.FeishuUser, providers.FeishuTenant} {
+	for _, name := range []string{catalog.FeishuUser, catalog.FeishuTenant} {
 		var cred struct {
 			ID       string            `json:"id"`
 			Provider string            `json:"provider"`
@@ -39,10 +39,10 @@ func TestExamplesValidate(t *testing.T) {
 		if cred.Provider != name || cred.ID == "" {
 			t.Fatalf("%s: provider %q, id %q", name, cred.Provider, cred.ID)
 		}
-		if err := providers.ValidateConfig(name, cred.Config); err != nil {
+		if err := catalog.ValidateConfig(name, cred.Config); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
-		if err := providers.ValidateGrant(name, provider.Config{}, provider.Grant{RefreshToken: seed.RefreshToken, ClientSecret: seed.ClientSecret}); err != nil {
+		if err := catalog.ValidateGrant(name, provider.Config{}, provider.Grant{RefreshToken: seed.RefreshToken, ClientSecret: seed.ClientSecret}); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}

@@ -203,7 +203,7 @@ func TestClassification(t *testing.T) {
 			cfg := provider.Config{ClientID: appID, BaseURL: base}
 			for _, adapter := range []struct {
 				name  string
-				p     provider.Provider
+				p     provider.Refresher
 				grant provider.Grant
 			}{
 				{"user", NewUser(nil, clock), userGrant()},

@@ -29,7 +29,10 @@ type Tenant struct {
 	unchanged atomic.Int64
 }
 
-var _ provider.Provider = (*Tenant)(nil)
+var (
+	_ provider.Provider  = (*Tenant)(nil)
+	_ provider.Refresher = (*Tenant)(nil)
+)
 
 // NewTenant returns the feishu-tenant adapter. A nil client gets DefaultTimeout and the
 // default transport; a nil now means time.Now.

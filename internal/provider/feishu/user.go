@@ -16,7 +16,10 @@ import (
 // safe for concurrent use.
 type User struct{ base }
 
-var _ provider.Provider = (*User)(nil)
+var (
+	_ provider.Provider  = (*User)(nil)
+	_ provider.Refresher = (*User)(nil)
+)
 
 // NewUser returns the feishu-user adapter. A nil client gets DefaultTimeout and the
 // default transport; a nil now means time.Now.

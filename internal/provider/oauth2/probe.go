@@ -10,11 +10,15 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/provider/internal/wire"
 )
 
-var _ provider.Prober = (*Provider)(nil)
+var (
+	_ provider.Prober           = (*Provider)(nil)
+	_ provider.ConfiguredProber = (*Provider)(nil)
+)
 
 // CanProbe reports whether cfg gives a way to check an access token: an RFC 7662
-// introspection endpoint or a userinfo endpoint.
-func CanProbe(cfg provider.Config) bool {
+// introspection endpoint or a userinfo endpoint. It uses no field of p, so a zero
+// Provider answers as well as any.
+func (p *Provider) CanProbe(cfg provider.Config) bool {
 	return cfg.IntrospectionURL != "" || cfg.UserinfoURL != ""
 }
 

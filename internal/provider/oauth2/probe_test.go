@@ -86,11 +86,15 @@ func TestProbeByUserinfo(t *testing.T) {
 }
 
 func TestProbeConfiguration(t *testing.T) {
-	if CanProbe(provider.Config{}) {
+	p := New(nil, nil)
+	if p.CanProbe(provider.Config{}) {
 		t.Fatal("no endpoint, yet CanProbe")
 	}
-	if !CanProbe(provider.Config{UserinfoURL: "https://idp.example/userinfo"}) {
+	if !p.CanProbe(provider.Config{UserinfoURL: "https://idp.example/userinfo"}) {
 		t.Fatal("userinfo_url not enough for CanProbe")
+	}
+	if !p.CanProbe(provider.Config{IntrospectionURL: "https://idp.example/introspect"}) {
+		t.Fatal("introspection_url not enough for CanProbe")
 	}
 	err := New(nil, nil).ValidateConfig(provider.Config{TokenURL: "https://idp.example/token", ClientID: "app", UserinfoURL: "ftp://x"})
 	if err == nil || !strings.HasPrefix(err.Error(), "userinfo_url:") {

@@ -37,6 +37,7 @@ type Provider struct {
 
 var (
 	_ provider.Provider            = (*Provider)(nil)
+	_ provider.Refresher           = (*Provider)(nil)
 	_ provider.RefreshTokenChecker = (*Provider)(nil)
 )
 

@@ -6,4 +6,4 @@
 // lint` checks both that and that the generated file is current.
 package providermock
 
-//go:generate go run go.uber.org/mock/mockgen@v0.6.0 -typed -package providermock -destination provider.go github.com/tokenwarden/tokenwarden/internal/provider Provider,RefreshTokenChecker,Revoker,Prober,DetailedProber,Child
+//go:generate go run go.uber.org/mock/mockgen@v0.6.0 -typed -package providermock -destination provider.go github.com/tokenwarden/tokenwarden/internal/provider Provider,Refresher,RefreshTokenChecker,Revoker,Prober,DetailedProber,Child

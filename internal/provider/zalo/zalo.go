@@ -64,7 +64,10 @@ type Provider struct {
 	now        func() time.Time
 }
 
-var _ provider.Provider = (*Provider)(nil)
+var (
+	_ provider.Provider  = (*Provider)(nil)
+	_ provider.Refresher = (*Provider)(nil)
+)
 
 // NewOA returns the "zalo-oa" adapter (POST {base}/v4/oa/access_token). A nil client gets
 // DefaultTimeout and the default transport; a nil now means time.Now. Construction does

@@ -43,7 +43,10 @@ type Provider struct {
 	now    func() time.Time
 }
 
-var _ provider.Provider = (*Provider)(nil)
+var (
+	_ provider.Provider  = (*Provider)(nil)
+	_ provider.Refresher = (*Provider)(nil)
+)
 
 // New returns an adapter that talks through client (nil: a client with a 30s timeout)
 // and reads time from now (nil: time.Now).
