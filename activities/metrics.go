@@ -4,6 +4,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
@@ -48,13 +50,13 @@ func (a *Activities) recordProbe(providerName string, res ProbeResult, err error
 }
 
 // recordNotification counts a Notify attempt: sent, logged (no notifier) or failed.
-func (a *Activities) recordNotification(n Notification, err error) {
+func (a *Activities) recordNotification(n credential.Notification, err error) {
 	if a.Metrics == nil {
 		return
 	}
 	event := n.Event
 	switch event {
-	case EventIncident, EventReminder, EventRecovered, EventRetired:
+	case credential.EventIncident, credential.EventReminder, credential.EventRecovered, credential.EventRetired:
 	default:
 		event = "other"
 	}

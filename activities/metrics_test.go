@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"go.uber.org/mock/gomock"
 
 	"github.com/tokenwarden/tokenwarden/activities"
@@ -129,19 +131,19 @@ func TestMetricsNotify(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	r := withMetrics(h)
 	notify := func(event string) error {
-		_, err := h.env.ExecuteActivity(h.acts.Notify, activities.Notification{Event: event, CredentialID: credID, State: "NEEDS_REAUTH"})
+		_, err := h.env.ExecuteActivity(h.acts.Notify, credential.Notification{Event: event, CredentialID: credID, State: "NEEDS_REAUTH"})
 		return err
 	}
-	if err := notify(activities.EventIncident); err != nil {
+	if err := notify(credential.EventIncident); err != nil {
 		t.Fatal(err)
 	}
 	if err := notify("made-up event"); err != nil {
 		t.Fatal(err)
 	}
 	failing := activitiesmock.NewMockNotifier(gomock.NewController(t))
-	failing.EXPECT().Notify(gomock.Any(), event(activities.EventRecovered)).Return(errors.New("webhook answered 500"))
+	failing.EXPECT().Notify(gomock.Any(), event(credential.EventRecovered)).Return(errors.New("webhook answered 500"))
 	h.acts.Notifier = failing
-	if err := notify(activities.EventRecovered); err == nil {
+	if err := notify(credential.EventRecovered); err == nil {
 		t.Fatal("a failing notifier succeeded")
 	}
 	wantLines(t, r,

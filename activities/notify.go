@@ -12,28 +12,15 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/credential"
 )
 
-// Notification events: credential's, named here for the callers that know them from
-// the activities.
-const (
-	EventIncident  = credential.EventIncident
-	EventReminder  = credential.EventReminder
-	EventRecovered = credential.EventRecovered
-	EventRetired   = credential.EventRetired
-)
-
-// Notification is credential.Notification, named here for the callers that know it from
-// the activities. Notify sets its ID (notificationID).
-type Notification = credential.Notification
-
 // Notifier delivers notifications. The worker's implementation posts webhooks to the
 // targets configured in its environment.
 type Notifier interface {
-	Notify(ctx context.Context, n Notification) error
+	Notify(ctx context.Context, n credential.Notification) error
 }
 
 // Notify delivers one notification. Failures are retried by Temporal; the workflow does
 // not wait for them, so a broken webhook never holds up a refresh.
-func (a *Activities) Notify(ctx context.Context, n Notification) error {
+func (a *Activities) Notify(ctx context.Context, n credential.Notification) error {
 	if n.ID == "" {
 		n.ID = notificationID(ctx)
 	}
@@ -42,7 +29,7 @@ func (a *Activities) Notify(ctx context.Context, n Notification) error {
 	return err
 }
 
-func (a *Activities) notify(ctx context.Context, n Notification) error {
+func (a *Activities) notify(ctx context.Context, n credential.Notification) error {
 	if a.Notifier == nil {
 		a.logger().Info("notification (no notifier configured)", "event", n.Event, "credential", n.CredentialID,
 			"state", n.State, "code", n.Code)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -17,7 +19,7 @@ import (
 )
 
 func event(kind string) gomock.Matcher {
-	return gomock.Cond(func(n activities.Notification) bool { return n.Event == kind && n.CredentialID == credID })
+	return gomock.Cond(func(n credential.Notification) bool { return n.Event == kind && n.CredentialID == credID })
 }
 
 // notifyTwice is a workflow that sends an incident and then a recovery, each through
@@ -28,8 +30,8 @@ func notifyTwice(ctx workflow.Context) error {
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 	})
 	var a *activities.Activities
-	for _, kind := range []string{activities.EventIncident, activities.EventRecovered} {
-		n := activities.Notification{Event: kind, CredentialID: credID, State: "NEEDS_REAUTH"}
+	for _, kind := range []string{credential.EventIncident, credential.EventRecovered} {
+		n := credential.Notification{Event: kind, CredentialID: credID, State: "NEEDS_REAUTH"}
 		if err := workflow.ExecuteActivity(ctx, a.Notify, n).Get(ctx, nil); err != nil {
 			return err
 		}
@@ -44,16 +46,16 @@ func TestNotifyIDIsStableAcrossRetries(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	notifier := activitiesmock.NewMockNotifier(ctrl)
 	var ids []string
-	record := func(err error) func(context.Context, activities.Notification) error {
-		return func(_ context.Context, n activities.Notification) error {
+	record := func(err error) func(context.Context, credential.Notification) error {
+		return func(_ context.Context, n credential.Notification) error {
 			ids = append(ids, n.ID)
 			return err
 		}
 	}
 	gomock.InOrder(
-		notifier.EXPECT().Notify(gomock.Any(), event(activities.EventIncident)).DoAndReturn(record(errors.New("webhook answered 502"))),
-		notifier.EXPECT().Notify(gomock.Any(), event(activities.EventIncident)).DoAndReturn(record(nil)),
-		notifier.EXPECT().Notify(gomock.Any(), event(activities.EventRecovered)).DoAndReturn(record(nil)),
+		notifier.EXPECT().Notify(gomock.Any(), event(credential.EventIncident)).DoAndReturn(record(errors.New("webhook answered 502"))),
+		notifier.EXPECT().Notify(gomock.Any(), event(credential.EventIncident)).DoAndReturn(record(nil)),
+		notifier.EXPECT().Notify(gomock.Any(), event(credential.EventRecovered)).DoAndReturn(record(nil)),
 	)
 
 	suite := quietSuite()
@@ -85,9 +87,9 @@ func TestNotifyIDIsStableAcrossRetries(t *testing.T) {
 func TestNotifyKeepsAGivenID(t *testing.T) {
 	ctrl := gomock.NewController(t)
 	notifier := activitiesmock.NewMockNotifier(ctrl)
-	notifier.EXPECT().Notify(gomock.Any(), gomock.Cond(func(n activities.Notification) bool { return n.ID == "given" })).Return(nil)
+	notifier.EXPECT().Notify(gomock.Any(), gomock.Cond(func(n credential.Notification) bool { return n.ID == "given" })).Return(nil)
 	acts := &activities.Activities{Notifier: notifier, Logger: slog.New(slog.DiscardHandler)}
-	if _, err := newActivityEnv(acts).ExecuteActivity(acts.Notify, activities.Notification{ID: "given", Event: activities.EventRetired}); err != nil {
+	if _, err := newActivityEnv(acts).ExecuteActivity(acts.Notify, credential.Notification{ID: "given", Event: credential.EventRetired}); err != nil {
 		t.Fatal(err)
 	}
 }

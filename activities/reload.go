@@ -27,10 +27,6 @@ import (
 // and a signal name, or a URL that must carry no credentials (user info and queries
 // are refused) and is sent no token.
 
-// ReloadSignal is credential.ReloadSignal, named here for the callers that know it from
-// the activities.
-type ReloadSignal = credential.ReloadSignal
-
 // reloadSignalNames lists the signals a sink may send, for messages: those daemons use
 // for "re-read your configuration" or "stop, to be restarted". Anything stronger (KILL)
 // or stranger is refused.
@@ -178,7 +174,7 @@ func readPID(path string) (int, error) {
 }
 
 // sendReloadSignal signals the process of r's pid file.
-func sendReloadSignal(r ReloadSignal) (pid int, err error) {
+func sendReloadSignal(r credential.ReloadSignal) (pid int, err error) {
 	pid, err = readPID(r.PIDFile)
 	if err != nil {
 		return 0, err

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -96,12 +98,12 @@ func TestSinkReloadSignal(t *testing.T) {
 	path := writeEnv(t, envSample, 0o600)
 	cmd, out := startReloadHelper(t, path)
 	pidFile := writePIDFile(t, t.TempDir(), strconv.Itoa(cmd.Process.Pid)+"\n")
-	sinks := []activities.SinkSpec{
-		{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN",
-			ReloadSignal: &activities.ReloadSignal{PIDFile: pidFile, Signal: "HUP"}},
+	sinks := []credential.Sink{
+		{Type: credential.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN",
+			ReloadSignal: &credential.ReloadSignal{PIDFile: pidFile, Signal: "HUP"}},
 		// The same consumer named twice is told once.
-		{Type: activities.SinkEnv, Path: path, Key: "ZALO_TOKEN_EXPIRES_AT", Value: activities.SinkValueExpiresAt,
-			ReloadSignal: &activities.ReloadSignal{PIDFile: pidFile, Signal: "HUP"}},
+		{Type: credential.SinkEnv, Path: path, Key: "ZALO_TOKEN_EXPIRES_AT", Value: credential.SinkValueExpiresAt,
+			ReloadSignal: &credential.ReloadSignal{PIDFile: pidFile, Signal: "HUP"}},
 	}
 
 	got, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: sinks})
@@ -193,8 +195,8 @@ func TestSinkReloadSignalRefusesBadPIDFiles(t *testing.T) {
 			}
 			path := writeEnv(t, envSample, 0o600)
 			_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version,
-				Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN",
-					ReloadSignal: &activities.ReloadSignal{PIDFile: pidFile, Signal: "TERM"}}}})
+				Sinks: []credential.Sink{{Type: credential.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN",
+					ReloadSignal: &credential.ReloadSignal{PIDFile: pidFile, Signal: "TERM"}}}})
 			wantType := activities.ErrTypeSinkFailed
 			if tc.refused {
 				wantType = activities.ErrTypeSinkRefused
@@ -272,7 +274,7 @@ func TestSinkReloadURL(t *testing.T) {
 	rr := &reloadReceiver{envPath: path}
 	srv := httptest.NewServer(rr)
 	t.Cleanup(srv.Close)
-	sinks := []activities.SinkSpec{{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN", ReloadURL: srv.URL + "/reload"}}
+	sinks := []credential.Sink{{Type: credential.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN", ReloadURL: srv.URL + "/reload"}}
 
 	got, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: sinks})
 	if err != nil || got.FilesChanged != 1 || got.Reloads != 1 {
@@ -348,7 +350,7 @@ func TestSinkReloadRetriedAfterFailure(t *testing.T) {
 	srv := httptest.NewServer(rr)
 	t.Cleanup(srv.Close)
 	req := activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version,
-		Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN", ReloadURL: srv.URL + "/reload"}}}
+		Sinks: []credential.Sink{{Type: credential.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN", ReloadURL: srv.URL + "/reload"}}}
 
 	// A workflow test environment, which retries the activity as Temporal would.
 	suite := quietSuite()
@@ -388,7 +390,7 @@ func TestSinkReloadRetriedAfterFailure(t *testing.T) {
 // The JSON a user writes in a credential file reaches the spec, and every bad field
 // is named.
 func TestCheckSinksReload(t *testing.T) {
-	var specs []activities.SinkSpec
+	var specs []credential.Sink
 	if err := json.Unmarshal([]byte(`[
 		{"type": "env", "path": "/srv/app/.env", "key": "ZALO_ACCESS_TOKEN",
 		 "reload_signal": {"pid_file": "/run/app.pid", "signal": "HUP"},
@@ -396,7 +398,7 @@ func TestCheckSinksReload(t *testing.T) {
 	]`), &specs); err != nil {
 		t.Fatal(err)
 	}
-	if specs[0].ReloadSignal == nil || *specs[0].ReloadSignal != (activities.ReloadSignal{PIDFile: "/run/app.pid", Signal: "HUP"}) ||
+	if specs[0].ReloadSignal == nil || *specs[0].ReloadSignal != (credential.ReloadSignal{PIDFile: "/run/app.pid", Signal: "HUP"}) ||
 		specs[0].ReloadURL != "http://127.0.0.1:8080/reload" {
 		t.Fatalf("decoded %+v", specs[0])
 	}
@@ -409,20 +411,20 @@ func TestCheckSinksReload(t *testing.T) {
 		}
 	}
 
-	env := func(sig *activities.ReloadSignal, u string) activities.SinkSpec {
-		return activities.SinkSpec{Type: activities.SinkEnv, Path: "/srv/app/.env", Key: "K", ReloadSignal: sig, ReloadURL: u}
+	env := func(sig *credential.ReloadSignal, u string) credential.Sink {
+		return credential.Sink{Type: credential.SinkEnv, Path: "/srv/app/.env", Key: "K", ReloadSignal: sig, ReloadURL: u}
 	}
 	for _, tc := range []struct {
-		spec activities.SinkSpec
+		spec credential.Sink
 		want string
 	}{
-		{env(&activities.ReloadSignal{PIDFile: "/run/app.pid", Signal: "KILL"}, ""), `sinks[0].reload_signal.signal: must be HUP, USR1, USR2 or TERM, got "KILL"`},
-		{env(&activities.ReloadSignal{PIDFile: "/run/app.pid", Signal: "SIGHUP"}, ""), `sinks[0].reload_signal.signal: must be HUP`},
-		{env(&activities.ReloadSignal{PIDFile: "/run/app.pid"}, ""), `sinks[0].reload_signal.signal: required`},
-		{env(&activities.ReloadSignal{Signal: "HUP"}, ""), `sinks[0].reload_signal.pid_file: required`},
-		{env(&activities.ReloadSignal{PIDFile: "run/app.pid", Signal: "HUP"}, ""), `sinks[0].reload_signal.pid_file: must be absolute`},
-		{env(&activities.ReloadSignal{PIDFile: "/run/../etc/app.pid", Signal: "HUP"}, ""), `sinks[0].reload_signal.pid_file: must be clean`},
-		{env(&activities.ReloadSignal{PIDFile: "/proc/sys/kernel/pid_max", Signal: "HUP"}, ""), `sinks[0].reload_signal.pid_file: must be a file named *.pid`},
+		{env(&credential.ReloadSignal{PIDFile: "/run/app.pid", Signal: "KILL"}, ""), `sinks[0].reload_signal.signal: must be HUP, USR1, USR2 or TERM, got "KILL"`},
+		{env(&credential.ReloadSignal{PIDFile: "/run/app.pid", Signal: "SIGHUP"}, ""), `sinks[0].reload_signal.signal: must be HUP`},
+		{env(&credential.ReloadSignal{PIDFile: "/run/app.pid"}, ""), `sinks[0].reload_signal.signal: required`},
+		{env(&credential.ReloadSignal{Signal: "HUP"}, ""), `sinks[0].reload_signal.pid_file: required`},
+		{env(&credential.ReloadSignal{PIDFile: "run/app.pid", Signal: "HUP"}, ""), `sinks[0].reload_signal.pid_file: must be absolute`},
+		{env(&credential.ReloadSignal{PIDFile: "/run/../etc/app.pid", Signal: "HUP"}, ""), `sinks[0].reload_signal.pid_file: must be clean`},
+		{env(&credential.ReloadSignal{PIDFile: "/proc/sys/kernel/pid_max", Signal: "HUP"}, ""), `sinks[0].reload_signal.pid_file: must be a file named *.pid`},
 		{env(nil, "ftp://127.0.0.1/reload"), `sinks[0].reload_url: must be an https URL (http only to a loopback address), got scheme "ftp"`},
 		{env(nil, "/reload"), `sinks[0].reload_url: must be an https URL`},
 		{env(nil, "http://app.example.com/reload"), `sinks[0].reload_url: plain http only to a loopback address`},
@@ -434,12 +436,12 @@ func TestCheckSinksReload(t *testing.T) {
 		{env(nil, "https:///reload"), `sinks[0].reload_url: must be an absolute URL with a host`},
 		{env(nil, "http://127.0.0.1/re load"), `sinks[0].reload_url: contains a space or control character`},
 		{env(nil, "https://app.example.com/"+strings.Repeat("a", 2048)), `sinks[0].reload_url: longer than 2048 bytes`},
-		{activities.SinkSpec{Type: activities.SinkWebhook, Target: "app", ReloadURL: "http://127.0.0.1/reload"},
+		{credential.Sink{Type: credential.SinkWebhook, Target: "app", ReloadURL: "http://127.0.0.1/reload"},
 			`sinks[0].reload_signal, reload_url: only for env sinks`},
-		{activities.SinkSpec{Type: activities.SinkWebhook, Target: "app", ReloadSignal: &activities.ReloadSignal{PIDFile: "/run/app.pid", Signal: "HUP"}},
+		{credential.Sink{Type: credential.SinkWebhook, Target: "app", ReloadSignal: &credential.ReloadSignal{PIDFile: "/run/app.pid", Signal: "HUP"}},
 			`sinks[0].reload_signal, reload_url: only for env sinks`},
 	} {
-		err := activities.CheckSinks([]activities.SinkSpec{tc.spec})
+		err := activities.CheckSinks([]credential.Sink{tc.spec})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("CheckSinks(%+v) = %v, want %q", tc.spec, err, tc.want)
 		}

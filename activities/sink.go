@@ -23,17 +23,6 @@ import (
 	"github.com/tokenwarden/tokenwarden/internal/webhook"
 )
 
-// Sink types and env sink values: credential's, named here for the callers that know
-// them from the activities.
-const (
-	SinkEnv               = credential.SinkEnv
-	SinkWebhook           = credential.SinkWebhook
-	SinkValueAccessToken  = credential.SinkValueAccessToken
-	SinkValueTokenType    = credential.SinkValueTokenType
-	SinkValueExpiresAt    = credential.SinkValueExpiresAt
-	SinkValueRefreshToken = credential.SinkValueRefreshToken
-)
-
 // MaxSinks bounds the sinks of one credential.
 const MaxSinks = 16
 
@@ -46,15 +35,11 @@ const ErrTypeSinkRefused = "SinkRefused"
 // error).
 const ErrTypeSinkFailed = "SinkFailed"
 
-// SinkSpec is credential.Sink, named here for the callers that know it from the
-// activities.
-type SinkSpec = credential.Sink
-
 // checkSink validates one sink; its errors name the field ("path: must be absolute").
 func checkSink(s credential.Sink) error {
 	var errs []error
 	switch s.Type {
-	case SinkEnv:
+	case credential.SinkEnv:
 		if err := checkFilePath("path", s.Path); err != nil {
 			errs = append(errs, err)
 		}
@@ -62,10 +47,10 @@ func checkSink(s credential.Sink) error {
 			errs = append(errs, fmt.Errorf("key: must be a variable name ([A-Za-z_][A-Za-z0-9_]*, at most %d), got %q", envfile.MaxKeyLen, s.Key))
 		}
 		switch s.EnvValue() {
-		case SinkValueAccessToken, SinkValueTokenType, SinkValueExpiresAt, SinkValueRefreshToken:
+		case credential.SinkValueAccessToken, credential.SinkValueTokenType, credential.SinkValueExpiresAt, credential.SinkValueRefreshToken:
 		default:
 			errs = append(errs, fmt.Errorf("value: must be %s (default), %s, %s or %s, got %q",
-				SinkValueAccessToken, SinkValueTokenType, SinkValueExpiresAt, SinkValueRefreshToken, s.Value))
+				credential.SinkValueAccessToken, credential.SinkValueTokenType, credential.SinkValueExpiresAt, credential.SinkValueRefreshToken, s.Value))
 		}
 		if s.Target != "" {
 			errs = append(errs, errors.New("target: only for webhook sinks"))
@@ -80,7 +65,7 @@ func checkSink(s credential.Sink) error {
 				errs = append(errs, err)
 			}
 		}
-	case SinkWebhook:
+	case credential.SinkWebhook:
 		if !config.ValidNotifyTargetName(s.Target) {
 			errs = append(errs, fmt.Errorf("target: must name a target of %s_NOTIFY_TARGETS (1-%d letters, digits, '.', '_', '-'), got %q",
 				config.Prefix, config.MaxNotifyTargetName, s.Target))
@@ -92,9 +77,9 @@ func checkSink(s credential.Sink) error {
 			errs = append(errs, errors.New("reload_signal, reload_url: only for env sinks (a webhook's receiver is told by the webhook itself)"))
 		}
 	case "":
-		errs = append(errs, fmt.Errorf("type: required (%s or %s)", SinkEnv, SinkWebhook))
+		errs = append(errs, fmt.Errorf("type: required (%s or %s)", credential.SinkEnv, credential.SinkWebhook))
 	default:
-		errs = append(errs, fmt.Errorf("type: must be %s or %s, got %q", SinkEnv, SinkWebhook, s.Type))
+		errs = append(errs, fmt.Errorf("type: must be %s or %s, got %q", credential.SinkEnv, credential.SinkWebhook, s.Type))
 	}
 	return errors.Join(errs...)
 }
@@ -115,7 +100,7 @@ func CheckSinks(sinks []credential.Sink) error {
 			continue
 		}
 		id := s.Type + "\x00" + s.Target
-		if s.Type == SinkEnv {
+		if s.Type == credential.SinkEnv {
 			id = s.Type + "\x00" + s.Path + "\x00" + s.Key
 		}
 		if j, dup := seen[id]; dup {
@@ -208,12 +193,12 @@ func (a *Activities) Sink(ctx context.Context, req SinkRequest) (SinkResult, err
 		return s
 	}
 	values := map[string]string{
-		SinkValueAccessToken:  rec.Secrets.AccessToken,
-		SinkValueTokenType:    rec.TokenType,
-		SinkValueRefreshToken: rec.Secrets.RefreshToken,
+		credential.SinkValueAccessToken:  rec.Secrets.AccessToken,
+		credential.SinkValueTokenType:    rec.TokenType,
+		credential.SinkValueRefreshToken: rec.Secrets.RefreshToken,
 	}
 	if !rec.AccessExpiresAt.IsZero() {
-		values[SinkValueExpiresAt] = rec.AccessExpiresAt.UTC().Format(time.RFC3339)
+		values[credential.SinkValueExpiresAt] = rec.AccessExpiresAt.UTC().Format(time.RFC3339)
 	}
 
 	res := SinkResult{Version: rec.Version}
@@ -231,11 +216,11 @@ func (a *Activities) Sink(ctx context.Context, req SinkRequest) (SinkResult, err
 	files := map[string]*fileUpdate{}
 	var paths []string
 	for i, s := range req.Sinks {
-		if s.Type != SinkEnv {
+		if s.Type != credential.SinkEnv {
 			continue
 		}
 		v := values[s.EnvValue()]
-		if v == "" && (s.EnvValue() == SinkValueAccessToken || s.EnvValue() == SinkValueRefreshToken) {
+		if v == "" && (s.EnvValue() == credential.SinkValueAccessToken || s.EnvValue() == credential.SinkValueRefreshToken) {
 			refuse(fmt.Sprintf("sinks[%d]: the token store holds no %s to write", i, s.EnvValue()))
 			continue
 		}
@@ -304,7 +289,7 @@ func (a *Activities) Sink(ctx context.Context, req SinkRequest) (SinkResult, err
 	}
 
 	for i, s := range req.Sinks {
-		if s.Type != SinkWebhook {
+		if s.Type != credential.SinkWebhook {
 			continue
 		}
 		if a.SinkWebhooks == nil {
@@ -354,7 +339,7 @@ func (a *Activities) Sink(ctx context.Context, req SinkRequest) (SinkResult, err
 // a URL; sink is the index of the first sink that asked for it.
 type reloadAction struct {
 	sink   int
-	signal ReloadSignal
+	signal credential.ReloadSignal
 	url    string
 }
 

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/internal/webhook"
@@ -62,10 +64,10 @@ func TestSinkWritesCurrentRecordToEnvFile(t *testing.T) {
 	rec := h.get(credID)
 	path := writeEnv(t, envSample, 0o640)
 
-	out, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: []activities.SinkSpec{
-		{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN"},
-		{Type: activities.SinkEnv, Path: path, Key: "ZALO_TOKEN_TYPE", Value: activities.SinkValueTokenType},
-		{Type: activities.SinkEnv, Path: path, Key: "ZALO_EXPIRES_AT", Value: activities.SinkValueExpiresAt},
+	out, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: []credential.Sink{
+		{Type: credential.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN"},
+		{Type: credential.SinkEnv, Path: path, Key: "ZALO_TOKEN_TYPE", Value: credential.SinkValueTokenType},
+		{Type: credential.SinkEnv, Path: path, Key: "ZALO_EXPIRES_AT", Value: credential.SinkValueExpiresAt},
 	}})
 	if err != nil {
 		t.Fatalf("Sink: %v", err)
@@ -87,8 +89,8 @@ func TestSinkWritesCurrentRecordToEnvFile(t *testing.T) {
 	h.assertNoSecrets(errNone{}, h.secrets(credID, "fam")...)
 
 	// Run again: nothing changed, nothing rewritten.
-	out, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: []activities.SinkSpec{
-		{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN"},
+	out, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: res.Version, Sinks: []credential.Sink{
+		{Type: credential.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN"},
 	}})
 	if err != nil || out.FilesChanged != 0 {
 		t.Fatalf("second Sink = %+v, %v; want no change", out, err)
@@ -110,9 +112,9 @@ func TestSinkWritesNewestWhenStoreMovedOn(t *testing.T) {
 	rec := h.get(credID)
 	path := writeEnv(t, envSample, 0o600)
 
-	out, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: first.Version, Sinks: []activities.SinkSpec{
-		{Type: activities.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN"},
-		{Type: activities.SinkEnv, Path: path, Key: "ZALO_REFRESH_TOKEN", Value: activities.SinkValueRefreshToken},
+	out, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: first.Version, Sinks: []credential.Sink{
+		{Type: credential.SinkEnv, Path: path, Key: "ZALO_ACCESS_TOKEN"},
+		{Type: credential.SinkEnv, Path: path, Key: "ZALO_REFRESH_TOKEN", Value: credential.SinkValueRefreshToken},
 	}})
 	if err != nil {
 		t.Fatalf("Sink: %v", err)
@@ -148,7 +150,7 @@ func TestSinksOfCredentialsSharingAFile(t *testing.T) {
 				// Its own activity environment: the test environment is not safe for
 				// concurrent use.
 				val, err := newActivityEnv(h.acts).ExecuteActivity(h.acts.Sink, activities.SinkRequest{CredentialID: id, Provider: catalog.OAuth2,
-					Version: 2, Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: path, Key: key}}})
+					Version: 2, Sinks: []credential.Sink{{Type: credential.SinkEnv, Path: path, Key: key}}})
 				if err != nil {
 					t.Error(err)
 					return
@@ -179,7 +181,7 @@ func TestSinkFailures(t *testing.T) {
 	// A directory that does not exist: retryable, named, no secret.
 	missing := filepath.Join(t.TempDir(), "gone", ".env")
 	_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
-		Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: missing, Key: "TOKEN"}}})
+		Sinks: []credential.Sink{{Type: credential.SinkEnv, Path: missing, Key: "TOKEN"}}})
 	appErr := appError(t, err, activities.ErrTypeSinkFailed, false)
 	if !strings.Contains(appErr.Message(), "sinks[0]") || !strings.Contains(appErr.Message(), missing) {
 		t.Errorf("message %q does not name the sink and path", appErr.Message())
@@ -188,7 +190,7 @@ func TestSinkFailures(t *testing.T) {
 
 	// Invalid input: non-retryable, names the field.
 	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
-		Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: "rel/.env", Key: "TOKEN"}}})
+		Sinks: []credential.Sink{{Type: credential.SinkEnv, Path: "rel/.env", Key: "TOKEN"}}})
 	appErr = appError(t, err, activities.ErrTypeInvalidInput, true)
 	if !strings.Contains(appErr.Message(), "sinks[0].path: must be absolute") {
 		t.Errorf("message %q", appErr.Message())
@@ -196,12 +198,12 @@ func TestSinkFailures(t *testing.T) {
 
 	// No record (retired): refused.
 	_, err = h.sink(activities.SinkRequest{CredentialID: "nobody", Provider: catalog.OAuth2, Version: 2,
-		Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: writeEnv(t, "", 0o600), Key: "TOKEN"}}})
+		Sinks: []credential.Sink{{Type: credential.SinkEnv, Path: writeEnv(t, "", 0o600), Key: "TOKEN"}}})
 	appError(t, err, activities.ErrTypeSinkRefused, true)
 
 	// A webhook sink on a worker without targets: refused.
 	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
-		Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: "app"}}})
+		Sinks: []credential.Sink{{Type: credential.SinkWebhook, Target: "app"}}})
 	appError(t, err, activities.ErrTypeSinkRefused, true)
 }
 
@@ -247,7 +249,7 @@ func TestSinkWebhook(t *testing.T) {
 		strings.TrimPrefix(sinkSecret, webhook.SecretPrefix))
 
 	out, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
-		Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: "app"}}})
+		Sinks: []credential.Sink{{Type: credential.SinkWebhook, Target: "app"}}})
 	if err != nil || out.Webhooks != 1 {
 		t.Fatalf("Sink = %+v, %v", out, err)
 	}
@@ -276,7 +278,7 @@ func TestSinkWebhook(t *testing.T) {
 
 	// Delivered again (a retry, or a late run for the same version): the same webhook-id.
 	if _, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
-		Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: "app"}}}); err != nil {
+		Sinks: []credential.Sink{{Type: credential.SinkWebhook, Target: "app"}}}); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
@@ -288,7 +290,7 @@ func TestSinkWebhook(t *testing.T) {
 
 	// The receiver fails: retryable, and nothing secret in the error or the log.
 	_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
-		Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: "app"}}})
+		Sinks: []credential.Sink{{Type: credential.SinkWebhook, Target: "app"}}})
 	appErr := appError(t, err, activities.ErrTypeSinkFailed, false)
 	if !strings.Contains(appErr.Message(), `webhook target "app": webhook answered 500`) {
 		t.Errorf("message %q", appErr.Message())
@@ -302,7 +304,7 @@ func TestSinkWebhook(t *testing.T) {
 		"unknown": "not configured on this worker",
 	} {
 		_, err = h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
-			Sinks: []activities.SinkSpec{{Type: activities.SinkWebhook, Target: target}}})
+			Sinks: []credential.Sink{{Type: credential.SinkWebhook, Target: target}}})
 		appErr := appError(t, err, activities.ErrTypeSinkRefused, true)
 		if !strings.Contains(appErr.Message(), want) {
 			t.Errorf("%s: message %q, want %q", target, appErr.Message(), want)

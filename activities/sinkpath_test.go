@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/internal/envfile"
 	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
@@ -57,7 +59,7 @@ func newSinkLayout(t *testing.T, h *harness) sinkLayout {
 func (h *harness) sinkAt(path string) error {
 	h.t.Helper()
 	_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2,
-		Sinks: []activities.SinkSpec{{Type: activities.SinkEnv, Path: path, Key: "TOKEN"}}})
+		Sinks: []credential.Sink{{Type: credential.SinkEnv, Path: path, Key: "TOKEN"}}})
 	return err
 }
 
@@ -219,9 +221,9 @@ func TestEnvSinkWhereItMayWrite(t *testing.T) {
 	})
 	t.Run("a refusal and a good sink together", func(t *testing.T) {
 		good := filepath.Join(l.app, "both.env")
-		_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2, Sinks: []activities.SinkSpec{
-			{Type: activities.SinkEnv, Path: l.keyFile, Key: "TOKEN"},
-			{Type: activities.SinkEnv, Path: good, Key: "TOKEN"},
+		_, err := h.sink(activities.SinkRequest{CredentialID: credID, Provider: catalog.OAuth2, Version: 2, Sinks: []credential.Sink{
+			{Type: credential.SinkEnv, Path: l.keyFile, Key: "TOKEN"},
+			{Type: credential.SinkEnv, Path: good, Key: "TOKEN"},
 		}})
 		h.wantRefused(err, "sinks[0]")
 		unchanged(t, l.keyFile, keyBefore)

@@ -15,6 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -56,7 +58,7 @@ func (a *app) startInput(ctx context.Context, c client.Client, in workflows.Cred
 		// The line the Web UI's list shows for it (workflows/metadata.go).
 		StaticSummary: workflows.StaticSummary(in.Provider, in.ID),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SearchState.ValueSet(string(workflows.StateSeeding)),
+			workflows.SearchState.ValueSet(string(credential.StateSeeding)),
 			workflows.SearchProvider.ValueSet(in.Provider),
 		),
 	}, workflows.WorkflowType, in)
@@ -82,7 +84,7 @@ func (a *app) status(ctx context.Context, args []string) error {
 		fs.Usage()
 		return fail(exitBadInput, "expected one credential ID")
 	}
-	if err := workflows.ValidateID(pos[0]); err != nil {
+	if err := credential.ValidateID(pos[0]); err != nil {
 		return fail(exitBadInput, "%v", err)
 	}
 	c, err := a.dial(ctx)
@@ -141,7 +143,7 @@ func printStatus(w io.Writer, st workflows.Status, now time.Time) {
 	if st.LastError != "" {
 		row("last error", st.LastError)
 	}
-	if st.State == workflows.StateNeedsReauth {
+	if st.State == credential.StateNeedsReauth {
 		row("to fix", workflows.ReseedCommand(st.ID, st.Provider, st.Config))
 	}
 	_ = tw.Flush()
@@ -242,7 +244,7 @@ func (a *app) list(ctx context.Context, args []string) error {
 	// them apart, like the seed scripts' "deleted" total.
 	if *state == "" {
 		q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Completed' AND TokenState = '%s'",
-			workflows.WorkflowType, workflows.StateRetired)
+			workflows.WorkflowType, credential.StateRetired)
 		if *prov != "" {
 			q += fmt.Sprintf(" AND TokenProvider = '%s'", *prov)
 		}
@@ -291,9 +293,9 @@ func listedOf(ex *workflowpb.WorkflowExecutionInfo) listed {
 }
 
 func knownState(s string) bool {
-	switch workflows.State(s) {
-	case workflows.StateSeeding, workflows.StateActive, workflows.StateRefreshing, workflows.StateDegraded,
-		workflows.StateExpired, workflows.StateNeedsReauth:
+	switch credential.State(s) {
+	case credential.StateSeeding, credential.StateActive, credential.StateRefreshing, credential.StateDegraded,
+		credential.StateExpired, credential.StateNeedsReauth:
 		return true
 	}
 	return false

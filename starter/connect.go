@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
@@ -105,7 +107,7 @@ func (a *app) connect(ctx context.Context, args []string) (err error) {
 		if in, err = a.readConnectInput(pos[0]); err != nil {
 			return err
 		}
-	} else if err := workflows.ValidateID(pos[0]); err != nil {
+	} else if err := credential.ValidateID(pos[0]); err != nil {
 		return fail(exitBadInput, "%s is neither a credential file nor a credential ID: %v", pos[0], err)
 	}
 	c, err := a.dial(ctx)

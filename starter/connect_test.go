@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -415,7 +417,7 @@ func writeTestFile(t *testing.T, path, content string) {
 
 func TestStatusNamesTheFixingCommand(t *testing.T) {
 	var b bytes.Buffer
-	st := workflows.Status{ID: "zalo-oa-main", Provider: "zalo-oa", Config: provider.Config{ClientID: "1234"}, State: workflows.StateNeedsReauth}
+	st := workflows.Status{ID: "zalo-oa-main", Provider: "zalo-oa", Config: provider.Config{ClientID: "1234"}, State: credential.StateNeedsReauth}
 	printStatus(&b, st, time.Now())
 	if !strings.Contains(b.String(), "starter connect zalo-oa-main") {
 		t.Errorf("status of a NEEDS_REAUTH zalo-oa credential:\n%s", b.String())
@@ -425,7 +427,7 @@ func TestStatusNamesTheFixingCommand(t *testing.T) {
 		t.Errorf("reseed's hint: %v", err)
 	}
 	b.Reset()
-	st.State = workflows.StateActive
+	st.State = credential.StateActive
 	printStatus(&b, st, time.Now())
 	if strings.Contains(b.String(), "to fix") {
 		t.Errorf("an ACTIVE credential gets a fix:\n%s", b.String())

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -29,7 +31,7 @@ func idArg(fs *flag.FlagSet, pos []string) (string, error) {
 		fs.Usage()
 		return "", fail(exitBadInput, "expected one credential ID, got %d arguments", len(pos))
 	}
-	if err := workflows.ValidateID(pos[0]); err != nil {
+	if err := credential.ValidateID(pos[0]); err != nil {
 		return "", fail(exitBadInput, "%v", err)
 	}
 	return pos[0], nil
@@ -129,7 +131,7 @@ func (a *app) reportRound(st workflows.Status, verb string) error {
 	now := time.Now()
 	fmt.Fprintf(a.stdout, "credential %s %s: state %s, store version %d, access token expires %s\n",
 		st.ID, verb, st.State, st.Version, when(st.AccessExpiresAt, now))
-	if st.State == workflows.StateActive {
+	if st.State == credential.StateActive {
 		return nil
 	}
 	why := st.LastError
@@ -140,7 +142,7 @@ func (a *app) reportRound(st workflows.Status, verb string) error {
 		why += " (" + st.LastErrorCode + ")"
 	}
 	hint := ""
-	if st.State == workflows.StateNeedsReauth {
+	if st.State == credential.StateNeedsReauth {
 		hint = "; hand in new grant material with `" + workflows.ReseedCommand(st.ID, st.Provider, st.Config) + "`"
 	}
 	return fail(exitFailure, "credential %s is %s: %s%s", st.ID, st.State, why, hint)

@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
 
@@ -137,16 +139,16 @@ func countStats(runs []statsRun, since time.Time) (rows []providerStats, all pro
 		switch r.Status {
 		case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
 			s.Total++
-			switch workflows.State(r.State) {
-			case workflows.StateActive, workflows.StateRefreshing:
+			switch credential.State(r.State) {
+			case credential.StateActive, credential.StateRefreshing:
 				s.Live++
-			case workflows.StateDegraded, workflows.StateExpired, workflows.StateNeedsReauth:
+			case credential.StateDegraded, credential.StateExpired, credential.StateNeedsReauth:
 				s.Failing++
-			case workflows.StateSeeding, "":
+			case credential.StateSeeding, "":
 				s.Seeding++
 			}
 		case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-			if closedInPeriod && workflows.State(r.State) == workflows.StateRetired {
+			if closedInPeriod && credential.State(r.State) == credential.StateRetired {
 				s.Retired++
 			}
 		case enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:

@@ -21,8 +21,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/internal/config"
-	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
 // exitForbidden shares 6 with exitRejected: the request was understood and refused.
@@ -50,7 +51,7 @@ func (a *app) token(ctx context.Context, args []string) error {
 		return fail(exitBadInput, "want exactly one credential ID")
 	}
 	id := pos[0]
-	if err := workflows.ValidateID(id); err != nil {
+	if err := credential.ValidateID(id); err != nil {
 		return fail(exitBadInput, "credential %v", err)
 	}
 	cfg, err := config.LoadTokenClient()

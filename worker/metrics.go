@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
@@ -24,9 +26,9 @@ const collectInterval = 15 * time.Second
 // publishedStates are the TokenState values a running credential workflow publishes
 // (REFRESHING is not published; RETIRED workflows have completed). Each gets a
 // tokenwarden_credentials series, zero included.
-var publishedStates = []workflows.State{
-	workflows.StateSeeding, workflows.StateActive, workflows.StateDegraded,
-	workflows.StateExpired, workflows.StateNeedsReauth,
+var publishedStates = []credential.State{
+	credential.StateSeeding, credential.StateActive, credential.StateDegraded,
+	credential.StateExpired, credential.StateNeedsReauth,
 }
 
 // workerMetrics is the worker's registry: tokenwarden's own metrics, the Temporal
@@ -146,7 +148,7 @@ func (m *workerMetrics) failed(ctx context.Context, source string, logger *slog.
 	logger.Log(ctx, level, msg, args...)
 }
 
-func stateQuery(st workflows.State) string {
+func stateQuery(st credential.State) string {
 	return fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND %s = '%s'",
 		workflows.WorkflowType, workflows.SearchState.GetName(), st)
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/workflow"
 
@@ -36,11 +38,11 @@ func TestUnusedDeadline(t *testing.T) {
 		})
 	}
 	// In the schedule: the usage check comes when it is due first, even while parked.
-	st := Status{ID: "c1", State: StateNeedsReauth, SeededAt: t0}
+	st := Status{ID: "c1", State: cred.StateNeedsReauth, SeededAt: t0}
 	if a, at := NextWakeup(st, month, t0); a != ActionUsageCheck || !at.Equal(t0.Add(30*24*time.Hour)) {
 		t.Fatalf("parked, unused: NextWakeup = %s %s", a, at)
 	}
-	st = Status{ID: "c1", State: StateActive, SeededAt: t0, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour)}
+	st = Status{ID: "c1", State: cred.StateActive, SeededAt: t0, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour)}
 	withMargins := month
 	withMargins.RefreshMargin = Duration(5 * time.Minute)
 	if a, _ := NextWakeup(st, withMargins, t0); a != ActionRefresh {
@@ -79,7 +81,7 @@ func (s *credentialSuite) TestUnusedCredentialIsRetired() {
 	s.Require().NoError(s.env.GetWorkflowError())
 	var final Status
 	s.Require().NoError(s.env.GetWorkflowResult(&final))
-	s.Equal(StateRetired, final.State)
+	s.Equal(cred.StateRetired, final.State)
 	s.Equal(1, retired)
 	// Checked at day 30 (the read on day 10 moves the deadline), retired at day 40.
 	s.Require().Len(checks, 2)
@@ -175,6 +177,6 @@ func (s *credentialSuite) TestRetireAfterUnusedZeroMeansNever() {
 	in := input()
 	in.Policy.RetireAfterUnused = zero()
 	s.env.ExecuteWorkflow(WorkflowType, in)
-	s.Equal(StateActive, st.State)
+	s.Equal(cred.StateActive, st.State)
 	s.Equal(ActionRefresh, st.NextAction)
 }

@@ -12,6 +12,8 @@ import (
 	"maps"
 	"time"
 
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -73,7 +75,7 @@ func CredentialWorkflow(ctx workflow.Context, in CredentialInput) (Status, error
 	if in.Carried != nil {
 		c.st = *in.Carried
 	} else {
-		c.st = Status{ID: info.WorkflowExecution.ID, Provider: in.Provider, State: StateSeeding, StateSince: now}
+		c.st = Status{ID: info.WorkflowExecution.ID, Provider: in.Provider, State: cred.StateSeeding, StateSince: now}
 	}
 	c.st.Config = in.Config
 	c.st.Labels = mergeLabels(c.st.Labels, in.Labels)
@@ -157,7 +159,7 @@ type credential struct {
 	rounds     int
 	// published is what the search attributes last said, to upsert only on change.
 	published struct {
-		state     State
+		state     cred.State
 		expiresAt time.Time
 		set       bool
 	}
@@ -263,7 +265,7 @@ func (c *credential) applySeed(ctx workflow.Context, seed SeedEnvelope) error {
 	// New grant material replaces whatever an outbox may hold (its entry is dropped as
 	// older than the store when that worker next runs).
 	c.st.Outbox = nil
-	c.setState(ctx, StateActive)
+	c.setState(ctx, cred.StateActive)
 	c.reviewIncident(ctx)
 	return nil
 }
@@ -274,7 +276,7 @@ func (c *credential) applySeed(ctx workflow.Context, seed SeedEnvelope) error {
 type round struct {
 	c             *credential
 	ctx           workflow.Context
-	previous      State
+	previous      cred.State
 	previousSince time.Time
 }
 
@@ -283,11 +285,11 @@ func (c *credential) beginRound(ctx workflow.Context) *round {
 	c.st.RefreshRequested = false
 	c.st.LastAttemptAt = workflow.Now(ctx)
 	r := &round{c: c, ctx: ctx, previous: c.st.State, previousSince: c.st.StateSince}
-	c.setState(ctx, StateRefreshing)
+	c.setState(ctx, cred.StateRefreshing)
 	return r
 }
 
-func (r *round) settle(s State) {
+func (r *round) settle(s cred.State) {
 	c := r.c
 	if s == r.previous {
 		c.st.State, c.st.StateSince = s, r.previousSince
@@ -304,7 +306,7 @@ func (r *round) succeed() {
 	r.c.st.ConsecutiveFailures = 0
 	r.c.st.RetryNotBefore = time.Time{}
 	r.c.st.LastError, r.c.st.LastErrorCode = "", ""
-	r.settle(StateActive)
+	r.settle(cred.StateActive)
 }
 
 // park ends a round in NEEDS_REAUTH: only a human can help now.
@@ -313,7 +315,7 @@ func (r *round) park(reason, code string) {
 	c.st.LastError, c.st.LastErrorCode = reason, code
 	c.st.ConsecutiveFailures = 0
 	c.st.RefreshRequested = false
-	r.settle(StateNeedsReauth)
+	r.settle(cred.StateNeedsReauth)
 	c.log.Warn("credential needs re-authorisation", "code", code)
 }
 
@@ -345,9 +347,9 @@ func (r *round) fail(err error) {
 	if detail.RetryAfter > 0 {
 		c.st.RetryNotBefore = now.Add(detail.RetryAfter)
 	}
-	next := StateDegraded
+	next := cred.StateDegraded
 	if !c.st.AccessExpiresAt.IsZero() && !now.Before(c.st.AccessExpiresAt) {
-		next = StateExpired
+		next = cred.StateExpired
 	}
 	r.settle(next)
 	c.log.Warn("round failed", "failures", c.st.ConsecutiveFailures, "code", detail.Code)
@@ -481,7 +483,7 @@ func (c *credential) probe(ctx workflow.Context) {
 	r.park("probe: the provider no longer accepts the access token", res.Code)
 }
 
-func (c *credential) setState(ctx workflow.Context, s State) {
+func (c *credential) setState(ctx workflow.Context, s cred.State) {
 	if c.st.State != s {
 		c.st.StateSince = workflow.Now(ctx)
 	}
@@ -499,7 +501,7 @@ func (c *credential) publish(ctx workflow.Context) error {
 	c.describe(ctx)
 	p := &c.published
 	expiresAt := c.st.AccessExpiresAt
-	if c.stateSearchAttributes && c.st.State == StateActive {
+	if c.stateSearchAttributes && c.st.State == cred.StateActive {
 		expiresAt = time.Time{}
 	}
 	if p.set && p.state == c.st.State && p.expiresAt.Equal(expiresAt) {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"github.com/stretchr/testify/suite"
@@ -28,7 +30,7 @@ type credentialSuite struct {
 	clock atomic.Pointer[testsuite.TestWorkflowEnvironment]
 	a     *activities.Activities
 	// notes records every notification the workflow sent, in order.
-	notes []activities.Notification
+	notes []cred.Notification
 }
 
 func TestCredentialWorkflow(t *testing.T) { suite.Run(t, new(credentialSuite)) }
@@ -41,7 +43,7 @@ func (s *credentialSuite) SetupTest() {
 	s.env.SetStartWorkflowOptions(testStartOptions("cred-1"))
 	s.notes = nil
 	s.env.OnActivity(s.a.Notify, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, n activities.Notification) error {
+		func(ctx context.Context, n cred.Notification) error {
 			s.notes = append(s.notes, n)
 			return nil
 		}).Maybe()
@@ -123,7 +125,7 @@ func (s *credentialSuite) TestRefreshesAtTheComputedTime() {
 	for i := range want {
 		s.WithinDuration(want[i], log.times[i], time.Second, "refresh %d", i)
 	}
-	s.Equal(StateActive, mid.State)
+	s.Equal(cred.StateActive, mid.State)
 	s.Equal(int64(2), mid.Version)
 	s.Equal(ActionRefresh, mid.NextAction)
 	s.WithinDuration(t0.Add(40*time.Minute), mid.NextActionAt, time.Second)
@@ -165,14 +167,14 @@ func (s *credentialSuite) TestTransientFailuresDegradeThenRecover() {
 	s.env.ExecuteWorkflow(WorkflowType, input())
 
 	s.Equal(7, calls)
-	s.Equal(StateDegraded, degraded.State)
+	s.Equal(cred.StateDegraded, degraded.State)
 	s.Equal(1, degraded.ConsecutiveFailures)
 	s.Equal("http_502", degraded.LastErrorCode)
 	s.Contains(degraded.LastError, "provider 502")
 	s.Equal(ActionRetry, degraded.NextAction)
 	s.WithinDuration(t0.Add(17*time.Second), degraded.NextActionAt, time.Second)
 
-	s.Equal(StateActive, recovered.State)
+	s.Equal(cred.StateActive, recovered.State)
 	s.Equal(0, recovered.ConsecutiveFailures)
 	s.Empty(recovered.LastError)
 	s.Equal(int64(2), recovered.Version)
@@ -208,7 +210,7 @@ func (s *credentialSuite) TestExpiredWhenTheAccessTokenRunsOutWhileFailing() {
 	in := input()
 	in.Seed.AccessToken, in.Seed.AccessExpiresAt = "at", t0.Add(10*time.Minute)
 	s.env.ExecuteWorkflow(WorkflowType, in)
-	s.Equal(StateExpired, st.State)
+	s.Equal(cred.StateExpired, st.State)
 	s.Greater(st.ConsecutiveFailures, 5)
 	// The backoff is capped at the 1h default, so rounds keep coming.
 	s.True(st.NextActionAt.Sub(st.LastAttemptAt) <= time.Hour)
@@ -243,17 +245,17 @@ func (s *credentialSuite) TestPermanentFailureParksUntilReseed() {
 	s.stopAt(6*time.Hour + 10*time.Minute)
 	s.env.ExecuteWorkflow(WorkflowType, input())
 
-	s.Equal(StateNeedsReauth, parked.State)
+	s.Equal(cred.StateNeedsReauth, parked.State)
 	s.Equal("invalid_grant", parked.LastErrorCode)
 	// Parked: nothing happens but the daily reminder of the incident.
 	s.Equal(ActionRemind, parked.NextAction)
 	s.Require().NotNil(parked.Incident)
-	s.Equal(StateNeedsReauth, parked.Incident.Kind)
+	s.Equal(cred.StateNeedsReauth, parked.Incident.Kind)
 	s.WithinDuration(parked.Incident.Since.Add(24*time.Hour), parked.NextActionAt, time.Second)
-	s.Equal(StateNeedsReauth, afterRefreshNow.State, "refresh-now must not present a dead grant")
-	s.Equal(StateNeedsReauth, afterBadReseed.State)
+	s.Equal(cred.StateNeedsReauth, afterRefreshNow.State, "refresh-now must not present a dead grant")
+	s.Equal(cred.StateNeedsReauth, afterBadReseed.State)
 	s.Contains(afterBadReseed.LastError, "reseed signal rejected")
-	s.Equal(StateActive, recovered.State)
+	s.Equal(cred.StateActive, recovered.State)
 	s.Equal(int64(21), recovered.Version)
 	s.Equal(2, seeds)
 	s.Equal(2, refreshes, "one rejected refresh, one after the reseed; none while parked")
@@ -294,7 +296,7 @@ func (s *credentialSuite) TestContinueAsNewServesPendingSignalsFirst() {
 	s.Equal(int64(200), next.Carried.Version)
 	s.True(next.Carried.RefreshRequested, "the reseed's follow-up refresh travels to the next run")
 	s.Equal(int64(2), next.Carried.Refreshes)
-	s.Equal(StateActive, next.Carried.State)
+	s.Equal(cred.StateActive, next.Carried.State)
 	s.Equal(1, next.Carried.Runs)
 	s.Equal("cred-1", next.Carried.ID)
 }
@@ -355,7 +357,7 @@ func (s *credentialSuite) TestRefreshUpdateReturnsTheNewStatus() {
 	s.Require().Len(log.times, 2, "the seed refresh and the one the update asked for")
 	s.WithinDuration(t0.Add(10*time.Minute), log.times[1], time.Second)
 	s.Equal(int64(3), got.Version)
-	s.Equal(StateActive, got.State)
+	s.Equal(cred.StateActive, got.State)
 	s.WithinDuration(t0.Add(70*time.Minute), got.AccessExpiresAt, time.Second)
 }
 
@@ -389,7 +391,7 @@ func (s *credentialSuite) TestCarriedStatusResumes() {
 	s.stopAt(time.Minute)
 	in := input()
 	in.Seed = nil
-	in.Carried = &Status{ID: "cred-1", Provider: "oauth2", State: StateActive, Version: 7, Runs: 3,
+	in.Carried = &Status{ID: "cred-1", Provider: "oauth2", State: cred.StateActive, Version: 7, Runs: 3,
 		LastRefreshAt: t0.Add(-time.Hour), AccessExpiresAt: t0.Add(10 * time.Minute), RefreshRequested: true}
 	var st Status
 	s.env.RegisterDelayedCallback(func() { st = s.status() }, 30*time.Second)
@@ -411,7 +413,7 @@ func (s *credentialSuite) TestStatusAnswersWhileRefreshing() {
 		}).Once()
 	s.stopAt(time.Minute)
 	s.env.ExecuteWorkflow(WorkflowType, input())
-	s.Equal(StateRefreshing, during.State)
+	s.Equal(cred.StateRefreshing, during.State)
 }
 
 func (s *credentialSuite) TestInvalidInputFailsFastNamingTheField() {
@@ -454,7 +456,7 @@ func (s *credentialSuite) TestInvalidInputFailsFastNamingTheField() {
 // ID is what the store is read by): refused, whatever else the input says.
 func (s *credentialSuite) TestCarriedStatusRefusedOutsideContinueAsNew() {
 	carried := func(id string) *Status {
-		return &Status{ID: id, Provider: "oauth2", State: StateActive, Version: 1000000}
+		return &Status{ID: id, Provider: "oauth2", State: cred.StateActive, Version: 1000000}
 	}
 	for _, tc := range []struct {
 		name, continuedFrom string
@@ -510,7 +512,7 @@ func (s *credentialSuite) TestSealedSeedGoesToTheActivityAsIs() {
 	s.env.ExecuteWorkflow(WorkflowType, in)
 	s.Equal(sealed, got.Seed)
 	s.Equal(in.Config, got.Config)
-	s.Equal(StateActive, st.State)
+	s.Equal(cred.StateActive, st.State)
 	s.False(st.RefreshRequested, "a seed that brought an access token needs no refresh at once")
 }
 

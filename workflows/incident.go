@@ -17,11 +17,11 @@ import (
 // severity orders the states that make an incident; 0 means "healthy enough".
 func severity(st Status, t Timing) int {
 	switch st.State {
-	case StateNeedsReauth:
+	case cred.StateNeedsReauth:
 		return 3
-	case StateExpired:
+	case cred.StateExpired:
 		return 2
-	case StateDegraded:
+	case cred.StateDegraded:
 		if st.ConsecutiveFailures >= t.NotifyAfterFailures {
 			return 1
 		}
@@ -29,13 +29,13 @@ func severity(st Status, t Timing) int {
 	return 0
 }
 
-func kindSeverity(k State) int {
+func kindSeverity(k cred.State) int {
 	switch k {
-	case StateNeedsReauth:
+	case cred.StateNeedsReauth:
 		return 3
-	case StateExpired:
+	case cred.StateExpired:
 		return 2
-	case StateDegraded:
+	case cred.StateDegraded:
 		return 1
 	}
 	return 0
@@ -56,7 +56,7 @@ func (c *credential) reviewIncident(ctx workflow.Context) {
 		}
 		c.st.Incident = &Incident{Kind: c.st.State, Since: since, NextReminderAt: now.Add(c.st.Timing.ReminderInterval.D())}
 		c.notify(ctx, cred.EventIncident)
-	case inc != nil && c.st.State == StateActive:
+	case inc != nil && c.st.State == cred.StateActive:
 		c.notify(ctx, cred.EventRecovered)
 		c.st.Incident = nil
 	}
@@ -128,7 +128,7 @@ func (c *credential) retireNow(ctx workflow.Context) (Status, error) {
 	}).Get(ctx, &res); err != nil {
 		return c.st, err
 	}
-	c.setState(ctx, StateRetired)
+	c.setState(ctx, cred.StateRetired)
 	c.st.Incident = nil
 	c.st.NextAction, c.st.NextActionAt = "", time.Time{}
 	c.st.AccessExpiresAt = time.Time{}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -110,7 +112,7 @@ func (s *credentialSuite) TestRetireDeletesSecretsAndCompletes() {
 	s.Require().NoError(s.env.GetWorkflowError())
 	var final Status
 	s.Require().NoError(s.env.GetWorkflowResult(&final))
-	s.Equal(StateRetired, final.State)
+	s.Equal(cred.StateRetired, final.State)
 	s.Equal(1, retired)
 	s.Equal([]string{"retired:RETIRED"}, s.events())
 }
@@ -240,5 +242,5 @@ func (s *credentialSuite) TestReseedUpdateValidatesThenReturnsTheRefreshedStatus
 	s.Require().NoError(doneErr)
 	s.Equal(2, seeds)
 	s.Equal(int64(21), got.Version, "the update answers after the seed and the refresh that follows it")
-	s.Equal(StateActive, got.State)
+	s.Equal(cred.StateActive, got.State)
 }

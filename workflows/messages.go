@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
@@ -45,10 +47,10 @@ func (c *credential) pumpSignals(ctx workflow.Context) {
 
 // validateRefreshUpdate rejects a refresh update before it enters history.
 func (c *credential) validateRefreshUpdate() error {
-	if c.retireRequested || c.st.State == StateRetired {
+	if c.retireRequested || c.st.State == cred.StateRetired {
 		return errors.New("credential is retired")
 	}
-	if c.st.State == StateNeedsReauth {
+	if c.st.State == cred.StateNeedsReauth {
 		return errors.New("credential needs a reseed: a refresh would present a grant the provider rejected")
 	}
 	return nil
@@ -71,7 +73,7 @@ func (c *credential) onRefreshUpdate(ctx workflow.Context) (Status, error) {
 // enters history: the caller learns at once what is wrong. What is inside a sealed
 // seed only the Seed activity can see.
 func (c *credential) validateReseedUpdate(seed SeedEnvelope) error {
-	if c.retireRequested || c.st.State == StateRetired {
+	if c.retireRequested || c.st.State == cred.StateRetired {
 		return errors.New("credential is retired")
 	}
 	return checkSeed(c.st.Provider, c.st.Config, seed)
@@ -170,7 +172,7 @@ func policyFields() []string {
 }
 
 func (c *credential) onRefreshNow() {
-	if c.st.State == StateNeedsReauth {
+	if c.st.State == cred.StateNeedsReauth {
 		// The grant is dead; presenting it again would only be rejected again.
 		c.log.Warn("refresh-now ignored: credential needs a reseed")
 		return

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"time"
 
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -49,7 +51,7 @@ func currentDetails(st Status) string {
 		}
 		b.WriteString(fmt.Sprintf("- last error%s: %s\n", code, st.LastError))
 	}
-	if st.State == StateNeedsReauth {
+	if st.State == cred.StateNeedsReauth {
 		b.WriteString(fmt.Sprintf("- to fix: `%s`\n", ReseedCommand(st.ID, st.Provider, st.Config)))
 	}
 	return b.String()

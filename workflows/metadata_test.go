@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 )
@@ -28,14 +30,14 @@ func (s *credentialSuite) TestSearchAttributesOnlyOnStateChanges() {
 	s.Greater(len(log.times), 20, "hourly tokens refresh about every 40 minutes")
 	s.Require().Len(upserts, 1, "one upsert: the credential became ACTIVE")
 	state, _ := upserts[0].GetKeyword(SearchState)
-	s.Equal(string(StateActive), state)
+	s.Equal(string(cred.StateActive), state)
 	_, set := upserts[0].GetTime(SearchExpiresAt)
 	s.False(set, "TokenExpiresAt is unset while ACTIVE")
 }
 
 func TestCurrentDetails(t *testing.T) {
 	at := time.Date(2026, 12, 7, 12, 36, 7, 0, time.UTC)
-	active := currentDetails(Status{ID: "zalo-oa-main", Provider: "zalo-oa", State: StateActive, StateSince: at.Add(-time.Hour),
+	active := currentDetails(Status{ID: "zalo-oa-main", Provider: "zalo-oa", State: cred.StateActive, StateSince: at.Add(-time.Hour),
 		Version: 17, AccessExpiresAt: at.Add(8 * time.Hour), NextAction: ActionRefresh, NextActionAt: at, Refreshes: 16, Runs: 2})
 	for _, want := range []string{"**ACTIVE** since 2026-12-07 11:36:07 UTC", "zalo-oa", "store version 17",
 		"access token expires 2026-12-07 20:36:07 UTC", "next: refresh at 2026-12-07 12:36:07 UTC", "16 refreshes, run 2"} {
@@ -43,7 +45,7 @@ func TestCurrentDetails(t *testing.T) {
 			t.Errorf("ACTIVE details lack %q:\n%s", want, active)
 		}
 	}
-	parked := currentDetails(Status{ID: "zalo-oa-main", Provider: "zalo-oa", State: StateNeedsReauth, StateSince: at,
+	parked := currentDetails(Status{ID: "zalo-oa-main", Provider: "zalo-oa", State: cred.StateNeedsReauth, StateSince: at,
 		NextAction: ActionAwaitReseed, LastError: "permanent provider error invalid_grant", LastErrorCode: "invalid_grant"})
 	for _, want := range []string{"**NEEDS_REAUTH**", "next: nothing until a human reseeds", "last error (`invalid_grant`)",
 		"to fix: `starter connect zalo-oa-main`"} {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
@@ -64,7 +66,7 @@ func (s *credentialSuite) TestOutboxHeldRoutesEveryRoundToItsWorker() {
 	// Committed from the outbox: the route ends, and the next round is the fleet's.
 	st := s.status()
 	s.Nil(st.Outbox)
-	s.Equal(StateActive, st.State)
+	s.Equal(cred.StateActive, st.State)
 	if len(*calls) > 3 {
 		s.Equal(TaskQueue, (*calls)[3].queue)
 		s.False((*calls)[3].routed)
@@ -95,5 +97,5 @@ func (s *credentialSuite) TestSuspectedOutboxGivesUpAfterTheWait() {
 	s.True((*calls)[2].interruptedAt.Equal(interrupted), "and knows the last attempt was interrupted")
 	st := s.status()
 	s.Nil(st.Outbox)
-	s.Equal(StateActive, st.State)
+	s.Equal(cred.StateActive, st.State)
 }

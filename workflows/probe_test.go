@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/stretchr/testify/mock"
 
 	"github.com/tokenwarden/tokenwarden/activities"
@@ -35,10 +37,10 @@ func (s *credentialSuite) TestProbeOnlyCredentialParksWhenTheTokenDies() {
 		s.WithinDuration(t0.Add(time.Duration(i+1)*time.Hour), at, time.Second)
 	}
 	s.True(active.ProbeOnly)
-	s.Equal(StateActive, active.State)
+	s.Equal(cred.StateActive, active.State)
 	s.Equal(ActionProbe, active.NextAction)
 	s.Equal(int64(1), active.Probes)
-	s.Equal(StateNeedsReauth, parked.State)
+	s.Equal(cred.StateNeedsReauth, parked.State)
 	s.Equal("token_rejected", parked.LastErrorCode)
 	s.Contains(parked.LastError, "no longer accepts")
 }
@@ -106,7 +108,7 @@ func (s *credentialSuite) TestDeadTokenRetiredWhenPolicySaysSo() {
 	s.Require().True(s.env.IsWorkflowCompleted())
 	var final Status
 	s.Require().NoError(s.env.GetWorkflowResult(&final))
-	s.Equal(StateRetired, final.State)
+	s.Equal(cred.StateRetired, final.State)
 	s.Equal(1, retired)
 	s.Equal([]string{"retired:RETIRED"}, s.events())
 	s.Equal("token_rejected", s.notes[0].Code)

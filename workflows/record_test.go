@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
+
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -590,7 +592,7 @@ func recordSteadyRefresh(sc *scene) {
 	fake, cfg := fakeOAuth2(sc.t, 3*time.Second)
 	run := sc.start(id, oauth2Input(fake, cfg, id, fastPolicy()))
 	sc.waitFor(id, "four refreshes", func(s workflows.Status) bool {
-		return s.Refreshes >= 4 && s.State == workflows.StateActive
+		return s.Refreshes >= 4 && s.State == cred.StateActive
 	})
 	sc.save(id, id, run.GetRunID())
 }
@@ -608,16 +610,16 @@ func recordTransientFailure(sc *scene) {
 	p.NotifyAfterFailures = num(1)
 	run := sc.start(id, oauth2Input(fake, cfg, id, p))
 	sc.waitFor(id, "the refresh after the seed", func(s workflows.Status) bool {
-		return s.Refreshes == 1 && s.State == workflows.StateActive
+		return s.Refreshes == 1 && s.State == cred.StateActive
 	})
 	// Four attempts make one failed round (providerActivityOptions' MaximumAttempts).
 	fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultStatus, Status: http.StatusServiceUnavailable, Count: 4})
 	sc.signal(id, workflows.SignalRefreshNow, nil)
 	sc.waitFor(id, "DEGRADED after a failed round", func(s workflows.Status) bool {
-		return s.State == workflows.StateDegraded && s.ConsecutiveFailures == 1 && s.Incident != nil
+		return s.State == cred.StateDegraded && s.ConsecutiveFailures == 1 && s.Incident != nil
 	})
 	sc.waitFor(id, "ACTIVE again after the retry", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.ConsecutiveFailures == 0 && s.Incident == nil && s.Refreshes == 2
+		return s.State == cred.StateActive && s.ConsecutiveFailures == 0 && s.Incident == nil && s.Refreshes == 2
 	})
 	sc.save(id, id, run.GetRunID())
 }
@@ -627,11 +629,11 @@ func recordTransientFailure(sc *scene) {
 func parkByRevocation(sc *scene, id string, fake *oauth2test.Server) {
 	sc.t.Helper()
 	sc.waitFor(id, "a first refresh", func(s workflows.Status) bool {
-		return s.Refreshes >= 1 && s.State == workflows.StateActive
+		return s.Refreshes >= 1 && s.State == cred.StateActive
 	})
 	fake.RevokeFamily(id)
 	sc.waitFor(id, "NEEDS_REAUTH after the revocation", func(s workflows.Status) bool {
-		return s.State == workflows.StateNeedsReauth
+		return s.State == cred.StateNeedsReauth
 	})
 }
 
@@ -653,7 +655,7 @@ func recordReauthBySignal(sc *scene) {
 	sc.signal(id, workflows.SignalRefreshNow, nil)
 	sc.signal(id, workflows.SignalReseed, sc.sealed(id, workflows.Seed{RefreshToken: fake.Seed(id)}))
 	sc.waitFor(id, "ACTIVE after the reseed and its refresh", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.Incident == nil && s.Refreshes >= 2
+		return s.State == cred.StateActive && s.Incident == nil && s.Refreshes >= 2
 	})
 	sc.save(id, id, run.GetRunID())
 }
@@ -669,11 +671,11 @@ func recordReauthByUpdate(sc *scene) {
 	if err != nil {
 		sc.t.Fatal(err)
 	}
-	if st.State != workflows.StateActive || st.Refreshes < 2 {
+	if st.State != cred.StateActive || st.Refreshes < 2 {
 		sc.t.Fatalf("the reseed update answered state %s after %d refreshes, want ACTIVE after 2", st.State, st.Refreshes)
 	}
 	sc.waitFor(id, "another refresh", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.Refreshes > st.Refreshes
+		return s.State == cred.StateActive && s.Refreshes > st.Refreshes
 	})
 	sc.save(id, id, run.GetRunID())
 }
@@ -697,18 +699,18 @@ func recordProbeOnly(sc *scene) {
 	sc.waitFor(id, "two probes", func(s workflows.Status) bool { return s.Probes >= 2 })
 	fake.FailNext(4)
 	sc.waitFor(id, "DEGRADED after a failed probe round", func(s workflows.Status) bool {
-		return s.State == workflows.StateDegraded
+		return s.State == cred.StateDegraded
 	})
 	st := sc.waitFor(id, "ACTIVE after the next probe", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.ConsecutiveFailures == 0
+		return s.State == cred.StateActive && s.ConsecutiveFailures == 0
 	})
 	fake.Invalidate(first)
 	sc.waitFor(id, "NEEDS_REAUTH after the token died", func(s workflows.Status) bool {
-		return s.State == workflows.StateNeedsReauth
+		return s.State == cred.StateNeedsReauth
 	})
 	sc.signal(id, workflows.SignalReseed, sc.sealed(id, workflows.Seed{AccessToken: fake.Reissue(first)}))
 	sc.waitFor(id, "ACTIVE and probing the new token", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.Probes >= st.Probes+2
+		return s.State == cred.StateActive && s.Probes >= st.Probes+2
 	})
 	sc.save(id, id, run.GetRunID())
 }
@@ -719,14 +721,14 @@ func recordRetireSignal(sc *scene) {
 	fake, cfg := fakeOAuth2(sc.t, 3*time.Second)
 	run := sc.start(id, oauth2Input(fake, cfg, id, fastPolicy()))
 	sc.waitFor(id, "two refreshes", func(s workflows.Status) bool {
-		return s.Refreshes >= 2 && s.State == workflows.StateActive
+		return s.Refreshes >= 2 && s.State == cred.StateActive
 	})
 	sc.signal(id, workflows.SignalRetire, nil)
 	var st workflows.Status
 	if err := run.Get(sc.ctx, &st); err != nil {
 		sc.t.Fatalf("the retired workflow ended with %v", err)
 	}
-	if st.State != workflows.StateRetired {
+	if st.State != cred.StateRetired {
 		sc.t.Fatalf("the retired workflow returned state %s", st.State)
 	}
 	sc.save(id, id, run.GetRunID())
@@ -752,7 +754,7 @@ func recordRetireUnused(sc *scene) {
 	if err := run.Get(sc.ctx, &st); err != nil {
 		sc.t.Fatalf("the unused credential's workflow ended with %v", err)
 	}
-	if st.State != workflows.StateRetired || st.LastErrorCode != "unused" {
+	if st.State != cred.StateRetired || st.LastErrorCode != "unused" {
 		sc.t.Fatalf("the unused credential ended in state %s (code %q), want RETIRED (unused)", st.State, st.LastErrorCode)
 	}
 	sc.save(id, id, run.GetRunID())
@@ -778,7 +780,7 @@ func recordContinueAsNew(sc *scene) {
 		sc.t.Fatalf("the first run did not end in continue-as-new (last event %s)", events[len(events)-1].GetEventType())
 	}
 	sc.waitFor(id, "a refresh in the second run", func(s workflows.Status) bool {
-		return s.Runs >= 2 && s.Refreshes > st.Refreshes && s.State == workflows.StateActive
+		return s.Runs >= 2 && s.Refreshes > st.Refreshes && s.State == cred.StateActive
 	})
 	sc.save(id+"-run1", id, run.GetRunID())
 	sc.save(id+"-run2", id, second)
@@ -791,17 +793,17 @@ func recordRefreshMessages(sc *scene) {
 	fake, cfg := fakeOAuth2(sc.t, time.Hour)
 	run := sc.start(id, oauth2Input(fake, cfg, id, fastPolicy()))
 	sc.waitFor(id, "the refresh after the seed", func(s workflows.Status) bool {
-		return s.Refreshes == 1 && s.State == workflows.StateActive
+		return s.Refreshes == 1 && s.State == cred.StateActive
 	})
 	sc.signal(id, workflows.SignalRefreshNow, nil)
 	sc.waitFor(id, "the refresh asked for by signal", func(s workflows.Status) bool {
-		return s.Refreshes == 2 && s.State == workflows.StateActive
+		return s.Refreshes == 2 && s.State == cred.StateActive
 	})
 	st, err := sc.update(id, workflows.UpdateRefresh)
 	if err != nil {
 		sc.t.Fatal(err)
 	}
-	if st.Refreshes != 3 || st.State != workflows.StateActive {
+	if st.Refreshes != 3 || st.State != cred.StateActive {
 		sc.t.Fatalf("the refresh update answered state %s after %d refreshes, want ACTIVE after 3", st.State, st.Refreshes)
 	}
 	sc.save(id, id, run.GetRunID())
@@ -815,7 +817,7 @@ func recordUpdatePolicy(sc *scene) {
 	cfg.IntrospectionURL = fake.IntrospectionURL()
 	run := sc.start(id, oauth2Input(fake, cfg, id, fastPolicy()))
 	sc.waitFor(id, "the refresh after the seed", func(s workflows.Status) bool {
-		return s.Refreshes == 1 && s.State == workflows.StateActive
+		return s.Refreshes == 1 && s.State == cred.StateActive
 	})
 	sc.signal(id, workflows.SignalUpdatePolicy, "not a policy")
 	sc.waitFor(id, "the malformed policy rejected", func(s workflows.Status) bool {
@@ -829,7 +831,7 @@ func recordUpdatePolicy(sc *scene) {
 	p.ProbeInterval = dur(time.Second)
 	sc.signal(id, workflows.SignalUpdatePolicy, p)
 	sc.waitFor(id, "probes under the new policy", func(s workflows.Status) bool {
-		return s.Probes >= 2 && s.State == workflows.StateActive
+		return s.Probes >= 2 && s.State == cred.StateActive
 	})
 	sc.save(id, id, run.GetRunID())
 }

@@ -3,6 +3,8 @@ package workflows
 import (
 	"hash/fnv"
 	"time"
+
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 )
 
 // NextWakeup decides what a credential does next and when. It is a pure function of
@@ -56,7 +58,7 @@ func UnusedDeadline(st Status, t Timing) (deadline time.Time, ok bool) {
 }
 
 func nextLifecycleStep(st Status, t Timing, now time.Time) (Action, time.Time) {
-	if st.State == StateNeedsReauth {
+	if st.State == cred.StateNeedsReauth {
 		return ActionAwaitReseed, time.Time{}
 	}
 	if st.RefreshRequested {

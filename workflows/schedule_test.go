@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 )
 
 func TestNextWakeup(t *testing.T) {
@@ -26,7 +28,7 @@ func TestNextWakeup(t *testing.T) {
 	}{
 		{
 			name:       "zalo 25h token refreshes a third early, not at the 5m margin",
-			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(25 * time.Hour)},
+			st:         Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(25 * time.Hour)},
 			timing:     noJitter,
 			now:        t0,
 			wantAction: ActionRefresh,
@@ -34,7 +36,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "margin wins when it exceeds a third of the lifetime",
-			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(12 * time.Minute)},
+			st:         Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(12 * time.Minute)},
 			timing:     noJitter,
 			now:        t0,
 			wantAction: ActionRefresh,
@@ -42,7 +44,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name: "feishu tenant: not before the provider issues a new token",
-			st: Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(2 * time.Hour),
+			st: Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(2 * time.Hour),
 				AccessRenewableAt: t0.Add(2*time.Hour - 29*time.Minute)},
 			timing:     noJitter,
 			now:        t0,
@@ -51,7 +53,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name: "a renewable time after the refresh time's own is ignored once past expiry",
-			st: Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(12 * time.Minute),
+			st: Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(12 * time.Minute),
 				AccessRenewableAt: t0.Add(13 * time.Minute)},
 			timing:     noJitter,
 			now:        t0,
@@ -60,7 +62,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "margin longer than the lifetime is capped at half of it",
-			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(2 * time.Minute)},
+			st:         Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(2 * time.Minute)},
 			timing:     noJitter,
 			now:        t0,
 			wantAction: ActionRefresh,
@@ -68,7 +70,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "jitter is subtracted, deterministically per credential",
-			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(2 * time.Hour)},
+			st:         Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(2 * time.Hour)},
 			timing:     withJitter,
 			now:        t0,
 			wantAction: ActionRefresh,
@@ -76,7 +78,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "jitter is bounded by a tenth of a short lifetime",
-			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(60 * time.Second)},
+			st:         Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(60 * time.Second)},
 			timing:     withJitter,
 			now:        t0,
 			wantAction: ActionRefresh,
@@ -84,7 +86,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "unknown expiry assumes the policy lifetime",
-			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0},
+			st:         Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0},
 			timing:     noJitter,
 			now:        t0,
 			wantAction: ActionRefresh,
@@ -92,7 +94,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "unknown issue time uses the margin alone",
-			st:         Status{ID: "c1", State: StateActive, AccessExpiresAt: t0.Add(3 * time.Hour)},
+			st:         Status{ID: "c1", State: cred.StateActive, AccessExpiresAt: t0.Add(3 * time.Hour)},
 			timing:     noJitter,
 			now:        t0,
 			wantAction: ActionRefresh,
@@ -100,7 +102,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name: "refresh token lapsing before the access token forces a keep-alive",
-			st: Status{ID: "c1", State: StateActive, LastRefreshAt: t0,
+			st: Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0,
 				AccessExpiresAt: t0.Add(30 * 24 * time.Hour), RefreshExpiresAt: t0.Add(3 * 24 * time.Hour)},
 			timing:     noJitter,
 			now:        t0,
@@ -109,7 +111,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name: "a long-lived refresh token does not pull the refresh earlier",
-			st: Status{ID: "c1", State: StateActive, LastRefreshAt: t0,
+			st: Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0,
 				AccessExpiresAt: t0.Add(2 * time.Hour), RefreshExpiresAt: t0.Add(90 * 24 * time.Hour)},
 			timing:     noJitter,
 			now:        t0,
@@ -118,7 +120,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "past due refreshes now",
-			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour)},
+			st:         Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour)},
 			timing:     noJitter,
 			now:        t0.Add(50 * time.Minute),
 			wantAction: ActionRefresh,
@@ -126,7 +128,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "already expired refreshes now",
-			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour)},
+			st:         Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour)},
 			timing:     noJitter,
 			now:        t0.Add(3 * time.Hour),
 			wantAction: ActionRefresh,
@@ -134,7 +136,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "refresh-now request is due immediately",
-			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour), RefreshRequested: true},
+			st:         Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour), RefreshRequested: true},
 			timing:     noJitter,
 			now:        t0.Add(time.Minute),
 			wantAction: ActionRefresh,
@@ -142,7 +144,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name: "first failure retries after the initial backoff",
-			st: Status{ID: "c1", State: StateDegraded, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour),
+			st: Status{ID: "c1", State: cred.StateDegraded, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour),
 				ConsecutiveFailures: 1, LastAttemptAt: t0.Add(40 * time.Minute)},
 			timing:     noJitter,
 			now:        t0.Add(40 * time.Minute),
@@ -151,7 +153,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name: "fourth failure doubles three times",
-			st: Status{ID: "c1", State: StateDegraded, ConsecutiveFailures: 4, LastAttemptAt: t0,
+			st: Status{ID: "c1", State: cred.StateDegraded, ConsecutiveFailures: 4, LastAttemptAt: t0,
 				AccessExpiresAt: t0.Add(time.Hour)},
 			timing:     noJitter,
 			now:        t0,
@@ -160,7 +162,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "backoff is capped",
-			st:         Status{ID: "c1", State: StateExpired, ConsecutiveFailures: 40, LastAttemptAt: t0},
+			st:         Status{ID: "c1", State: cred.StateExpired, ConsecutiveFailures: 40, LastAttemptAt: t0},
 			timing:     noJitter,
 			now:        t0,
 			wantAction: ActionRetry,
@@ -168,7 +170,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name: "Retry-After later than the backoff wins",
-			st: Status{ID: "c1", State: StateDegraded, ConsecutiveFailures: 1, LastAttemptAt: t0,
+			st: Status{ID: "c1", State: cred.StateDegraded, ConsecutiveFailures: 1, LastAttemptAt: t0,
 				RetryNotBefore: t0.Add(2 * time.Minute)},
 			timing:     noJitter,
 			now:        t0,
@@ -177,7 +179,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name: "Retry-After earlier than the backoff does not shorten it",
-			st: Status{ID: "c1", State: StateDegraded, ConsecutiveFailures: 3, LastAttemptAt: t0,
+			st: Status{ID: "c1", State: cred.StateDegraded, ConsecutiveFailures: 3, LastAttemptAt: t0,
 				RetryNotBefore: t0.Add(time.Second)},
 			timing:     noJitter,
 			now:        t0,
@@ -186,7 +188,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "retry already past due happens now",
-			st:         Status{ID: "c1", State: StateDegraded, ConsecutiveFailures: 1, LastAttemptAt: t0},
+			st:         Status{ID: "c1", State: cred.StateDegraded, ConsecutiveFailures: 1, LastAttemptAt: t0},
 			timing:     noJitter,
 			now:        t0.Add(time.Hour),
 			wantAction: ActionRetry,
@@ -194,7 +196,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "probe-only credential probes on its interval from the seed",
-			st:         Status{ID: "c1", State: StateActive, ProbeOnly: true, LastRefreshAt: t0},
+			st:         Status{ID: "c1", State: cred.StateActive, ProbeOnly: true, LastRefreshAt: t0},
 			timing:     withProbes(noJitter, time.Hour),
 			now:        t0,
 			wantAction: ActionProbe,
@@ -202,7 +204,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "probe-only credential probes from its last probe",
-			st:         Status{ID: "c1", State: StateActive, ProbeOnly: true, LastRefreshAt: t0, LastProbeAt: t0.Add(3 * time.Hour)},
+			st:         Status{ID: "c1", State: cred.StateActive, ProbeOnly: true, LastRefreshAt: t0, LastProbeAt: t0.Add(3 * time.Hour)},
 			timing:     withProbes(noJitter, time.Hour),
 			now:        t0.Add(3 * time.Hour),
 			wantAction: ActionProbe,
@@ -210,7 +212,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "refresh-now on a probe-only credential probes now",
-			st:         Status{ID: "c1", State: StateActive, ProbeOnly: true, RefreshRequested: true},
+			st:         Status{ID: "c1", State: cred.StateActive, ProbeOnly: true, RefreshRequested: true},
 			timing:     withProbes(noJitter, time.Hour),
 			now:        t0,
 			wantAction: ActionProbe,
@@ -218,7 +220,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name: "probe-only credential nobody used for a week is probed on the idle interval",
-			st: Status{ID: "c1", State: StateActive, ProbeOnly: true, SeededAt: t0, LastRefreshAt: t0,
+			st: Status{ID: "c1", State: cred.StateActive, ProbeOnly: true, SeededAt: t0, LastRefreshAt: t0,
 				LastProbeAt: t0.Add(10 * 24 * time.Hour)},
 			timing:     withIdleProbes(noJitter, time.Hour, 24*time.Hour),
 			now:        t0.Add(10 * 24 * time.Hour),
@@ -227,7 +229,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name: "a recent token API read brings the busy interval back",
-			st: Status{ID: "c1", State: StateActive, ProbeOnly: true, SeededAt: t0, LastRefreshAt: t0,
+			st: Status{ID: "c1", State: cred.StateActive, ProbeOnly: true, SeededAt: t0, LastRefreshAt: t0,
 				LastProbeAt: t0.Add(10 * 24 * time.Hour), LastUsedAt: t0.Add(9 * 24 * time.Hour)},
 			timing:     withIdleProbes(noJitter, time.Hour, 24*time.Hour),
 			now:        t0.Add(10 * 24 * time.Hour),
@@ -236,14 +238,14 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "probe-only credential with probes off waits for a human",
-			st:         Status{ID: "c1", State: StateActive, ProbeOnly: true},
+			st:         Status{ID: "c1", State: cred.StateActive, ProbeOnly: true},
 			timing:     noJitter,
 			now:        t0,
 			wantAction: ActionAwaitReseed,
 		},
 		{
 			name:       "probe earlier than the refresh comes first",
-			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(25 * time.Hour)},
+			st:         Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(25 * time.Hour)},
 			timing:     withProbes(noJitter, time.Hour),
 			now:        t0,
 			wantAction: ActionProbe,
@@ -251,7 +253,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "refresh earlier than the probe comes first",
-			st:         Status{ID: "c1", State: StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour), LastProbeAt: t0},
+			st:         Status{ID: "c1", State: cred.StateActive, LastRefreshAt: t0, AccessExpiresAt: t0.Add(time.Hour), LastProbeAt: t0},
 			timing:     withProbes(noJitter, 24*time.Hour),
 			now:        t0,
 			wantAction: ActionRefresh,
@@ -259,7 +261,7 @@ func TestNextWakeup(t *testing.T) {
 		},
 		{
 			name:       "needs re-auth waits for a human, whatever else is set",
-			st:         Status{ID: "c1", State: StateNeedsReauth, RefreshRequested: true, ConsecutiveFailures: 2, AccessExpiresAt: t0},
+			st:         Status{ID: "c1", State: cred.StateNeedsReauth, RefreshRequested: true, ConsecutiveFailures: 2, AccessExpiresAt: t0},
 			timing:     noJitter,
 			now:        t0,
 			wantAction: ActionAwaitReseed,

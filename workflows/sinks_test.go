@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 
@@ -14,12 +16,12 @@ import (
 
 func sinkInput() CredentialInput {
 	in := input()
-	in.Sinks = []Sink{
+	in.Sinks = []cred.Sink{
 		// The reload fields travel with the spec, through history, to the activity.
-		{Type: activities.SinkEnv, Path: "/srv/app/.env", Key: "ZALO_ACCESS_TOKEN",
-			ReloadSignal: &activities.ReloadSignal{PIDFile: "/run/app.pid", Signal: "HUP"},
+		{Type: cred.SinkEnv, Path: "/srv/app/.env", Key: "ZALO_ACCESS_TOKEN",
+			ReloadSignal: &cred.ReloadSignal{PIDFile: "/run/app.pid", Signal: "HUP"},
 			ReloadURL:    "http://127.0.0.1:8080/reload"},
-		{Type: activities.SinkWebhook, Target: "app"},
+		{Type: cred.SinkWebhook, Target: "app"},
 	}
 	return in
 }
@@ -50,7 +52,7 @@ func (s *credentialSuite) TestSinkRunsAfterEachRefresh() {
 		s.Equal(sinkInput().Sinks, req.Sinks)
 		s.WithinDuration(log.times[i], sinkTimes[i], time.Second, "sink %d runs right after its refresh", i)
 	}
-	s.Equal(StateActive, mid.State)
+	s.Equal(cred.StateActive, mid.State)
 	s.Equal(int64(3), mid.SinkVersion)
 	s.Empty(mid.LastSinkError)
 	s.WithinDuration(t0.Add(40*time.Minute), mid.LastSinkAt, time.Second)
@@ -80,7 +82,7 @@ func (s *credentialSuite) TestFailingSinkDoesNotChangeState() {
 		s.WithinDuration(want[i], log.times[i], time.Second, "refresh %d", i)
 	}
 	s.Greater(attempts, 4, "Temporal retries a failing sink")
-	s.Equal(StateActive, mid.State)
+	s.Equal(cred.StateActive, mid.State)
 	s.Equal(0, mid.ConsecutiveFailures)
 	s.Empty(mid.LastError)
 	s.Nil(mid.Incident)
@@ -106,31 +108,31 @@ func (s *credentialSuite) TestNoSinksNoSinkActivity() {
 
 func TestValidateSinks(t *testing.T) {
 	for _, tc := range []struct {
-		sinks []Sink
+		sinks []cred.Sink
 		want  string
 	}{
-		{[]Sink{{Type: "env", Path: "srv/.env", Key: "K"}}, `sinks[0].path: must be absolute`},
-		{[]Sink{{Type: "env", Path: "/srv/../etc/.env", Key: "K"}}, `sinks[0].path: must be clean`},
-		{[]Sink{{Type: "env", Key: "K"}}, `sinks[0].path: required`},
-		{[]Sink{{Type: "env", Path: "/srv/.env", Key: "1K"}}, `sinks[0].key: must be a variable name`},
-		{[]Sink{{Type: "env", Path: "/srv/.env", Key: "K", Value: "client_secret"}}, `sinks[0].value: must be access_token (default)`},
-		{[]Sink{{Type: "env", Path: "/srv/.env", Key: "K", Target: "x"}}, `sinks[0].target: only for webhook sinks`},
-		{[]Sink{{Type: "webhook"}}, `sinks[0].target: must name a target`},
-		{[]Sink{{Type: "webhook", Target: "https://hooks.example/abc"}}, `sinks[0].target: must name a target`},
-		{[]Sink{{Type: "webhook", Target: "app", Key: "K"}}, `sinks[0].path, key, value: only for env sinks`},
-		{[]Sink{{Type: "file"}}, `sinks[0].type: must be env or webhook`},
-		{[]Sink{{Type: "webhook", Target: "a"}, {Type: "webhook", Target: "a"}}, `sinks[1]: the same destination as sinks[0]`},
-		{[]Sink{{Type: "env", Path: "/a/.env", Key: "K"}, {Type: "env", Path: "/a/.env", Key: "K", Value: "expires_at"}},
+		{[]cred.Sink{{Type: "env", Path: "srv/.env", Key: "K"}}, `sinks[0].path: must be absolute`},
+		{[]cred.Sink{{Type: "env", Path: "/srv/../etc/.env", Key: "K"}}, `sinks[0].path: must be clean`},
+		{[]cred.Sink{{Type: "env", Key: "K"}}, `sinks[0].path: required`},
+		{[]cred.Sink{{Type: "env", Path: "/srv/.env", Key: "1K"}}, `sinks[0].key: must be a variable name`},
+		{[]cred.Sink{{Type: "env", Path: "/srv/.env", Key: "K", Value: "client_secret"}}, `sinks[0].value: must be access_token (default)`},
+		{[]cred.Sink{{Type: "env", Path: "/srv/.env", Key: "K", Target: "x"}}, `sinks[0].target: only for webhook sinks`},
+		{[]cred.Sink{{Type: "webhook"}}, `sinks[0].target: must name a target`},
+		{[]cred.Sink{{Type: "webhook", Target: "https://hooks.example/abc"}}, `sinks[0].target: must name a target`},
+		{[]cred.Sink{{Type: "webhook", Target: "app", Key: "K"}}, `sinks[0].path, key, value: only for env sinks`},
+		{[]cred.Sink{{Type: "file"}}, `sinks[0].type: must be env or webhook`},
+		{[]cred.Sink{{Type: "webhook", Target: "a"}, {Type: "webhook", Target: "a"}}, `sinks[1]: the same destination as sinks[0]`},
+		{[]cred.Sink{{Type: "env", Path: "/a/.env", Key: "K"}, {Type: "env", Path: "/a/.env", Key: "K", Value: "expires_at"}},
 			`sinks[1]: the same destination as sinks[0]`},
-		{[]Sink{{Type: "env", Path: "/srv/.env", Key: "K", ReloadSignal: &activities.ReloadSignal{PIDFile: "/run/app.pid", Signal: "KILL"}}},
+		{[]cred.Sink{{Type: "env", Path: "/srv/.env", Key: "K", ReloadSignal: &cred.ReloadSignal{PIDFile: "/run/app.pid", Signal: "KILL"}}},
 			`sinks[0].reload_signal.signal: must be HUP, USR1, USR2 or TERM`},
-		{[]Sink{{Type: "env", Path: "/srv/.env", Key: "K", ReloadSignal: &activities.ReloadSignal{PIDFile: "/run/app", Signal: "HUP"}}},
+		{[]cred.Sink{{Type: "env", Path: "/srv/.env", Key: "K", ReloadSignal: &cred.ReloadSignal{PIDFile: "/run/app", Signal: "HUP"}}},
 			`sinks[0].reload_signal.pid_file: must be a file named *.pid`},
-		{[]Sink{{Type: "env", Path: "/srv/.env", Key: "K", ReloadURL: "http://app.example.com/reload"}},
+		{[]cred.Sink{{Type: "env", Path: "/srv/.env", Key: "K", ReloadURL: "http://app.example.com/reload"}},
 			`sinks[0].reload_url: plain http only to a loopback address`},
-		{[]Sink{{Type: "env", Path: "/srv/.env", Key: "K", ReloadURL: "https://app.example.com/reload?token=x"}},
+		{[]cred.Sink{{Type: "env", Path: "/srv/.env", Key: "K", ReloadURL: "https://app.example.com/reload?token=x"}},
 			`sinks[0].reload_url: must not carry a query`},
-		{[]Sink{{Type: "webhook", Target: "app", ReloadURL: "http://127.0.0.1/reload"}}, `sinks[0].reload_signal, reload_url: only for env sinks`},
+		{[]cred.Sink{{Type: "webhook", Target: "app", ReloadURL: "http://127.0.0.1/reload"}}, `sinks[0].reload_signal, reload_url: only for env sinks`},
 	} {
 		in := input()
 		in.Sinks = tc.sinks
@@ -140,9 +142,9 @@ func TestValidateSinks(t *testing.T) {
 		}
 	}
 	in := input()
-	in.Sinks = []Sink{
+	in.Sinks = []cred.Sink{
 		{Type: "env", Path: "/srv/app/.env", Key: "ZALO_ACCESS_TOKEN",
-			ReloadSignal: &activities.ReloadSignal{PIDFile: "/run/app.pid", Signal: "USR1"}},
+			ReloadSignal: &cred.ReloadSignal{PIDFile: "/run/app.pid", Signal: "USR1"}},
 		{Type: "env", Path: "/srv/app/.env", Key: "ZALO_TOKEN_EXPIRES_AT", Value: "expires_at", ReloadURL: "https://app.example.com/reload"},
 		{Type: "env", Path: "/srv/app/.env", Key: "ZALO_REFRESH_TOKEN", Value: "refresh_token"},
 		{Type: "webhook", Target: "app-hook"},

@@ -26,21 +26,6 @@ const (
 	DefaultEventLimit  = 1000
 )
 
-// State is where a credential is in its lifecycle: credential.State, named here for the
-// callers that know it from the workflow.
-type State = cred.State
-
-// The states of the state machine (credential.go), as credential names them.
-const (
-	StateSeeding     = cred.StateSeeding
-	StateActive      = cred.StateActive
-	StateRefreshing  = cred.StateRefreshing
-	StateDegraded    = cred.StateDegraded
-	StateExpired     = cred.StateExpired
-	StateNeedsReauth = cred.StateNeedsReauth
-	StateRetired     = cred.StateRetired
-)
-
 // Policy is the per-credential timing configuration. Every field is optional: nil
 // means the default (see Resolve). Durations are written as "90s", "5m", "1h".
 type Policy struct {
@@ -243,13 +228,9 @@ type CredentialInput struct {
 	// history: never a secret.
 	Labels map[string]string `json:"labels,omitempty"`
 	// Sinks are where the fresh token is delivered after every committed refresh: lines
-	// of .env files, named webhook targets (see Sink). Non-secret: they travel in history.
-	Sinks []Sink `json:"sinks,omitempty"`
+	// of .env files, named webhook targets (see credential.Sink). Non-secret: they travel in history.
+	Sinks []cred.Sink `json:"sinks,omitempty"`
 }
-
-// Sink is one destination of a credential's token after each refresh: credential.Sink,
-// named here for the callers that know it from the workflow input.
-type Sink = cred.Sink
 
 // Action is what the workflow will do when it next wakes up.
 type Action string
@@ -273,8 +254,8 @@ type Status struct {
 	Config   provider.Config `json:"config"`
 	Timing   Timing          `json:"timing"`
 
-	State      State     `json:"state"`
-	StateSince time.Time `json:"state_since"`
+	State      cred.State `json:"state"`
+	StateSince time.Time  `json:"state_since"`
 	// Version is the token store generation this workflow last committed or saw.
 	Version          int64     `json:"version"`
 	AccessExpiresAt  time.Time `json:"access_expires_at,omitzero"`
@@ -360,10 +341,10 @@ const OutboxWait = 5 * time.Minute
 // "recovered" notification, when the credential is ACTIVE again.
 type Incident struct {
 	// Kind is the worst state the incident reached: DEGRADED, EXPIRED or NEEDS_REAUTH.
-	Kind           State     `json:"kind"`
-	Since          time.Time `json:"since"`
-	Reminders      int       `json:"reminders"`
-	NextReminderAt time.Time `json:"next_reminder_at"`
+	Kind           cred.State `json:"kind"`
+	Since          time.Time  `json:"since"`
+	Reminders      int        `json:"reminders"`
+	NextReminderAt time.Time  `json:"next_reminder_at"`
 }
 
 // What a dead token found by a probe does to a credential that cannot refresh.

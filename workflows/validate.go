@@ -80,9 +80,6 @@ func (in CredentialInput) validate(workflowID string, rules inputRules) error {
 	return errors.Join(errs...)
 }
 
-// ValidateID is credential.ValidateID, for the callers that know it from here.
-func ValidateID(id string) error { return cred.ValidateID(id) }
-
 // Validate checks that set durations are at least MinPolicyDuration and that the
 // backoff bounds agree.
 func (p Policy) Validate() error { return p.validate(currentRules) }

@@ -14,6 +14,7 @@ import (
 	reflect "reflect"
 
 	activities "github.com/tokenwarden/tokenwarden/activities"
+	credential "github.com/tokenwarden/tokenwarden/internal/credential"
 	gomock "go.uber.org/mock/gomock"
 )
 
@@ -42,7 +43,7 @@ func (m *MockNotifier) EXPECT() *MockNotifierMockRecorder {
 }
 
 // Notify mocks base method.
-func (m *MockNotifier) Notify(ctx context.Context, n activities.Notification) error {
+func (m *MockNotifier) Notify(ctx context.Context, n credential.Notification) error {
 	m.ctrl.T.Helper()
 	ret := m.ctrl.Call(m, "Notify", ctx, n)
 	ret0, _ := ret[0].(error)
@@ -68,13 +69,13 @@ func (c *MockNotifierNotifyCall) Return(arg0 error) *MockNotifierNotifyCall {
 }
 
 // Do rewrite *gomock.Call.Do
-func (c *MockNotifierNotifyCall) Do(f func(context.Context, activities.Notification) error) *MockNotifierNotifyCall {
+func (c *MockNotifierNotifyCall) Do(f func(context.Context, credential.Notification) error) *MockNotifierNotifyCall {
 	c.Call = c.Call.Do(f)
 	return c
 }
 
 // DoAndReturn rewrite *gomock.Call.DoAndReturn
-func (c *MockNotifierNotifyCall) DoAndReturn(f func(context.Context, activities.Notification) error) *MockNotifierNotifyCall {
+func (c *MockNotifierNotifyCall) DoAndReturn(f func(context.Context, credential.Notification) error) *MockNotifierNotifyCall {
 	c.Call = c.Call.DoAndReturn(f)
 	return c
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -43,9 +45,9 @@ func TestHijackAttempts(t *testing.T) {
 	t.Cleanup(evil.Close)
 
 	const victim = "e2e-hijack-victim"
-	e.startCredential(stack.client, credential{id: victim, fake: fake})
+	e.startCredential(stack.client, testCredential{id: victim, fake: fake})
 	waitForStatus(t, victim, 30*time.Second, "the victim ACTIVE after its first refresh", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.Refreshes >= 1
+		return s.State == credential.StateActive && s.Refreshes >= 1
 	})
 	victimInput := firstInput(t, victim)
 
@@ -75,7 +77,7 @@ func TestHijackAttempts(t *testing.T) {
 
 	// 1. A new workflow whose input carries the victim's ID in "carried".
 	err := start("evil-1", workflows.CredentialInput{Provider: "oauth2", Config: evilCfg,
-		Carried: &workflows.Status{ID: victim, Provider: "oauth2", State: workflows.StateActive, Version: 1000000}})
+		Carried: &workflows.Status{ID: victim, Provider: "oauth2", State: credential.StateActive, Version: 1000000}})
 	refused("carried state from a workflow start", err, "carried: accepted only from a continue-as-new")
 
 	// 2. The victim's own sealed seed, copied from its history, in a new workflow.
@@ -90,7 +92,7 @@ func TestHijackAttempts(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = start(victim, workflows.CredentialInput{Provider: "oauth2", Config: evilCfg,
-		Carried: &workflows.Status{ID: victim, Provider: "oauth2", State: workflows.StateActive, Version: 1000000}})
+		Carried: &workflows.Status{ID: victim, Provider: "oauth2", State: credential.StateActive, Version: 1000000}})
 	refused("carried state after terminate", err, "carried: accepted only from a continue-as-new")
 	err = start(victim, workflows.CredentialInput{Provider: "oauth2", Config: evilCfg, Seed: victimInput.Seed})
 	refused("the copied seal with a changed token URL", err, "does not open")
@@ -103,7 +105,7 @@ func TestHijackAttempts(t *testing.T) {
 	opIn.Seed = sealedSeed(t, "evil-op", opIn, workflows.Seed{})
 	go func() { _ = start("evil-op", opIn) }()
 	st := waitForStatus(t, "evil-op", 30*time.Second, "the operator parked", func(s workflows.Status) bool {
-		return s.State == workflows.StateNeedsReauth
+		return s.State == credential.StateNeedsReauth
 	})
 	if st.LastErrorCode != "parent_mismatch" {
 		t.Errorf("operator with a foreign parent: code %q (%s), want parent_mismatch", st.LastErrorCode, st.LastError)
@@ -113,7 +115,7 @@ func TestHijackAttempts(t *testing.T) {
 	// very seal already, so the new run writes nothing and presents nothing twice.
 	go func() { _ = start(victim, victimInput) }()
 	st = waitForStatus(t, victim, 30*time.Second, "the victim running again on its stored grant", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.Version >= 2
+		return s.State == credential.StateActive && s.Version >= 2
 	})
 	if got := fake.ReuseDetections(); got != 0 {
 		t.Errorf("the provider detected %d reused refresh tokens", got)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
@@ -92,7 +94,7 @@ func TestStarterCLILifecycle(t *testing.T) {
 	secrets := fmt.Sprintf(`{"refresh_token":%q,"client_secret":%q}`, fake.Seed(id), clientSecret)
 	e.cliStarterOK(secrets, "start", cred, "-secrets", "-")
 	st0 := waitForStatus(t, id, 30*time.Second, "ACTIVE after the first refresh", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.Refreshes >= 1
+		return s.State == credential.StateActive && s.Refreshes >= 1
 	})
 
 	// refresh: one more round, a later expiry, printed.
@@ -118,7 +120,7 @@ func TestStarterCLILifecycle(t *testing.T) {
 	if !strings.Contains(out, "NEEDS_REAUTH") || !strings.Contains(out, "invalid_grant") || !strings.Contains(out, "starter reseed "+id) {
 		t.Errorf("a failed refresh round should print NEEDS_REAUTH, the error code and the reseed hint:\n%s", out)
 	}
-	waitForStatus(t, id, 10*time.Second, "NEEDS_REAUTH", func(s workflows.Status) bool { return s.State == workflows.StateNeedsReauth })
+	waitForStatus(t, id, 10*time.Second, "NEEDS_REAUTH", func(s workflows.Status) bool { return s.State == credential.StateNeedsReauth })
 
 	// While NEEDS_REAUTH the refresh update is rejected by its validator: exit 6.
 	out = e.cliStarterExit(6, "", "refresh", id)
@@ -145,7 +147,7 @@ func TestStarterCLILifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st2.State != workflows.StateActive || st2.Version <= before || st2.LastError != "" {
+	if st2.State != credential.StateActive || st2.Version <= before || st2.LastError != "" {
 		t.Errorf("after reseed: state %s, version %d (was %d), last error %q; want ACTIVE, higher, none",
 			st2.State, st2.Version, before, st2.LastError)
 	}
@@ -320,7 +322,7 @@ func TestTemporalCLIRecipes(t *testing.T) {
 		"--type", "CredentialWorkflow", "--task-queue", e.taskQueue, "--workflow-id", id,
 		"--static-summary", "oauth2 credential "+id, "--input-file", inputFile)
 	st0 := cliWaitForStatus(t, id, "ACTIVE after the first refresh", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.Refreshes >= 1
+		return s.State == credential.StateActive && s.Refreshes >= 1
 	})
 	// With --codec-endpoint the seed reached history encrypted.
 	if in := runsOf(t, id)[0].started.GetInput().GetPayloads(); len(in) != 1 || !codec.IsEncrypted(in[0]) {
@@ -333,7 +335,7 @@ func TestTemporalCLIRecipes(t *testing.T) {
 	var upd struct {
 		Result workflows.Status `json:"result"`
 	}
-	if err := json.Unmarshal([]byte(out), &upd); err != nil || upd.Result.State != workflows.StateActive || upd.Result.ID != id {
+	if err := json.Unmarshal([]byte(out), &upd); err != nil || upd.Result.State != credential.StateActive || upd.Result.ID != id {
 		t.Errorf("update result (%v) does not show %s ACTIVE:\n%s", err, id, out)
 	}
 	st1, _, ok := cliStatus(t, id)
@@ -358,7 +360,7 @@ func TestTemporalCLIRecipes(t *testing.T) {
 	// rejected by its validator.
 	fake.RevokeFamily(id)
 	runTemporal(t, "workflow", "signal", "--workflow-id", id, "--name", "refresh-now")
-	cliWaitForStatus(t, id, "NEEDS_REAUTH", func(s workflows.Status) bool { return s.State == workflows.StateNeedsReauth })
+	cliWaitForStatus(t, id, "NEEDS_REAUTH", func(s workflows.Status) bool { return s.State == credential.StateNeedsReauth })
 	out, err := cliTemporal(t, "workflow", "update", "execute", "--workflow-id", id, "--name", "refresh")
 	if err == nil || !strings.Contains(out, "needs a reseed") {
 		t.Errorf("refresh update in NEEDS_REAUTH: err %v, want a rejection quoting the validator:\n%s", err, out)
@@ -375,7 +377,7 @@ func TestTemporalCLIRecipes(t *testing.T) {
 	refused := cliWaitForStatus(t, id, "the plaintext reseed refused", func(s workflows.Status) bool {
 		return strings.Contains(s.LastError, "plaintext")
 	})
-	if refused.State != workflows.StateNeedsReauth || !strings.Contains(refused.LastError, "rotate it at the provider") ||
+	if refused.State != credential.StateNeedsReauth || !strings.Contains(refused.LastError, "rotate it at the provider") ||
 		fake.Presentations(plainSeed) != 0 {
 		t.Errorf("after a plaintext reseed: state %s, last error %q, presentations %d; want still NEEDS_REAUTH, the refusal, none",
 			refused.State, refused.LastError, fake.Presentations(plainSeed))
@@ -388,7 +390,7 @@ func TestTemporalCLIRecipes(t *testing.T) {
 	writeFile(t, reseedFile, e.cliStarterOK(fmt.Sprintf(`{"refresh_token":%q}`, fake.Seed(id)), "seal", cred, "-secrets", "-", "-seed-only"))
 	runTemporal(t, "workflow", "signal", "--workflow-id", id, "--name", "reseed", "--input-file", reseedFile)
 	st2 := cliWaitForStatus(t, id, "ACTIVE after the reseed signal", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.Refreshes > st1.Refreshes
+		return s.State == credential.StateActive && s.Refreshes > st1.Refreshes
 	})
 	if st2.LastError != "" {
 		t.Errorf("last error %q after the reseed", st2.LastError)
@@ -404,7 +406,7 @@ func TestTemporalCLIRecipes(t *testing.T) {
 	out = runTemporal(t, "workflow", "update", "execute", "--workflow-id", id, "--name", "reseed", "--input-file", reseedFile)
 	t.Logf("temporal workflow update execute --name reseed:\n%s", out)
 	st3, _, ok := cliStatus(t, id)
-	if !ok || st3.State != workflows.StateActive || st3.Version <= st2.Version {
+	if !ok || st3.State != credential.StateActive || st3.Version <= st2.Version {
 		t.Errorf("after the reseed update: %+v, want ACTIVE with a version above %d", st3, st2.Version)
 	}
 

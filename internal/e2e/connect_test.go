@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/internal/provider/feishu/feishutest"
 	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/provider/zalo/zalotest"
@@ -163,7 +165,7 @@ func runConnect(t *testing.T, c connectCase, rec *tokenRecorder, browse browseFu
 	// The seed carried the fresh access token, so the first refresh is the worker's
 	// own, on schedule.
 	st := waitForStatus(t, id, 60*time.Second, "the first scheduled refresh", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.Refreshes >= 1
+		return s.State == credential.StateActive && s.Refreshes >= 1
 	})
 	if c.refreshed() < 1 {
 		t.Errorf("the fake saw no refresh; status %+v", st)

@@ -14,12 +14,14 @@ package e2e
 import (
 	"context"
 	"fmt"
-	enumspb "go.temporal.io/api/enums/v1"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+	enumspb "go.temporal.io/api/enums/v1"
 
 	"go.temporal.io/sdk/client"
 
@@ -81,7 +83,7 @@ func assertStoreKeptSeed(t *testing.T, e *env, id, seed string) {
 }
 
 func isActive(s workflows.Status) bool {
-	return s.State == workflows.StateActive || s.State == workflows.StateRefreshing
+	return s.State == credential.StateActive || s.State == credential.StateRefreshing
 }
 
 // 1. kill -9 while the provider holds the refresh request, then restart the worker.
@@ -116,7 +118,7 @@ func TestWorkerKilledWhileProviderHoldsRequest(t *testing.T) {
 			fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultLatency, Phase: tc.phase, Delay: time.Minute, Count: 1})
 			w := e.startWorker()
 			id := fmt.Sprintf("kill-held-%d", i)
-			seed := e.startCredential(stack.client, credential{id: id, fake: fake, introspect: tc.introspect})
+			seed := e.startCredential(stack.client, testCredential{id: id, fake: fake, introspect: tc.introspect})
 
 			waitFor(t, 30*time.Second, "the first refresh request at the provider", func() (bool, string) {
 				return fake.InFlight() == 1, fmt.Sprintf("%d requests in flight", fake.InFlight())
@@ -161,7 +163,7 @@ func TestWorkerKilledWhileProviderHoldsRequest(t *testing.T) {
 			}
 
 			st := waitForStatus(t, id, 60*time.Second, "NEEDS_REAUTH after the interrupted refresh", func(s workflows.Status) bool {
-				return s.State == workflows.StateNeedsReauth
+				return s.State == credential.StateNeedsReauth
 			})
 			settled := time.Since(killedAt)
 			if !strings.Contains(st.LastError, activities.ReasonInterruptedRefresh) {
@@ -210,7 +212,7 @@ func TestKilledAfterProviderBeforeCommit(t *testing.T) {
 	// Armed for this process only: the restarted worker is a normal build.
 	w := e.startWorkerBin(stack.faultWorkerBin, faultPointsEnv+"="+activities.FaultAfterProviderBeforeCommit)
 	const id = "kill-before-commit"
-	seed := e.startCredential(stack.client, credential{id: id, fake: fake, introspect: true})
+	seed := e.startCredential(stack.client, testCredential{id: id, fake: fake, introspect: true})
 
 	if sig := w.waitExit(t, 30*time.Second); sig != syscall.SIGKILL {
 		t.Fatalf("the faultinject worker ended with signal %v, want SIGKILL at %s\n%s", sig, activities.FaultAfterProviderBeforeCommit, w.output.String())
@@ -226,7 +228,7 @@ func TestKilledAfterProviderBeforeCommit(t *testing.T) {
 
 	w2 := e.startWorker()
 	st := waitForStatus(t, id, 60*time.Second, "NEEDS_REAUTH after the interrupted refresh", func(s workflows.Status) bool {
-		return s.State == workflows.StateNeedsReauth
+		return s.State == credential.StateNeedsReauth
 	})
 	settled := time.Since(killedAt)
 	if !strings.Contains(st.LastError, activities.ReasonInterruptedRefresh) || st.LastErrorCode != "refresh_token_consumed" {
@@ -251,7 +253,7 @@ func TestHangingProviderRetryWaitsForLease(t *testing.T) {
 	fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultHang, Count: 1})
 	w := e.startWorker()
 	const id = "hang-zombie"
-	seed := e.startCredential(stack.client, credential{id: id, fake: fake, introspect: true})
+	seed := e.startCredential(stack.client, testCredential{id: id, fake: fake, introspect: true})
 
 	waitFor(t, 30*time.Second, "the first presentation", func() (bool, string) {
 		return fake.Presentations(seed) >= 1, counters(fake, seed)
@@ -309,7 +311,7 @@ func TestStoreLockedDuringCommit(t *testing.T) {
 	fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultLatency, Delay: 1500 * time.Millisecond, Count: 1})
 	w := e.startWorker()
 	const id = "store-locked"
-	seed := e.startCredential(stack.client, credential{id: id, fake: fake, introspect: true})
+	seed := e.startCredential(stack.client, testCredential{id: id, fake: fake, introspect: true})
 
 	waitFor(t, 30*time.Second, "the first refresh request at the provider", func() (bool, string) {
 		return fake.InFlight() == 1, counters(fake, seed)
@@ -425,7 +427,7 @@ func TestProviderMisbehaviour(t *testing.T) {
 			o.fake.InjectFault(*tc.fault)
 		}
 		started := time.Now()
-		o.seed = e.startCredential(stack.client, credential{id: o.id, fake: o.fake, introspect: true})
+		o.seed = e.startCredential(stack.client, testCredential{id: o.id, fake: o.fake, introspect: true})
 		outcomes[i] = o
 		go func() {
 			defer close(o.done)
@@ -439,7 +441,7 @@ func TestProviderMisbehaviour(t *testing.T) {
 				if st.ConsecutiveFailures > 0 && o.firstFailure == nil {
 					o.firstFailure = &st
 				}
-				if tc.reauth != "" && st.State == workflows.StateNeedsReauth ||
+				if tc.reauth != "" && st.State == credential.StateNeedsReauth ||
 					tc.reauth == "" && st.Refreshes >= 3 && isActive(st) && st.ConsecutiveFailures == 0 {
 					o.elapsed, o.timedOut = time.Since(started), ""
 					return
@@ -468,7 +470,7 @@ func TestProviderMisbehaviour(t *testing.T) {
 						t.Errorf("never saw the failed round (want code %s), neither in a status nor in the history", tc.failCode)
 					}
 				} else {
-					if f.State != workflows.StateDegraded || f.LastErrorCode != tc.failCode {
+					if f.State != credential.StateDegraded || f.LastErrorCode != tc.failCode {
 						t.Errorf("failed round: state %s, code %q; want DEGRADED with %s", f.State, f.LastErrorCode, tc.failCode)
 					}
 					if tc.retryAfter && f.RetryNotBefore.IsZero() {
@@ -538,7 +540,7 @@ func TestTemporalServerRestart(t *testing.T) {
 	fake := startFake(t, oauth2test.Options{AccessLifetime: 3 * time.Second})
 	w := e.startWorker()
 	const id = "server-restart"
-	seed := e.startCredential(srv.client(), credential{id: id, fake: fake, introspect: true})
+	seed := e.startCredential(srv.client(), testCredential{id: id, fake: fake, introspect: true})
 
 	waitForStatusOn(t, srv.client(), id, 30*time.Second, "two refreshes", func(s workflows.Status) bool { return s.Refreshes >= 2 })
 	// Stop the server mid-cycle, while the next refresh is at the provider (held 2 s):
@@ -588,9 +590,9 @@ func TestRefreshNowStorm(t *testing.T) {
 	fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultLatency, Delay: time.Second})
 	w := e.startWorker()
 	const id = "signal-storm"
-	seed := e.startCredential(stack.client, credential{id: id, fake: fake, introspect: true})
+	seed := e.startCredential(stack.client, testCredential{id: id, fake: fake, introspect: true})
 	before := waitForStatus(t, id, 30*time.Second, "the first refresh", func(s workflows.Status) bool {
-		return s.Refreshes == 1 && s.State == workflows.StateActive
+		return s.Refreshes == 1 && s.State == credential.StateActive
 	})
 	providerBefore := fake.Refreshes()
 
@@ -629,7 +631,7 @@ func TestRefreshNowStorm(t *testing.T) {
 		if err != nil {
 			return false, err.Error()
 		}
-		return st.State == workflows.StateActive && !st.RefreshRequested && time.Since(quietSince) > 2*time.Second,
+		return st.State == credential.StateActive && !st.RefreshRequested && time.Since(quietSince) > 2*time.Second,
 			fmt.Sprintf("%+v", st)
 	})
 	caused := fake.Refreshes() - providerBefore
@@ -658,7 +660,7 @@ func TestRefreshNowStorm(t *testing.T) {
 	if err := handle.Get(ctx, &updated); err != nil {
 		t.Fatalf("refresh update result: %v", err)
 	}
-	if updated.Refreshes != st.Refreshes+1 || !updated.AccessExpiresAt.After(st.AccessExpiresAt) || updated.State != workflows.StateActive {
+	if updated.Refreshes != st.Refreshes+1 || !updated.AccessExpiresAt.After(st.AccessExpiresAt) || updated.State != credential.StateActive {
 		t.Errorf("update returned refreshes %d, state %s, access expiry %s; want %d, ACTIVE, later than %s",
 			updated.Refreshes, updated.State, updated.AccessExpiresAt, st.Refreshes+1, st.AccessExpiresAt)
 	}
@@ -686,7 +688,7 @@ func TestGracefulStopFinishesRefresh(t *testing.T) {
 	fake.InjectFault(oauth2test.Fault{Kind: oauth2test.FaultLatency, Phase: oauth2test.AfterGrant, Delay: 2 * time.Second, Count: 1})
 	w := e.startWorker()
 	const id = "graceful-stop"
-	seed := e.startCredential(stack.client, credential{id: id, fake: fake, introspect: true})
+	seed := e.startCredential(stack.client, testCredential{id: id, fake: fake, introspect: true})
 
 	waitFor(t, 30*time.Second, "the provider to process the first refresh", func() (bool, string) {
 		return fake.Processed(seed) == 1 && fake.InFlight() == 1, counters(fake, seed)

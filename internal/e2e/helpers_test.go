@@ -397,8 +397,8 @@ func startFake(t *testing.T, opts oauth2test.Options) *oauth2test.Server {
 	return fake
 }
 
-// credential describes a credential a test starts through the SDK client.
-type credential struct {
+// testCredential describes a credential a test starts through the SDK client.
+type testCredential struct {
 	id   string
 	fake *oauth2test.Server
 	// introspect gives the credential the fake's RFC 7662 endpoint.
@@ -424,7 +424,7 @@ func sealedSeed(t *testing.T, id string, in workflows.CredentialInput, seed work
 // starts its workflow on the test's task queue through c, without an access token, so
 // the first refresh runs at once. It returns the seed refresh token. The workflow is
 // terminated when the test ends.
-func (e *env) startCredential(c client.Client, cred credential) (seed string) {
+func (e *env) startCredential(c client.Client, cred testCredential) (seed string) {
 	e.t.Helper()
 	seed = cred.fake.Seed(cred.id)
 	dur := func(d time.Duration) *workflows.Duration { v := workflows.Duration(d); return &v }

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -77,7 +79,7 @@ func TestHistoryHoldsNoSecrets(t *testing.T) {
 	}
 	runTemporal(t, "workflow", "signal", "--workflow-id", id, "--name", workflows.SignalReseed, "--input-file", sealedPath)
 	st = waitForStatus(t, id, 30*time.Second, "a refresh after the reseed signal", func(s workflows.Status) bool {
-		return s.Refreshes > st.Refreshes && s.State == workflows.StateActive
+		return s.Refreshes > st.Refreshes && s.State == credential.StateActive
 	})
 
 	// The reseed update, from a starter that cannot read the key file: it seals through
@@ -97,7 +99,7 @@ func TestHistoryHoldsNoSecrets(t *testing.T) {
 
 	fake.RevokeFamily(id)
 	st = waitForStatus(t, id, 30*time.Second, "NEEDS_REAUTH after the grant was revoked", func(s workflows.Status) bool {
-		return s.State == workflows.StateNeedsReauth
+		return s.State == credential.StateNeedsReauth
 	})
 
 	secrets := rec.secrets()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
@@ -88,7 +90,7 @@ func TestRefreshCyclesStartedByStarter(t *testing.T) {
 		return s.Refreshes >= firstRefreshes+cycles
 	})
 	elapsed := time.Since(start)
-	if st.State != workflows.StateActive && st.State != workflows.StateRefreshing {
+	if st.State != credential.StateActive && st.State != credential.StateRefreshing {
 		t.Errorf("state %s after %d refreshes, want ACTIVE", st.State, st.Refreshes)
 	}
 	events := historyLength(t, id)
@@ -127,7 +129,7 @@ func TestRefreshCyclesStartedByStarter(t *testing.T) {
 
 	fake.RevokeFamily(id)
 	st = waitForStatus(t, id, 30*time.Second, "NEEDS_REAUTH after the grant was revoked", func(s workflows.Status) bool {
-		return s.State == workflows.StateNeedsReauth
+		return s.State == credential.StateNeedsReauth
 	})
 	if st.LastErrorCode != "invalid_grant" {
 		t.Errorf("LastErrorCode %q, want invalid_grant", st.LastErrorCode)

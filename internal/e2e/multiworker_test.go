@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
@@ -99,7 +101,7 @@ func refreshCounts(t *testing.T, ids []string, timeout time.Duration) map[string
 }
 
 func interruptedParked(s workflows.Status) bool {
-	return s.State == workflows.StateNeedsReauth && strings.Contains(s.LastError, activities.ReasonInterruptedRefresh)
+	return s.State == credential.StateNeedsReauth && strings.Contains(s.LastError, activities.ReasonInterruptedRefresh)
 }
 
 // pendingRefreshWorkerPID returns the PID of the worker running the credential's
@@ -241,7 +243,7 @@ func TestMultiWorkerPostgresKill9(t *testing.T) {
 			if interruptedParked(st) {
 				continue
 			}
-			if st.State == workflows.StateNeedsReauth {
+			if st.State == credential.StateNeedsReauth {
 				t.Fatalf("%s parked for another reason than an interrupted refresh: %q (code %s)", id, st.LastError, st.LastErrorCode)
 			}
 			if st.Refreshes < before[id].Refreshes+2 {

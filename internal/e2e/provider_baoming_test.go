@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/baoming/baomingtest"
 	"github.com/tokenwarden/tokenwarden/workflows"
@@ -43,7 +45,7 @@ func TestBaomingLivenessLifecycle(t *testing.T) {
 
 	fake.Invalidate(first)
 	st := waitForStatus(t, id, 30*time.Second, "NEEDS_REAUTH after the token died", func(s workflows.Status) bool {
-		return s.State == workflows.StateNeedsReauth
+		return s.State == credential.StateNeedsReauth
 	})
 	if st.LastErrorCode != "token_rejected" {
 		t.Errorf("LastErrorCode %q, want token_rejected", st.LastErrorCode)
@@ -57,7 +59,7 @@ func TestBaomingLivenessLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForStatus(t, id, 30*time.Second, "ACTIVE again with the new token probed", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && fake.Probes(second) >= 2
+		return s.State == credential.StateActive && fake.Probes(second) >= 2
 	})
 	if got := fake.Probes(first); got != parkedProbes {
 		t.Errorf("the dead token was probed %d more times after the credential parked", got-parkedProbes)

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/internal/provider/chathub/chathubtest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -41,7 +43,7 @@ func TestChatHubOperatorMintedWithItsParent(t *testing.T) {
 	fake.RevokeCompanyTokens(chathubLogin)
 	before := st.Refreshes
 	st = waitForStatus(t, operator, 60*time.Second, "operator tokens again after the company re-login", func(s workflows.Status) bool {
-		if s.State == workflows.StateNeedsReauth {
+		if s.State == credential.StateNeedsReauth {
 			t.Fatalf("operator parked: %s %s", s.LastErrorCode, s.LastError)
 		}
 		return s.Refreshes >= before+2
@@ -50,7 +52,7 @@ func TestChatHubOperatorMintedWithItsParent(t *testing.T) {
 		t.Errorf("the company credential did not log in again (%d logins before, %d after)", companyLogins, fake.Logins())
 	}
 	cst, err := queryStatus(t, company)
-	if err != nil || cst.State != workflows.StateActive {
+	if err != nil || cst.State != credential.StateActive {
 		t.Errorf("company credential: %+v %v", cst.State, err)
 	}
 	w.stop(t)

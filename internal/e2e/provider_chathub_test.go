@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/internal/provider/chathub"
 	"github.com/tokenwarden/tokenwarden/internal/provider/chathub/chathubtest"
 	"github.com/tokenwarden/tokenwarden/workflows"
@@ -51,7 +53,7 @@ func TestChatHubCompanyTokenFromExpClaim(t *testing.T) {
 	chathubStart(t, e, id, fake.URL(), nil)
 
 	st := waitForStatus(t, id, 60*time.Second, "three company-token cycles", func(s workflows.Status) bool {
-		if s.State == workflows.StateNeedsReauth {
+		if s.State == credential.StateNeedsReauth {
 			t.Fatalf("NEEDS_REAUTH: %s %s", s.LastErrorCode, s.LastError)
 		}
 		return s.Refreshes >= 4 // the first login plus three cycles
@@ -96,7 +98,7 @@ func TestChatHubCompanyTokenWithoutExp(t *testing.T) {
 	}
 
 	waitForStatus(t, id, 60*time.Second, "three company-token cycles on the rotation period", func(s workflows.Status) bool {
-		if s.State == workflows.StateNeedsReauth {
+		if s.State == credential.StateNeedsReauth {
 			t.Fatalf("NEEDS_REAUTH: %s %s", s.LastErrorCode, s.LastError)
 		}
 		return s.Refreshes >= 4 // the first login plus three cycles
@@ -114,7 +116,7 @@ func TestChatHubCompanyTokenWithoutExp(t *testing.T) {
 
 	fake.AddCompany(chathubLogin, "the-password-was-changed")
 	st := waitForStatus(t, id, 30*time.Second, "NEEDS_REAUTH after the password changed", func(s workflows.Status) bool {
-		return s.State == workflows.StateNeedsReauth
+		return s.State == credential.StateNeedsReauth
 	})
 	if st.LastErrorCode != "login_rejected" {
 		t.Errorf("LastErrorCode %q, want login_rejected", st.LastErrorCode)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/internal/provider/feishu/feishutest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -57,7 +59,7 @@ func TestFeishuUserRefreshCycles(t *testing.T) {
 		t.Fatalf("starter start exited %d: %s", code, out)
 	}
 	st := waitForStatus(t, id, 90*time.Second, "three refresh cycles", func(s workflows.Status) bool { return s.Refreshes >= 3 })
-	if st.State != workflows.StateActive && st.State != workflows.StateRefreshing {
+	if st.State != credential.StateActive && st.State != credential.StateRefreshing {
 		t.Errorf("state %s after %d refreshes, want ACTIVE", st.State, st.Refreshes)
 	}
 	if st.RefreshExpiresAt.IsZero() {
@@ -118,7 +120,7 @@ func TestFeishuTenantMints(t *testing.T) {
 		return fake.TenantMints() >= 3, fmt.Sprintf("%d mints, %d re-issues", fake.TenantMints(), fake.TenantReissues())
 	})
 	st := waitForStatus(t, id, 10*time.Second, "the credential settled", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive
+		return s.State == credential.StateActive
 	})
 	w.stop(t)
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/internal/provider/zalo/zalotest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -53,7 +55,7 @@ func TestZaloOARefreshCycles(t *testing.T) {
 	st := waitForStatus(t, id, 90*time.Second, fmt.Sprintf("%d zalo refresh cycles", zaloCycles), func(s workflows.Status) bool {
 		return s.Refreshes >= zaloCycles
 	})
-	if st.State != workflows.StateActive && st.State != workflows.StateRefreshing {
+	if st.State != credential.StateActive && st.State != credential.StateRefreshing {
 		t.Errorf("state %s after %d refreshes, want ACTIVE", st.State, st.Refreshes)
 	}
 	if st.Provider != "zalo-oa" {
@@ -103,7 +105,7 @@ func TestZaloOARefreshCycles(t *testing.T) {
 	e.startWorker()
 	fake.RevokeFamily(id)
 	st = waitForStatus(t, id, 60*time.Second, "NEEDS_REAUTH after the authorization was revoked", func(s workflows.Status) bool {
-		return s.State == workflows.StateNeedsReauth
+		return s.State == credential.StateNeedsReauth
 	})
 	if st.LastErrorCode != "-14014" {
 		t.Errorf("LastErrorCode %q, want -14014", st.LastErrorCode)

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/internal/provider/zogo/zogotest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
@@ -46,7 +48,7 @@ func zogoWaitActive(t *testing.T, id string, from int64, n int64, what string) w
 		if err != nil {
 			return false, err.Error()
 		}
-		if st.State == workflows.StateNeedsReauth {
+		if st.State == credential.StateNeedsReauth {
 			t.Fatalf("%s: credential parked in NEEDS_REAUTH (%s: %s)", what, st.LastErrorCode, st.LastError)
 		}
 		return st.Refreshes >= from+n, fmt.Sprintf("state %s, %d refreshes, last error %q", st.State, st.Refreshes, st.LastErrorCode)
@@ -85,7 +87,7 @@ func TestZogoRefreshCyclesAndLoginFallback(t *testing.T) {
 		return fake.Logins() >= 1, fake.String()
 	})
 	st = zogoWaitActive(t, id, st.Refreshes, 4, "refresh cycles after the login fallback")
-	if st.State != workflows.StateActive && st.State != workflows.StateRefreshing {
+	if st.State != credential.StateActive && st.State != credential.StateRefreshing {
 		t.Errorf("state %s after recovery, want ACTIVE", st.State)
 	}
 
@@ -145,7 +147,7 @@ func TestZogoLoginOnlySeedAndBadPassword(t *testing.T) {
 	fake.AddUser(zogoUser, "the-password-was-changed")
 	fake.RevokeFamily(zogoUser)
 	st := waitForStatus(t, id, 30*time.Second, "NEEDS_REAUTH after the password changed", func(s workflows.Status) bool {
-		return s.State == workflows.StateNeedsReauth
+		return s.State == credential.StateNeedsReauth
 	})
 	if st.LastErrorCode != "login_rejected" {
 		t.Errorf("LastErrorCode %q, want login_rejected", st.LastErrorCode)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"go.temporal.io/sdk/client"
 
 	"github.com/tokenwarden/tokenwarden/activities"
@@ -73,9 +75,9 @@ func TestEnvSinkFollowsRefreshes(t *testing.T) {
 		Config:   provider.Config{TokenURL: tokenURL, ClientID: clientID},
 		Policy: workflows.Policy{RefreshMargin: dur(time.Second), Jitter: dur(200 * time.Millisecond),
 			RetryInitial: dur(time.Second), RetryMax: dur(5 * time.Second)},
-		Sinks: []workflows.Sink{
-			{Type: activities.SinkEnv, Path: envPath, Key: "ZALO_ACCESS_TOKEN", ReloadURL: app.URL + "/reload"},
-			{Type: activities.SinkEnv, Path: envPath, Key: "ZALO_TOKEN_EXPIRES_AT", Value: activities.SinkValueExpiresAt},
+		Sinks: []credential.Sink{
+			{Type: credential.SinkEnv, Path: envPath, Key: "ZALO_ACCESS_TOKEN", ReloadURL: app.URL + "/reload"},
+			{Type: credential.SinkEnv, Path: envPath, Key: "ZALO_TOKEN_EXPIRES_AT", Value: credential.SinkValueExpiresAt},
 		},
 	}
 	in.Seed = sealedSeed(t, id, in, workflows.Seed{RefreshToken: seed, ClientSecret: clientSecret})
@@ -125,7 +127,7 @@ func TestEnvSinkFollowsRefreshes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.LastSinkError != "" || st.State == workflows.StateNeedsReauth {
+	if st.LastSinkError != "" || st.State == credential.StateNeedsReauth {
 		t.Errorf("status: state %s, last sink error %q", st.State, st.LastSinkError)
 	}
 	// No temporary file left in the directory: only the file and its sidecar lock.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider/baoming/baomingtest"
@@ -44,7 +46,7 @@ func TestStarterStats(t *testing.T) {
 		t.Helper()
 		e.cliStarterOK(secrets, "start", e.writeJSON(id+".json", cred), "-secrets", "-")
 		waitForStatusOn(t, srv.client(), id, 30*time.Second, id+" ACTIVE", func(s workflows.Status) bool {
-			return s.State == workflows.StateActive
+			return s.State == credential.StateActive
 		})
 	}
 	oauthSecrets := func(id string) string {

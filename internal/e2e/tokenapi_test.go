@@ -67,7 +67,7 @@ func TestTokenAPI(t *testing.T) {
 	fake, _ := startProvider(t, 3*time.Second)
 	w := e.startWorker()
 	const id = "e2e-tokenapi"
-	e.startCredential(stack.client, credential{id: id, fake: fake})
+	e.startCredential(stack.client, testCredential{id: id, fake: fake})
 	waitForStatus(t, id, 60*time.Second, "a first refresh", func(s workflows.Status) bool { return s.Refreshes >= 1 })
 
 	code, key, stderr := e.runStarterSplit("apikey", "create", "e2e-app", "--credential", id)

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	sdkpb "go.temporal.io/api/sdk/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -229,14 +231,14 @@ func TestWebUI(t *testing.T) {
 	}
 
 	waitForStatusOn(t, c, reauthID, 30*time.Second, "a first refresh of "+reauthID, func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.Refreshes >= 1
+		return s.State == credential.StateActive && s.Refreshes >= 1
 	})
 	fake.RevokeFamily(reauthID)
 	waitForStatusOn(t, c, reauthID, 30*time.Second, "NEEDS_REAUTH after the grant was revoked", func(s workflows.Status) bool {
-		return s.State == workflows.StateNeedsReauth
+		return s.State == credential.StateNeedsReauth
 	})
 	waitForStatusOn(t, c, activeID, 60*time.Second, activeID+" ACTIVE in its second run", func(s workflows.Status) bool {
-		return s.State == workflows.StateActive && s.Runs >= 2
+		return s.State == credential.StateActive && s.Runs >= 2
 	})
 	waitFor(t, 20*time.Second, "visibility: TokenState of both credentials", func() (bool, string) {
 		resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{

@@ -39,9 +39,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/internal/apikeys"
 	"github.com/tokenwarden/tokenwarden/internal/store"
-	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
 // Pattern is the token API's route on the worker's HTTP endpoint; the handler reads its
@@ -129,7 +130,7 @@ func (a *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	credID := r.PathValue("id")
-	log := a.logger.With("credential", loggableID(credID, workflows.ValidateID(credID) == nil), "remote", r.RemoteAddr)
+	log := a.logger.With("credential", loggableID(credID, credential.ValidateID(credID) == nil), "remote", r.RemoteAddr)
 
 	// Callers that keep failing authentication are stopped here, before their key is
 	// looked up or their request logged: that bounds both what guessing costs the store

@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	enums "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/activity"
@@ -569,7 +571,7 @@ type tracker struct {
 
 func (t *tracker) scheduled(r store.Record) time.Time {
 	_, at := workflows.NextWakeup(workflows.Status{
-		ID: r.ID, State: workflows.StateActive,
+		ID: r.ID, State: credential.StateActive,
 		LastRefreshAt: r.UpdatedAt, AccessExpiresAt: r.AccessExpiresAt, RefreshExpiresAt: r.RefreshExpiresAt,
 	}, t.timing, time.Time{})
 	return at

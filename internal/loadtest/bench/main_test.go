@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 
@@ -22,7 +24,7 @@ func TestStaggeredExpiryWakesAtPhase(t *testing.T) {
 			phase := goldenPhase(i)
 			expiry := b.staggeredExpiry(id, now, now, phase)
 			_, wake := workflows.NextWakeup(workflows.Status{
-				ID: id, State: workflows.StateActive, LastRefreshAt: now, AccessExpiresAt: expiry,
+				ID: id, State: credential.StateActive, LastRefreshAt: now, AccessExpiresAt: expiry,
 			}, b.timing, now)
 			jitter := time.Duration(workflows.JitterFraction(id) * float64(min(5*time.Second, lifetime/10)))
 			period := lifetime - lifetime/3 - jitter
@@ -47,7 +49,7 @@ func TestStaggeredExpiryFromAnOrigin(t *testing.T) {
 		id := fmt.Sprintf("bench-%05d", i+1)
 		phase := goldenPhase(i)
 		_, wake := workflows.NextWakeup(workflows.Status{
-			ID: id, State: workflows.StateActive, LastRefreshAt: seeded, AccessExpiresAt: b.staggeredExpiry(id, seeded, origin, phase),
+			ID: id, State: credential.StateActive, LastRefreshAt: seeded, AccessExpiresAt: b.staggeredExpiry(id, seeded, origin, phase),
 		}, b.timing, seeded)
 		jitter := time.Duration(workflows.JitterFraction(id) * float64(5*time.Second))
 		want := origin.Add(time.Duration(phase * float64(4*time.Minute-80*time.Second-jitter)))

@@ -38,6 +38,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	_ "modernc.org/sqlite" // the "sqlite" driver for the outages' second connection
@@ -494,14 +496,14 @@ func (s *soak) progress(ctx context.Context) {
 		s.faultsMu.Unlock()
 		fmt.Printf("[%7s] committed %s  provider refreshes %d  kills %d  store outages %d  faults %d  parked %s  expired %s  %s  overdue now %d (worst %s)  load %s\n",
 			time.Since(s.started).Round(time.Second), committed, s.stack.Fake.Refreshes(), s.kills.Load(), outages,
-			s.stack.Proxy.FaultCount(), s.countState(ctx, workflows.StateNeedsReauth), s.countState(ctx, workflows.StateExpired), lateText,
+			s.stack.Proxy.FaultCount(), s.countState(ctx, credential.StateNeedsReauth), s.countState(ctx, credential.StateExpired), lateText,
 			n, harness.Sec(worst), harness.LoadAverage())
 	}
 }
 
 // countState counts this soak's credentials in a state, from the TokenState search
 // attribute (eventually consistent, good enough for progress).
-func (s *soak) countState(ctx context.Context, st workflows.State) string {
+func (s *soak) countState(ctx context.Context, st credential.State) string {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	res, err := s.stack.Client.CountWorkflow(cctx, &workflowservice.CountWorkflowExecutionsRequest{
@@ -676,9 +678,9 @@ func (s *soak) summarize(elapsed time.Duration, partial bool, statuses map[strin
 		} else {
 			sum.StatusUnknown = append(sum.StatusUnknown, id)
 		}
-		interruptedPark := known && status.State == workflows.StateNeedsReauth &&
+		interruptedPark := known && status.State == credential.StateNeedsReauth &&
 			strings.HasPrefix(status.LastError, activities.ReasonInterruptedRefresh)
-		if known && status.State == workflows.StateNeedsReauth {
+		if known && status.State == credential.StateNeedsReauth {
 			reason := interruptedAt.ReplaceAllString(status.LastError, "(interrupted attempt at ...)")
 			if status.LastErrorCode != "" {
 				reason = "[" + status.LastErrorCode + "] " + reason
@@ -787,7 +789,7 @@ func (sum *summary) print(out io.Writer) {
 	if len(sum.StatusUnknown) > 0 {
 		row("status unknown", len(sum.StatusUnknown), strings.Join(sum.StatusUnknown, " "))
 	}
-	row("NEEDS_REAUTH", sum.States[string(workflows.StateNeedsReauth)], okIf(len(sum.NeedsReauthForbidden) == 0, "only after an interrupted refresh")+
+	row("NEEDS_REAUTH", sum.States[string(credential.StateNeedsReauth)], okIf(len(sum.NeedsReauthForbidden) == 0, "only after an interrupted refresh")+
 		fmt.Sprintf("; %d of %d credentials answered the status query", sum.Credentials-len(sum.StatusUnknown), sum.Credentials))
 	var reasons []string
 	for r := range sum.NeedsReauth {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
+
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/feishu"
 	"github.com/tokenwarden/tokenwarden/internal/provider/feishu/feishutest"
@@ -38,7 +40,7 @@ func TestTenantMintsOncePerCycle(t *testing.T) {
 	grant := provider.Grant{ClientSecret: "app-secret-0123456789"}
 	timing := workflows.Policy{}.Resolve(false)
 
-	st := workflows.Status{ID: "feishu-tenant-main", State: workflows.StateActive, RefreshRequested: true}
+	st := workflows.Status{ID: "feishu-tenant-main", State: credential.StateActive, RefreshRequested: true}
 	const cycles = 12
 	for i := range cycles {
 		_, at := workflows.NextWakeup(st, timing, clock.Now())
