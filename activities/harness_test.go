@@ -2,7 +2,6 @@ package activities_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -14,13 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
+
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.uber.org/mock/gomock"
 
 	"github.com/tokenwarden/tokenwarden/activities"
-	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/outbox"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
@@ -121,14 +121,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	tokenURL := fake.Start()
 	t.Cleanup(fake.Close)
 
-	key := make([]byte, keyring.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	ring, err := keyring.New("k1", map[string][]byte{"k1": key})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ring := keyringtest.Random(t)
 	var (
 		db      *store.SQLite
 		dbPath  string
@@ -143,6 +136,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		primary = pg
 	} else {
 		dbPath = filepath.Join(t.TempDir(), "tokens.db")
+		var err error
 		if db, err = store.OpenSQLite(context.Background(), dbPath, ring, clk.Now); err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -12,22 +11,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
+
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
-
-func testRing(t *testing.T, id string) *keyring.Keyring {
-	t.Helper()
-	key := make([]byte, keyring.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	ring, err := keyring.New(id, map[string][]byte{id: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ring
-}
 
 // TestHealthEndpoints: /livez answers while the process serves; /readyz answers 200
 // only when Temporal, the store and the key ring all pass, and 503 naming the check
@@ -35,7 +22,7 @@ func testRing(t *testing.T, id string) *keyring.Keyring {
 func TestHealthEndpoints(t *testing.T) {
 	ctx := context.Background()
 	dbPath := filepath.Join(t.TempDir(), "tokens.db")
-	ring := testRing(t, "k1")
+	ring := keyringtest.Random(t, "k1")
 	tokens, err := store.OpenSQLite(ctx, dbPath, ring, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +85,7 @@ func TestHealthEndpoints(t *testing.T) {
 	temporalErr = nil
 
 	// A worker started with another key file: the store answers, its rows do not open.
-	other, err := store.OpenSQLite(ctx, dbPath, testRing(t, "k2"), nil)
+	other, err := store.OpenSQLite(ctx, dbPath, keyringtest.Random(t, "k2"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +96,7 @@ func TestHealthEndpoints(t *testing.T) {
 		t.Errorf("/readyz with the wrong key file: %d %v", code, failed)
 	}
 	// The same key ID with other key bytes: the ID matches, decryption fails.
-	wrongBytes := testRing(t, "k1")
+	wrongBytes := keyringtest.Random(t, "k1")
 	other2, err := store.OpenSQLite(ctx, dbPath, wrongBytes, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,10 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
+
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/tokenwarden/tokenwarden/internal/config"
-	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
@@ -67,14 +67,7 @@ func get(t *testing.T, url string) (int, http.Header, string) {
 }
 
 func TestMetricsEndpoint(t *testing.T) {
-	key := make([]byte, keyring.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	ring, err := keyring.New("k1", map[string][]byte{"k1": key})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ring := keyringtest.Random(t)
 	logger := slog.New(slog.DiscardHandler)
 	cfg := config.Worker{Temporal: config.Temporal{TemporalNamespace: "default"}, HTTPAddr: "127.0.0.1:0", CodecBearerToken: "codec-secret"}
 	srv, err := startCodecServer(cfg, ring, logger)

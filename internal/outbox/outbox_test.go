@@ -1,13 +1,14 @@
 package outbox_test
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
 
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/outbox"
@@ -16,14 +17,7 @@ import (
 
 func newOutbox(t *testing.T) (*outbox.Outbox, string) {
 	t.Helper()
-	key := make([]byte, keyring.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	ring, err := keyring.New("k1", map[string][]byte{"k1": key})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ring := keyringtest.Random(t)
 	dir := filepath.Join(t.TempDir(), "outbox")
 	o, err := outbox.Open(dir, ring)
 	if err != nil {

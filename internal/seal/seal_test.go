@@ -3,7 +3,6 @@ package seal_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
 
 	"github.com/tokenwarden/tokenwarden/internal/codec"
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
@@ -21,19 +22,6 @@ import (
 )
 
 const secret = "rt_SealMe0123456789abcdefXYZ"
-
-func ring(t *testing.T) *keyring.Keyring {
-	t.Helper()
-	key := make([]byte, keyring.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	r, err := keyring.New("k1", map[string][]byte{"k1": key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 func sealer(t *testing.T, r *keyring.Keyring) *seal.Sealer {
 	t.Helper()
@@ -47,7 +35,7 @@ func sealer(t *testing.T, r *keyring.Keyring) *seal.Sealer {
 var cfg = provider.Config{TokenURL: "https://idp.example/token", ClientID: "app"}
 
 func TestSealOpensOnlyForItsCredentialAndBinding(t *testing.T) {
-	s := sealer(t, ring(t))
+	s := sealer(t, keyringtest.Random(t))
 	req := seal.Request{ID: "cred-1", Provider: "oauth2", Config: cfg, Seed: seal.Seed{RefreshToken: secret}}
 	env, err := s.SealFor(req)
 	if err != nil {
@@ -70,7 +58,7 @@ func TestSealOpensOnlyForItsCredentialAndBinding(t *testing.T) {
 		"other credential": func() error { _, err := s.Open(env, "cred-2", binding); return err },
 		"other binding":    func() error { _, err := s.Open(env, "cred-1", string(provider.BindingOf("oauth2", other))); return err },
 		"other provider":   func() error { _, err := s.Open(env, "cred-1", string(provider.BindingOf("zalo-oa", cfg))); return err },
-		"other key file":   func() error { _, err := sealer(t, ring(t)).Open(env, "cred-1", binding); return err },
+		"other key file":   func() error { _, err := sealer(t, keyringtest.Random(t)).Open(env, "cred-1", binding); return err },
 	} {
 		err := open()
 		if err == nil || strings.Contains(err.Error(), secret) {
@@ -86,7 +74,7 @@ func TestSealOpensOnlyForItsCredentialAndBinding(t *testing.T) {
 // The codec endpoint holds the payload keys of the same key file: a sealed seed inside
 // a payload it decodes stays sealed.
 func TestCodecNeverOpensASeal(t *testing.T) {
-	r := ring(t)
+	r := keyringtest.Random(t)
 	env, err := sealer(t, r).SealFor(seal.Request{ID: "cred-1", Provider: "oauth2", Config: cfg, Seed: seal.Seed{RefreshToken: secret}})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +106,7 @@ func TestCodecNeverOpensASeal(t *testing.T) {
 }
 
 func TestHandler(t *testing.T) {
-	r := ring(t)
+	r := keyringtest.Random(t)
 	s := sealer(t, r)
 	body := func() *bytes.Reader {
 		b, _ := json.Marshal(seal.Request{ID: "cred-1", Provider: "oauth2", Config: cfg, Seed: seal.Seed{RefreshToken: secret}})

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
+
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
@@ -342,7 +344,7 @@ func testWriteSealsUnderPrimary(t *testing.T, open opener) {
 // nothing, still works.
 func testWrongKeyringFailsLoudly(t *testing.T, open opener) {
 	rec := sample("c1")
-	s := open(t, oneKeyRing(t, "k1"))
+	s := open(t, keyringtest.Random(t, "k1"))
 	mustPut(t, s, rec)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -353,8 +355,8 @@ func testWrongKeyringFailsLoudly(t *testing.T, open opener) {
 		ring    *keyring.Keyring
 		wantErr string
 	}{
-		{name: "key ID unknown", ring: oneKeyRing(t, "k2"), wantErr: `key "k1", which this keyring does not hold`},
-		{name: "same ID other key", ring: oneKeyRing(t, "k1"), wantErr: `key "k1": authentication failed`},
+		{name: "key ID unknown", ring: keyringtest.Random(t, "k2"), wantErr: `key "k1", which this keyring does not hold`},
+		{name: "same ID other key", ring: keyringtest.Random(t, "k1"), wantErr: `key "k1": authentication failed`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,7 +26,6 @@
 package storetest
 
 import (
-	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -34,6 +33,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
 
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
 	"github.com/tokenwarden/tokenwarden/internal/store"
@@ -104,7 +105,7 @@ func onStore(fn func(t *testing.T, s store.Store)) func(*testing.T, database) {
 // fresh database from b.
 func Run(t *testing.T, b Backend) {
 	t.Helper()
-	ring := oneKeyRing(t, "k1")
+	ring := keyringtest.Random(t, "k1")
 	run := func(t *testing.T, tests []contractTest) {
 		t.Helper()
 		for _, tt := range tests {
@@ -144,20 +145,6 @@ func Run(t *testing.T, b Backend) {
 			run(t, serverClockTests)
 		}
 	})
-}
-
-// oneKeyRing is a keyring of one fresh random key, under id.
-func oneKeyRing(t *testing.T, id string) *keyring.Keyring {
-	t.Helper()
-	key := make([]byte, keyring.KeySize)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	ring, err := keyring.New(id, map[string][]byte{id: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ring
 }
 
 // base is a fixed instant with nanoseconds set, so that any rounding shows.
@@ -744,7 +731,7 @@ func testDelete(t *testing.T, s store.Store) {
 // testReopenKeepsRecords: what one handle wrote is there, whole, for a handle opened
 // after it was closed.
 func testReopenKeepsRecords(t *testing.T, open opener) {
-	ring := oneKeyRing(t, "k1")
+	ring := keyringtest.Random(t, "k1")
 	s := open(t, ring)
 	put := mustPut(t, s, sample("c1"))
 	if err := s.Close(); err != nil {
