@@ -4,10 +4,9 @@ import (
 	"errors"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
 )
 

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/tokenwarden/tokenwarden/activities"
 	"github.com/tokenwarden/tokenwarden/activities/activitiesmock"
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 )
 
 func event(kind string) gomock.Matcher {

@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/tokenwarden/tokenwarden/activities"
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/envfile"
 	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 )

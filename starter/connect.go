@@ -23,14 +23,12 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/credential"
-
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	enumspb "go.temporal.io/api/enums/v1"
-
 	"github.com/tokenwarden/tokenwarden/internal/config"
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 	"github.com/tokenwarden/tokenwarden/workflows"

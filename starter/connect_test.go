@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )

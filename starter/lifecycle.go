@@ -8,13 +8,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )
 

@@ -21,9 +21,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/tokenwarden/tokenwarden/internal/config"
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 )
 
 // exitForbidden shares 6 with exitRejected: the request was understood and refused.

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
-
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 

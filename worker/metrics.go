@@ -7,10 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 	"github.com/tokenwarden/tokenwarden/workflows"

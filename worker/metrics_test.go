@@ -13,11 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
-
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/tokenwarden/tokenwarden/internal/config"
+	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
 	"github.com/tokenwarden/tokenwarden/internal/metrics"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )

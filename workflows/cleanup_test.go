@@ -5,12 +5,11 @@ import (
 	"testing"
 	"time"
 
-	cred "github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 )
 
 func TestUnusedDeadline(t *testing.T) {

@@ -12,14 +12,13 @@ import (
 	"maps"
 	"time"
 
-	cred "github.com/tokenwarden/tokenwarden/internal/credential"
-
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 )
 

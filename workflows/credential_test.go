@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	cred "github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"github.com/stretchr/testify/suite"
@@ -18,6 +16,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 )
 

@@ -6,13 +6,12 @@ import (
 	"testing"
 	"time"
 
-	cred "github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 )
 
 func (s *credentialSuite) events() []string {

@@ -8,10 +8,9 @@ import (
 	"reflect"
 	"strings"
 
-	cred "github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"go.temporal.io/sdk/workflow"
 
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/catalog"
 )

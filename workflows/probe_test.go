@@ -4,11 +4,10 @@ import (
 	"context"
 	"time"
 
-	cred "github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/stretchr/testify/mock"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 )
 

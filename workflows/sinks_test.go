@@ -6,12 +6,11 @@ import (
 	"testing"
 	"time"
 
-	cred "github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tokenwarden/tokenwarden/activities"
+	cred "github.com/tokenwarden/tokenwarden/internal/credential"
 )
 
 func sinkInput() CredentialInput {

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/tokenwarden/tokenwarden/internal/provider/feishu/feishutest"
 	"github.com/tokenwarden/tokenwarden/internal/provider/oauth2/oauth2test"
 	"github.com/tokenwarden/tokenwarden/internal/provider/zalo/zalotest"

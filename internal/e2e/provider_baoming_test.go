@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/baoming/baomingtest"
 	"github.com/tokenwarden/tokenwarden/workflows"

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/tokenwarden/tokenwarden/internal/provider/chathub/chathubtest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )

@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/provider/baoming/baomingtest"
 	"github.com/tokenwarden/tokenwarden/workflows"
 )

@@ -39,9 +39,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/tokenwarden/tokenwarden/internal/apikeys"
+	"github.com/tokenwarden/tokenwarden/internal/credential"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/tokenwarden/tokenwarden/internal/credential"
-
 	"github.com/tokenwarden/tokenwarden/internal/provider"
 	"github.com/tokenwarden/tokenwarden/internal/provider/feishu"
 	"github.com/tokenwarden/tokenwarden/internal/provider/feishu/feishutest"

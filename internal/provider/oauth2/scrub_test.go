@@ -1,8 +1,6 @@
 package oauth2provider
 
 import (
-	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
-
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -16,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tokenwarden/tokenwarden/internal/provider"
+	"github.com/tokenwarden/tokenwarden/internal/provider/scrub"
 )
 
 // TestAdversarialProviderCannotLeakSecrets runs a token endpoint that echoes the refresh

@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
-
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 

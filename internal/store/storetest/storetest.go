@@ -34,9 +34,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
-
 	"github.com/tokenwarden/tokenwarden/internal/keyring"
+	"github.com/tokenwarden/tokenwarden/internal/keyring/keyringtest"
 	"github.com/tokenwarden/tokenwarden/internal/store"
 )
 
