@@ -304,6 +304,9 @@ func (b *bench) main(ctx context.Context) (*result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("engine ceiling: %w", err)
 		}
+		if res.ceiling.cycles == 0 && ctx.Err() == nil {
+			return nil, errors.New("engine ceiling: no bare cycle in the window; nothing to size -load against")
+		}
 	}
 
 	for i := 1; i <= b.opts.credentials; i++ {
@@ -975,9 +978,10 @@ func (b *bench) runCeiling(ctx context.Context) (ceilingResult, error) {
 	for i := range ids {
 		ids[i] = fmt.Sprintf("ceiling-%05d", i+1)
 	}
-	// Long enough to start them all at 20 a second, then warm up and measure; each ends
-	// itself at the deadline, or sooner once measured (below).
-	until := time.Now().Add(time.Duration(len(ids))*50*time.Millisecond + b.opts.ceilingWarmup + b.opts.ceilingWindow + time.Minute)
+	// The workflows are terminated once measured (below); the deadline only bounds them
+	// if this program dies first. It must outlast the starts, which slow down as the
+	// workflows already started saturate the engine: 2000 starts have taken minutes.
+	until := time.Now().Add(time.Hour + b.opts.ceilingWarmup + b.opts.ceilingWindow)
 	fmt.Printf("bench: engine ceiling: starting %d bare workflows (activity + %s timer) on task queue %s\n", len(ids), b.opts.ceilingTimer, ceilingQueue)
 	started, _ := startAll(ctx, "ceiling workflows", ids, b.opts.parallel, 0, func(ctx context.Context, id string) error {
 		_, err := b.stack.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: ceilingQueue},
