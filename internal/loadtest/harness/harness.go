@@ -306,14 +306,9 @@ func (s *Stack) ServerPid() (int, error) {
 
 // parentPid reads the parent's PID, field 4 of /proc/<pid>/stat.
 func parentPid(pid int) (int, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid, 4)
 	if err != nil {
 		return 0, err
-	}
-	s := string(stat)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 2 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}
 	return strconv.Atoi(f[1])
 }

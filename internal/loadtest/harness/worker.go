@@ -181,16 +181,10 @@ func ReadProcStats(pid int) (ProcStats, error) {
 			ps.RSS = kb << 10
 		}
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	// utime and stime are fields 14 and 15.
+	f, err := statFields(pid, 15)
 	if err != nil {
 		return ps, err
-	}
-	// The command name (field 2) is in parentheses and may hold spaces; the fields after
-	// the last ')' start with field 3 (state). utime and stime are fields 14 and 15.
-	s := string(stat)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return ps, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64)
@@ -231,4 +225,21 @@ func (o *storeOnce) close() {
 	if o.st != nil {
 		_ = o.st.Close()
 	}
+}
+
+// statFields reads /proc/<pid>/stat and returns its fields from field 3 (state) on, so
+// that field n is at index n-3, checking that field last is there. The command name
+// (field 2) is in parentheses and may hold spaces, so the fields are those after the
+// last ')'.
+func statFields(pid, last int) ([]string, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < last-2 {
+		return nil, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	return f, nil
 }
