@@ -66,17 +66,20 @@ func Trampoline(prog string) {
 //   - One partition per task queue instead of four: on a single node partitions only
 //     add forwarding, which is rate limited, so tasks that land in a partition without
 //     a waiting poller queued there for tens of seconds.
-//   - A mutable-state cache of 16384 workflows instead of the dev server's 8096: a
-//     workflow that is not cached is read back from SQLite on every task, and the
-//     benchmark runs 10,000 credentials.
-func devServerArgs() []string {
+//   - A mutable-state cache of cache workflows (at least 16384) instead of the dev
+//     server's 8096: a workflow that is not cached is read back from SQLite on every
+//     task, and the benchmark runs tens of thousands of credentials.
+func devServerArgs(cache int) []string {
 	return []string{
 		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
 		"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
 		"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
-		"--dynamic-config-value", "history.hostLevelCacheMaxSize=16384",
+		"--dynamic-config-value", fmt.Sprintf("history.hostLevelCacheMaxSize=%d", max(cache, minServerCache)),
 	}
 }
+
+// minServerCache is the least mutable-state cache devServerArgs gives the dev server.
+const minServerCache = 16384
 
 // StackOptions configures StartStack.
 type StackOptions struct {
@@ -95,6 +98,10 @@ type StackOptions struct {
 	// (TOKENWARDEN_TEMPORAL_GRPC_COMPRESSION) and of this program's client: gzip or
 	// none. Empty: the defaults of each.
 	GrpcCompression string
+	// ServerCache is the dev server's mutable-state cache, in workflows: the most the
+	// run keeps alive at once, so that none is read back from SQLite on every task. At
+	// least 16384 is used.
+	ServerCache int
 }
 
 // Stack is a running dev server, fake provider behind its proxy, and worker. Fields
@@ -159,7 +166,7 @@ func StartStack(ctx context.Context, o StackOptions) (*Stack, error) {
 			"--search-attribute", "TokenState=Keyword",
 			"--search-attribute", "TokenProvider=Keyword",
 			"--search-attribute", "TokenExpiresAt=Datetime",
-		}, devServerArgs()...),
+		}, devServerArgs(o.ServerCache)...),
 		Stdout: serverLog,
 		Stderr: serverLog,
 	})
